@@ -1,0 +1,130 @@
+"""Callbacks: a progress bar that counts SGD steps, the embedding figure, the learning-rate finder's report."""
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import matplotlib
+
+matplotlib.use("Agg")  # figures are written to files and TensorBoard, never shown
+import matplotlib.pyplot as plt
+import torch
+from lightning.pytorch.callbacks import LearningRateFinder, TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.tuner.lr_finder import _LRFinder
+from lightning.pytorch.utilities import rank_zero_only
+
+
+def tensorboard(trainer: L.Trainer):
+    """The trainer's TensorBoard SummaryWriter, or None when it logs elsewhere."""
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            return logger.experiment
+    return None
+
+
+def run_dir(trainer: L.Trainer) -> Path:
+    """The folder of this run: the logger's version folder, else the trainer's root."""
+    return Path(trainer.log_dir or trainer.default_root_dir)
+
+
+class StepProgressBar(TQDMProgressBar):
+    """Lightning's tqdm bar, counting SGD steps (global_step) rather than Lightning batches.
+
+    A makemore batch carries many SGD steps, so the stock bar would read 30/3000 after 3,000 steps.
+    """
+
+    def _total_steps(self, trainer: L.Trainer) -> float:
+        if trainer.max_steps > 0:
+            return trainer.max_steps
+        steps_per_epoch = getattr(trainer.train_dataloader, "steps_per_epoch", None)
+        if steps_per_epoch is None or trainer.max_epochs is None or trainer.max_epochs < 0:
+            return float("inf")
+        return steps_per_epoch * trainer.max_epochs
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *_: Any) -> None:
+        super().on_train_epoch_start(trainer)
+        bar = self.train_progress_bar
+        bar.total = convert_inf(self._total_steps(trainer))
+        bar.n = trainer.global_step
+        bar.refresh()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        bar = self.train_progress_bar
+        if bar is not None and not bar.disable:
+            bar.n = trainer.global_step
+            bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
+            bar.refresh()
+
+
+def embedding_figure(weight: torch.Tensor, labels: list[str]) -> plt.Figure:
+    """A labelled scatter of character embeddings: the two dimensions, or the first two principal components."""
+    points = weight.detach().float().cpu()
+    if points.shape[1] == 2:
+        axes_names = ("dimension 0", "dimension 1")
+    else:
+        _, _, V = torch.pca_lowrank(points, q=2)
+        points = (points - points.mean(0)) @ V[:, :2]
+        axes_names = ("principal component 1", "principal component 2")
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.scatter(points[:, 0], points[:, 1], s=200, color="tab:blue")
+    for (x, y), label in zip(points.tolist(), labels):
+        ax.text(x, y, label, ha="center", va="center", color="white")
+    ax.set_xlabel(axes_names[0])
+    ax.set_ylabel(axes_names[1])
+    ax.set_title("character embeddings")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+class EmbeddingVisualizer(L.Callback):
+    """At the end of fit, the character embeddings go to TensorBoard: a scatter figure and the projector."""
+
+    @rank_zero_only
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        writer = tensorboard(trainer)
+        if writer is None:
+            return
+        weight = pl_module.net.embedding.weight.detach().cpu()
+        labels = list(pl_module.hparams.vocab)
+        writer.add_figure("embeddings", embedding_figure(weight, labels), trainer.global_step)
+        writer.add_embedding(weight, metadata=labels, tag="character_embeddings", global_step=trainer.global_step)
+        writer.flush()
+
+
+def report_lr_find(trainer: L.Trainer, finder: _LRFinder) -> float:
+    """Print the suggested learning rate, save the loss-vs-rate plot as PNG and to TensorBoard."""
+    suggestion = finder.suggestion()
+    if trainer.is_global_zero:
+        fig = finder.plot(suggest=True)
+        fig.axes[0].set_title(f"learning-rate finder: suggestion {suggestion:.3g}")
+        path = run_dir(trainer) / "lr_find.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+        writer = tensorboard(trainer)
+        if writer is not None:
+            writer.add_figure("lr_find", fig, trainer.global_step)
+            writer.flush()
+        print(f"suggested learning rate: {suggestion:.4g} (plot: {path})")
+    return suggestion
+
+
+class FindLearningRate(LearningRateFinder):
+    """Lightning's LearningRateFinder with the lecture's sweep (1e-3 to 1 over 1,000 steps) and a saved plot.
+
+    Add it to fit's callbacks to sweep first and train with the suggested rate.
+
+    Args:
+        min_lr: lowest learning rate of the sweep.
+        max_lr: highest learning rate of the sweep.
+        num_training_steps: SGD steps in the sweep.
+    """
+
+    def __init__(self, min_lr: float = 1e-3, max_lr: float = 1.0, num_training_steps: int = 1000) -> None:
+        super().__init__(min_lr=min_lr, max_lr=max_lr, num_training_steps=num_training_steps, attr_name="learning_rate")
+
+    def lr_find(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().lr_find(trainer, pl_module)
+        if self.optimal_lr is not None:
+            report_lr_find(trainer, self.optimal_lr)

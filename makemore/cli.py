@@ -1,0 +1,104 @@
+"""The command line: Lightning's CLI (fit, validate, test, lr_find) plus `sample`, which needs only a checkpoint."""
+
+import sys
+from typing import Optional
+
+import lightning as L
+import torch
+from jsonargparse import ArgumentParser
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.tuner import Tuner
+
+from makemore.callbacks import EmbeddingVisualizer, report_lr_find
+from makemore.data import CharDataModule, DataError
+from makemore.module import CheckpointError, MakemoreModule, load_checkpoint
+
+
+class Trainer(L.Trainer):
+    """Lightning's Trainer with an `lr_find` subcommand; checkpoints are loaded as plain data (weights_only)."""
+
+    def lr_find(
+        self,
+        model: L.LightningModule,
+        datamodule: Optional[L.LightningDataModule] = None,
+        min_lr: float = 1e-3,
+        max_lr: float = 1.0,
+        num_training: int = 1000,
+    ) -> float:
+        """Sweep the learning rate exponentially, print the suggestion, save the loss-vs-rate plot.
+
+        Args:
+            model: the module to sweep (its weights are restored afterwards).
+            datamodule: the data.
+            min_lr: lowest learning rate of the sweep.
+            max_lr: highest learning rate of the sweep.
+            num_training: SGD steps in the sweep.
+        """
+        finder = Tuner(self).lr_find(
+            model, datamodule=datamodule, min_lr=min_lr, max_lr=max_lr, num_training=num_training, update_attr=False
+        )
+        return report_lr_find(self, finder)
+
+    # Loading a shared checkpoint must not run code hidden in it: weights_only=True unless asked otherwise.
+    def fit(self, model, train_dataloaders=None, val_dataloaders=None, datamodule=None, ckpt_path=None, weights_only: Optional[bool] = True):
+        return super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, weights_only)
+
+    def validate(self, model=None, dataloaders=None, ckpt_path=None, verbose=True, datamodule=None, weights_only: Optional[bool] = True):
+        return super().validate(model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
+
+    def test(self, model=None, dataloaders=None, ckpt_path=None, verbose=True, datamodule=None, weights_only: Optional[bool] = True):
+        return super().test(model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
+
+
+class MakemoreCLI(LightningCLI):
+    """Links what the data decides (vocabulary, block size) into the model; adds the lr_find subcommand."""
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {**LightningCLI.subcommands(), "lr_find": {"model", "datamodule"}}
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.block_size", "model.block_size")
+        parser.link_arguments("data.vocab", "model.vocab", apply_on="instantiate")
+
+
+def sample(ckpt_path: str, num_samples: int = 20, seed: int = 42, device: str = "cpu") -> list[str]:
+    """Print names drawn from a trained model, one per line; needs only the checkpoint.
+
+    Args:
+        ckpt_path: a checkpoint written by `fit` (for example lightning_logs/version_0/checkpoints/last.ckpt).
+        num_samples: how many names to draw.
+        seed: seed of the sampling generator; the same seed gives the same names.
+        device: where to run the model (cpu or cuda).
+    """
+    module = load_checkpoint(ckpt_path, map_location=device)
+    names = module.sample(num_samples, torch.Generator(device).manual_seed(seed))
+    for name in names:
+        print(name)
+    return names
+
+
+def main(args: Optional[list[str]] = None) -> Optional[MakemoreCLI]:
+    """Run the command line; `args` defaults to sys.argv[1:] (tests pass their own)."""
+    argv = sys.argv[1:] if args is None else list(args)
+    try:
+        if argv[:1] == ["sample"]:
+            parser = ArgumentParser(prog="makemore sample", description=sample.__doc__.splitlines()[0])
+            parser.add_function_arguments(sample)
+            sample(**parser.parse_args(argv[1:]).as_dict())
+            return None
+        return MakemoreCLI(
+            MakemoreModule,
+            CharDataModule,
+            trainer_class=Trainer,
+            trainer_defaults={
+                "callbacks": [
+                    ModelCheckpoint(monitor="val_loss", mode="min", save_last=True, filename="{epoch}-{step}-{val_loss:.4f}"),
+                    EmbeddingVisualizer(),
+                ]
+            },
+            args=args,
+        )
+    except (DataError, CheckpointError) as err:
+        sys.exit(f"makemore: error: {err}")
