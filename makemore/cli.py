@@ -12,7 +12,7 @@ from lightning.pytorch.tuner import Tuner
 
 from makemore.callbacks import EmbeddingVisualizer, report_lr_find
 from makemore.data import CharDataModule, DataError
-from makemore.module import CheckpointError, MakemoreModule, load_checkpoint
+from makemore.module import CheckpointError, MakemoreModule, load_checkpoint, read_checkpoint
 
 
 class Trainer(L.Trainer):
@@ -61,6 +61,16 @@ class MakemoreCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.block_size", "model.block_size")
         parser.link_arguments("data.vocab", "model.vocab", apply_on="instantiate")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        super().parse_arguments(parser, args)
+        # Lightning reads a --ckpt_path file straight after parsing: check it first, so that a missing,
+        # corrupt, foreign or unsafe file gives one clear error (CheckpointError) instead of a traceback.
+        subcommand = self.config.get("subcommand")
+        ckpt_path = str(self.config[subcommand].get("ckpt_path") or "") if subcommand else ""
+        special = ckpt_path in ("best", "last", "hpc") or ckpt_path.startswith("registry") or "://" in ckpt_path
+        if ckpt_path and not special:  # a local file (Lightning resolves the special names and URLs itself)
+            read_checkpoint(ckpt_path)
 
 
 def sample(ckpt_path: str, num_samples: int = 20, seed: int = 42, device: str = "cpu") -> list[str]:

@@ -5,6 +5,7 @@ the `block_size` characters before each position (left-padded with the start/end
 character at that position, the last one being `.` again.
 """
 
+import codecs
 import math
 import random
 from importlib import resources
@@ -20,7 +21,7 @@ TOKEN = "."
 
 
 class DataError(ValueError):
-    """Bad input data; the message names the file (and line) and what is wrong."""
+    """Bad input data or data settings; the message names the file (and line) or setting and what is wrong."""
 
 
 def default_path() -> Path:
@@ -31,8 +32,9 @@ def default_path() -> Path:
 def read_words(path: Union[str, Path]) -> list[str]:
     """Read one word per line; surrounding whitespace and blank lines are dropped.
 
-    Raises DataError naming the file (and line) for a missing or unreadable file, bytes that are
-    not UTF-8, a word containing the reserved `.`, or a file with no words at all.
+    Windows line endings and a UTF-8 byte order mark are accepted. Raises DataError naming the file
+    (and line) for a missing or unreadable file, bytes that are not UTF-8, a word containing the
+    reserved `.`, or a file with no words at all.
     """
     path = Path(path)
     try:
@@ -43,6 +45,8 @@ def read_words(path: Union[str, Path]) -> list[str]:
         raise DataError(f"{path}: is a directory, expected a text file with one word per line") from None
     except OSError as err:
         raise DataError(f"{path}: cannot read: {err.strerror}") from None
+    if raw.startswith(codecs.BOM_UTF8):  # as some Windows editors write; not a character of the first word
+        raw = raw[len(codecs.BOM_UTF8) :]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -241,9 +245,9 @@ class CharDataModule(L.LightningDataModule):
         for name, value in [("block_size", block_size), ("batch_size", batch_size), ("steps_per_batch", steps_per_batch),
                             ("eval_batch_size", eval_batch_size), ("steps_per_epoch", steps_per_epoch or 1)]:
             if value < 1:
-                raise ValueError(f"data.{name} must be at least 1, got {value}")
+                raise DataError(f"data.{name} must be at least 1, got {value}")
         if not (0 < train_fraction and 0 < val_fraction and train_fraction + val_fraction < 1):
-            raise ValueError(
+            raise DataError(
                 f"data.train_fraction ({train_fraction}) and data.val_fraction ({val_fraction}) must be positive"
                 " and sum to less than 1, leaving a test split"
             )

@@ -1,6 +1,8 @@
 """The LightningModule: SGD steps, losses and perplexity per split, learning rate, samples."""
 
 import inspect
+import pickle
+import re
 from typing import Any, Literal, Optional
 
 import lightning as L
@@ -156,29 +158,57 @@ class MakemoreModule(L.LightningModule):
         return [self.vocabulary.decode(row[row != 0].tolist()) for row in ids.cpu()]
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        saved = checkpoint.get("hyper_parameters", {}).get("vocab")
-        if saved is not None and saved != self.hparams.vocab:
+        # The data decides the vocabulary and the context length: weights trained on others cannot fit.
+        saved = checkpoint.get("hyper_parameters") or {}
+        trainer = self._trainer
+        source = f"{trainer.ckpt_path}: " if trainer is not None and trainer.ckpt_path else ""
+        if "vocab" in saved and saved["vocab"] != self.hparams.vocab:
             raise CheckpointError(
-                f"the checkpoint was trained on the vocabulary {saved!r}, but the data has {self.hparams.vocab!r};"
-                " use the data file it was trained on"
+                f"{source}the checkpoint was trained on the vocabulary {saved['vocab']!r}, but the data has"
+                f" {self.hparams.vocab!r}; use the data file it was trained on"
+            )
+        if "block_size" in saved and saved["block_size"] != self.hparams.block_size:
+            raise CheckpointError(
+                f"{source}the checkpoint was trained with data.block_size {saved['block_size']}, but this run has"
+                f" {self.hparams.block_size}; use the block_size it was trained with"
             )
 
 
-def load_checkpoint(path: str, map_location: str = "cpu") -> MakemoreModule:
-    """Rebuild a trained module from a checkpoint alone, refusing anything but plain data (weights_only)."""
+def read_checkpoint(path: str, map_location: str = "cpu") -> dict:
+    """Load a makemore checkpoint as plain data (weights_only); CheckpointError, naming the file, if it is not one."""
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint file") from None
     except IsADirectoryError:
         raise CheckpointError(f"{path}: is a directory, expected a checkpoint file") from None
-    except Exception as err:  # torch raises many kinds for truncated files and unsafe pickles
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: not a readable makemore checkpoint ({first_line})") from None
+    except PermissionError:
+        raise CheckpointError(f"{path}: cannot read: permission denied") from None
+    except Exception as err:  # torch raises many kinds for truncated or foreign files and unsafe pickles
+        unsafe = re.search(r"GLOBAL ([\w.]+)", str(err)) if isinstance(err, pickle.UnpicklingError) else None
+        if unsafe:
+            raise CheckpointError(
+                f"{path}: refused: it holds Python code ({unsafe.group(1)}) that loading could run; makemore"
+                " checkpoints hold only weights and plain data, so do not trust this file"
+            ) from None
+        raise CheckpointError(f"{path}: not a checkpoint (truncated, corrupt, or not written by torch.save)") from None
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     if not isinstance(hparams, dict) or "vocab" not in hparams or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path}: not a makemore checkpoint (no makemore hyperparameters or weights)")
+    return checkpoint
+
+
+def load_checkpoint(path: str, map_location: str = "cpu") -> MakemoreModule:
+    """Rebuild a trained module from a checkpoint alone, refusing anything but plain data (weights_only)."""
+    checkpoint = read_checkpoint(path, map_location)
+    hparams = checkpoint["hyper_parameters"]
     accepted = inspect.signature(MakemoreModule).parameters
-    module = MakemoreModule(**{k: v for k, v in hparams.items() if k in accepted})  # the CLI adds _instantiator
-    module.load_state_dict(checkpoint["state_dict"])
+    try:
+        module = MakemoreModule(**{k: v for k, v in hparams.items() if k in accepted})  # the CLI adds _instantiator
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: not a makemore checkpoint (bad hyperparameters: {err})") from None
+    try:
+        module.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError:
+        raise CheckpointError(f"{path}: not a makemore checkpoint (its weights do not fit its hyperparameters)") from None
     return module
