@@ -103,6 +103,8 @@ def main(args: Optional[list[str]] = None) -> Optional[MakemoreCLI]:
             CharDataModule,
             trainer_class=Trainer,
             trainer_defaults={
+                # A batch carries data.steps_per_batch SGD steps: log train_loss (their mean) for each one.
+                "log_every_n_steps": 1,
                 "callbacks": [
                     ModelCheckpoint(monitor="val_loss", mode="min", save_last=True, filename="{epoch}-{step}-{val_loss:.4f}"),
                     EmbeddingVisualizer(),
