@@ -1,0 +1,56 @@
+"""The command line end to end: every config builds, fit -> test -> sample, help text, console script."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import small_run_args
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_every_config_parses_and_builds(config, words_path, tmp_path, run_cli):
+    cli = run_cli("fit", "--config", str(config), *small_run_args(words_path, tmp_path), "--trainer.fast_dev_run", "true")
+    assert cli.trainer.global_step == 1
+    assert cli.model.hparams.block_size == cli.datamodule.hparams.block_size  # linked, not configured twice
+
+
+def test_fit_test_sample_round_trip(words_path, tmp_path, run_cli, capsys):
+    fit = run_cli("fit", *small_run_args(words_path, tmp_path, max_steps=200))
+    best = fit.trainer.checkpoint_callback.best_model_path
+    assert Path(best).exists() and "step=" in Path(best).name
+    test = run_cli("test", *small_run_args(words_path, tmp_path), "--ckpt_path", best)
+    assert 0 < test.trainer.callback_metrics["test_loss"] < 3
+    validate = run_cli("validate", *small_run_args(words_path, tmp_path), "--ckpt_path", best)
+    assert validate.trainer.callback_metrics["val_loss"] == pytest.approx(fit.trainer.checkpoint_callback.best_model_score.item())
+    capsys.readouterr()
+
+    run_cli("sample", "--ckpt_path", best, "--num_samples", "8", "--seed", "1")
+    names = capsys.readouterr().out.splitlines()
+    assert len(names) == 8
+    assert all(set(name) <= set(fit.datamodule.vocab[1:]) for name in names)
+    run_cli("sample", "--ckpt_path", best, "--num_samples", "8", "--seed", "1")
+    assert capsys.readouterr().out.splitlines() == names  # seeded
+    run_cli("sample", "--ckpt_path", best, "--num_samples", "8", "--seed", "2")
+    assert capsys.readouterr().out.splitlines() != names
+
+
+def test_help_documents_every_option(run_cli, capsys):
+    with pytest.raises(SystemExit):
+        run_cli("fit", "--help")
+    text = capsys.readouterr().out
+    for phrase in ["context length", "embedding dimensions per character", "examples per SGD step", "SGD steps carried by"]:
+        assert phrase in " ".join(text.split())
+    with pytest.raises(SystemExit):
+        run_cli("sample", "--help")
+    assert "seed of the sampling generator" in " ".join(capsys.readouterr().out.split())
+
+
+def test_console_script_and_module_entry_point(tmp_path):
+    script = Path(sys.executable).with_name("makemore")
+    for command in ([str(script)], [sys.executable, "-m", "makemore"]):
+        result = subprocess.run([*command, "sample", "--help"], capture_output=True, text=True, cwd=tmp_path)
+        assert result.returncode == 0 and "--ckpt_path" in result.stdout
