@@ -1,0 +1,41 @@
+"""scripts/experiments.py end to end: a smoke run of two configs through the real CLI, on a tiny word list."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_experiments_writes_one_row_per_config(words_path, tmp_path):
+    docs, root = tmp_path / "docs", tmp_path / "runs"
+    configs = ["mlp_embd2", "mlp"]
+    command = [sys.executable, str(REPO / "scripts" / "experiments.py"), "--configs", *configs, "--max_steps", "100",
+               "--data_path", str(words_path), "--root", str(root), "--docs", str(docs)]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    results = json.loads((docs / "results.json").read_text())
+    runs = results["runs"]
+    assert [run["config"] for run in runs] == configs
+    for run in runs:
+        assert run["steps"] == 100 and run["best_step"] <= 100
+        for key in ("train", "val", "test"):
+            assert math.isfinite(run[key]) and 0 < run[key] < 5, (run["config"], key, run[key])
+        assert run["wall_time_s"] > 0
+        assert len(run["val_curve"]) == 20  # validation every 5 steps, as every 10,000 of 200,000
+        assert Path(run["best_checkpoint"]).exists() and Path(run["best_checkpoint"]).is_relative_to(root)
+    assert [(r["n_embd"], r["n_hidden"]) for r in runs] == [(2, 100), (10, 200)]
+    assert runs[0]["params"] < runs[1]["params"]
+
+    table = (docs / "results.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert [row.split("|")[1].strip() for row in rows] == [f"`{c}`" for c in configs]
+    for row, run in zip(rows, runs):
+        assert f"{run['val']:.4f}" in row and f"{run['test']:.4f}" in row
+    assert "--max_steps 100" in table  # the command that produced it
+
+    for png in ("val_loss.png", "embeddings_2d.png", "lr_find.png"):
+        assert (docs / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
