@@ -211,4 +211,4 @@ def load_checkpoint(path: str, map_location: str = "cpu") -> MakemoreModule:
         module.load_state_dict(checkpoint["state_dict"])
     except RuntimeError:
         raise CheckpointError(f"{path}: not a makemore checkpoint (its weights do not fit its hyperparameters)") from None
-    return module
+    return module.to(map_location)

@@ -1,6 +1,7 @@
 """Search challenge settings on the validation split: run candidate overrides of configs/challenge.yaml in parallel.
 
-Each candidate is a name and a list of CLI overrides; every run is a real `python -m makemore fit`, and its
+The search behind configs/challenge.yaml ran on a lent GPU machine (scripts/device_check.sh); its
+results are in README. Each candidate is a name and a list of CLI overrides; every run is a real `python -m makemore fit`, and its
 score is the best validation loss its checkpoint callback kept. Only validation loss is read: the test
 split is touched once, for the chosen config, by `python -m makemore test`.
 
@@ -22,9 +23,9 @@ def cosine(steps: int) -> list[str]:
     return ["--trainer.max_steps", str(steps), "--model.lr_scheduler.init_args.T_max", str(steps)]
 
 
-def model(block: int, embd: int, hidden: int, layers: int, dropout: float) -> list[str]:
+def model(block: int, embd: int, hidden: int, layers: int, dropout: float, batch: int = 128) -> list[str]:
     return ["--data.block_size", str(block), "--model.n_embd", str(embd), "--model.n_hidden", str(hidden),
-            "--model.n_layers", str(layers), "--model.dropout", str(dropout)]
+            "--model.n_layers", str(layers), "--model.dropout", str(dropout), "--data.batch_size", str(batch)]
 
 
 CANDIDATES = {
@@ -38,7 +39,7 @@ CANDIDATES = {
     "b8_e32_h384_l3_d0.2_80k": model(8, 32, 384, 3, 0.2) + cosine(80_000),
     "b8_e32_h512_d0.3_80k_lr1e-2": model(8, 32, 512, 2, 0.3) + cosine(80_000) + ["--model.learning_rate", "0.01"],
     "b8_e32_h512_d0.3_80k_wd0.3": model(8, 32, 512, 2, 0.3) + cosine(80_000) + ["--model.optimizer.init_args.weight_decay", "0.3"],
-    "b8_e32_h512_d0.3_80k_bs256": model(8, 32, 512, 2, 0.3) + cosine(80_000) + ["--data.batch_size", "256"],
+    "b8_e32_h512_d0.3_80k_bs256": model(8, 32, 512, 2, 0.3, batch=256) + cosine(80_000),
     "b8_e32_h1024_l1_d0.4_80k": model(8, 32, 1024, 1, 0.4) + cosine(80_000),
     "b16_e24_h512_d0.3_80k": model(16, 24, 512, 2, 0.3) + cosine(80_000),
 }

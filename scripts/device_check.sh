@@ -20,6 +20,6 @@ python3 - <<'PY' | tee -a $OUT/search.txt
 import re, pathlib
 for d in sorted(pathlib.Path("/tmp/cs").iterdir()):
     if d.is_dir():
-        s = [(float(m.group(2)), int(m.group(1))) for p in d.rglob("*.ckpt") if (m := re.search(r"step=(\d+)-val_loss=([0-9.]+)", p.name))]
+        s = [(float(m.group(2)), int(m.group(1))) for p in d.rglob("*.ckpt") if (m := re.search(r"step=(\d+)-val_loss=([0-9.]+?)\.ckpt", p.name))]
         print(d.name, min(s) if s else None)
 PY
