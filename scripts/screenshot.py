@@ -25,11 +25,13 @@ from typing import Optional
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
-# What each screenshot shows: the URL fragment selects the dashboard; a tag filter keeps the charts
-# a reader wants (the `step` and `epoch` scalars only mirror the x-axis); smoothing 0 shows the logged values.
+# What each screenshot shows: the URL fragment selects the dashboard. The scalars' tag filter (a regex)
+# keeps the four training curves in one 1400x1000 window: `step` and `epoch` only mirror the x-axis, and
+# test_loss is a single point at step 0. Smoothing 0 shows the logged values. The images dashboard needs
+# no filter: a fit logs one figure, the character embeddings.
 SHOTS = {
-    "tensorboard_scalars.png": "#scalars&tagFilter=loss%7Cperplexity%7Clr&_smoothingWeight=0",
-    "tensorboard_images.png": "#images&tagFilter=embeddings",
+    "tensorboard_scalars.png": "#scalars&tagFilter=train_loss%7Cval_%7Clr&_smoothingWeight=0",
+    "tensorboard_images.png": "#images",
 }
 
 
