@@ -11,6 +11,12 @@ of steps, batch 32, three sides run interleaved (A B C A B C ...):
                at every epoch end all on. µs/step = (on_train_end - on_train_start) / global_step.
                It trains on the CPU like the plain loops (--accelerator; the config says auto).
 
+Per side the table gives the median of the repeats, the fastest repeat ("best": other processes on
+a shared machine only ever slow a run down) and process CPU time (all threads). The StepTimer
+callback is itself a callback like any other and costs makemore a few µs per step (Lightning calls
+three hooks per SGD step on every callback). benchmarks/step_breakdown.py splits makemore's extra
+time per step into its parts.
+
 It also times building the examples (names.txt and 1,000,000 generated name-like words) and prints
 Markdown tables. `--full` instead runs the lecture's 200,000 steps as two whole processes,
 `python -m makemore fit --config configs/mlp.yaml` and `python benchmarks/plain_loop.py`.
@@ -25,6 +31,7 @@ import contextlib
 import math
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -157,9 +164,16 @@ def time_build(path: Path) -> dict:
             "read_s": t1 - t0, "split_s": t2 - t1, "build_s": t3 - t2}
 
 
+def load_average() -> str:
+    try:
+        return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "load average unknown"
+
+
 def machine_facts(threads: int) -> str:
     return (f"machine: {platform.machine()}, os.cpu_count()={os.cpu_count()}, python {platform.python_version()}, "
-            f"torch {torch.__version__}, lightning {lightning.__version__}, torch threads {threads}")
+            f"torch {torch.__version__}, lightning {lightning.__version__}, torch threads {threads}; {load_average()}")
 
 
 def fmt_losses(losses: dict) -> tuple[str, str]:
@@ -193,24 +207,28 @@ def benchmark(args) -> None:
         if mm["threads"] != threads:
             raise RuntimeError(f"makemore trained with {mm['threads']} threads, the plain loops with {threads}")
 
-        print()
-        print(f"| side | µs/step (median of {args.repeats}) | × plain | all repeats µs/step | CPU µs/step (median) "
-              f"| CPU × plain | whole call s (median) | train loss | val loss |")
-        print("|---|---:|---:|---|---:|---:|---:|---:|---:|")
+        print(f"\nafter the runs: {load_average()} (other processes on the machine skew wall times; "
+              f"'best' is the fastest repeat)\n")
+        print(f"| side | µs/step (median of {args.repeats}) | × plain | all repeats µs/step | best µs/step | best × plain "
+              f"| CPU µs/step (median) | CPU × plain | whole call s (median) | train loss | val loss |")
+        print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
         base = statistics.median(r["us_per_step"] for r in results["plain"])
         cpu_base = statistics.median(r["cpu_us_per_step"] for r in results["plain"])
+        best_base = min(r["us_per_step"] for r in results["plain"])
         for side in SIDES:
             us = statistics.median(r["us_per_step"] for r in results[side])
             cpu = statistics.median(r["cpu_us_per_step"] for r in results[side])
+            best = min(r["us_per_step"] for r in results[side])
             call = statistics.median(r["call_s"] for r in results[side])
             tr, va = fmt_losses(results[side][-1]["losses"])
             every = ", ".join(f"{r['us_per_step']:.0f}" for r in results[side])
-            print(f"| {side} | {us:.1f} | {us / base:.2f} | {every} | {cpu:.1f} | {cpu / cpu_base:.2f} | {call:.2f} "
+            print(f"| {side} | {us:.1f} | {us / base:.2f} | {every} | {best:.1f} | {best / best_base:.2f} "
+                  f"| {cpu:.1f} | {cpu / cpu_base:.2f} | {call:.2f} "
                   f"| {tr} | {va} |")
         val_us = statistics.median(r["val_s"] / steps * 1e6 for r in results["makemore"])
         print(f"\nmakemore: whole call = CLI parse + data + sanity check + training + end-of-fit; the training "
               f"part includes {mm['validations']} validation(s) ({val_us:.1f} µs/step of it, median) and "
-              f"{mm['checkpoints']} checkpoint file(s). Losses: mean cross-entropy over the whole split after "
+              f"{mm['checkpoints']} checkpoint file(s), and the StepTimer callback's own few µs/step. Losses: mean cross-entropy over the whole split after "
               f"training, last repeat; the plain loops start from "
               + ("the lecture's randn init (C, W1, ... = randn), makemore from nn.Embedding/nn.Linear's init, "
                  "so short runs end at different losses (--init package starts the plain loops from makemore's "
@@ -256,6 +274,11 @@ def full(args) -> None:
                 sys.exit(f"{side} failed (exit {done.returncode}):\n{log.read_text()[-3000:]}")
             if side == "plain":
                 print("  " + log.read_text().strip().splitlines()[-1])
+            else:  # checkpoint names are {epoch}-{step}-{val_loss}: report the latest validation
+                found = [re.search(r"step=(\d+)-val_loss=([\d.]+)\.ckpt$", c.name) for c in Path(tmp).rglob("*.ckpt")]
+                found = sorted((int(m[1]), m[2]) for m in found if m)
+                if found:
+                    print(f"  last checkpointed validation: step {found[-1][0]}, val_loss {found[-1][1]}")
         print("\n| process (200,000 steps) | wall s | × plain |")
         print("|---|---:|---:|")
         for side in ("plain", "makemore"):
