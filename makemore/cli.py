@@ -106,7 +106,9 @@ def main(args: Optional[list[str]] = None) -> Optional[MakemoreCLI]:
                 # A batch carries data.steps_per_batch SGD steps: log train_loss (their mean) for each one.
                 "log_every_n_steps": 1,
                 "callbacks": [
-                    ModelCheckpoint(monitor="val_loss", mode="min", save_last=True, filename="{epoch}-{step}-{val_loss:.4f}"),
+                    ModelCheckpoint(monitor="val_loss", mode="min", filename="{epoch}-{step}-{val_loss:.4f}"),
+                    # last.ckpt at every epoch end (Lightning's save_last only follows improvements of the monitor)
+                    ModelCheckpoint(filename="last", enable_version_counter=False),
                     EmbeddingVisualizer(),
                 ]
             },
