@@ -1,6 +1,7 @@
 """The command line: Lightning's CLI (fit, validate, test, lr_find) plus `sample`, which needs only a checkpoint."""
 
 import sys
+from pathlib import Path
 from typing import Optional
 
 import lightning as L
@@ -51,6 +52,14 @@ class Trainer(L.Trainer):
         return super().test(model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
 
 
+def newest_last_checkpoint(root: str) -> Path:
+    """The most recently written last.ckpt under `root` (every run's version folder is searched)."""
+    found = sorted(Path(root).rglob("last.ckpt"), key=lambda path: path.stat().st_mtime)
+    if not found:
+        raise CheckpointError(f"{Path(root).resolve()}: no last.ckpt under it to resume from (--ckpt_path last)")
+    return found[-1]
+
+
 class MakemoreCLI(LightningCLI):
     """Links what the data decides (vocabulary, block size) into the model; adds the lr_find subcommand."""
 
@@ -61,6 +70,18 @@ class MakemoreCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.block_size", "model.block_size")
         parser.link_arguments("data.vocab", "model.vocab", apply_on="instantiate")
+        parser.add_argument(
+            "--num_threads",
+            type=Optional[int],
+            default=1,
+            help="torch's intra-op CPU threads (null: torch's default). The model is too small to gain from more,"
+            " and several threads slow to a crawl when other processes share the cores.",
+        )
+
+    def before_instantiate_classes(self) -> None:
+        threads = self._get(self.config, "num_threads")
+        if threads is not None:
+            torch.set_num_threads(threads)
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         super().parse_arguments(parser, args)
@@ -68,7 +89,11 @@ class MakemoreCLI(LightningCLI):
         # corrupt, foreign or unsafe file gives one clear error (CheckpointError) instead of a traceback.
         subcommand = self.config.get("subcommand")
         ckpt_path = str(self.config[subcommand].get("ckpt_path") or "") if subcommand else ""
-        special = ckpt_path in ("best", "last", "hpc") or ckpt_path.startswith("registry") or "://" in ckpt_path
+        if ckpt_path == "last":
+            # Lightning looks for "last" in this run's own (new, empty) version folder; resume the newest run instead.
+            root = self.config[subcommand].trainer.default_root_dir or "."
+            ckpt_path = self.config[subcommand].ckpt_path = str(newest_last_checkpoint(root))
+        special = ckpt_path in ("best", "hpc") or ckpt_path.startswith("registry") or "://" in ckpt_path
         if ckpt_path and not special:  # a local file (Lightning resolves the special names and URLs itself)
             read_checkpoint(ckpt_path)
 

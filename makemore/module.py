@@ -157,7 +157,17 @@ class MakemoreModule(L.LightningModule):
         # generate() fills everything from a word's `.` on with 0, so the nonzero ids are the word
         return [self.vocabulary.decode(row[row != 0].tolist()) for row in ids.cpu()]
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Lightning does not keep the random state: a resumed run needs it for the same dropout masks.
+        checkpoint["torch_rng_state"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            checkpoint["cuda_rng_states"] = torch.cuda.get_rng_state_all()
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "torch_rng_state" in checkpoint:
+            torch.set_rng_state(checkpoint["torch_rng_state"].cpu())
+        if "cuda_rng_states" in checkpoint and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([state.cpu() for state in checkpoint["cuda_rng_states"]])
         # The data decides the vocabulary and the context length: weights trained on others cannot fit.
         saved = checkpoint.get("hyper_parameters") or {}
         trainer = self._trainer
