@@ -88,7 +88,7 @@ def package_init(vocab_size: int) -> list[torch.Tensor]:
     """The package's initial weights (nn.Embedding/nn.Linear init after seed_everything(42)) as C, W1, b1, W2, b2."""
     torch.manual_seed(42)
     net = MLP(vocab_size, plain_loop.BLOCK_SIZE, plain_loop.N_EMBD, plain_loop.N_HIDDEN)
-    first, last = net.layers[0], net.layers[-1]
+    first, last = net.hidden[0], net.out
     parameters = [net.embedding.weight, first.weight.T, first.bias, last.weight.T, last.bias]
     parameters = [p.detach().contiguous().clone() for p in parameters]
     for p in parameters:
@@ -115,6 +115,7 @@ def run_makemore(data, steps: int, steps_per_epoch: int, workdir: Path, accelera
         "--trainer.default_root_dir", str(root),
         "--trainer.accelerator", accelerator,
         "--trainer.callbacks+=step_timer.StepTimer",
+        "--num_threads", str(torch.get_num_threads()),
     ]
     start = time.perf_counter()
     with output_to(root / "output.log"):
@@ -253,13 +254,13 @@ def full(args) -> None:
     print(machine_facts(args.threads or torch.get_num_threads()))
     env = dict(os.environ)
     extra = []
-    if args.threads:  # the CLI process has no --threads: OMP_NUM_THREADS sets torch's intra-op threads
-        env["OMP_NUM_THREADS"] = str(args.threads)
+    if args.threads:
         extra = ["--threads", str(args.threads)]
     with tempfile.TemporaryDirectory(prefix="makemore-full-") as tmp:
         commands = {
             "makemore": [sys.executable, "-m", "makemore", "fit", "--config", str(CONFIG),
-                         "--trainer.default_root_dir", tmp, "--trainer.accelerator", args.accelerator],
+                         "--trainer.default_root_dir", tmp, "--trainer.accelerator", args.accelerator,
+                         "--num_threads", str(args.threads or torch.get_num_threads())],
             "plain": [sys.executable, str(HERE / "plain_loop.py"), "--steps", "200000", *extra],
         }
         times = {}
@@ -289,7 +290,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10_000, help="SGD steps per run (default 10000)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each side, interleaved (default 3)")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's default)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for every side (makemore's default is 1: more do not help this model)")
     parser.add_argument("--steps-per-epoch", type=int, default=None,
                         help="makemore data.steps_per_epoch (default: the package's, one pass = ceil(train/32))")
     parser.add_argument("--accelerator", default="cpu",

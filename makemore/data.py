@@ -237,7 +237,7 @@ class CharDataModule(L.LightningDataModule):
         train_fraction: float = 0.8,
         val_fraction: float = 0.1,
         seed: int = 42,
-        steps_per_batch: int = 100,
+        steps_per_batch: int = 1000,
         steps_per_epoch: Optional[int] = None,
         eval_batch_size: int = 32768,
     ) -> None:

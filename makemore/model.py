@@ -35,26 +35,28 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         self.block_size = block_size
+        self.dropout = dropout
         self.embedding = nn.Embedding(vocab_size, n_embd)
-        layers: list[nn.Module] = []
-        width = block_size * n_embd
-        for _ in range(n_layers):
-            layers.append(nn.Linear(width, n_hidden, bias=not batch_norm))
-            if batch_norm:
-                layers.append(nn.BatchNorm1d(n_hidden))
-            layers.append(nn.Tanh())
-            if dropout > 0:
-                layers.append(nn.Dropout(dropout))
-            width = n_hidden
-        layers.append(nn.Linear(width, vocab_size))
-        self.layers = nn.Sequential(*layers)
+        widths = [block_size * n_embd] + [n_hidden] * n_layers
+        # BatchNorm has its own shift, so the linear layer before it needs no bias.
+        self.hidden = nn.ModuleList(nn.Linear(a, b, bias=not batch_norm) for a, b in zip(widths, widths[1:]))
+        self.norms = nn.ModuleList(nn.BatchNorm1d(n_hidden) for _ in range(n_layers)) if batch_norm else None
+        self.out = nn.Linear(widths[-1], vocab_size)
 
     def forward(
         self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None
     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """idx (b, block_size) int64 -> logits (b, vocab_size), and the mean cross-entropy if targets are given."""
-        emb = self.embedding(idx)  # (b, block_size, n_embd)
-        logits = self.layers(emb.flatten(1))  # (b, vocab_size)
+        # Written with torch.nn.functional: at batch 32 a module call costs about what its maths does.
+        x = F.embedding(idx, self.embedding.weight).flatten(1)  # (b, block_size * n_embd)
+        for i, linear in enumerate(self.hidden):
+            x = F.linear(x, linear.weight, linear.bias)  # (b, n_hidden)
+            if self.norms is not None:
+                x = self.norms[i](x)
+            x = torch.tanh(x)
+            if self.dropout > 0:
+                x = F.dropout(x, self.dropout, self.training)
+        logits = F.linear(x, self.out.weight, self.out.bias)  # (b, vocab_size)
         loss = F.cross_entropy(logits, targets) if targets is not None else None
         return logits, loss
 

@@ -8,6 +8,9 @@ from typing import Any, Literal, Optional
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.plugins.precision import Precision
+from lightning.pytorch.strategies import SingleDeviceStrategy
+from lightning.pytorch.utilities.model_helpers import is_overridden
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.loggers import TensorBoardLogger
 from torchmetrics import MeanMetric
@@ -95,21 +98,46 @@ class MakemoreModule(L.LightningModule):
         # Never run past max_steps: global_step counts optimizer steps.
         max_steps = self.trainer.max_steps
         steps = len(Y) if max_steps < 0 else min(len(Y), max_steps - self.global_step)
-        total = torch.zeros((), device=Y.device)
-        for k in range(steps):
-            _, loss = self.net(X[k], Y[k])
+        direct = self._direct_steps()
+        losses = []
+        for x, y in zip(X[:steps].unbind(), Y[:steps].unbind()):
+            _, loss = self.net(x, y)
             optimizer.zero_grad()
-            self.manual_backward(loss)
-            optimizer.step()
+            if direct:
+                # What manual_backward and LightningOptimizer.step do on one device in 32-bit with no hooks
+                # to call, minus their per-call overhead: backward, then the torch optimizer, counted as a step.
+                loss.backward()
+                optimizer._on_before_step()
+                optimizer.optimizer.step()
+                optimizer._on_after_step()
+            else:
+                self.manual_backward(loss)
+                optimizer.step()
             if step_scheduler:
                 scheduler.step()
-            total += loss.detach()
+            losses.append(loss.detach())
+        total = torch.stack(losses).sum() if losses else torch.zeros((), device=Y.device)
         mean = total / max(steps, 1)
         # Log against the SGD step, not Lightning's batch count (`step` sets the logger's x-axis).
         self.log("step", float(self.global_step), on_step=True, on_epoch=False, logger=True)
         self.log("train_loss", mean, on_step=True, on_epoch=False, prog_bar=True)
         self.log("lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
         return mean
+
+    def _direct_steps(self) -> bool:
+        """Whether an SGD step may skip Lightning's wrappers without changing what runs.
+
+        Those wrappers exist for several processes (DDP's gradient sync), mixed precision (loss scaling)
+        and the backward/optimizer hooks; here they would be pure overhead per step (see README, Performance).
+        """
+        trainer = self.trainer
+        if type(trainer.strategy) is not SingleDeviceStrategy or type(trainer.precision_plugin) is not Precision:
+            return False
+        hooks = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
+        return not any(
+            is_overridden(hook, self, L.LightningModule) or any(is_overridden(hook, cb, L.Callback) for cb in trainer.callbacks)
+            for hook in hooks
+        )
 
     def _scheduler_interval(self) -> str:
         return self.trainer.lr_scheduler_configs[0].interval
