@@ -47,7 +47,7 @@ class StepProgressBar(TQDMProgressBar):
         super().on_train_epoch_start(trainer)
         bar = self.train_progress_bar
         bar.total = convert_inf(self._total_steps(trainer))
-        bar.n = trainer.global_step
+        bar.n = bar.initial = trainer.global_step  # `initial`: the rate counts this epoch's steps only
         bar.refresh()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:

@@ -222,10 +222,12 @@ class CharDataModule(L.LightningDataModule):
         train_fraction: share of the (shuffled) words used for training.
         val_fraction: share used for validation; the rest is the test split.
         seed: seed of `random.shuffle` for the split and of the mini-batch draws.
-        steps_per_batch: SGD steps carried by one Lightning batch. Only speed depends on it: counts
-            (global_step, max_steps, val_check_interval, progress bar, checkpoint names) are SGD steps.
-        steps_per_epoch: SGD steps per epoch; default one pass in expectation, ceil(train examples /
-            (batch_size * processes)). Validation runs at each epoch end unless val_check_interval says otherwise.
+        steps_per_batch: SGD steps carried by one Lightning batch, for speed. global_step, max_steps, the
+            progress bar, checkpoint names and logged steps count SGD steps; train_loss is logged per batch
+            (the mean of its steps), and Lightning's batch counts (log_every_n_steps, an integer
+            val_check_interval) count batches.
+        steps_per_epoch: SGD steps per epoch, when validation runs; default one pass in expectation,
+            ceil(train examples / (batch_size * processes)).
         eval_batch_size: examples per forward pass in validation and test (memory, not results).
     """
 
