@@ -81,6 +81,22 @@ def load_yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text()) or {}
 
 
+def package_version() -> dict:
+    """The makemore code a run uses: the repository's commit and a hash of makemore/*.py as they are now
+    (the package is installed editable, so an edit between runs changes what the next run executes)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted((REPO / "makemore").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                                check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    return {"commit": commit, "makemore_sha256": digest.hexdigest()[:16]}
+
+
 # --- running the CLI -------------------------------------------------------------------------------
 
 def makemore(args: list[str], log: Path) -> float:
@@ -141,6 +157,10 @@ def best_checkpoint(fit_dir: Path) -> Path:
     for key, state in last.get("callbacks", {}).items():
         if key.startswith("ModelCheckpoint") and state.get("monitor") == "val_loss" and state.get("best_model_path"):
             return Path(state["best_model_path"])
+    # Not recorded there: the one checkpoint named after its val_loss (ModelCheckpoint keeps the best only).
+    named = sorted(fit_dir.glob("checkpoints/*val_loss=*.ckpt"))
+    if len(named) == 1:
+        return named[0]
     sys.exit(f"experiments.py: {fit_dir} has no best checkpoint (did the run validate at all?)")
 
 
@@ -196,10 +216,18 @@ def run_experiment(config: Path, args: argparse.Namespace, extra: list[str]) -> 
     root = (args.root / name).resolve()
     overrides = extra + (shortened(load_yaml(config), args.max_steps) if args.max_steps else [])
 
+    expected = args.max_steps or load_yaml(config).get("trainer", {}).get("max_steps")
+    package = package_version()
     before = versions(root)
     wall = makemore(["fit", "--config", str(config), "--trainer.default_root_dir", str(root), *overrides],
                     root / "fit.log")
     fit_dir = new_version(root, before)
+    # A fit sent SIGTERM stops at the next batch and exits with status 0 (Lightning's SIGTERMException is a
+    # SystemExit without a code): only the step count tells a finished run from an interrupted one.
+    steps = scalars(fit_dir, "train_loss")[-1][0]  # the SGD step of the last training log: steps trained
+    if expected and steps != expected:
+        sys.exit(f"experiments.py: {name}: the fit stopped at SGD step {steps:,} of {expected:,} with exit status 0"
+                 f" (was it sent SIGTERM?); see {root / 'fit.log'}")
     best = best_checkpoint(fit_dir)
 
     before = versions(root)
@@ -219,7 +247,6 @@ def run_experiment(config: Path, args: argparse.Namespace, extra: list[str]) -> 
     if not math.isclose(val, result["val_recomputed"], rel_tol=1e-4, abs_tol=1e-5):
         sys.exit(f"experiments.py: {name}: logged val_loss {val} but {result['val_recomputed']} recomputed from {best}")
     test = scalars(test_dir, "test_loss")[-1][1]
-    steps = scalars(fit_dir, "train_loss")[-1][0]  # the SGD step of the last training log: steps trained
     print(f"{name}: train {result['train']:.4f}  val {val:.4f}  test {test:.4f}  params {result['params']}"
           f"  steps {steps}  fit {wall:.0f} s", flush=True)
     return {
@@ -230,6 +257,7 @@ def run_experiment(config: Path, args: argparse.Namespace, extra: list[str]) -> 
         "val": val,
         "test": test,
         "wall_time_s": wall,
+        "package": package,
         "val_curve": val_curve,
         "fit_dir": str(fit_dir),
         "test_dir": str(test_dir),
@@ -345,6 +373,15 @@ def write_results(runs: list[dict], lr_find: Optional[dict], args: argparse.Name
         "- **wall time**: the `python -m makemore fit` subprocess, start to exit (m:ss), on this machine;"
         " it depends on what else the CPU is doing.",
     ]
+    hashes = {r["package"]["makemore_sha256"] for r in runs} | {package_version()["makemore_sha256"]}
+    if len(hashes) == 1:
+        lines.append(f"- Every run used the same makemore code (commit {runs[0]['package']['commit']},"
+                     f" makemore/*.py sha256 {hashes.pop()}).")
+    else:
+        lines.append("- **Warning: makemore/*.py changed while these runs were made**, so they are not strictly"
+                     " comparable: " + ", ".join(f"`{r['config']}` {r['package']['makemore_sha256']}" for r in runs)
+                     + f"; now {package_version()['makemore_sha256']}.")
+        print("experiments.py: warning: makemore/*.py changed during the runs (see results.md)", file=sys.stderr)
     best_steps = [f"`{r['config']}` at step {r['best_step']:,}" for r in runs if r["best_step"] != r["steps"]]
     if best_steps:
         lines.append("- The best checkpoint is not the last for: " + ", ".join(best_steps) + ".")
