@@ -99,8 +99,12 @@ def package_version() -> dict:
 
 # --- running the CLI -------------------------------------------------------------------------------
 
-def makemore(args: list[str], log: Path) -> float:
+CODE_USED: dict[str, dict] = {}  # command label -> package_version() when it started
+
+
+def makemore(args: list[str], log: Path, label: str) -> float:
     """Run `python -m makemore ARGS` from the repository root, output to `log`; returns its wall time in seconds."""
+    CODE_USED[label] = package_version()
     log.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "makemore", *args]
     print(f"$ {shlex.join(['python', '-m', 'makemore', *args])}  (output: {log})", flush=True)
@@ -217,10 +221,9 @@ def run_experiment(config: Path, args: argparse.Namespace, extra: list[str]) -> 
     overrides = extra + (shortened(load_yaml(config), args.max_steps) if args.max_steps else [])
 
     expected = args.max_steps or load_yaml(config).get("trainer", {}).get("max_steps")
-    package = package_version()
     before = versions(root)
     wall = makemore(["fit", "--config", str(config), "--trainer.default_root_dir", str(root), *overrides],
-                    root / "fit.log")
+                    root / "fit.log", f"{name} fit")
     fit_dir = new_version(root, before)
     # A fit sent SIGTERM stops at the next batch and exits with status 0 (Lightning's SIGTERMException is a
     # SystemExit without a code): only the step count tells a finished run from an interrupted one.
@@ -232,7 +235,7 @@ def run_experiment(config: Path, args: argparse.Namespace, extra: list[str]) -> 
 
     before = versions(root)
     makemore(["test", "--config", str(config), "--trainer.default_root_dir", str(root), *extra, "--ckpt_path", str(best)],
-             root / "test.log")
+             root / "test.log", f"{name} test")
     test_dir = new_version(root, before)
 
     result = evaluate(best)
@@ -257,7 +260,7 @@ def run_experiment(config: Path, args: argparse.Namespace, extra: list[str]) -> 
         "val": val,
         "test": test,
         "wall_time_s": wall,
-        "package": package,
+        "package": CODE_USED[f"{name} fit"],
         "val_curve": val_curve,
         "fit_dir": str(fit_dir),
         "test_dir": str(test_dir),
@@ -272,7 +275,7 @@ def run_lr_find(args: argparse.Namespace, extra: list[str]) -> dict:
     root = (args.root / "lr_find").resolve()
     options = extra + (["--num_training", str(min(1000, args.max_steps))] if args.max_steps else [])
     before = versions(root)
-    makemore(["lr_find", "--config", str(config), "--trainer.default_root_dir", str(root), *options], root / "lr_find.log")
+    makemore(["lr_find", "--config", str(config), "--trainer.default_root_dir", str(root), *options], root / "lr_find.log", "lr_find")
     run_dir = new_version(root, before)
     found = re.findall(r"suggested learning rate: (\S+)", (root / "lr_find.log").read_text(errors="replace"))
     plot = run_dir / "lr_find.png"
@@ -325,7 +328,7 @@ def plot_embeddings(run: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig = embedding_figure(run["_embedding"], list(run["_vocab"]))
-    fig.axes[0].set_title(f"character embeddings of {run['config']} (best checkpoint, step {run['best_step']:,})")
+    fig.axes[0].set_title(f"character embeddings: {run['config']}, step {run['best_step']:,}")
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -353,7 +356,8 @@ def write_results(runs: list[dict], lr_find: Optional[dict], args: argparse.Name
 
     public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs]
     (docs / "results.json").write_text(json.dumps(
-        {"command": command, "environment": environment, "runs": public, "lr_find": lr_find, "plots": plots},
+        {"command": command, "environment": environment, "runs": public, "lr_find": lr_find, "plots": plots,
+         "code_used": CODE_USED},
         indent=2) + "\n")
 
     text = table(runs)
@@ -373,15 +377,16 @@ def write_results(runs: list[dict], lr_find: Optional[dict], args: argparse.Name
         "- **wall time**: the `python -m makemore fit` subprocess, start to exit (m:ss), on this machine;"
         " it depends on what else the CPU is doing.",
     ]
-    hashes = {r["package"]["makemore_sha256"] for r in runs} | {package_version()["makemore_sha256"]}
+    hashes = {code["makemore_sha256"] for code in CODE_USED.values()}
     if len(hashes) == 1:
-        lines.append(f"- Every run used the same makemore code (commit {runs[0]['package']['commit']},"
-                     f" makemore/*.py sha256 {hashes.pop()}).")
+        code = next(iter(CODE_USED.values()))
+        lines.append(f"- Every command above ran the same makemore code (commit {code['commit']},"
+                     f" makemore/*.py sha256 {code['makemore_sha256']}).")
     else:
-        lines.append("- **Warning: makemore/*.py changed while these runs were made**, so they are not strictly"
-                     " comparable: " + ", ".join(f"`{r['config']}` {r['package']['makemore_sha256']}" for r in runs)
-                     + f"; now {package_version()['makemore_sha256']}.")
-        print("experiments.py: warning: makemore/*.py changed during the runs (see results.md)", file=sys.stderr)
+        lines.append("- **Warning: makemore/*.py changed between these commands**, so they are not strictly"
+                     " comparable (makemore/*.py sha256 when each started): "
+                     + ", ".join(f"{label} {code['makemore_sha256']}" for label, code in CODE_USED.items()) + ".")
+        print("experiments.py: warning: makemore/*.py changed between the commands (see results.md)", file=sys.stderr)
     best_steps = [f"`{r['config']}` at step {r['best_step']:,}" for r in runs if r["best_step"] != r["steps"]]
     if best_steps:
         lines.append("- The best checkpoint is not the last for: " + ", ".join(best_steps) + ".")
