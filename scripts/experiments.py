@@ -65,6 +65,12 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     return args
 
 
+def shown(path: Path) -> str:
+    """A path for the results: relative to the repository when inside it (results.json is committed)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def config_path(name: str) -> Path:
     path = Path(name)
     if path.suffix in (".yaml", ".yml") and path.exists():
@@ -254,7 +260,7 @@ def run_experiment(config: Path, args: argparse.Namespace, extra: list[str]) -> 
           f"  steps {steps}  fit {wall:.0f} s", flush=True)
     return {
         "config": name,
-        "config_path": os.path.relpath(config, REPO),
+        "config_path": shown(config),
         **result,
         "steps": steps,
         "val": val,
@@ -262,9 +268,9 @@ def run_experiment(config: Path, args: argparse.Namespace, extra: list[str]) -> 
         "wall_time_s": wall,
         "package": CODE_USED[f"{name} fit"],
         "val_curve": val_curve,
-        "fit_dir": str(fit_dir),
-        "test_dir": str(test_dir),
-        "best_checkpoint": str(best),
+        "fit_dir": shown(fit_dir),
+        "test_dir": shown(test_dir),
+        "best_checkpoint": shown(best),
         "_embedding": module.net.embedding.weight.detach().clone(),
         "_vocab": module.hparams.vocab,
     }
@@ -281,8 +287,8 @@ def run_lr_find(args: argparse.Namespace, extra: list[str]) -> dict:
     plot = run_dir / "lr_find.png"
     if not plot.exists():
         sys.exit(f"experiments.py: the learning-rate finder wrote no {plot}")
-    return {"config": os.path.relpath(config, REPO), "suggestion": float(found[-1]) if found else None,
-            "plot": str(plot)}
+    return {"config": shown(config), "suggestion": float(found[-1]) if found else None,
+            "plot": shown(plot)}
 
 
 # --- writing the results ---------------------------------------------------------------------------
@@ -351,7 +357,7 @@ def write_results(runs: list[dict], lr_find: Optional[dict], args: argparse.Name
         plot_embeddings(embd2, docs / "embeddings_2d.png")
         plots["embeddings_2d"] = "embeddings_2d.png"
     if lr_find is not None:
-        shutil.copyfile(lr_find["plot"], docs / "lr_find.png")
+        shutil.copyfile(REPO / lr_find["plot"], docs / "lr_find.png")  # REPO / an absolute path is that path
         plots["lr_find"] = "lr_find.png"
 
     public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs]

@@ -26,7 +26,7 @@ def test_experiments_writes_one_row_per_config(words_path, tmp_path):
             assert math.isfinite(run[key]) and 0 < run[key] < 5, (run["config"], key, run[key])
         assert run["wall_time_s"] > 0
         assert len(run["val_curve"]) == 20  # validation every 5 steps, as every 10,000 of 200,000
-        assert Path(run["best_checkpoint"]).exists() and Path(run["best_checkpoint"]).is_relative_to(root)
+        assert Path(run["best_checkpoint"]).is_relative_to(root) and Path(run["best_checkpoint"]).exists()
     assert [(r["n_embd"], r["n_hidden"]) for r in runs] == [(2, 100), (10, 200)]
     assert runs[0]["params"] < runs[1]["params"]
 
