@@ -10,6 +10,7 @@ from jsonargparse import ArgumentParser
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.tuner import Tuner
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from makemore.callbacks import EmbeddingVisualizer, report_lr_find
 from makemore.data import CharDataModule, DataError
@@ -26,7 +27,7 @@ class Trainer(L.Trainer):
         min_lr: float = 1e-3,
         max_lr: float = 1.0,
         num_training: int = 1000,
-    ) -> float:
+    ) -> Optional[float]:
         """Sweep the learning rate exponentially, print the suggestion, save the loss-vs-rate plot.
 
         Args:
@@ -42,13 +43,36 @@ class Trainer(L.Trainer):
         return report_lr_find(self, finder)
 
     # Loading a shared checkpoint must not run code hidden in it: weights_only=True unless asked otherwise.
-    def fit(self, model, train_dataloaders=None, val_dataloaders=None, datamodule=None, ckpt_path=None, weights_only: Optional[bool] = True):
+    def fit(self, model, train_dataloaders=None, val_dataloaders=None, datamodule=None,
+            ckpt_path: Optional[str] = None, weights_only: Optional[bool] = True):
+        """Train the model.
+
+        Args:
+            ckpt_path: checkpoint to resume from: a path, or "last" for the newest run's last.ckpt.
+            weights_only: load the checkpoint as tensors and plain data only (refuse pickled code).
+        """
         return super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, weights_only)
 
-    def validate(self, model=None, dataloaders=None, ckpt_path=None, verbose=True, datamodule=None, weights_only: Optional[bool] = True):
+    def validate(self, model=None, dataloaders=None, ckpt_path: Optional[str] = None, verbose: bool = True,
+                 datamodule=None, weights_only: Optional[bool] = True):
+        """Compute val_loss over the whole validation split.
+
+        Args:
+            ckpt_path: checkpoint whose weights to evaluate ("best", "last" or a path).
+            verbose: print the results table.
+            weights_only: load the checkpoint as tensors and plain data only (refuse pickled code).
+        """
         return super().validate(model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
 
-    def test(self, model=None, dataloaders=None, ckpt_path=None, verbose=True, datamodule=None, weights_only: Optional[bool] = True):
+    def test(self, model=None, dataloaders=None, ckpt_path: Optional[str] = None, verbose: bool = True,
+             datamodule=None, weights_only: Optional[bool] = True):
+        """Compute test_loss over the whole test split.
+
+        Args:
+            ckpt_path: checkpoint whose weights to evaluate ("best", "last" or a path).
+            verbose: print the results table.
+            weights_only: load the checkpoint as tensors and plain data only (refuse pickled code).
+        """
         return super().test(model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
 
 
@@ -123,7 +147,7 @@ def main(args: Optional[list[str]] = None) -> Optional[MakemoreCLI]:
             parser.add_function_arguments(sample)
             sample(**parser.parse_args(argv[1:]).as_dict())
             return None
-        return MakemoreCLI(
+        cli = MakemoreCLI(
             MakemoreModule,
             CharDataModule,
             trainer_class=Trainer,
@@ -141,3 +165,6 @@ def main(args: Optional[list[str]] = None) -> Optional[MakemoreCLI]:
         )
     except (DataError, CheckpointError) as err:
         sys.exit(f"makemore: error: {err}")
+    except SIGTERMException:  # Lightning's is a SystemExit with status 0, as if the run had finished
+        sys.exit("makemore: stopped by SIGTERM before the run finished; resume it with --ckpt_path last")
+    return cli

@@ -46,6 +46,18 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(words_path, tmp_path, 
     assert reference.trainer.callback_metrics["val_loss"] == resumed.trainer.callback_metrics["val_loss"]
 
 
+def test_sigterm_is_not_reported_as_success(words_path, tmp_path):
+    process = makemore("fit", *small_run_args(words_path, tmp_path, max_steps=100000))
+    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 120
+    while not last.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 1
+    assert "makemore: stopped by SIGTERM before the run finished" in output and "--ckpt_path last" in output
+
+
 def test_resume_last_without_a_checkpoint_is_a_clear_error(words_path, tmp_path, run_cli):
     with pytest.raises(SystemExit, match="no last.ckpt under it"):
         run_cli("fit", *small_run_args(words_path, tmp_path), "--ckpt_path", "last")

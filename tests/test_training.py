@@ -108,6 +108,7 @@ def test_fit_can_run_the_lr_finder_first(words_path, tmp_path, run_cli):
         "--trainer.callbacks.num_training_steps", "60",
     )
     assert cli.model.learning_rate != 0.1  # the suggestion replaced the configured rate
+    assert cli.trainer.optimizers[0].param_groups[0]["lr"] == cli.model.learning_rate
     assert cli.trainer.global_step == 100
     assert (Path(cli.trainer.log_dir) / "lr_find.png").exists()
 
@@ -128,3 +129,16 @@ def test_same_seed_same_run(words_path, tmp_path, run_cli):
     assert one.trainer.callback_metrics["val_loss"] == two.trainer.callback_metrics["val_loss"]
     for a, b in zip(one.model.parameters(), two.model.parameters()):
         assert torch.equal(a, b)
+
+
+def test_lr_suggestion_is_the_steepest_fall_against_log_rate():
+    from lightning.pytorch.tuner.lr_finder import _LRFinder
+
+    from makemore.callbacks import suggest_learning_rate
+
+    finder = _LRFinder("exponential", 1e-3, 1.0, 100)
+    lrs = torch.logspace(-3, 0, 100, dtype=torch.float64)
+    # a loss that falls fastest (in log rate) at 0.05 and blows up past 0.5
+    losses = 3 - torch.sigmoid(3 * (lrs.log() - math.log(0.05))) + 10 * (lrs > 0.5)
+    finder.results = {"lr": lrs.tolist(), "loss": losses.tolist()}
+    assert suggest_learning_rate(finder) == pytest.approx(0.05, rel=0.1)
