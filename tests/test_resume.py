@@ -22,14 +22,19 @@ def makemore(*args: str, **kwargs) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "makemore", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    """Poll until the running `process` has written `path` (or ended, or the timeout passed)."""
+    deadline = time.time() + timeout
+    while not path.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+
+
 def test_sigkill_then_resume_matches_an_uninterrupted_run(words_path, tmp_path, run_cli):
     # dropout draws random masks: the resumed run must also continue the random state
     args = small_run_args(words_path, tmp_path / "killed", max_steps=3000, model__dropout="0.2", model__n_layers="2")
     process = makemore("fit", *args)
     last = tmp_path / "killed" / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 120
-    while not last.exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
+    wait_for(last, process)
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed"
     killed_at = read_checkpoint(str(last))["global_step"]
@@ -49,9 +54,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(words_path, tmp_path, 
 def test_sigterm_is_not_reported_as_success(words_path, tmp_path):
     process = makemore("fit", *small_run_args(words_path, tmp_path, max_steps=100000))
     last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 120
-    while not last.exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
+    wait_for(last, process)
     process.send_signal(signal.SIGTERM)
     output = process.communicate(timeout=120)[0]
     assert process.returncode == 1
