@@ -88,8 +88,8 @@ def package_init(vocab_size: int) -> list[torch.Tensor]:
     """The package's initial weights (nn.Embedding/nn.Linear init after seed_everything(42)) as C, W1, b1, W2, b2."""
     torch.manual_seed(42)
     net = MLP(vocab_size, plain_loop.BLOCK_SIZE, plain_loop.N_EMBD, plain_loop.N_HIDDEN)
-    first, last = net.hidden[0], net.out
-    parameters = [net.embedding.weight, first.weight.T, first.bias, last.weight.T, last.bias]
+    first, last = net.hidden[0], net.out  # weights stored (fan_in, fan_out), as the lecture's W1 and W2
+    parameters = [net.embedding.weight, first.weight, first.bias, last.weight, last.bias]
     parameters = [p.detach().contiguous().clone() for p in parameters]
     for p in parameters:
         p.requires_grad = True

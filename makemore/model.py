@@ -7,11 +7,40 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+def affine(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """x @ weight + bias, in one op (addmm) when there is a bias."""
+    return x @ weight if bias is None else torch.addmm(bias, x, weight)
+
+
+class Affine(nn.Module):
+    """An affine layer stored as in the lecture: weight (fan_in, fan_out), so the forward is x @ W + b.
+
+    nn.Linear stores (fan_out, fan_in) and multiplies by the transpose, and its weight gradient then
+    comes out transposed and is copied into place; at batch 32 on a CPU that costs about 5% of a
+    training step. The initial values are nn.Linear(fan_in, fan_out)'s, transposed.
+
+    Args:
+        fan_in: input features.
+        fan_out: output features.
+        bias: learn an additive bias.
+    """
+
+    def __init__(self, fan_in: int, fan_out: int, bias: bool = True) -> None:
+        super().__init__()
+        linear = nn.Linear(fan_in, fan_out, bias=bias)  # only for its initialisation
+        self.weight = nn.Parameter(linear.weight.detach().t().contiguous())
+        self.bias = nn.Parameter(linear.bias.detach()) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return affine(x, self.weight, self.bias)
+
+
 class MLP(nn.Module):
     """Embed each of the `block_size` context characters, concatenate, hidden layer(s), logits.
 
     With the defaults (one hidden layer, no normalisation, no dropout) this is exactly the lecture's
-    model: C (vocab_size, n_embd), W1/b1 (block_size * n_embd, n_hidden), tanh, W2/b2 (n_hidden, vocab_size).
+    model: C = embedding.weight (vocab_size, n_embd), W1/b1 = hidden[0] (block_size * n_embd, n_hidden),
+    tanh, W2/b2 = out (n_hidden, vocab_size). Initialised as nn.Embedding and nn.Linear are.
 
     Args:
         vocab_size: number of tokens, `.` included.
@@ -38,27 +67,29 @@ class MLP(nn.Module):
         self.dropout = dropout
         self.embedding = nn.Embedding(vocab_size, n_embd)
         widths = [block_size * n_embd] + [n_hidden] * n_layers
-        # BatchNorm has its own shift, so the linear layer before it needs no bias.
-        self.hidden = nn.ModuleList(nn.Linear(a, b, bias=not batch_norm) for a, b in zip(widths, widths[1:]))
+        # BatchNorm has its own shift, so the layer before it needs no bias.
+        self.hidden = nn.ModuleList(Affine(a, b, bias=not batch_norm) for a, b in zip(widths, widths[1:]))
         self.norms = nn.ModuleList(nn.BatchNorm1d(n_hidden) for _ in range(n_layers)) if batch_norm else None
-        self.out = nn.Linear(widths[-1], vocab_size)
+        self.out = Affine(widths[-1], vocab_size)
 
     def forward(
         self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None
     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """idx (b, block_size) int64 -> logits (b, vocab_size), and the mean cross-entropy if targets are given."""
-        # Written with torch.nn.functional: at batch 32 a module call costs about what its maths does.
+        # Functional calls on the layers' tensors, looked up once: at batch 32 a module call or an
+        # attribute lookup costs about what the maths does (see README, Performance).
         x = F.embedding(idx, self.embedding.weight).flatten(1)  # (b, block_size * n_embd)
-        for i, linear in enumerate(self.hidden):
-            x = F.linear(x, linear.weight, linear.bias)  # (b, n_hidden)
-            if self.norms is not None:
-                x = self.norms[i](x)
+        norms, dropout = self.norms, self.dropout
+        for i, layer in enumerate(self.hidden):
+            x = affine(x, layer.weight, layer.bias)  # (b, n_hidden)
+            if norms is not None:
+                x = norms[i](x)
             x = torch.tanh(x)
-            if self.dropout > 0:
-                x = F.dropout(x, self.dropout, self.training)
-        logits = F.linear(x, self.out.weight, self.out.bias)  # (b, vocab_size)
-        loss = F.cross_entropy(logits, targets) if targets is not None else None
-        return logits, loss
+            if dropout:
+                x = F.dropout(x, dropout, self.training)
+        out = self.out
+        logits = affine(x, out.weight, out.bias)  # (b, vocab_size)
+        return logits, None if targets is None else F.cross_entropy(logits, targets)
 
     @torch.no_grad()
     def generate(self, num_samples: int, max_length: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
