@@ -1,4 +1,4 @@
-"""Callbacks: a progress bar that counts SGD steps, the embedding figure, the learning-rate finder's report."""
+"""Callbacks: SGD-step intervals and progress bar, the embedding figure, the learning-rate finder's report."""
 
 from pathlib import Path
 from typing import Any, Optional
@@ -15,6 +15,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.tuner.lr_finder import _LRFinder
 from lightning.pytorch.utilities import rank_zero_only
 
+from makemore.data import CharDataModule, DataError, lr_finder_running, steps_per_batch_for
+
 
 def tensorboard(trainer: L.Trainer):
     """The trainer's TensorBoard SummaryWriter, or None when it logs elsewhere."""
@@ -27,6 +29,72 @@ def tensorboard(trainer: L.Trainer):
 def run_dir(trainer: L.Trainer) -> Path:
     """The folder of this run: the logger's version folder, else the trainer's root."""
     return Path(trainer.log_dir or trainer.default_root_dir)
+
+
+class StepIntervals(L.Callback):
+    """Makes the trainer's batch-counted intervals count SGD steps, as they do in the lecture's loop.
+
+    A makemore training batch carries many SGD steps (CharDataModule's steps_per_batch). Lightning counts
+    `log_every_n_steps`, an integer `val_check_interval` and `limit_train_batches` in batches; a
+    float `val_check_interval` is a share of the epoch's batches. For the length of a fit this callback
+    reads all of them as SGD steps: it sizes the batches so that each interval (and a ModelCheckpoint's
+    `every_n_train_steps`, which Lightning checks against global_step) ends on a batch boundary, at most
+    `steps_per_batch` steps, and hands Lightning the same intervals in batches. The trainer's own values
+    are put back when the fit ends. Validation that counts across epochs (`check_val_every_n_epoch:
+    null`) also needs the epoch to be whole batches.
+    """
+
+    def __init__(self) -> None:
+        self._saved: Optional[dict[str, Any]] = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        data = trainer.datamodule
+        if stage != "fit" or not isinstance(data, CharDataModule) or lr_finder_running(trainer):
+            return
+        epoch = data.epoch_steps()
+        limit = trainer.limit_train_batches if isinstance(trainer.limit_train_batches, int) and not trainer.overfit_batches else None
+        if limit is not None:
+            epoch = min(epoch, limit)
+        # The trainer's intervals, read as SGD steps; Lightning gets them in batches.
+        counted = {"log_every_n_steps": trainer.log_every_n_steps}
+        timed = getattr(trainer, "_val_check_time_interval", None) is not None  # a wall-clock interval: untouched
+        val = None if timed else trainer.val_check_interval
+        if isinstance(val, float) and val < 1.0:
+            val = max(1, int(epoch * val))  # Lightning's rule for a share of the epoch, in steps
+        if isinstance(val, int):
+            if trainer.check_val_every_n_epoch is not None and val > epoch and trainer.limit_val_batches > 0:
+                raise DataError(
+                    f"trainer.val_check_interval ({val} SGD steps) is longer than an epoch ({epoch} steps, see"
+                    " data.steps_per_epoch); shorten it, or set trainer.check_val_every_n_epoch to null to count"
+                    " it across epochs"
+                )
+            counted["val_check_interval"] = val
+        if limit is not None:
+            counted["limit_train_batches"] = limit
+        # Also on batch boundaries: checkpoints every n steps (checked against global_step) and, when
+        # validation counts batches across epochs, the epoch ends.
+        aligned = [getattr(callback, "_every_n_train_steps", 0) for callback in trainer.checkpoint_callbacks]
+        if "val_check_interval" in counted and trainer.check_val_every_n_epoch is None:
+            aligned.append(epoch)
+        steps = steps_per_batch_for([n for n in [*counted.values(), *aligned] if n > 0], data.hparams.steps_per_batch)
+        data.batch_steps = steps
+        self._saved = {name: getattr(trainer, name) for name in counted}
+        for name, value in counted.items():
+            setattr(trainer, name, value // steps)
+
+    def _restore(self, trainer: L.Trainer) -> None:
+        if self._saved is not None:
+            for name, value in self._saved.items():
+                setattr(trainer, name, value)
+            self._saved = None
+        if isinstance(trainer.datamodule, CharDataModule):
+            trainer.datamodule.batch_steps = None
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._restore(trainer)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._restore(trainer)
 
 
 class StepProgressBar(TQDMProgressBar):

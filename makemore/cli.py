@@ -152,8 +152,9 @@ def main(args: Optional[list[str]] = None) -> Optional[MakemoreCLI]:
             CharDataModule,
             trainer_class=Trainer,
             trainer_defaults={
-                # A batch carries data.steps_per_batch SGD steps: log train_loss (their mean) for each one.
-                "log_every_n_steps": 1,
+                # Counted in SGD steps (makemore.callbacks.StepIntervals): train_loss, the mean of 1,000 steps.
+                # It also caps the steps one Lightning batch carries, so a small value costs speed.
+                "log_every_n_steps": 1000,
                 "callbacks": [
                     ModelCheckpoint(monitor="val_loss", mode="min", filename="{epoch}-{step}-{val_loss:.4f}"),
                     # last.ckpt at every epoch end (Lightning's save_last only follows improvements of the monitor)

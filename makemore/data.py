@@ -138,6 +138,18 @@ def lr_finder_running(trainer: L.Trainer) -> bool:
     return any(isinstance(callback, _LRCallback) for callback in trainer.callbacks)
 
 
+def steps_per_batch_for(intervals: list[int], limit: int) -> int:
+    """The most SGD steps, at most `limit`, that one batch can carry so every interval ends on a batch boundary.
+
+    That is the largest divisor of the intervals' greatest common divisor not above `limit` (`limit` when
+    there are no intervals).
+    """
+    common = math.gcd(*intervals) if intervals else 0
+    if common == 0:
+        return limit
+    return max(d for d in range(1, min(limit, common) + 1) if common % d == 0)
+
+
 class TrainBatches:
     """Training batches: each one stacks `steps` random mini-batches, one per SGD step.
 
@@ -191,9 +203,16 @@ class TrainBatches:
             yield self.batch(i)
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "served": self.served}
+        return {"epoch": self.epoch, "served": self.served, "steps": self.steps}
 
     def load_state_dict(self, state: dict) -> None:
+        steps = state.get("steps", self.steps)
+        if steps != self.steps:  # `served` counts batches: with another size they would be other steps
+            raise DataError(
+                f"the checkpoint was trained with {steps} SGD steps per batch, this run has {self.steps};"
+                " resume with the trainer.log_every_n_steps, val_check_interval and data.steps_per_batch it was"
+                " trained with (they decide the steps per batch)"
+            )
         self.epoch, self.served = state["epoch"], state["served"]
 
 
@@ -222,12 +241,14 @@ class CharDataModule(L.LightningDataModule):
         train_fraction: share of the (shuffled) words used for training.
         val_fraction: share used for validation; the rest is the test split.
         seed: seed of `random.shuffle` for the split and of the mini-batch draws.
-        steps_per_batch: SGD steps carried by one Lightning batch, for speed. global_step, max_steps, the
-            progress bar, checkpoint names and logged steps count SGD steps; train_loss is logged per batch
-            (the mean of its steps), and Lightning's batch counts (log_every_n_steps, an integer
-            val_check_interval) count batches.
-        steps_per_epoch: SGD steps per epoch, when validation runs; default one pass in expectation,
-            ceil(train examples / (batch_size * processes)).
+        steps_per_batch: the most SGD steps one Lightning batch carries, for speed. A fit makes batches as
+            large as this allows while every interval the trainer counts (log_every_n_steps, an integer
+            val_check_interval, limit_train_batches, a ModelCheckpoint's every_n_train_steps) still ends on
+            a batch boundary, and those intervals, global_step, max_steps, the progress bar, checkpoint names
+            and logged steps all count SGD steps (makemore.callbacks.StepIntervals). train_loss is logged as
+            the mean over the steps of one batch.
+        steps_per_epoch: SGD steps per epoch (validation runs at epoch ends by default); default one pass in
+            expectation, ceil(train examples / (batch_size * processes)).
         eval_batch_size: examples per forward pass in validation and test (memory, not results).
     """
 
@@ -266,6 +287,8 @@ class CharDataModule(L.LightningDataModule):
                 " every split needs at least one word"
             )
         self.examples: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        # SGD steps per training batch in the current fit, chosen by StepIntervals; None: steps_per_batch.
+        self.batch_steps: Optional[int] = None
 
     @property
     def vocab(self) -> str:
@@ -282,17 +305,30 @@ class CharDataModule(L.LightningDataModule):
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
-    def train_dataloader(self) -> TrainBatches:
+    def _train_pool(self) -> tuple[torch.Tensor, torch.Tensor]:
         X, Y = self.examples["train"]
-        rank, world_size = self._rank()
         overfit = self.trainer.overfit_batches if self.trainer is not None else 0
         if overfit:  # Lightning's overfit_batches: a fixed pool of that many mini-batches, no shuffling
             n = overfit * self.hparams.batch_size if isinstance(overfit, int) else max(1, int(overfit * len(Y)))
             X, Y = X[:n], Y[:n]
-        steps_per_epoch = self.hparams.steps_per_epoch or math.ceil(len(Y) / (self.hparams.batch_size * world_size))
+        return X, Y
+
+    def epoch_steps(self) -> int:
+        """SGD steps per epoch: data.steps_per_epoch, or one pass over this process's share in expectation."""
+        if self.hparams.steps_per_epoch:
+            return self.hparams.steps_per_epoch
+        self.setup("fit")
+        return math.ceil(len(self._train_pool()[1]) / (self.hparams.batch_size * self._rank()[1]))
+
+    def train_dataloader(self) -> TrainBatches:
+        X, Y = self._train_pool()
         # Lightning's learning-rate finder records one loss per Lightning batch: give it one step each.
-        steps = 1 if self.trainer is not None and lr_finder_running(self.trainer) else self.hparams.steps_per_batch
-        return TrainBatches(X, Y, self.hparams.batch_size, steps, steps_per_epoch, self.hparams.seed, rank)
+        if self.trainer is not None and lr_finder_running(self.trainer):
+            steps = 1
+        else:
+            steps = self.batch_steps or self.hparams.steps_per_batch
+        rank = self._rank()[0]
+        return TrainBatches(X, Y, self.hparams.batch_size, steps, self.epoch_steps(), self.hparams.seed, rank)
 
     def _eval_batches(self, split: str) -> EvalBatches:
         return EvalBatches(*self.examples[split], self.hparams.eval_batch_size, *self._rank())

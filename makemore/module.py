@@ -16,7 +16,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch.optim.optimizer import _default_to_fused_or_foreach
 from torchmetrics import MeanMetric
 
-from makemore.callbacks import StepProgressBar
+from makemore.callbacks import StepIntervals, StepProgressBar
 from makemore.data import Vocabulary
 from makemore.model import MLP
 
@@ -74,11 +74,12 @@ class MakemoreModule(L.LightningModule):
         self.test_loss = MeanMetric()
 
     def configure_callbacks(self) -> list[L.Callback]:
-        # A batch here is many SGD steps: swap Lightning's stock bar for one that counts steps.
+        # A batch here is many SGD steps: the trainer's intervals and the progress bar count steps.
+        callbacks: list[L.Callback] = [StepIntervals()]
         bar = self.trainer.progress_bar_callback
         if type(bar) is TQDMProgressBar:
-            return [StepProgressBar(refresh_rate=bar.refresh_rate, leave=bar._leave)]
-        return []
+            callbacks.append(StepProgressBar(refresh_rate=bar.refresh_rate, leave=bar._leave))
+        return callbacks
 
     def forward(self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None):
         return self.net(idx, targets)

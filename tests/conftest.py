@@ -29,11 +29,13 @@ def words_path(tmp_path: Path) -> Path:
 
 
 def small_run_args(words: Path, root: Path, max_steps: int = 200, **overrides) -> list[str]:
-    """CLI arguments for a short run on the CPU: batches of 10 SGD steps, an epoch of 50, no progress bar."""
+    """CLI arguments for a short run on the CPU: batches of 10 SGD steps (train_loss logged every 10), an epoch of
+    50, no progress bar."""
     options = {
         "data.path": str(words),
         "data.steps_per_batch": "10",
         "data.steps_per_epoch": "50",
+        "trainer.log_every_n_steps": "10",
         "trainer.max_steps": str(max_steps),
         "trainer.accelerator": "cpu",
         "trainer.default_root_dir": str(root),

@@ -42,7 +42,7 @@ def test_help_documents_every_option(run_cli, capsys):
     with pytest.raises(SystemExit):
         run_cli("fit", "--help")
     text = capsys.readouterr().out
-    for phrase in ["context length", "embedding dimensions per character", "examples per SGD step", "SGD steps carried by"]:
+    for phrase in ["context length", "embedding dimensions per character", "examples per SGD step", "the most SGD steps one Lightning batch carries"]:
         assert phrase in " ".join(text.split())
     with pytest.raises(SystemExit):
         run_cli("sample", "--help")

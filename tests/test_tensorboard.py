@@ -30,7 +30,7 @@ def test_scalars_count_sgd_steps(fitted):
     tags = events.Tags()["scalars"]
     for tag in ["train_loss", "lr", "val_loss", "val_perplexity"]:
         assert tag in tags
-    # one train_loss point per batch of 10 SGD steps, placed at the step it reached
+    # log_every_n_steps counts SGD steps: one train_loss point every 10, placed at the step it reached
     assert [e.step for e in events.Scalars("train_loss")] == list(range(10, 121, 10))
     assert [e.step for e in events.Scalars("val_loss")] == [50, 100]  # at each 50-step epoch end
 

@@ -1,0 +1,89 @@
+"""The trainer's intervals count SGD steps, although one Lightning batch carries many of them."""
+
+import re
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import small_run_args
+from makemore.cli import main
+from makemore.data import steps_per_batch_for
+
+
+def scalar_steps(cli, tag: str) -> list[int]:
+    events = EventAccumulator(cli.trainer.log_dir, size_guidance={"scalars": 0})
+    events.Reload()
+    return [event.step for event in events.Scalars(tag)]
+
+
+def test_steps_per_batch_divides_every_interval():
+    assert steps_per_batch_for([], 1000) == 1000
+    assert steps_per_batch_for([1000], 1000) == 1000
+    assert steps_per_batch_for([2500], 1000) == 625
+    assert steps_per_batch_for([5000, 30], 1000) == 10
+    assert steps_per_batch_for([20], 1000) == 20
+    assert steps_per_batch_for([1009], 1000) == 1  # a prime above the limit: one step per batch
+
+
+def test_val_check_interval_and_log_every_n_steps_count_sgd_steps(words_path, tmp_path, run_cli):
+    # batches may carry up to 100 steps; validation every 20 steps and at the 70-step epoch end
+    cli = run_cli("fit", *small_run_args(
+        words_path, tmp_path, max_steps=150, data__steps_per_batch="100", data__steps_per_epoch="70",
+        trainer__val_check_interval="20", trainer__log_every_n_steps="10",
+    ))
+    assert cli.trainer.global_step == 150
+    assert cli.trainer.train_dataloader.steps == 10  # the largest size that ends on every interval
+    assert scalar_steps(cli, "train_loss") == list(range(10, 151, 10))
+    # as Lightning does with batches: counted from each epoch's start (epochs of 70 steps), not at the epoch end
+    assert scalar_steps(cli, "val_loss") == [20, 40, 60, 90, 110, 130]
+    # the trainer's own settings are back after the fit
+    assert (cli.trainer.val_check_interval, cli.trainer.log_every_n_steps) == (20, 10)
+    assert cli.datamodule.batch_steps is None
+
+
+def test_val_check_interval_across_epochs(words_path, tmp_path, run_cli):
+    cli = run_cli("fit", *small_run_args(
+        words_path, tmp_path, max_steps=120, data__steps_per_batch="100", data__steps_per_epoch="50",
+        trainer__val_check_interval="40", trainer__check_val_every_n_epoch="null", trainer__log_every_n_steps="40",
+    ))
+    assert cli.trainer.train_dataloader.steps == 10  # divides 40 and the 50-step epoch
+    assert scalar_steps(cli, "val_loss") == [40, 80, 120]
+    assert scalar_steps(cli, "train_loss") == [40, 80, 120]
+
+
+def test_fractional_val_check_interval_is_a_share_of_the_epochs_steps(words_path, tmp_path, run_cli):
+    cli = run_cli("fit", *small_run_args(
+        words_path, tmp_path, max_steps=100, data__steps_per_batch="100", data__steps_per_epoch="100",
+        trainer__val_check_interval="0.25", trainer__log_every_n_steps="50",
+    ))
+    assert scalar_steps(cli, "val_loss") == [25, 50, 75, 100]
+
+
+def test_checkpoint_every_n_train_steps_and_limit_train_batches_count_sgd_steps(words_path, tmp_path, run_cli):
+    cli = run_cli("fit", *small_run_args(
+        words_path, tmp_path, max_steps=90, data__steps_per_batch="100", data__steps_per_epoch="1000",
+        trainer__limit_train_batches="45", trainer__log_every_n_steps="45",
+    ), "--trainer.callbacks+=ModelCheckpoint", "--trainer.callbacks.every_n_train_steps=15",
+        "--trainer.callbacks.save_top_k=-1", "--trainer.callbacks.filename={step}")
+    assert cli.trainer.current_epoch == 2  # two epochs of 45 steps
+    names = {path.name for path in Path(cli.trainer.log_dir, "checkpoints").glob("step=*.ckpt")}
+    assert names == {f"step={n}.ckpt" for n in (15, 30, 45, 60, 75, 90)}
+    assert scalar_steps(cli, "val_loss") == [45, 90]
+
+
+def test_val_check_interval_longer_than_an_epoch_is_a_clear_error(words_path, tmp_path):
+    args = small_run_args(words_path, tmp_path, trainer__val_check_interval="80")  # the epoch is 50 steps
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *args])
+    message = str(exit_info.value)
+    assert "val_check_interval (80 SGD steps) is longer than an epoch (50 steps" in message
+
+
+def test_resuming_with_another_batch_size_is_refused(words_path, tmp_path, run_cli):
+    cli = run_cli("fit", *small_run_args(words_path, tmp_path, max_steps=30))
+    last = Path(cli.trainer.log_dir, "checkpoints", "last.ckpt")
+    args = small_run_args(words_path, tmp_path, max_steps=60, trainer__log_every_n_steps="15")  # 15-step batches
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *args, "--ckpt_path", str(last)])
+    assert re.search(r"trained with 10 SGD steps per batch, this run has 5", str(exit_info.value))
