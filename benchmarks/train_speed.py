@@ -8,14 +8,14 @@ of steps, batch 32, three sides run interleaved (A B C A B C ...):
   plain+optim  the same loop with torch.optim.SGD (zero_grad/step) and MultiStepLR([steps // 2])
   makemore     makemore.cli.main(["fit", "--config", "configs/mlp.yaml", ...]) as a user runs it:
                TensorBoard logger, progress bar (sent to a log file), checkpointing and validation
-               at every epoch end all on. µs/step = (on_train_end - on_train_start) / global_step.
+               at every epoch end (the config's data.steps_per_epoch, 10,000) all on.
+               µs/step = (on_train_end - on_train_start) / global_step.
                It trains on the CPU like the plain loops (--accelerator; the config says auto).
 
 Per side the table gives the median of the repeats, the fastest repeat ("best": other processes on
 a shared machine only ever slow a run down) and process CPU time (all threads). The StepTimer
-callback is itself a callback like any other and costs makemore a few µs per step (Lightning calls
-three hooks per SGD step on every callback). benchmarks/step_breakdown.py splits makemore's extra
-time per step into its parts.
+callback (benchmarks/step_timer.py) is a callback like any other, called once per Lightning batch.
+benchmarks/step_breakdown.py splits makemore's time per step into its parts.
 
 It also times building the examples (names.txt and 1,000,000 generated name-like words) and prints
 Markdown tables. `--full` instead runs the lecture's 200,000 steps as two whole processes,
@@ -28,7 +28,6 @@ Markdown tables. `--full` instead runs the lecture's 200,000 steps as two whole 
 
 import argparse
 import contextlib
-import math
 import os
 import platform
 import re
@@ -38,6 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional, Sequence
 
 import lightning
 import torch
@@ -105,17 +105,20 @@ def run_plain(data, vocab_size: int, steps: int, optim: bool, init: str) -> dict
             "losses": split_losses(lambda X: plain_loop.logits_of(parameters, X), data)}
 
 
-def run_makemore(data, steps: int, steps_per_epoch: int, workdir: Path, accelerator: str = "cpu") -> dict:
+def run_makemore(data, steps: int, steps_per_epoch: Optional[int], workdir: Path, accelerator: str = "cpu",
+                 extra: Sequence[str] = ()) -> dict:
+    """makemore's fit through the CLI with configs/mlp.yaml; `extra` arguments come last."""
     root = Path(tempfile.mkdtemp(prefix="run-", dir=workdir))
     args = [
         "fit", "--config", str(CONFIG),
         "--trainer.max_steps", str(steps),
         "--model.lr_scheduler.init_args.milestones", f"[{steps // 2}]",
-        "--data.steps_per_epoch", str(steps_per_epoch),
+        *(["--data.steps_per_epoch", str(steps_per_epoch)] if steps_per_epoch else []),
         "--trainer.default_root_dir", str(root),
         "--trainer.accelerator", accelerator,
         "--trainer.callbacks+=step_timer.StepTimer",
         "--num_threads", str(torch.get_num_threads()),
+        *extra,
     ]
     start = time.perf_counter()
     with output_to(root / "output.log"):
@@ -186,10 +189,10 @@ def benchmark(args) -> None:
     print(machine_facts(threads))
     data, vocabulary = plain_loop.build_data()
     steps = args.steps
-    steps_per_epoch = args.steps_per_epoch or math.ceil(len(data["train"][1]) / plain_loop.BATCH_SIZE)
+    steps_per_epoch = args.steps_per_epoch
     print(f"{steps} SGD steps of batch {plain_loop.BATCH_SIZE}, lr 0.1 -> 0.01 at step {steps // 2}; makemore: "
-          f"data.steps_per_epoch={steps_per_epoch} (validation + checkpoint each epoch end), "
-          f"data.steps_per_batch=100 (default), trainer.accelerator={args.accelerator}; "
+          f"data.steps_per_epoch={steps_per_epoch or 'as configs/mlp.yaml'} (validation + checkpoint each epoch end), "
+          f"trainer.accelerator={args.accelerator}; "
           f"{args.repeats} repeat(s) interleaved\n")
     results = {side: [] for side in SIDES}
     with tempfile.TemporaryDirectory(prefix="makemore-bench-") as tmp:
@@ -293,7 +296,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for every side (makemore's default is 1: more do not help this model)")
     parser.add_argument("--steps-per-epoch", type=int, default=None,
-                        help="makemore data.steps_per_epoch (default: the package's, one pass = ceil(train/32))")
+                        help="makemore data.steps_per_epoch (default: configs/mlp.yaml's)")
     parser.add_argument("--accelerator", default="cpu",
                         help="makemore's trainer.accelerator (default cpu, where the plain loops run; the config says auto)")
     parser.add_argument("--init", choices=("lecture", "package"), default="lecture",
