@@ -67,6 +67,16 @@ def test_steps_and_schedule_follow_the_config(words_path, tmp_path, run_cli):
     assert "last.ckpt" in names and any("step=200" in n for n in names)  # last validation at step 200
 
 
+def test_optimizer_keeps_torchs_implementation_choice(words_path):
+    vocab = CharDataModule(str(words_path)).vocab
+    # left unset, torch.optim picks its for-loop code for CPU tensors: made once, in the parameter group
+    chosen = MakemoreModule(vocab).configure_optimizers()
+    assert chosen.param_groups[0]["foreach"] is False
+    # what the YAML sets is kept
+    explicit = MakemoreModule(vocab, optimizer=lambda params, lr: torch.optim.SGD(params, lr=lr, foreach=True))
+    assert explicit.configure_optimizers().param_groups[0]["foreach"] is True
+
+
 def test_epoch_scheduler_steps_per_epoch(words_path, tmp_path, run_cli):
     cli = run_cli(
         "fit",
