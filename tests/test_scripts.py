@@ -1,4 +1,4 @@
-"""scripts/experiments.py end to end: a smoke run of two configs through the real CLI, on a tiny word list."""
+"""The scripts end to end: experiments.py on two configs and a tiny word list, the benchmarks on a few steps."""
 
 import json
 import math
@@ -39,3 +39,21 @@ def test_experiments_writes_one_row_per_config(words_path, tmp_path):
 
     for png in ("val_loss.png", "embeddings_2d.png", "lr_find.png"):
         assert (docs / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+
+
+def run_script(*args: str, cwd: Path) -> str:
+    done = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def test_benchmarks_print_their_tables(tmp_path):
+    # a few steps only: this checks that the benchmarks run and report, not how fast anything is
+    out = run_script(str(REPO / "benchmarks" / "train_speed.py"), "--steps", "40", "--repeats", "1",
+                     "--generated-words", "1000", cwd=tmp_path)
+    for side in ("plain", "plain+optim", "makemore"):
+        assert any(line.startswith(f"| {side} |") for line in out.splitlines()), side
+    assert "| 1,000 generated words | 1,000 |" in out
+    out = run_script(str(REPO / "benchmarks" / "step_breakdown.py"), "--steps", "40", "--repeats", "1", cwd=tmp_path)
+    assert "WARNING" not in out  # the makemore variants did the same arithmetic
+    assert sum(line.startswith("| makemore") for line in out.splitlines()) == 3
