@@ -52,8 +52,10 @@ class StepIntervals(L.Callback):
         if stage != "fit" or not isinstance(data, CharDataModule) or lr_finder_running(trainer):
             return
         epoch = data.epoch_steps()
-        limit = trainer.limit_train_batches if isinstance(trainer.limit_train_batches, int) and not trainer.overfit_batches else None
-        if limit is not None:
+        limit = trainer.limit_train_batches  # an int counts steps; a float is a share of the epoch
+        if not isinstance(limit, int) or limit <= 0 or trainer.overfit_batches:  # overfit_batches sets it itself
+            limit = None
+        else:
             epoch = min(epoch, limit)
         # The trainer's intervals, read as SGD steps; Lightning gets them in batches.
         counted = {"log_every_n_steps": trainer.log_every_n_steps}

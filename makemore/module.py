@@ -13,8 +13,12 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.precision import Precision
 from lightning.pytorch.strategies import SingleDeviceStrategy
 from lightning.pytorch.utilities.model_helpers import is_overridden
-from torch.optim.optimizer import _default_to_fused_or_foreach
 from torchmetrics import MeanMetric
+
+try:  # torch's own rule for the optimizers' default implementation (private: without it torch decides per step)
+    from torch.optim.optimizer import _default_to_fused_or_foreach
+except ImportError:
+    _default_to_fused_or_foreach = None
 
 from makemore.callbacks import StepIntervals, StepProgressBar
 from makemore.data import Vocabulary
@@ -86,7 +90,7 @@ class MakemoreModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer(self.parameters(), lr=self.learning_rate)
-        for group in optimizer.param_groups:
+        for group in optimizer.param_groups if _default_to_fused_or_foreach else []:
             # Left unset, torch.optim chooses between its for-loop and foreach code at every step; on a
             # small model that check costs several percent of the step. Make torch's own choice once.
             if "foreach" in group and group["foreach"] is None and group.get("fused") is None:
