@@ -54,6 +54,7 @@ def test_benchmarks_print_their_tables(tmp_path):
     for side in ("plain", "plain+optim", "makemore"):
         assert any(line.startswith(f"| {side} |") for line in out.splitlines()), side
     assert "| 1,000 generated words | 1,000 |" in out
+    assert "Same loss from the same initial weights" in out  # 40 steps are too few for the verdict itself
     out = run_script(str(REPO / "benchmarks" / "step_breakdown.py"), "--steps", "40", "--repeats", "1", cwd=tmp_path)
     assert "WARNING" not in out  # the makemore variants did the same arithmetic
     assert sum(line.startswith("| makemore") for line in out.splitlines()) == 3
