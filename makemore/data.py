@@ -249,7 +249,8 @@ class CharDataModule(L.LightningDataModule):
             the mean over the steps of one batch.
         steps_per_epoch: SGD steps per epoch (validation runs at epoch ends by default); default one pass in
             expectation, ceil(train examples / (batch_size * processes)).
-        eval_batch_size: examples per forward pass in validation and test (memory, not results).
+        eval_batch_size: examples per forward pass in validation and test (speed and memory, not results);
+            passes of a few thousand keep the activations in the CPU's cache.
     """
 
     def __init__(
@@ -262,7 +263,7 @@ class CharDataModule(L.LightningDataModule):
         seed: int = 42,
         steps_per_batch: int = 1000,
         steps_per_epoch: Optional[int] = None,
-        eval_batch_size: int = 32768,
+        eval_batch_size: int = 4096,
     ) -> None:
         super().__init__()
         for name, value in [("block_size", block_size), ("batch_size", batch_size), ("steps_per_batch", steps_per_batch),
