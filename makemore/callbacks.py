@@ -36,8 +36,8 @@ class StepIntervals(L.Callback):
 
     A makemore training batch carries many SGD steps (CharDataModule's steps_per_batch). Lightning counts
     `log_every_n_steps`, an integer `val_check_interval` and `limit_train_batches` in batches; a
-    float `val_check_interval` is a share of the epoch's batches. For the length of a fit this callback
-    reads all of them as SGD steps: it sizes the batches so that each interval (and a ModelCheckpoint's
+    float `val_check_interval` is a share of the epoch's batches. For the length of a fit on a
+    CharDataModule this callback reads all of them as SGD steps: it sizes the batches so that each interval (and a ModelCheckpoint's
     `every_n_train_steps`, which Lightning checks against global_step) ends on a batch boundary, at most
     `steps_per_batch` steps, and hands Lightning the same intervals in batches. The trainer's own values
     are put back when the fit ends. Validation that counts across epochs (`check_val_every_n_epoch:
