@@ -114,16 +114,15 @@ class MakemoreModule(L.LightningModule):
         losses = []
         for x, y in zip(X[:steps].unbind(), Y[:steps].unbind()):
             _, loss = net(x, y)
+            torch_optimizer.zero_grad()  # what LightningOptimizer.zero_grad forwards to
             if direct:
                 # What manual_backward and LightningOptimizer.step do on one device in 32-bit with no hooks
                 # to call, minus their per-call overhead: backward, then the torch optimizer, counted as a step.
-                torch_optimizer.zero_grad()
                 loss.backward()
                 optimizer._on_before_step()
                 torch_optimizer.step()
                 optimizer._on_after_step()
             else:
-                optimizer.zero_grad()
                 self.manual_backward(loss)
                 optimizer.step()
             if step_scheduler:

@@ -1,6 +1,5 @@
 """Nothing lost: a hard-killed run resumes exactly, checkpoints are written atomically, DDP on two CPU processes."""
 
-import os
 import re
 import signal
 import subprocess
