@@ -16,7 +16,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from makemore.data import Vocabulary, build_examples, default_path, read_words, split_words
+from makemore.text import Vocabulary, build_examples, default_path, read_words, split_words
 
 BLOCK_SIZE = 3
 N_EMBD = 10
@@ -54,8 +54,15 @@ def logits_of(parameters: list[torch.Tensor], X: torch.Tensor) -> torch.Tensor:
     return h @ W2 + b2
 
 
-def train(parameters: list[torch.Tensor], Xtr: torch.Tensor, Ytr: torch.Tensor, steps: int, optim: bool = False,
-          seed: int = 42, batch_size: int = BATCH_SIZE) -> float:
+def train(
+    parameters: list[torch.Tensor],
+    Xtr: torch.Tensor,
+    Ytr: torch.Tensor,
+    steps: int,
+    optim: bool = False,
+    seed: int = 42,
+    batch_size: int = BATCH_SIZE,
+) -> float:
     """`steps` SGD steps, lr 0.1 then 0.01 from step steps // 2 on (the lecture's 100,000 of 200,000).
 
     optim=False: the notebook's `p.grad = None; loss.backward(); p.data += -lr * p.grad`.
@@ -82,7 +89,7 @@ def train(parameters: list[torch.Tensor], Xtr: torch.Tensor, Ytr: torch.Tensor, 
     else:
         optimizer = torch.optim.SGD(parameters, lr=0.1)
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[steps // 2], gamma=0.1)
-        for i in range(steps):
+        for _ in range(steps):
             ix = torch.randint(0, n, (batch_size,))
             emb = C[Xtr[ix]]
             h = torch.tanh(emb.view(-1, W1.shape[0]) @ W1 + b1)
@@ -110,11 +117,15 @@ def main(argv: Optional[list[str]] = None) -> None:
     train(parameters, *data["train"], args.steps, optim=args.optim)
     t1 = time.perf_counter()
     with torch.no_grad():
-        losses = {split: F.cross_entropy(logits_of(parameters, data[split][0]), data[split][1]).item()
-                  for split in ("train", "val")}
-    print(f"steps={args.steps} threads={torch.get_num_threads()} train_loop_s={t1 - t0:.2f} "
-          f"us_per_step={(t1 - t0) / max(args.steps, 1) * 1e6:.1f} train_loss={losses['train']:.4f} "
-          f"val_loss={losses['val']:.4f} total_s={time.perf_counter() - start:.2f}")
+        losses = {
+            split: F.cross_entropy(logits_of(parameters, data[split][0]), data[split][1]).item()
+            for split in ("train", "val")
+        }
+    print(
+        f"steps={args.steps} threads={torch.get_num_threads()} train_loop_s={t1 - t0:.2f} "
+        f"us_per_step={(t1 - t0) / max(args.steps, 1) * 1e6:.1f} train_loss={losses['train']:.4f} "
+        f"val_loss={losses['val']:.4f} total_s={time.perf_counter() - start:.2f}"
+    )
     sys.stdout.flush()
 
 

@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import plain_loop  # noqa: E402
 import train_speed  # noqa: E402
 
-from makemore.data import TrainBatches  # noqa: E402
+from makemore import steps as makemore_steps  # noqa: E402
 from makemore.model import MLP  # noqa: E402
-from makemore.module import MakemoreModule  # noqa: E402
+from makemore.steps import TrainBatches  # noqa: E402
 
 STEPS_PER_BATCH = 1000  # configs/mlp.yaml's batches (log_every_n_steps 1000, data.steps_per_batch 1000)
 
@@ -54,12 +54,15 @@ def run_module_optim(data, vocab_size: int, steps: int) -> dict:
             optimizer.step()
             scheduler.step()
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return {"us_per_step": seconds / steps * 1e6, "cpu_us_per_step": cpu / steps * 1e6,
-            "losses": train_speed.split_losses(lambda X: net(X)[0], data)}
+    return {
+        "us_per_step": seconds / steps * 1e6,
+        "cpu_us_per_step": cpu / steps * 1e6,
+        "losses": train_speed.split_losses(lambda X: net(X)[0], data),
+    }
 
 
-def wrapped_steps(self: MakemoreModule) -> bool:
-    return False  # MakemoreModule._direct_steps answering no: every step goes through Lightning's wrappers
+def wrapped_steps(module) -> bool:
+    return False  # makemore.steps.direct_steps answering no: every step goes through Lightning's wrappers
 
 
 VARIANTS = ["plain+optim", "module+optim", "makemore", "makemore, Lightning's wrappers", "makemore, no validation"]
@@ -73,12 +76,12 @@ def run_variant(name: str, data, vocab_size: int, steps: int, tmp: Path) -> dict
     if name == "makemore, no validation":
         return train_speed.run_makemore(data, steps, None, tmp, extra=["--trainer.limit_val_batches", "0"])
     if name == "makemore, Lightning's wrappers":
-        direct = MakemoreModule._direct_steps
-        MakemoreModule._direct_steps = wrapped_steps
+        direct = makemore_steps.direct_steps
+        makemore_steps.direct_steps = wrapped_steps
         try:
             return train_speed.run_makemore(data, steps, None, tmp)
         finally:
-            MakemoreModule._direct_steps = direct
+            makemore_steps.direct_steps = direct
     return train_speed.run_makemore(data, steps, None, tmp)
 
 
@@ -97,13 +100,18 @@ def main() -> None:
             for name in VARIANTS:
                 res = run_variant(name, data, len(vocabulary), args.steps, Path(tmp))
                 results[name].append(res)
-                print(f"  repeat {r + 1}/{args.repeats} {name:32s} {res['us_per_step']:8.1f} µs/step "
-                      f"({res['cpu_us_per_step']:.1f} CPU)  train loss {res['losses']['train']:.6f}", flush=True)
+                print(
+                    f"  repeat {r + 1}/{args.repeats} {name:32s} {res['us_per_step']:8.1f} µs/step "
+                    f"({res['cpu_us_per_step']:.1f} CPU)  train loss {res['losses']['train']:.6f}",
+                    flush=True,
+                )
     reference = results["makemore"][-1]["losses"]["train"]
     for name in ("makemore, Lightning's wrappers", "makemore, no validation"):
         if abs(results[name][-1]["losses"]["train"] - reference) > 1e-4:
-            print(f"WARNING: {name} ends at train loss {results[name][-1]['losses']['train']:.6f}, "
-                  f"makemore at {reference:.6f}")
+            print(
+                f"WARNING: {name} ends at train loss {results[name][-1]['losses']['train']:.6f}, "
+                f"makemore at {reference:.6f}"
+            )
     print(f"\n{args.steps} steps, {torch.get_num_threads()} thread(s), median of {args.repeats}\n")
     print("| variant | µs/step | × plain+optim | CPU µs/step | train loss |")
     print("|---|---:|---:|---:|---:|")

@@ -52,8 +52,8 @@ import plain_loop  # noqa: E402
 from step_timer import StepTimer  # noqa: E402
 
 from makemore.cli import main as makemore_main  # noqa: E402
-from makemore.data import Vocabulary, build_examples, default_path, read_words, split_words  # noqa: E402
 from makemore.model import MLP  # noqa: E402
+from makemore.text import Vocabulary, build_examples, default_path, read_words, split_words  # noqa: E402
 
 SIDES = ("plain", "plain+optim", "makemore")
 # The loops draw different random mini-batches (randint per step vs makemore's seeded draws), so from the same
@@ -104,23 +104,35 @@ def run_plain(data, vocab_size: int, steps: int, optim: bool, init: str) -> dict
     start, cpu = time.perf_counter(), time.process_time()
     plain_loop.train(parameters, *data["train"], steps, optim=optim)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return {"us_per_step": seconds / steps * 1e6, "cpu_us_per_step": cpu / steps * 1e6, "call_s": seconds,
-            "losses": split_losses(lambda X: plain_loop.logits_of(parameters, X), data)}
+    return {
+        "us_per_step": seconds / steps * 1e6,
+        "cpu_us_per_step": cpu / steps * 1e6,
+        "call_s": seconds,
+        "losses": split_losses(lambda X: plain_loop.logits_of(parameters, X), data),
+    }
 
 
-def run_makemore(data, steps: int, steps_per_epoch: Optional[int], workdir: Path, accelerator: str = "cpu",
-                 extra: Sequence[str] = ()) -> dict:
+def run_makemore(
+    data, steps: int, steps_per_epoch: Optional[int], workdir: Path, accelerator: str = "cpu", extra: Sequence[str] = ()
+) -> dict:
     """makemore's fit through the CLI with configs/mlp.yaml; `extra` arguments come last."""
     root = Path(tempfile.mkdtemp(prefix="run-", dir=workdir))
     args = [
-        "fit", "--config", str(CONFIG),
-        "--trainer.max_steps", str(steps),
-        "--model.lr_scheduler.init_args.milestones", f"[{steps // 2}]",
+        "fit",
+        "--config",
+        str(CONFIG),
+        "--trainer.max_steps",
+        str(steps),
+        "--model.lr_scheduler.init_args.milestones",
+        f"[{steps // 2}]",
         *(["--data.steps_per_epoch", str(steps_per_epoch)] if steps_per_epoch else []),
-        "--trainer.default_root_dir", str(root),
-        "--trainer.accelerator", accelerator,
+        "--trainer.default_root_dir",
+        str(root),
+        "--trainer.accelerator",
+        accelerator,
         "--trainer.callbacks+=step_timer.StepTimer",
-        "--num_threads", str(torch.get_num_threads()),
+        "--num_threads",
+        str(torch.get_num_threads()),
         *extra,
     ]
     start = time.perf_counter()
@@ -137,9 +149,17 @@ def run_makemore(data, steps: int, steps_per_epoch: Optional[int], workdir: Path
         raise RuntimeError("the makemore run trained on different examples than the plain loop")
     net = cli.model.net.eval()
     checkpoints = len(list(root.rglob("*.ckpt")))
-    return {"us_per_step": timer.us_per_step, "cpu_us_per_step": timer.cpu_us_per_step, "call_s": call_s, "losses": split_losses(lambda X: net(X)[0], data),
-            "val_s": timer.val_s, "validations": timer.validations, "train_s": timer.train_s,
-            "threads": timer.threads, "checkpoints": checkpoints}
+    return {
+        "us_per_step": timer.us_per_step,
+        "cpu_us_per_step": timer.cpu_us_per_step,
+        "call_s": call_s,
+        "losses": split_losses(lambda X: net(X)[0], data),
+        "val_s": timer.val_s,
+        "validations": timer.validations,
+        "train_s": timer.train_s,
+        "threads": timer.threads,
+        "checkpoints": checkpoints,
+    }
 
 
 def generated_words(names: list[str], count: int, seed: int = 0) -> list[str]:
@@ -154,7 +174,7 @@ def generated_words(names: list[str], count: int, seed: int = 0) -> list[str]:
     chars = torch.multinomial(counts, int(drawn.sum()), replacement=True, generator=g)
     text = "".join(letters[i] for i in chars.tolist())
     ends = torch.cumsum(drawn, 0).tolist()
-    return [text[e - n:e] for e, n in zip(ends, drawn.tolist())]
+    return [text[e - n : e] for e, n in zip(ends, drawn.tolist())]
 
 
 def time_build(path: Path) -> dict:
@@ -167,8 +187,13 @@ def time_build(path: Path) -> dict:
     t2 = time.perf_counter()
     examples = [build_examples(ws, vocabulary, 3) for ws in splits]
     t3 = time.perf_counter()
-    return {"words": len(words), "examples": sum(len(Y) for _, Y in examples),
-            "read_s": t1 - t0, "split_s": t2 - t1, "build_s": t3 - t2}
+    return {
+        "words": len(words),
+        "examples": sum(len(Y) for _, Y in examples),
+        "read_s": t1 - t0,
+        "split_s": t2 - t1,
+        "build_s": t3 - t2,
+    }
 
 
 def load_average() -> str:
@@ -179,8 +204,10 @@ def load_average() -> str:
 
 
 def machine_facts(threads: int) -> str:
-    return (f"machine: {platform.machine()}, os.cpu_count()={os.cpu_count()}, python {platform.python_version()}, "
-            f"torch {torch.__version__}, lightning {lightning.__version__}, torch threads {threads}; {load_average()}")
+    return (
+        f"machine: {platform.machine()}, os.cpu_count()={os.cpu_count()}, python {platform.python_version()}, "
+        f"torch {torch.__version__}, lightning {lightning.__version__}, torch threads {threads}; {load_average()}"
+    )
 
 
 def fmt_losses(losses: dict) -> tuple[str, str]:
@@ -193,10 +220,12 @@ def benchmark(args) -> None:
     data, vocabulary = plain_loop.build_data()
     steps = args.steps
     steps_per_epoch = args.steps_per_epoch
-    print(f"{steps} SGD steps of batch {plain_loop.BATCH_SIZE}, lr 0.1 -> 0.01 at step {steps // 2}; makemore: "
-          f"data.steps_per_epoch={steps_per_epoch or 'as configs/mlp.yaml'} (validation + checkpoint each epoch end), "
-          f"trainer.accelerator={args.accelerator}; "
-          f"{args.repeats} repeat(s) interleaved\n")
+    print(
+        f"{steps} SGD steps of batch {plain_loop.BATCH_SIZE}, lr 0.1 -> 0.01 at step {steps // 2}; makemore: "
+        f"data.steps_per_epoch={steps_per_epoch or 'as configs/mlp.yaml'} (validation + checkpoint each epoch end), "
+        f"trainer.accelerator={args.accelerator}; "
+        f"{args.repeats} repeat(s) interleaved\n"
+    )
     results = {side: [] for side in SIDES}
     with tempfile.TemporaryDirectory(prefix="makemore-bench-") as tmp:
         for r in range(args.repeats):
@@ -206,18 +235,25 @@ def benchmark(args) -> None:
                 else:
                     res = run_plain(data, len(vocabulary), steps, optim=side == "plain+optim", init=args.init)
                 results[side].append(res)
-                print(f"  repeat {r + 1}/{args.repeats} {side:12s} {res['us_per_step']:8.1f} µs/step ({res['cpu_us_per_step']:.1f} CPU)  "
-                      f"train {res['losses']['train']:.4f} val {res['losses']['val']:.4f}", flush=True)
+                print(
+                    f"  repeat {r + 1}/{args.repeats} {side:12s} {res['us_per_step']:8.1f} µs/step ({res['cpu_us_per_step']:.1f} CPU)  "
+                    f"train {res['losses']['train']:.4f} val {res['losses']['val']:.4f}",
+                    flush=True,
+                )
         if torch.get_num_threads() != threads:
             raise RuntimeError(f"the thread count changed from {threads} to {torch.get_num_threads()}")
         mm = results["makemore"][-1]
         if mm["threads"] != threads:
             raise RuntimeError(f"makemore trained with {mm['threads']} threads, the plain loops with {threads}")
 
-        print(f"\nafter the runs: {load_average()} (other processes on the machine skew wall times; "
-              f"'best' is the fastest repeat)\n")
-        print(f"| side | µs/step (median of {args.repeats}) | × plain | all repeats µs/step | best µs/step | best × plain "
-              f"| CPU µs/step (median) | CPU × plain | whole call s (median) | train loss | val loss |")
+        print(
+            f"\nafter the runs: {load_average()} (other processes on the machine skew wall times; "
+            f"'best' is the fastest repeat)\n"
+        )
+        print(
+            f"| side | µs/step (median of {args.repeats}) | × plain | all repeats µs/step | best µs/step | best × plain "
+            f"| CPU µs/step (median) | CPU × plain | whole call s (median) | train loss | val loss |"
+        )
         print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
         base = statistics.median(r["us_per_step"] for r in results["plain"])
         cpu_base = statistics.median(r["cpu_us_per_step"] for r in results["plain"])
@@ -229,23 +265,33 @@ def benchmark(args) -> None:
             call = statistics.median(r["call_s"] for r in results[side])
             tr, va = fmt_losses(results[side][-1]["losses"])
             every = ", ".join(f"{r['us_per_step']:.0f}" for r in results[side])
-            print(f"| {side} | {us:.1f} | {us / base:.2f} | {every} | {best:.1f} | {best / best_base:.2f} "
-                  f"| {cpu:.1f} | {cpu / cpu_base:.2f} | {call:.2f} "
-                  f"| {tr} | {va} |")
+            print(
+                f"| {side} | {us:.1f} | {us / base:.2f} | {every} | {best:.1f} | {best / best_base:.2f} "
+                f"| {cpu:.1f} | {cpu / cpu_base:.2f} | {call:.2f} "
+                f"| {tr} | {va} |"
+            )
         val_us = statistics.median(r["val_s"] / steps * 1e6 for r in results["makemore"])
-        print(f"\nmakemore: whole call = CLI parse + data + sanity check + training + end-of-fit; the training "
-              f"part includes {mm['validations']} validation(s) ({val_us:.1f} µs/step of it, median) and "
-              f"{mm['checkpoints']} checkpoint file(s). Losses: mean cross-entropy over the whole split after "
-              f"training, last repeat. CPU time is the process's, all threads.")
+        print(
+            f"\nmakemore: whole call = CLI parse + data + sanity check + training + end-of-fit; the training "
+            f"part includes {mm['validations']} validation(s) ({val_us:.1f} µs/step of it, median) and "
+            f"{mm['checkpoints']} checkpoint file(s). Losses: mean cross-entropy over the whole split after "
+            f"training, last repeat. CPU time is the process's, all threads."
+        )
         if args.init == "package":  # same initial weights, different random mini-batches: the same loss within noise
-            gaps = {split: abs(results["makemore"][-1]["losses"][split] - results["plain+optim"][-1]["losses"][split])
-                    for split in ("train", "val")}
+            gaps = {
+                split: abs(results["makemore"][-1]["losses"][split] - results["plain+optim"][-1]["losses"][split])
+                for split in ("train", "val")
+            }
             verdict = "yes" if max(gaps.values()) <= LOSS_TOLERANCE else "NO"
-            print(f"Same loss from the same initial weights (makemore vs plain+optim, |difference| <= {LOSS_TOLERANCE}): "
-                  f"{verdict} (train {gaps['train']:.4f}, val {gaps['val']:.4f})")
+            print(
+                f"Same loss from the same initial weights (makemore vs plain+optim, |difference| <= {LOSS_TOLERANCE}): "
+                f"{verdict} (train {gaps['train']:.4f}, val {gaps['val']:.4f})"
+            )
         else:
-            print("The plain loops started from the lecture's randn weights, makemore from nn.Embedding/nn.Linear's "
-                  "init, so their losses differ (--init package compares them from the same weights).")
+            print(
+                "The plain loops started from the lecture's randn weights, makemore from nn.Embedding/nn.Linear's "
+                "init, so their losses differ (--init package compares them from the same weights)."
+            )
 
         print("\n| data | words | examples | read_words s | shuffle+split s | build_examples train/val/test s |")
         print("|---|---:|---:|---:|---:|---:|")
@@ -256,8 +302,10 @@ def benchmark(args) -> None:
         rows.append((f"{args.generated_words:,} generated words", generated))
         for label, path in rows:
             b = time_build(path)
-            print(f"| {label} | {b['words']:,} | {b['examples']:,} | {b['read_s']:.3f} | {b['split_s']:.3f} "
-                  f"| {b['build_s']:.3f} |")
+            print(
+                f"| {label} | {b['words']:,} | {b['examples']:,} | {b['read_s']:.3f} | {b['split_s']:.3f} "
+                f"| {b['build_s']:.3f} |"
+            )
 
 
 def full(args) -> None:
@@ -269,9 +317,20 @@ def full(args) -> None:
         extra = ["--threads", str(args.threads)]
     with tempfile.TemporaryDirectory(prefix="makemore-full-") as tmp:
         commands = {
-            "makemore": [sys.executable, "-m", "makemore", "fit", "--config", str(CONFIG),
-                         "--trainer.default_root_dir", tmp, "--trainer.accelerator", args.accelerator,
-                         "--num_threads", str(args.threads or torch.get_num_threads())],
+            "makemore": [
+                sys.executable,
+                "-m",
+                "makemore",
+                "fit",
+                "--config",
+                str(CONFIG),
+                "--trainer.default_root_dir",
+                tmp,
+                "--trainer.accelerator",
+                args.accelerator,
+                "--num_threads",
+                str(args.threads or torch.get_num_threads()),
+            ],
             "plain": [sys.executable, str(HERE / "plain_loop.py"), "--steps", "200000", *extra],
         }
         times = {}
@@ -301,18 +360,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10_000, help="SGD steps per run (default 10000)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each side, interleaved (default 3)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads for every side (makemore's default is 1: more do not help this model)")
-    parser.add_argument("--steps-per-epoch", type=int, default=None,
-                        help="makemore data.steps_per_epoch (default: configs/mlp.yaml's)")
-    parser.add_argument("--accelerator", default="cpu",
-                        help="makemore's trainer.accelerator (default cpu, where the plain loops run; the config says auto)")
-    parser.add_argument("--init", choices=("lecture", "package"), default="package",
-                        help="plain loops' initial weights: makemore's (default, so the losses compare) or the "
-                             "lecture's randn")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for every side (makemore's default is 1: more do not help this model)",
+    )
+    parser.add_argument(
+        "--steps-per-epoch", type=int, default=None, help="makemore data.steps_per_epoch (default: configs/mlp.yaml's)"
+    )
+    parser.add_argument(
+        "--accelerator",
+        default="cpu",
+        help="makemore's trainer.accelerator (default cpu, where the plain loops run; the config says auto)",
+    )
+    parser.add_argument(
+        "--init",
+        choices=("lecture", "package"),
+        default="package",
+        help="plain loops' initial weights: makemore's (default, so the losses compare) or the lecture's randn",
+    )
     parser.add_argument("--generated-words", type=int, default=1_000_000, help="size of the generated word list")
-    parser.add_argument("--full", action="store_true",
-                        help="instead: the lecture's 200,000 steps, CLI process vs plain-loop process")
+    parser.add_argument(
+        "--full", action="store_true", help="instead: the lecture's 200,000 steps, CLI process vs plain-loop process"
+    )
     args = parser.parse_args()
     if args.steps < 2 or args.repeats < 1:
         parser.error("--steps must be at least 2 and --repeats at least 1")

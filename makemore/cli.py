@@ -13,12 +13,16 @@ from lightning.pytorch.tuner import Tuner
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from makemore.callbacks import EmbeddingVisualizer, report_lr_find
-from makemore.data import CharDataModule, DataError
-from makemore.module import CheckpointError, MakemoreModule, load_checkpoint, read_checkpoint
+from makemore.checkpoint import load_network, read_checkpoint
+from makemore.data import CharDataModule
+from makemore.errors import CheckpointError, MakemoreError
+from makemore.module import MakemoreModule
+from makemore.sampling import sample_words
+from makemore.text import Vocabulary
 
 
 class Trainer(L.Trainer):
-    """Lightning's Trainer with an `lr_find` subcommand; checkpoints are loaded as plain data (weights_only)."""
+    """Lightning's Trainer with an `lr_find` subcommand."""
 
     def lr_find(
         self,
@@ -41,39 +45,6 @@ class Trainer(L.Trainer):
             model, datamodule=datamodule, min_lr=min_lr, max_lr=max_lr, num_training=num_training, update_attr=False
         )
         return report_lr_find(self, finder)
-
-    # Loading a shared checkpoint must not run code hidden in it: weights_only=True unless asked otherwise.
-    def fit(self, model, train_dataloaders=None, val_dataloaders=None, datamodule=None,
-            ckpt_path: Optional[str] = None, weights_only: Optional[bool] = True):
-        """Train the model.
-
-        Args:
-            ckpt_path: checkpoint to resume from: a path, or "last" for the newest run's last.ckpt.
-            weights_only: load the checkpoint as tensors and plain data only (refuse pickled code).
-        """
-        return super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, weights_only)
-
-    def validate(self, model=None, dataloaders=None, ckpt_path: Optional[str] = None, verbose: bool = True,
-                 datamodule=None, weights_only: Optional[bool] = True):
-        """Compute val_loss over the whole validation split.
-
-        Args:
-            ckpt_path: checkpoint whose weights to evaluate ("best", "last" or a path).
-            verbose: print the results table.
-            weights_only: load the checkpoint as tensors and plain data only (refuse pickled code).
-        """
-        return super().validate(model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
-
-    def test(self, model=None, dataloaders=None, ckpt_path: Optional[str] = None, verbose: bool = True,
-             datamodule=None, weights_only: Optional[bool] = True):
-        """Compute test_loss over the whole test split.
-
-        Args:
-            ckpt_path: checkpoint whose weights to evaluate ("best", "last" or a path).
-            verbose: print the results table.
-            weights_only: load the checkpoint as tensors and plain data only (refuse pickled code).
-        """
-        return super().test(model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
 
 
 def newest_last_checkpoint(root: str) -> Path:
@@ -103,15 +74,18 @@ class MakemoreCLI(LightningCLI):
         )
 
     def before_instantiate_classes(self) -> None:
-        threads = self._get(self.config, "num_threads")
-        if threads is not None:
-            torch.set_num_threads(threads)
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.get("num_threads") is not None:
+            torch.set_num_threads(config.num_threads)
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        # A shared checkpoint must not run code when loaded: weights_only=True unless asked otherwise.
+        if subcommand and "weights_only" in self.config[subcommand] and self.config[subcommand].weights_only is None:
+            self.config[subcommand].weights_only = True
         # Lightning reads a --ckpt_path file straight after parsing: check it first, so that a missing,
         # corrupt, foreign or unsafe file gives one clear error (CheckpointError) instead of a traceback.
-        subcommand = self.config.get("subcommand")
         ckpt_path = str(self.config[subcommand].get("ckpt_path") or "") if subcommand else ""
         if ckpt_path == "last":
             # Lightning looks for "last" in this run's own (new, empty) version folder; resume the newest run instead.
@@ -131,8 +105,10 @@ def sample(ckpt_path: str, num_samples: int = 20, seed: int = 42, device: str = 
         seed: seed of the sampling generator; the same seed gives the same names.
         device: where to run the model (cpu or cuda).
     """
-    module = load_checkpoint(ckpt_path, map_location=device)
-    names = module.sample(num_samples, torch.Generator(device).manual_seed(seed))
+    net, hparams = load_network(ckpt_path, map_location=device)
+    vocabulary = Vocabulary(hparams["vocab"])
+    generator = torch.Generator(device).manual_seed(seed)
+    names = sample_words(net, vocabulary, hparams["block_size"], num_samples, hparams["max_sample_length"], generator)
     for name in names:
         print(name)
     return names
@@ -152,7 +128,7 @@ def main(args: Optional[list[str]] = None) -> Optional[MakemoreCLI]:
             CharDataModule,
             trainer_class=Trainer,
             trainer_defaults={
-                # Counted in SGD steps (makemore.callbacks.StepIntervals): train_loss, the mean of 1,000 steps.
+                # Counted in SGD steps (makemore.steps): train_loss, the mean of 1,000 steps.
                 # It also caps the steps one Lightning batch carries, so a small value costs speed.
                 "log_every_n_steps": 1000,
                 "callbacks": [
@@ -160,11 +136,11 @@ def main(args: Optional[list[str]] = None) -> Optional[MakemoreCLI]:
                     # last.ckpt at every epoch end (Lightning's save_last only follows improvements of the monitor)
                     ModelCheckpoint(filename="last", enable_version_counter=False),
                     EmbeddingVisualizer(),
-                ]
+                ],
             },
             args=args,
         )
-    except (DataError, CheckpointError) as err:
+    except MakemoreError as err:
         sys.exit(f"makemore: error: {err}")
     except SIGTERMException:  # Lightning's is a SystemExit with status 0, as if the run had finished
         sys.exit("makemore: stopped by SIGTERM before the run finished; resume it with --ckpt_path last")

@@ -1,10 +1,33 @@
-"""The embedding-MLP of Bengio et al. (2003), as in the makemore lecture: a plain nn.Module."""
+"""The embedding-MLP of Bengio et al. (2003), as in the makemore lecture: a plain nn.Module.
 
-from typing import Optional
+A makemore network is any nn.Module built as `Net(vocab_size, block_size, **options)` whose
+`forward(idx, targets=None)` takes token ids (b, block_size) and returns (logits, loss): logits
+(b, vocab_size) for the next character (or (b, t, vocab_size), one per position), and the mean
+cross-entropy when targets are given. The LightningModule, the data and the CLI need nothing else.
+"""
+
+from typing import Callable, Optional, Protocol, runtime_checkable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+@runtime_checkable
+class Network(Protocol):
+    """What makemore needs of a network: an nn.Module with this forward, built as Net(vocab_size, block_size, ...).
+
+    forward(idx (b, block_size) int64, targets (b,) or None) -> (logits, loss): logits (b, vocab_size) for
+    the next character, or (b, t, vocab_size) for every position; loss the mean cross-entropy, or None
+    without targets. (Parameters unannotated on purpose: the CLI accepts any class with such a forward.)
+    """
+
+    def forward(self, idx, targets=None): ...
+
+
+# A network class (or a partial of one): called with (vocab_size, block_size), returns the network.
+# In YAML: a class_path and its init_args.
+NetworkCallable = Callable[[int, int], Network]
 
 
 def affine(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
@@ -56,14 +79,13 @@ class MLP(nn.Module):
         self,
         vocab_size: int,
         block_size: int,
-        n_embd: int,
-        n_hidden: int,
+        n_embd: int = 10,
+        n_hidden: int = 200,
         n_layers: int = 1,
         batch_norm: bool = False,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.block_size = block_size
         self.dropout = dropout
         self.embedding = nn.Embedding(vocab_size, n_embd)
         widths = [block_size * n_embd] + [n_hidden] * n_layers
@@ -90,24 +112,3 @@ class MLP(nn.Module):
         out = self.out
         logits = affine(x, out.weight, out.bias)  # (b, vocab_size)
         return logits, None if targets is None else F.cross_entropy(logits, targets)
-
-    @torch.no_grad()
-    def generate(self, num_samples: int, max_length: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """Sample `num_samples` words in parallel, each until it draws `.` (index 0) or reaches max_length.
-
-        Returns (num_samples, max_length) token ids; positions after a word's `.` are 0 too.
-        """
-        device = self.embedding.weight.device
-        context = torch.zeros(num_samples, self.block_size, dtype=torch.long, device=device)
-        out = torch.zeros(num_samples, max_length, dtype=torch.long, device=device)
-        alive = torch.ones(num_samples, dtype=torch.bool, device=device)
-        for t in range(max_length):
-            logits, _ = self(context)
-            probs = F.softmax(logits, dim=-1)  # (num_samples, vocab_size)
-            ix = torch.multinomial(probs, 1, generator=generator).squeeze(1) * alive
-            out[:, t] = ix
-            alive &= ix != 0
-            if not alive.any():
-                break
-            context = torch.cat([context[:, 1:], ix.unsqueeze(1)], dim=1)
-        return out

@@ -1,6 +1,6 @@
 """Search challenge settings on the validation split: run candidate overrides of configs/challenge.yaml in parallel.
 
-The search behind configs/challenge.yaml ran on a lent GPU machine (scripts/device_check.sh); its
+The search behind configs/challenge.yaml ran on a GPU machine, 13 candidates in parallel; its
 results are in README. Each candidate is a name and a list of CLI overrides; every run is a real `python -m makemore fit`, and its
 score is the best validation loss its checkpoint callback kept. Only validation loss is read: the test
 split is touched once, for the chosen config, by `python -m makemore test`.
@@ -24,8 +24,20 @@ def cosine(steps: int) -> list[str]:
 
 
 def model(block: int, embd: int, hidden: int, layers: int, dropout: float, batch: int = 128) -> list[str]:
-    return ["--data.block_size", str(block), "--model.n_embd", str(embd), "--model.n_hidden", str(hidden),
-            "--model.n_layers", str(layers), "--model.dropout", str(dropout), "--data.batch_size", str(batch)]
+    return [
+        "--data.block_size",
+        str(block),
+        "--model.net.n_embd",
+        str(embd),
+        "--model.net.n_hidden",
+        str(hidden),
+        "--model.net.n_layers",
+        str(layers),
+        "--model.net.dropout",
+        str(dropout),
+        "--data.batch_size",
+        str(batch),
+    ]
 
 
 CANDIDATES = {
@@ -38,7 +50,9 @@ CANDIDATES = {
     "b8_e48_h512_d0.3_80k": model(8, 48, 512, 2, 0.3) + cosine(80_000),
     "b8_e32_h384_l3_d0.2_80k": model(8, 32, 384, 3, 0.2) + cosine(80_000),
     "b8_e32_h512_d0.3_80k_lr1e-2": model(8, 32, 512, 2, 0.3) + cosine(80_000) + ["--model.learning_rate", "0.01"],
-    "b8_e32_h512_d0.3_80k_wd0.3": model(8, 32, 512, 2, 0.3) + cosine(80_000) + ["--model.optimizer.init_args.weight_decay", "0.3"],
+    "b8_e32_h512_d0.3_80k_wd0.3": model(8, 32, 512, 2, 0.3)
+    + cosine(80_000)
+    + ["--model.optimizer.init_args.weight_decay", "0.3"],
     "b8_e32_h512_d0.3_80k_bs256": model(8, 32, 512, 2, 0.3, batch=256) + cosine(80_000),
     "b8_e32_h1024_l1_d0.4_80k": model(8, 32, 1024, 1, 0.4) + cosine(80_000),
     "b16_e24_h512_d0.3_80k": model(16, 24, 512, 2, 0.3) + cosine(80_000),
@@ -46,15 +60,30 @@ CANDIDATES = {
 
 
 def best_val_loss(run_dir: Path) -> float:
-    scores = [float(m.group(1)) for p in run_dir.rglob("*.ckpt") if (m := re.search(r"val_loss=([0-9.]+)\.ckpt", p.name))]
+    scores = [
+        float(m.group(1)) for p in run_dir.rglob("*.ckpt") if (m := re.search(r"val_loss=([0-9.]+)\.ckpt", p.name))
+    ]
     return min(scores) if scores else float("nan")
 
 
 def run(name: str, overrides: list[str], args: argparse.Namespace) -> dict:
     run_dir = Path(args.root) / name
-    command = [sys.executable, "-m", "makemore", "fit", "--config", args.config, *overrides,
-               "--trainer.accelerator", args.accelerator, "--trainer.default_root_dir", str(run_dir),
-               "--trainer.enable_progress_bar", "false", *args.extra]
+    command = [
+        sys.executable,
+        "-m",
+        "makemore",
+        "fit",
+        "--config",
+        args.config,
+        *overrides,
+        "--trainer.accelerator",
+        args.accelerator,
+        "--trainer.default_root_dir",
+        str(run_dir),
+        "--trainer.enable_progress_bar",
+        "false",
+        *args.extra,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     start = time.time()
     log = run_dir.parent / f"{name}.log"

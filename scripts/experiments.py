@@ -45,19 +45,42 @@ COLUMNS = ["config", "block_size", "n_embd", "n_hidden", "params", "steps", "tra
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS,
-                        help="config names in configs/ (without .yaml) or paths to YAML files; default: %(default)s")
-    parser.add_argument("--max_steps", type=int, default=None,
-                        help="shorten every run to this many SGD steps (a smoke run); validation then runs every"
-                             " max_steps/20 steps, as 10,000 of 200,000 in the configs")
-    parser.add_argument("--root", type=Path, default=REPO / "lightning_logs" / "experiments",
-                        help="folder for the runs' logs, checkpoints and events; default: %(default)s")
-    parser.add_argument("--docs", type=Path, default=REPO / "docs",
-                        help="folder for results.md, results.json and the PNGs; default: %(default)s")
-    parser.add_argument("--data_path", type=Path, default=None,
-                        help="word list passed to every run as --data.path (default: the configs' own, names.txt)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=DEFAULT_CONFIGS,
+        help="config names in configs/ (without .yaml) or paths to YAML files; default: %(default)s",
+    )
+    parser.add_argument(
+        "--max_steps",
+        type=int,
+        default=None,
+        help="shorten every run to this many SGD steps (a smoke run); validation then runs every"
+        " max_steps/20 steps, as 10,000 of 200,000 in the configs",
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=REPO / "lightning_logs" / "experiments",
+        help="folder for the runs' logs, checkpoints and events; default: %(default)s",
+    )
+    parser.add_argument(
+        "--docs",
+        type=Path,
+        default=REPO / "docs",
+        help="folder for results.md, results.json and the PNGs; default: %(default)s",
+    )
+    parser.add_argument(
+        "--data_path",
+        type=Path,
+        default=None,
+        help="word list passed to every run as --data.path (default: the configs' own, names.txt)",
+    )
     parser.add_argument("--no_lr_find", action="store_true", help="skip the learning-rate finder run and lr_find.png")
     args = parser.parse_args(argv)
     if args.max_steps is not None and args.max_steps < 1:
@@ -96,8 +119,9 @@ def package_version() -> dict:
     for path in sorted((REPO / "makemore").glob("*.py")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                                check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = None
     return {"commit": commit, "makemore_sha256": digest.hexdigest()[:16]}
@@ -134,7 +158,9 @@ def new_version(root: Path, before: set[Path]) -> Path:
     """The version_N folder the last command created under root (runs never reuse one)."""
     created = versions(root) - before
     if len(created) != 1:
-        sys.exit(f"experiments.py: expected one new version folder under {root / 'lightning_logs'}, found {sorted(created)}")
+        sys.exit(
+            f"experiments.py: expected one new version folder under {root / 'lightning_logs'}, found {sorted(created)}"
+        )
     return created.pop()
 
 
@@ -147,6 +173,7 @@ def shortened(config: dict, max_steps: int) -> list[str]:
 
 
 # --- reading the runs back -------------------------------------------------------------------------
+
 
 def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
     """(step, value) of one scalar tag in a run folder's TensorBoard events, as TensorBoard reads them."""
@@ -161,7 +188,7 @@ def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
 
 def best_checkpoint(fit_dir: Path) -> Path:
     """The best (lowest val_loss) checkpoint, as the fit's ModelCheckpoint recorded it in last.ckpt."""
-    from makemore.module import read_checkpoint
+    from makemore.checkpoint import read_checkpoint
 
     last = read_checkpoint(str(fit_dir / "checkpoints" / "last.ckpt"))
     for key, state in last.get("callbacks", {}).items():
@@ -202,7 +229,8 @@ def split_loss(module, X, Y, batch_size: int = 32768) -> float:
 
 def evaluate(best: Path) -> dict:
     """Parameters, shape and the full-split train (and, as a check, val) loss of a checkpoint."""
-    from makemore.module import load_checkpoint, read_checkpoint
+    from makemore.checkpoint import read_checkpoint
+    from makemore.module import load_checkpoint
 
     checkpoint = read_checkpoint(str(best))
     module = load_checkpoint(str(best)).eval()
@@ -211,8 +239,8 @@ def evaluate(best: Path) -> dict:
     return {
         "module": module,
         "block_size": hp.block_size,
-        "n_embd": hp.n_embd,
-        "n_hidden": hp.n_hidden,
+        "n_embd": hp.net["init_args"].get("n_embd"),
+        "n_hidden": hp.net["init_args"].get("n_hidden"),
         "params": sum(p.numel() for p in module.parameters()),
         "best_step": checkpoint["global_step"],
         "train": split_loss(module, *data.examples["train"]),
@@ -228,20 +256,28 @@ def run_experiment(config: Path, args: argparse.Namespace, extra: list[str]) -> 
 
     expected = args.max_steps or load_yaml(config).get("trainer", {}).get("max_steps")
     before = versions(root)
-    wall = makemore(["fit", "--config", str(config), "--trainer.default_root_dir", str(root), *overrides],
-                    root / "fit.log", f"{name} fit")
+    wall = makemore(
+        ["fit", "--config", str(config), "--trainer.default_root_dir", str(root), *overrides],
+        root / "fit.log",
+        f"{name} fit",
+    )
     fit_dir = new_version(root, before)
     # A fit sent SIGTERM stops at the next batch and exits with status 0 (Lightning's SIGTERMException is a
     # SystemExit without a code): only the step count tells a finished run from an interrupted one.
     steps = scalars(fit_dir, "train_loss")[-1][0]  # the SGD step of the last training log: steps trained
     if expected and steps != expected:
-        sys.exit(f"experiments.py: {name}: the fit stopped at SGD step {steps:,} of {expected:,} with exit status 0"
-                 f" (was it sent SIGTERM?); see {root / 'fit.log'}")
+        sys.exit(
+            f"experiments.py: {name}: the fit stopped at SGD step {steps:,} of {expected:,} with exit status 0"
+            f" (was it sent SIGTERM?); see {root / 'fit.log'}"
+        )
     best = best_checkpoint(fit_dir)
 
     before = versions(root)
-    makemore(["test", "--config", str(config), "--trainer.default_root_dir", str(root), *extra, "--ckpt_path", str(best)],
-             root / "test.log", f"{name} test")
+    makemore(
+        ["test", "--config", str(config), "--trainer.default_root_dir", str(root), *extra, "--ckpt_path", str(best)],
+        root / "test.log",
+        f"{name} test",
+    )
     test_dir = new_version(root, before)
 
     result = evaluate(best)
@@ -256,8 +292,11 @@ def run_experiment(config: Path, args: argparse.Namespace, extra: list[str]) -> 
     if not math.isclose(val, result["val_recomputed"], rel_tol=1e-4, abs_tol=1e-5):
         sys.exit(f"experiments.py: {name}: logged val_loss {val} but {result['val_recomputed']} recomputed from {best}")
     test = scalars(test_dir, "test_loss")[-1][1]
-    print(f"{name}: train {result['train']:.4f}  val {val:.4f}  test {test:.4f}  params {result['params']}"
-          f"  steps {steps}  fit {wall:.0f} s", flush=True)
+    print(
+        f"{name}: train {result['train']:.4f}  val {val:.4f}  test {test:.4f}  params {result['params']}"
+        f"  steps {steps}  fit {wall:.0f} s",
+        flush=True,
+    )
     return {
         "config": name,
         "config_path": shown(config),
@@ -281,17 +320,21 @@ def run_lr_find(args: argparse.Namespace, extra: list[str]) -> dict:
     root = (args.root / "lr_find").resolve()
     options = extra + (["--num_training", str(min(1000, args.max_steps))] if args.max_steps else [])
     before = versions(root)
-    makemore(["lr_find", "--config", str(config), "--trainer.default_root_dir", str(root), *options], root / "lr_find.log", "lr_find")
+    makemore(
+        ["lr_find", "--config", str(config), "--trainer.default_root_dir", str(root), *options],
+        root / "lr_find.log",
+        "lr_find",
+    )
     run_dir = new_version(root, before)
     found = re.findall(r"suggested learning rate: (\S+)", (root / "lr_find.log").read_text(errors="replace"))
     plot = run_dir / "lr_find.png"
     if not plot.exists():
         sys.exit(f"experiments.py: the learning-rate finder wrote no {plot}")
-    return {"config": shown(config), "suggestion": float(found[-1]) if found else None,
-            "plot": shown(plot)}
+    return {"config": shown(config), "suggestion": float(found[-1]) if found else None, "plot": shown(plot)}
 
 
 # --- writing the results ---------------------------------------------------------------------------
+
 
 def minutes(seconds: float) -> str:
     m, s = divmod(round(seconds), 60)
@@ -301,9 +344,20 @@ def minutes(seconds: float) -> str:
 def table(runs: list[dict]) -> str:
     rows = [COLUMNS, ["---"] * len(COLUMNS)]
     for r in runs:
-        rows.append([f"`{r['config']}`", str(r["block_size"]), str(r["n_embd"]), str(r["n_hidden"]), f"{r['params']:,}",
-                     f"{r['steps']:,}", f"{r['train']:.4f}", f"{r['val']:.4f}", f"{r['test']:.4f}",
-                     minutes(r["wall_time_s"])])
+        rows.append(
+            [
+                f"`{r['config']}`",
+                str(r["block_size"]),
+                str(r["n_embd"]),
+                str(r["n_hidden"]),
+                f"{r['params']:,}",
+                f"{r['steps']:,}",
+                f"{r['train']:.4f}",
+                f"{r['val']:.4f}",
+                f"{r['test']:.4f}",
+                minutes(r["wall_time_s"]),
+            ]
+        )
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
@@ -316,8 +370,13 @@ def plot_val_curves(runs: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(9, 5.5))
     for r in runs:
         steps, values = zip(*r["val_curve"])
-        ax.plot(steps, values, marker="o", markersize=3,
-                label=f"{r['config']} (block {r['block_size']}, embd {r['n_embd']}, hidden {r['n_hidden']})")
+        ax.plot(
+            steps,
+            values,
+            marker="o",
+            markersize=3,
+            label=f"{r['config']} (block {r['block_size']}, embd {r['n_embd']}, hidden {r['n_hidden']})",
+        )
     ax.set_xlabel("SGD step")
     ax.set_ylabel("validation loss (cross-entropy, nats)")
     ax.set_title("validation loss of each run")
@@ -329,9 +388,9 @@ def plot_val_curves(runs: list[dict], path: Path) -> None:
 
 
 def plot_embeddings(run: dict, path: Path) -> None:
-    from makemore.callbacks import embedding_figure
-
     import matplotlib.pyplot as plt
+
+    from makemore.callbacks import embedding_figure
 
     fig = embedding_figure(run["_embedding"], list(run["_vocab"]))
     fig.axes[0].set_title(f"character embeddings: {run['config']}, step {run['best_step']:,}")
@@ -347,8 +406,11 @@ def write_results(runs: list[dict], lr_find: Optional[dict], args: argparse.Name
     docs.mkdir(parents=True, exist_ok=True)
     environment = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "python": platform.python_version(), "torch": torch.__version__, "lightning": lightning.__version__,
-        "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
     }
     plots = {"val_loss": "val_loss.png"}
     plot_val_curves(runs, docs / "val_loss.png")
@@ -361,10 +423,20 @@ def write_results(runs: list[dict], lr_find: Optional[dict], args: argparse.Name
         plots["lr_find"] = "lr_find.png"
 
     public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs]
-    (docs / "results.json").write_text(json.dumps(
-        {"command": command, "environment": environment, "runs": public, "lr_find": lr_find, "plots": plots,
-         "code_used": CODE_USED},
-        indent=2) + "\n")
+    (docs / "results.json").write_text(
+        json.dumps(
+            {
+                "command": command,
+                "environment": environment,
+                "runs": public,
+                "lr_find": lr_find,
+                "plots": plots,
+                "code_used": CODE_USED,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
     text = table(runs)
     lines = [
@@ -386,22 +458,32 @@ def write_results(runs: list[dict], lr_find: Optional[dict], args: argparse.Name
     hashes = {code["makemore_sha256"] for code in CODE_USED.values()}
     if len(hashes) == 1:
         code = next(iter(CODE_USED.values()))
-        lines.append(f"- Every command above ran the same makemore code (commit {code['commit']},"
-                     f" makemore/*.py sha256 {code['makemore_sha256']}).")
+        lines.append(
+            f"- Every command above ran the same makemore code (commit {code['commit']},"
+            f" makemore/*.py sha256 {code['makemore_sha256']})."
+        )
     else:
-        lines.append("- **Warning: makemore/*.py changed between these commands**, so they are not strictly"
-                     " comparable (makemore/*.py sha256 when each started): "
-                     + ", ".join(f"{label} {code['makemore_sha256']}" for label, code in CODE_USED.items()) + ".")
+        lines.append(
+            "- **Warning: makemore/*.py changed between these commands**, so they are not strictly"
+            " comparable (makemore/*.py sha256 when each started): "
+            + ", ".join(f"{label} {code['makemore_sha256']}" for label, code in CODE_USED.items())
+            + "."
+        )
         print("experiments.py: warning: makemore/*.py changed between the commands (see results.md)", file=sys.stderr)
     best_steps = [f"`{r['config']}` at step {r['best_step']:,}" for r in runs if r["best_step"] != r["steps"]]
     if best_steps:
         lines.append("- The best checkpoint is not the last for: " + ", ".join(best_steps) + ".")
     if lr_find is not None:
         suggestion = f"{lr_find['suggestion']:.3g}" if lr_find["suggestion"] is not None else "none"
-        lines.append(f"- Learning-rate finder on `{lr_find['config']}`: suggested learning rate {suggestion}"
-                     " (`lr_find.png`).")
-    lines += ["", "Plots: " + ", ".join(f"[{name}]({file})" for name, file in plots.items()) + "; all numbers also in"
-              " [results.json](results.json).", ""]
+        lines.append(
+            f"- Learning-rate finder on `{lr_find['config']}`: suggested learning rate {suggestion} (`lr_find.png`)."
+        )
+    lines += [
+        "",
+        "Plots: " + ", ".join(f"[{name}]({file})" for name, file in plots.items()) + "; all numbers also in"
+        " [results.json](results.json).",
+        "",
+    ]
     for name, file in plots.items():
         lines += [f"![{name}]({file})", ""]
     (docs / "results.md").write_text("\n".join(lines))

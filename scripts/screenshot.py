@@ -37,13 +37,23 @@ SHOTS = {
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--logdir", type=Path, default=REPO / "lightning_logs" / "experiments" / "mlp",
-                        help="a run's folder (TensorBoard's --logdir); default: %(default)s")
+    parser.add_argument(
+        "--logdir",
+        type=Path,
+        default=REPO / "lightning_logs" / "experiments" / "mlp",
+        help="a run's folder (TensorBoard's --logdir); default: %(default)s",
+    )
     parser.add_argument("--docs", type=Path, default=REPO / "docs", help="where the PNGs go; default: %(default)s")
     parser.add_argument("--port", type=int, default=0, help="TensorBoard's port; default: a free one")
-    parser.add_argument("--budget_ms", type=int, default=15000,
-                        help="Chromium's --virtual-time-budget: page time allowed to render; default: %(default)s")
-    parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for TensorBoard and each screenshot")
+    parser.add_argument(
+        "--budget_ms",
+        type=int,
+        default=15000,
+        help="Chromium's --virtual-time-budget: page time allowed to render; default: %(default)s",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=120, help="seconds to wait for TensorBoard and each screenshot"
+    )
     return parser.parse_args(argv)
 
 
@@ -64,7 +74,9 @@ def wait_for_data(base: str, server: subprocess.Popen, timeout: float, log: str)
     last = "no answer"
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            sys.exit(f"screenshot.py: tensorboard exited with code {server.returncode}:\n{Path(log).read_text()[-2000:]}")
+            sys.exit(
+                f"screenshot.py: tensorboard exited with code {server.returncode}:\n{Path(log).read_text()[-2000:]}"
+            )
         try:
             scalars = get_json(f"{base}/data/plugin/scalars/tags")
             images = get_json(f"{base}/data/plugin/images/tags")
@@ -82,10 +94,21 @@ def wait_for_data(base: str, server: subprocess.Popen, timeout: float, log: str)
 def screenshot(url: str, path: Path, budget_ms: int, timeout: float) -> None:
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
         command = [
-            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--hide-scrollbars", f"--user-data-dir={profile}", "--window-size=1400,1000",
-            f"--virtual-time-budget={budget_ms}", f"--screenshot={path}", url,
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            "--window-size=1400,1000",
+            f"--virtual-time-budget={budget_ms}",
+            f"--screenshot={path}",
+            url,
         ]
         path.unlink(missing_ok=True)
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
@@ -108,8 +131,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     port = args.port or free_port()
     base = f"http://127.0.0.1:{port}"
     log = tempfile.NamedTemporaryFile("w+", prefix="tensorboard-", suffix=".log")  # a pipe could fill and block it
-    server = subprocess.Popen([tensorboard, "--logdir", str(logdir), "--port", str(port), "--host", "127.0.0.1"],
-                              stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [tensorboard, "--logdir", str(logdir), "--port", str(port), "--host", "127.0.0.1"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     print(f"tensorboard --logdir {logdir} --port {port} --host 127.0.0.1")
     try:
         wait_for_data(base, server, args.timeout, log.name)

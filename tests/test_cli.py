@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import small_run_args
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
@@ -13,7 +12,9 @@ CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
 def test_every_config_parses_and_builds(config, words_path, tmp_path, run_cli):
-    cli = run_cli("fit", "--config", str(config), *small_run_args(words_path, tmp_path), "--trainer.fast_dev_run", "true")
+    cli = run_cli(
+        "fit", "--config", str(config), *small_run_args(words_path, tmp_path), "--trainer.fast_dev_run", "true"
+    )
     assert cli.trainer.global_step == 1
     assert cli.model.hparams.block_size == cli.datamodule.hparams.block_size  # linked, not configured twice
 
@@ -25,7 +26,9 @@ def test_fit_test_sample_round_trip(words_path, tmp_path, run_cli, capsys):
     test = run_cli("test", *small_run_args(words_path, tmp_path), "--ckpt_path", best)
     assert 0 < test.trainer.callback_metrics["test_loss"] < 3
     validate = run_cli("validate", *small_run_args(words_path, tmp_path), "--ckpt_path", best)
-    assert validate.trainer.callback_metrics["val_loss"] == pytest.approx(fit.trainer.checkpoint_callback.best_model_score.item())
+    assert validate.trainer.callback_metrics["val_loss"] == pytest.approx(
+        fit.trainer.checkpoint_callback.best_model_score.item()
+    )
     capsys.readouterr()
 
     run_cli("sample", "--ckpt_path", best, "--num_samples", "8", "--seed", "1")
@@ -42,8 +45,18 @@ def test_help_documents_every_option(run_cli, capsys):
     with pytest.raises(SystemExit):
         run_cli("fit", "--help")
     text = capsys.readouterr().out
-    for phrase in ["context length", "embedding dimensions per character", "examples per SGD step", "the most SGD steps one Lightning batch carries"]:
+    for phrase in [
+        "context length",
+        "the network: an nn.Module class",
+        "examples per SGD step",
+        "the most SGD steps one Lightning batch carries",
+    ]:
         assert phrase in " ".join(text.split())
+    with pytest.raises(SystemExit):
+        run_cli("fit", "--model.net.help", "makemore.model.MLP")  # the network's own options
+    captured = capsys.readouterr()
+    text = " ".join((captured.out + captured.err).split())  # jsonargparse prints a class's help on stderr
+    assert "embedding dimensions per character" in text and "--model.net.n_hidden" in text
     with pytest.raises(SystemExit):
         run_cli("sample", "--help")
     assert "seed of the sampling generator" in " ".join(capsys.readouterr().out.split())

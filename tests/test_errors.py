@@ -14,8 +14,10 @@ import pytest
 import torch
 
 from makemore.cli import main
-from makemore.data import CharDataModule, read_words
-from makemore.module import CheckpointError, load_checkpoint
+from makemore.data import CharDataModule
+from makemore.errors import CheckpointError
+from makemore.module import load_checkpoint
+from makemore.text import read_words
 
 ERROR = "^makemore: error: "
 
@@ -194,7 +196,10 @@ def test_text_file_is_not_a_checkpoint(trained, tmp_path):
 
 def test_checkpoint_of_another_model(tmp_path):
     ckpt = tmp_path / "other.ckpt"
-    torch.save({"hyper_parameters": {"vocab": ".ab"}, "state_dict": {"net.other.weight": torch.zeros(2)}}, ckpt)
+    torch.save(
+        {"hyper_parameters": {"vocab": ".ab", "block_size": 3}, "state_dict": {"net.other.weight": torch.zeros(2)}},
+        ckpt,
+    )
     with pytest.raises(CheckpointError, match=re.escape(f"{ckpt}: not a makemore checkpoint (its weights do not fit")):
         load_checkpoint(str(ckpt))
 

@@ -10,15 +10,22 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import small_run_args
-from makemore.module import read_checkpoint
+
+from makemore.checkpoint import read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def makemore(*args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "makemore", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "makemore", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
 
 
 def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
@@ -30,7 +37,9 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> Non
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(words_path, tmp_path, run_cli):
     # dropout draws random masks: the resumed run must also continue the random state
-    args = small_run_args(words_path, tmp_path / "killed", max_steps=3000, model__dropout="0.2", model__n_layers="2")
+    args = small_run_args(
+        words_path, tmp_path / "killed", max_steps=3000, model__net__dropout="0.2", model__net__n_layers="2"
+    )
     process = makemore("fit", *args)
     last = tmp_path / "killed" / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
     wait_for(last, process)
@@ -44,7 +53,12 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(words_path, tmp_path, 
     assert Path(resumed.trainer.log_dir).name == "version_1"  # a new run folder: the killed run's files stay
     assert last.exists()
 
-    reference = run_cli("fit", *small_run_args(words_path, tmp_path / "whole", max_steps=3000, model__dropout="0.2", model__n_layers="2"))
+    reference = run_cli(
+        "fit",
+        *small_run_args(
+            words_path, tmp_path / "whole", max_steps=3000, model__net__dropout="0.2", model__net__n_layers="2"
+        ),
+    )
     for a, b in zip(reference.model.parameters(), resumed.model.parameters()):
         assert torch.equal(a, b)
     assert reference.trainer.callback_metrics["val_loss"] == resumed.trainer.callback_metrics["val_loss"]
@@ -87,7 +101,9 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one_readable(words
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed support")
 def test_ddp_on_two_cpu_processes(words_path, tmp_path, run_cli):
     args = small_run_args(words_path, tmp_path, max_steps=100)
-    process = makemore("fit", *args, "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu")
+    process = makemore(
+        "fit", *args, "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"
+    )
     output = process.communicate(timeout=600)[0]
     assert process.returncode == 0, output[-3000:]
     runs = list((tmp_path / "lightning_logs").iterdir())

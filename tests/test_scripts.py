@@ -12,8 +12,20 @@ REPO = Path(__file__).resolve().parents[1]
 def test_experiments_writes_one_row_per_config(words_path, tmp_path):
     docs, root = tmp_path / "docs", tmp_path / "runs"
     configs = ["mlp_embd2", "mlp"]
-    command = [sys.executable, str(REPO / "scripts" / "experiments.py"), "--configs", *configs, "--max_steps", "100",
-               "--data_path", str(words_path), "--root", str(root), "--docs", str(docs)]
+    command = [
+        sys.executable,
+        str(REPO / "scripts" / "experiments.py"),
+        "--configs",
+        *configs,
+        "--max_steps",
+        "100",
+        "--data_path",
+        str(words_path),
+        "--root",
+        str(root),
+        "--docs",
+        str(docs),
+    ]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
@@ -49,8 +61,16 @@ def run_script(*args: str, cwd: Path) -> str:
 
 def test_benchmarks_print_their_tables(tmp_path):
     # a few steps only: this checks that the benchmarks run and report, not how fast anything is
-    out = run_script(str(REPO / "benchmarks" / "train_speed.py"), "--steps", "40", "--repeats", "1",
-                     "--generated-words", "1000", cwd=tmp_path)
+    out = run_script(
+        str(REPO / "benchmarks" / "train_speed.py"),
+        "--steps",
+        "40",
+        "--repeats",
+        "1",
+        "--generated-words",
+        "1000",
+        cwd=tmp_path,
+    )
     for side in ("plain", "plain+optim", "makemore"):
         assert any(line.startswith(f"| {side} |") for line in out.splitlines()), side
     assert "| 1,000 generated words | 1,000 |" in out

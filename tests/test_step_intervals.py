@@ -4,11 +4,11 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import small_run_args
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import small_run_args
 from makemore.cli import main
-from makemore.data import steps_per_batch_for
+from makemore.steps import StepIntervals, steps_per_batch_for
 
 
 def scalar_steps(cli, tag: str) -> list[int]:
@@ -28,10 +28,18 @@ def test_steps_per_batch_divides_every_interval():
 
 def test_val_check_interval_and_log_every_n_steps_count_sgd_steps(words_path, tmp_path, run_cli):
     # batches may carry up to 100 steps; validation every 20 steps and at the 70-step epoch end
-    cli = run_cli("fit", *small_run_args(
-        words_path, tmp_path, max_steps=150, data__steps_per_batch="100", data__steps_per_epoch="70",
-        trainer__val_check_interval="20", trainer__log_every_n_steps="10",
-    ))
+    cli = run_cli(
+        "fit",
+        *small_run_args(
+            words_path,
+            tmp_path,
+            max_steps=150,
+            data__steps_per_batch="100",
+            data__steps_per_epoch="70",
+            trainer__val_check_interval="20",
+            trainer__log_every_n_steps="10",
+        ),
+    )
     assert cli.trainer.global_step == 150
     assert cli.trainer.train_dataloader.steps == 10  # the largest size that ends on every interval
     assert scalar_steps(cli, "train_loss") == list(range(10, 151, 10))
@@ -39,33 +47,61 @@ def test_val_check_interval_and_log_every_n_steps_count_sgd_steps(words_path, tm
     assert scalar_steps(cli, "val_loss") == [20, 40, 60, 90, 110, 130]
     # the trainer's own settings are back after the fit
     assert (cli.trainer.val_check_interval, cli.trainer.log_every_n_steps) == (20, 10)
-    assert cli.datamodule.batch_steps is None
+    assert [c.steps for c in cli.trainer.callbacks if isinstance(c, StepIntervals)] == [None]
 
 
 def test_val_check_interval_across_epochs(words_path, tmp_path, run_cli):
-    cli = run_cli("fit", *small_run_args(
-        words_path, tmp_path, max_steps=120, data__steps_per_batch="100", data__steps_per_epoch="50",
-        trainer__val_check_interval="40", trainer__check_val_every_n_epoch="null", trainer__log_every_n_steps="40",
-    ))
+    cli = run_cli(
+        "fit",
+        *small_run_args(
+            words_path,
+            tmp_path,
+            max_steps=120,
+            data__steps_per_batch="100",
+            data__steps_per_epoch="50",
+            trainer__val_check_interval="40",
+            trainer__check_val_every_n_epoch="null",
+            trainer__log_every_n_steps="40",
+        ),
+    )
     assert cli.trainer.train_dataloader.steps == 10  # divides 40 and the 50-step epoch
     assert scalar_steps(cli, "val_loss") == [40, 80, 120]
     assert scalar_steps(cli, "train_loss") == [40, 80, 120]
 
 
 def test_fractional_val_check_interval_is_a_share_of_the_epochs_steps(words_path, tmp_path, run_cli):
-    cli = run_cli("fit", *small_run_args(
-        words_path, tmp_path, max_steps=100, data__steps_per_batch="100", data__steps_per_epoch="100",
-        trainer__val_check_interval="0.25", trainer__log_every_n_steps="50",
-    ))
+    cli = run_cli(
+        "fit",
+        *small_run_args(
+            words_path,
+            tmp_path,
+            max_steps=100,
+            data__steps_per_batch="100",
+            data__steps_per_epoch="100",
+            trainer__val_check_interval="0.25",
+            trainer__log_every_n_steps="50",
+        ),
+    )
     assert scalar_steps(cli, "val_loss") == [25, 50, 75, 100]
 
 
 def test_checkpoint_every_n_train_steps_and_limit_train_batches_count_sgd_steps(words_path, tmp_path, run_cli):
-    cli = run_cli("fit", *small_run_args(
-        words_path, tmp_path, max_steps=90, data__steps_per_batch="100", data__steps_per_epoch="1000",
-        trainer__limit_train_batches="45", trainer__log_every_n_steps="45",
-    ), "--trainer.callbacks+=ModelCheckpoint", "--trainer.callbacks.every_n_train_steps=15",
-        "--trainer.callbacks.save_top_k=-1", "--trainer.callbacks.filename={step}")
+    cli = run_cli(
+        "fit",
+        *small_run_args(
+            words_path,
+            tmp_path,
+            max_steps=90,
+            data__steps_per_batch="100",
+            data__steps_per_epoch="1000",
+            trainer__limit_train_batches="45",
+            trainer__log_every_n_steps="45",
+        ),
+        "--trainer.callbacks+=ModelCheckpoint",
+        "--trainer.callbacks.every_n_train_steps=15",
+        "--trainer.callbacks.save_top_k=-1",
+        "--trainer.callbacks.filename={step}",
+    )
     assert cli.trainer.current_epoch == 2  # two epochs of 45 steps
     names = {path.name for path in Path(cli.trainer.log_dir, "checkpoints").glob("step=*.ckpt")}
     assert names == {f"step={n}.ckpt" for n in (15, 30, 45, 60, 75, 90)}

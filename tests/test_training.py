@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import small_run_args
 from lightning.pytorch.tuner import Tuner
 
-from conftest import small_run_args
 from makemore.data import CharDataModule
 from makemore.module import MakemoreModule
 
@@ -52,9 +52,12 @@ def test_steps_and_schedule_follow_the_config(words_path, tmp_path, run_cli):
     cli = run_cli(
         "fit",
         *small_run_args(words_path, tmp_path, max_steps=235, trainer__enable_progress_bar="true"),
-        "--model.lr_scheduler", "torch.optim.lr_scheduler.MultiStepLR",
-        "--model.lr_scheduler.milestones", "[120]",
-        "--model.lr_scheduler.gamma", "0.1",
+        "--model.lr_scheduler",
+        "torch.optim.lr_scheduler.MultiStepLR",
+        "--model.lr_scheduler.milestones",
+        "[120]",
+        "--model.lr_scheduler.gamma",
+        "0.1",
     )
     trainer = cli.trainer
     assert trainer.global_step == 235
@@ -81,10 +84,14 @@ def test_epoch_scheduler_steps_per_epoch(words_path, tmp_path, run_cli):
     cli = run_cli(
         "fit",
         *small_run_args(words_path, tmp_path, max_steps=150),
-        "--model.lr_scheduler", "torch.optim.lr_scheduler.StepLR",
-        "--model.lr_scheduler.step_size", "1",
-        "--model.lr_scheduler.gamma", "0.5",
-        "--model.lr_scheduler_interval", "epoch",
+        "--model.lr_scheduler",
+        "torch.optim.lr_scheduler.StepLR",
+        "--model.lr_scheduler.step_size",
+        "1",
+        "--model.lr_scheduler.gamma",
+        "0.5",
+        "--model.lr_scheduler_interval",
+        "epoch",
     )
     assert cli.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**3)  # three 50-step epochs
 
@@ -94,8 +101,12 @@ def test_lr_finder_sweeps_one_sgd_step_per_point(words_path, tmp_path):
 
     data = CharDataModule(str(words_path), steps_per_batch=10)
     module = MakemoreModule(data.vocab)
-    trainer = L.Trainer(default_root_dir=tmp_path, accelerator="cpu", max_steps=100, logger=False, enable_progress_bar=False)
-    finder = Tuner(trainer).lr_find(module, datamodule=data, min_lr=1e-3, max_lr=1.0, num_training=60, update_attr=False)
+    trainer = L.Trainer(
+        default_root_dir=tmp_path, accelerator="cpu", max_steps=100, logger=False, enable_progress_bar=False
+    )
+    finder = Tuner(trainer).lr_find(
+        module, datamodule=data, min_lr=1e-3, max_lr=1.0, num_training=60, update_attr=False
+    )
     lrs = finder.results["lr"]
     assert len(lrs) == 60
     # Lightning's exponential sweep after k scheduler steps (k > 0): min_lr * (max_lr / min_lr) ** ((k + 1) / 60).
@@ -115,7 +126,8 @@ def test_fit_can_run_the_lr_finder_first(words_path, tmp_path, run_cli):
         "fit",
         *small_run_args(words_path, tmp_path, max_steps=100),
         "--trainer.callbacks+=makemore.callbacks.FindLearningRate",
-        "--trainer.callbacks.num_training_steps", "60",
+        "--trainer.callbacks.num_training_steps",
+        "60",
     )
     assert cli.model.learning_rate != 0.1  # the suggestion replaced the configured rate
     assert cli.trainer.optimizers[0].param_groups[0]["lr"] == cli.model.learning_rate
@@ -142,13 +154,9 @@ def test_same_seed_same_run(words_path, tmp_path, run_cli):
 
 
 def test_lr_suggestion_is_the_steepest_fall_against_log_rate():
-    from lightning.pytorch.tuner.lr_finder import _LRFinder
-
     from makemore.callbacks import suggest_learning_rate
 
-    finder = _LRFinder("exponential", 1e-3, 1.0, 100)
     lrs = torch.logspace(-3, 0, 100, dtype=torch.float64)
     # a loss that falls fastest (in log rate) at 0.05 and blows up past 0.5
     losses = 3 - torch.sigmoid(3 * (lrs.log() - math.log(0.05))) + 10 * (lrs > 0.5)
-    finder.results = {"lr": lrs.tolist(), "loss": losses.tolist()}
-    assert suggest_learning_rate(finder) == pytest.approx(0.05, rel=0.1)
+    assert suggest_learning_rate(lrs.tolist(), losses.tolist()) == pytest.approx(0.05, rel=0.1)

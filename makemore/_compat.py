@@ -1,0 +1,62 @@
+"""Every private name of Lightning and torch that makemore relies on, each with why, in one place.
+
+Each is read through a function here, never directly elsewhere. tests/test_compat.py exercises every one
+on the installed versions and fails naming the symbol when an upgrade removes or renames it; the version
+ranges in pyproject.toml are those the tests have run on.
+"""
+
+from typing import Optional
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.core.optimizer import LightningOptimizer
+from lightning.pytorch.tuner import lr_finder as _lr_finder
+
+
+def lr_finder_running(trainer: L.Trainer) -> bool:
+    """Whether Lightning's learning-rate finder is sweeping.
+
+    While it sweeps, Lightning swaps its private `_LRCallback` in as the trainer's callback list; that
+    is the only sign of a sweep that the data's loader can see (it must then carry one SGD step per
+    batch, because the finder records one loss and one rate per Lightning batch).
+    """
+    return any(isinstance(callback, _lr_finder._LRCallback) for callback in trainer.callbacks)
+
+
+def val_check_is_timed(trainer: L.Trainer) -> bool:
+    """Whether `val_check_interval` is a wall-clock interval ("00:05:00"), which Lightning keeps privately."""
+    return trainer._val_check_time_interval is not None
+
+
+def every_n_train_steps(checkpoint: ModelCheckpoint) -> int:
+    """A ModelCheckpoint's `every_n_train_steps` (0 when unset): the constructor argument has no public getter."""
+    return checkpoint._every_n_train_steps or 0
+
+
+def progress_bar_leave(bar: TQDMProgressBar) -> bool:
+    """TQDMProgressBar's `leave` argument, to build makemore's step-counting bar with the user's settings."""
+    return bar._leave
+
+
+def count_optimizer_step(optimizer: LightningOptimizer, step) -> None:
+    """Run `step()` (the torch optimizer's step) and have Lightning count it in `global_step`.
+
+    In manual optimisation, LightningOptimizer.step calls these two private hooks around the torch
+    optimizer's step; the loop installs them to count the step. makemore calls the torch optimizer
+    directly on one device in 32-bit precision (see makemore.steps) and must count the step the same way.
+    """
+    optimizer._on_before_step()
+    step()
+    optimizer._on_after_step()
+
+
+def torch_foreach_default(params: list[torch.Tensor], differentiable: bool) -> Optional[bool]:
+    """torch.optim's own choice between its for-loop and foreach implementations for these parameters.
+
+    Left unset, torch.optim re-makes this choice at every step, which costs several percent of a step on
+    a small model; makemore asks once (torch.optim.optimizer._default_to_fused_or_foreach) and stores it.
+    """
+    from torch.optim.optimizer import _default_to_fused_or_foreach
+
+    return _default_to_fused_or_foreach(params, differentiable)[1]

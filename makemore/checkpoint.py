@@ -1,0 +1,103 @@
+"""Reading makemore checkpoints as plain data (weights_only) and rebuilding their network, without Lightning.
+
+A checkpoint's hyperparameters name the network as `net: {class_path, init_args}`; the class is imported
+by name and must be an nn.Module, called with (vocab_size, block_size, **init_args).
+"""
+
+import functools
+import importlib
+import pickle
+import re
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+
+from makemore.errors import CheckpointError, ConfigError
+
+# Checkpoints written before the network became a parameter held the MLP's arguments at the top level.
+_MLP_ARGUMENTS = ("n_embd", "n_hidden", "n_layers", "batch_norm", "dropout")
+
+
+def network_config(net: Any) -> dict:
+    """The plain-data form of a network factory, `{"class_path": ..., "init_args": {...}}`, for checkpoints.
+
+    `net` is an nn.Module class, a functools.partial of one with keyword arguments (as the CLI builds from
+    a class_path and init_args), or such a dict already.
+    """
+    if isinstance(net, dict):
+        if set(net) != {"class_path", "init_args"}:
+            raise ConfigError(f"model.net: expected a class_path and init_args, got the keys {sorted(net)}")
+        return {"class_path": net["class_path"], "init_args": dict(net["init_args"])}
+    cls, init_args = net, {}
+    if isinstance(net, functools.partial):
+        classes = [arg for arg in (net.func, *net.args) if isinstance(arg, type)]
+        cls, init_args = (classes[-1] if classes else None), dict(net.keywords)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ConfigError(
+            f"model.net must be an nn.Module class (or a functools.partial of one with keyword arguments), got {net!r}"
+        )
+    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init_args}
+
+
+def network_class(class_path: str) -> type:
+    """Import an nn.Module class by its dotted path; ConfigError when it is not one."""
+    module_name, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError, ValueError):
+        raise ConfigError(f"cannot import the network class {class_path!r}") from None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ConfigError(f"{class_path!r} is not an nn.Module class")
+    return cls
+
+
+def network_factory(config: dict) -> Callable[[int, int], nn.Module]:
+    """The callable `network_config` describes: (vocab_size, block_size) -> nn.Module."""
+    return functools.partial(network_class(config["class_path"]), **config["init_args"])
+
+
+def read_checkpoint(path: str, map_location: str = "cpu") -> dict:
+    """Load a makemore checkpoint as plain data (weights_only); CheckpointError, naming the file, if it is not one."""
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint file") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a directory, expected a checkpoint file") from None
+    except PermissionError:
+        raise CheckpointError(f"{path}: cannot read: permission denied") from None
+    except Exception as err:  # torch raises many kinds for truncated or foreign files and unsafe pickles
+        unsafe = re.search(r"GLOBAL ([\w.]+)", str(err)) if isinstance(err, pickle.UnpicklingError) else None
+        if unsafe:
+            raise CheckpointError(
+                f"{path}: refused: it holds Python code ({unsafe.group(1)}) that loading could run; makemore"
+                " checkpoints hold only weights and plain data, so do not trust this file"
+            ) from None
+        raise CheckpointError(f"{path}: not a checkpoint (truncated, corrupt, or not written by torch.save)") from None
+    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    if not isinstance(hparams, dict) or "vocab" not in hparams or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path}: not a makemore checkpoint (no makemore hyperparameters or weights)")
+    if "net" not in hparams:  # written before the network was a parameter: the lecture's MLP
+        init_args = {key: hparams.pop(key) for key in _MLP_ARGUMENTS if key in hparams}
+        hparams["net"] = {"class_path": "makemore.model.MLP", "init_args": init_args}
+    return checkpoint
+
+
+def load_network(path: str, map_location: str = "cpu") -> tuple[nn.Module, dict]:
+    """The trained network of a checkpoint (in eval mode) and the checkpoint's hyperparameters."""
+    checkpoint = read_checkpoint(path, map_location)
+    hparams = checkpoint["hyper_parameters"]
+    try:
+        net = network_factory(network_config(hparams["net"]))(len(hparams["vocab"]), hparams["block_size"])
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: not a makemore checkpoint (bad hyperparameters: {err})") from None
+    prefix = "net."
+    weights = {key[len(prefix) :]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)}
+    try:
+        net.load_state_dict(weights)
+    except RuntimeError:
+        raise CheckpointError(
+            f"{path}: not a makemore checkpoint (its weights do not fit its hyperparameters)"
+        ) from None
+    return net.to(map_location).eval(), hparams

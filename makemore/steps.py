@@ -1,0 +1,305 @@
+"""The step machinery: one Lightning batch carries many SGD steps, and everything still counts SGD steps.
+
+Why. The lecture's model has 12k parameters and trains on batches of 32: on a CPU a step is about
+150 µs of arithmetic, less than what Lightning does around each batch (hooks, logging, progress bar,
+checkpoint checks). So a training batch here is a stack of up to `data.steps_per_batch` mini-batches
+(`TrainBatches`), and `train_steps` takes one real torch.optim step on each (manual optimisation):
+Lightning's per-batch work is paid once per few hundred steps.
+
+What it keeps. Everything a user sets or sees counts SGD steps, as the lecture's loop does:
+`trainer.max_steps` and `global_step` (each step is counted as Lightning counts an optimizer step),
+the learning-rate schedule (stepped after every SGD step), checkpoint names, the TensorBoard x-axis,
+the progress bar (`StepProgressBar`), and the trainer's intervals that Lightning counts in batches:
+`log_every_n_steps`, an integer `val_check_interval` (a float is a share of the epoch's steps),
+`limit_train_batches` and a ModelCheckpoint's `every_n_train_steps`. For each fit `StepIntervals`
+makes the batches as large as `steps_per_batch` allows while each of those intervals ends on a batch
+boundary, and hands Lightning the intervals in batches (the trainer's own values are put back
+afterwards). Lightning's learning-rate finder gets one step per batch, so it records every step.
+
+What it costs a user. `train_loss` is the mean over the steps of one batch. An interval with few
+divisors (a prime number of steps) makes batches small and training slower. A resumed run must keep
+the batch size it was trained with (it is refused otherwise). A batch holds `steps_per_batch x
+batch_size x block_size` int64 token ids (about 0.8 MB for the lecture's settings).
+
+The surface the rest of the package uses: `TrainBatches` and `batch_steps` (the data module's training
+loader), `step_callbacks` (the LightningModule's configure_callbacks), `train_steps` (its
+training_step) and `settle_implementation` (its configure_optimizers).
+"""
+
+import math
+from typing import Any, Iterator, Optional, Protocol, runtime_checkable
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.plugins.precision import Precision
+from lightning.pytorch.strategies import SingleDeviceStrategy
+from lightning.pytorch.utilities.model_helpers import is_overridden
+
+from makemore import _compat
+from makemore.errors import ConfigError
+
+
+@runtime_checkable
+class StepData(Protocol):
+    """What the step machinery needs of a DataModule (makemore.data.CharDataModule has it)."""
+
+    steps_per_batch: int  # the most SGD steps one training batch may carry
+
+    def epoch_steps(self) -> int:
+        """SGD steps per epoch."""
+
+
+class TrainBatches:
+    """Training batches: each one stacks `steps` random mini-batches, one per SGD step.
+
+    Mini-batches are drawn uniformly with replacement, as the lecture's `torch.randint` does. Batch `i`
+    of epoch `e` on process `rank` depends only on (seed, rank, e, i), so runs are reproducible and a
+    resumed run continues with the same data order (`state_dict`).
+    """
+
+    def __init__(
+        self,
+        X: torch.Tensor,
+        Y: torch.Tensor,
+        batch_size: int,
+        steps: int,
+        steps_per_epoch: int,
+        seed: int,
+        rank: int,
+    ) -> None:
+        self.X, self.Y = X, Y
+        self.batch_size = batch_size
+        self.steps = steps
+        self.steps_per_epoch = steps_per_epoch
+        self.seed, self.rank = seed, rank
+        self.epoch = 0
+        self.served = 0  # batches of `epoch` handed out so far
+
+    def __len__(self) -> int:
+        return math.ceil(self.steps_per_epoch / self.steps)
+
+    def batch(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch i of the current epoch: X (steps, batch_size, block_size), Y (steps, batch_size)."""
+        steps = min(self.steps, self.steps_per_epoch - i * self.steps)
+        n = len(self.Y)
+        if n <= self.batch_size:  # a pool no bigger than a batch (overfit_batches): the whole pool each step
+            ix = torch.arange(n).expand(steps, n)
+        else:
+            generator = torch.Generator().manual_seed(hash((self.seed, self.rank, self.epoch, i)) % 2**63)
+            ix = torch.randint(0, n, (steps, self.batch_size), generator=generator)
+        return self.X[ix], self.Y[ix]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self.served >= len(self):  # the previous epoch was served in full
+            self.epoch, self.served = self.epoch + 1, 0
+        for i in range(self.served, len(self)):
+            # Lightning takes batches one at a time from a loader with a length (no prefetch), so
+            # `served` is also the number of batches trained on: what a checkpoint must remember.
+            self.served = i + 1
+            yield self.batch(i)
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "served": self.served, "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        steps = state.get("steps", self.steps)
+        if steps != self.steps:  # `served` counts batches: with another size they would be other steps
+            raise ConfigError(
+                f"the checkpoint was trained with {steps} SGD steps per batch, this run has {self.steps};"
+                " resume with the trainer.log_every_n_steps, val_check_interval and data.steps_per_batch it was"
+                " trained with (they decide the steps per batch)"
+            )
+        self.epoch, self.served = state["epoch"], state["served"]
+
+
+def steps_per_batch_for(intervals: list[int], limit: int) -> int:
+    """The most SGD steps, at most `limit`, that one batch can carry so every interval ends on a batch boundary.
+
+    That is the largest divisor of the intervals' greatest common divisor not above `limit` (`limit` when
+    there are no intervals).
+    """
+    common = math.gcd(*intervals) if intervals else 0
+    if common == 0:
+        return limit
+    return max(d for d in range(1, min(limit, common) + 1) if common % d == 0)
+
+
+def batch_steps(trainer: Optional[L.Trainer], limit: int) -> int:
+    """SGD steps per training batch for the trainer's current fit: what StepIntervals chose, at most `limit`.
+
+    One while Lightning's learning-rate finder sweeps (it records one point per batch).
+    """
+    if trainer is None:
+        return limit
+    if _compat.lr_finder_running(trainer):
+        return 1
+    planned = [
+        callback.steps for callback in trainer.callbacks if isinstance(callback, StepIntervals) and callback.steps
+    ]
+    return planned[0] if planned else limit
+
+
+class StepIntervals(L.Callback):
+    """Makes the trainer's batch-counted intervals count SGD steps, as they do in the lecture's loop.
+
+    For the length of a fit on a `StepData` DataModule it reads `log_every_n_steps`, an integer
+    `val_check_interval`, `limit_train_batches` and each ModelCheckpoint's `every_n_train_steps` as SGD
+    steps, sizes the batches so that each ends on a batch boundary, and hands Lightning the same
+    intervals in batches. The trainer's own values are put back when the fit ends. Validation that
+    counts across epochs (`check_val_every_n_epoch: null`) also needs the epoch to be whole batches.
+    """
+
+    def __init__(self) -> None:
+        self.steps: Optional[int] = None  # SGD steps per batch in the current fit
+        self._saved: Optional[dict[str, Any]] = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        data = trainer.datamodule
+        if stage != "fit" or not isinstance(data, StepData) or _compat.lr_finder_running(trainer):
+            return
+        epoch = data.epoch_steps()
+        limit = trainer.limit_train_batches  # an int counts steps; a float is a share of the epoch
+        if not isinstance(limit, int) or limit <= 0 or trainer.overfit_batches:  # overfit_batches sets it itself
+            limit = None
+        else:
+            epoch = min(epoch, limit)
+        # The trainer's intervals, read as SGD steps; Lightning gets them in batches.
+        counted = {"log_every_n_steps": trainer.log_every_n_steps}
+        val = None if _compat.val_check_is_timed(trainer) else trainer.val_check_interval  # wall clock: untouched
+        if isinstance(val, float) and val < 1.0:
+            val = max(1, int(epoch * val))  # Lightning's rule for a share of the epoch, in steps
+        if isinstance(val, int):
+            if trainer.check_val_every_n_epoch is not None and val > epoch and trainer.limit_val_batches > 0:
+                raise ConfigError(
+                    f"trainer.val_check_interval ({val} SGD steps) is longer than an epoch ({epoch} steps, see"
+                    " data.steps_per_epoch); shorten it, or set trainer.check_val_every_n_epoch to null to count"
+                    " it across epochs"
+                )
+            counted["val_check_interval"] = val
+        if limit is not None:
+            counted["limit_train_batches"] = limit
+        # Also on batch boundaries: checkpoints every n steps (checked against global_step) and, when
+        # validation counts batches across epochs, the epoch ends.
+        aligned = [_compat.every_n_train_steps(callback) for callback in trainer.checkpoint_callbacks]
+        if "val_check_interval" in counted and trainer.check_val_every_n_epoch is None:
+            aligned.append(epoch)
+        self.steps = steps_per_batch_for([n for n in [*counted.values(), *aligned] if n > 0], data.steps_per_batch)
+        self._saved = {name: getattr(trainer, name) for name in counted}
+        for name, value in counted.items():
+            setattr(trainer, name, value // self.steps)
+
+    def _restore(self, trainer: L.Trainer) -> None:
+        if self._saved is not None:
+            for name, value in self._saved.items():
+                setattr(trainer, name, value)
+            self._saved = None
+        self.steps = None
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._restore(trainer)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._restore(trainer)
+
+
+class StepProgressBar(TQDMProgressBar):
+    """Lightning's tqdm bar, counting SGD steps (global_step) rather than Lightning batches.
+
+    A makemore batch carries many SGD steps, so the stock bar would read 30/3000 after 3,000 steps.
+    """
+
+    def _total_steps(self, trainer: L.Trainer) -> Optional[int]:
+        if trainer.max_steps > 0:
+            return trainer.max_steps
+        steps_per_epoch = getattr(trainer.train_dataloader, "steps_per_epoch", None)
+        if steps_per_epoch is None or trainer.max_epochs is None or trainer.max_epochs < 0:
+            return None  # tqdm's "unknown total"
+        return steps_per_epoch * trainer.max_epochs
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *_: Any) -> None:
+        super().on_train_epoch_start(trainer)
+        bar = self.train_progress_bar
+        bar.total = self._total_steps(trainer)
+        # tqdm's rate counts from `initial` and `last_print_n`: start both at the steps already done
+        bar.n = bar.initial = bar.last_print_n = trainer.global_step
+        bar.refresh()
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        bar = self.train_progress_bar
+        if bar is not None and not bar.disable:
+            bar.n = trainer.global_step
+            bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
+            bar.refresh()
+
+
+def step_callbacks(trainer: L.Trainer) -> list[L.Callback]:
+    """The callbacks a LightningModule that trains with `train_steps` adds in `configure_callbacks`."""
+    callbacks: list[L.Callback] = [StepIntervals()]
+    bar = trainer.progress_bar_callback
+    if type(bar) is TQDMProgressBar:  # the stock bar (a user's own bar is left alone)
+        callbacks.append(StepProgressBar(refresh_rate=bar.refresh_rate, leave=_compat.progress_bar_leave(bar)))
+    return callbacks
+
+
+def settle_implementation(optimizer: torch.optim.Optimizer) -> None:
+    """Make torch.optim's for-loop/foreach choice once, in each parameter group that leaves it unset.
+
+    Left unset, torch.optim re-makes it at every step: several percent of a step on a small model. A
+    value set in the config is kept.
+    """
+    for group in optimizer.param_groups:
+        if "foreach" in group and group["foreach"] is None and group.get("fused") is None:
+            group["foreach"] = _compat.torch_foreach_default(group["params"], group.get("differentiable", False))
+
+
+def direct_steps(module: L.LightningModule) -> bool:
+    """Whether an SGD step may skip Lightning's per-step wrappers without changing what runs.
+
+    `manual_backward` and `LightningOptimizer.step` exist for several processes (DDP's gradient sync),
+    mixed precision (loss scaling) and the backward/optimizer hooks; on one device in 32-bit with none of
+    those hooks overridden they only add per-step overhead (about half a step at the lecture's size).
+    """
+    trainer = module.trainer
+    if type(trainer.strategy) is not SingleDeviceStrategy or type(trainer.precision_plugin) is not Precision:
+        return False
+    hooks = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
+    return not any(
+        is_overridden(hook, module, L.LightningModule)
+        or any(is_overridden(hook, cb, L.Callback) for cb in trainer.callbacks)
+        for hook in hooks
+    )
+
+
+def train_steps(module: L.LightningModule, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """One SGD step of `module.net` per mini-batch of `batch` (X (steps, b, ...), Y (steps, b)); the mean loss.
+
+    Uses the module's one optimizer and schedule (a schedule with interval "step" is stepped after every
+    SGD step); stops at the trainer's max_steps. The module must use manual optimisation.
+    """
+    X, Y = batch
+    optimizer = module.optimizers()
+    scheduler = module.lr_schedulers()
+    configs = module.trainer.lr_scheduler_configs
+    step_scheduler = scheduler is not None and configs[0].interval == "step"
+    max_steps = module.trainer.max_steps
+    steps = len(Y) if max_steps < 0 else min(len(Y), max_steps - module.global_step)
+    direct = direct_steps(module)
+    net, torch_optimizer = module.net, optimizer.optimizer
+    losses = []
+    for x, y in zip(X[:steps].unbind(), Y[:steps].unbind()):
+        _, loss = net(x, y)
+        torch_optimizer.zero_grad()  # what LightningOptimizer.zero_grad forwards to
+        if direct:
+            loss.backward()
+            _compat.count_optimizer_step(optimizer, torch_optimizer.step)
+        else:
+            module.manual_backward(loss)
+            optimizer.step()
+        if step_scheduler:
+            scheduler.step()
+        losses.append(loss.detach())
+    total = torch.stack(losses).sum() if losses else torch.zeros((), device=Y.device)
+    return total / max(steps, 1)

@@ -1,0 +1,65 @@
+"""Every private name of Lightning and torch that makemore uses (makemore/_compat.py) still exists and works.
+
+An upgrade that removes or renames one fails here, naming the symbol, before it breaks a run.
+"""
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.core.optimizer import LightningOptimizer
+
+from makemore import _compat
+
+
+def test_lr_finder_callback_class():
+    """lightning.pytorch.tuner.lr_finder._LRCallback: the sign that the learning-rate finder is sweeping."""
+    from lightning.pytorch.tuner import lr_finder
+
+    assert isinstance(getattr(lr_finder, "_LRCallback", None), type), "lightning.pytorch.tuner.lr_finder._LRCallback"
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    assert not _compat.lr_finder_running(trainer)
+    trainer.callbacks = [lr_finder._LRCallback(num_training=10, early_stop_threshold=None)]
+    assert _compat.lr_finder_running(trainer)
+
+
+def test_trainer_val_check_time_interval():
+    """Trainer._val_check_time_interval: a wall-clock val_check_interval, which makemore leaves alone."""
+    assert hasattr(L.Trainer(logger=False), "_val_check_time_interval"), "Trainer._val_check_time_interval"
+    assert not _compat.val_check_is_timed(L.Trainer(logger=False, val_check_interval=100))
+    assert _compat.val_check_is_timed(L.Trainer(logger=False, val_check_interval="00:00:01:00"))
+
+
+def test_model_checkpoint_every_n_train_steps():
+    """ModelCheckpoint._every_n_train_steps: checkpoint intervals the batches must end on."""
+    assert hasattr(ModelCheckpoint(), "_every_n_train_steps"), "ModelCheckpoint._every_n_train_steps"
+    assert _compat.every_n_train_steps(ModelCheckpoint(every_n_train_steps=15)) == 15
+    assert _compat.every_n_train_steps(ModelCheckpoint()) == 0
+
+
+def test_progress_bar_leave():
+    """TQDMProgressBar._leave: carried over to makemore's step-counting bar."""
+    assert hasattr(TQDMProgressBar(), "_leave"), "TQDMProgressBar._leave"
+    assert _compat.progress_bar_leave(TQDMProgressBar(leave=True)) is True
+
+
+def test_lightning_optimizer_step_hooks():
+    """LightningOptimizer._on_before_step / _on_after_step: how a manual optimizer step is counted."""
+    optimizer = LightningOptimizer(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1))
+    for name in ("_on_before_step", "_on_after_step"):
+        assert callable(getattr(optimizer, name, None)), f"LightningOptimizer.{name}"
+    calls = []
+    optimizer._on_before_step = lambda: calls.append("before")
+    optimizer._on_after_step = lambda: calls.append("after")
+    _compat.count_optimizer_step(optimizer, lambda: calls.append("step"))
+    assert calls == ["before", "step", "after"]
+
+
+def test_torch_foreach_default():
+    """torch.optim.optimizer._default_to_fused_or_foreach: torch's own for-loop/foreach choice."""
+    from torch.optim import optimizer
+
+    assert callable(getattr(optimizer, "_default_to_fused_or_foreach", None)), (
+        "torch.optim.optimizer._default_to_fused_or_foreach"
+    )
+    params = [torch.zeros(2, requires_grad=True)]
+    assert _compat.torch_foreach_default(params, False) is False  # for-loop on the CPU
