@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import LearningRateFinder
+from lightning.pytorch.callbacks import LearningRateFinder, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from matplotlib.figure import Figure
@@ -26,6 +26,22 @@ def tensorboard(trainer: L.Trainer):
 def run_dir(trainer: L.Trainer) -> Path:
     """The folder of this run: the logger's version folder, else the trainer's root."""
     return Path(trainer.log_dir or trainer.default_root_dir)
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """`last.ckpt` in the run's checkpoints folder: at every validation and epoch end, and at the end of every fit.
+
+    Lightning's `save_last` follows only improvements of the monitored metric, and a plain ModelCheckpoint
+    writes nothing after the last validation: a run whose intervals do not end on its last step would lose
+    those steps. A fit that stops on an error (divergence, SIGTERM, a kill) does not reach on_train_end.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(filename="last", enable_version_counter=False)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.fast_dev_run and trainer.global_step > 0:
+            trainer.save_checkpoint(self.format_checkpoint_name({}))
 
 
 def embedding_figure(weight: torch.Tensor, labels: list[str]) -> Figure:

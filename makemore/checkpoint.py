@@ -6,9 +6,10 @@ by name and must be an nn.Module, called with (vocab_size, block_size, **init_ar
 
 import functools
 import importlib
+import inspect
 import pickle
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn as nn
@@ -19,42 +20,63 @@ from makemore.errors import CheckpointError, ConfigError
 _MLP_ARGUMENTS = ("n_embd", "n_hidden", "n_layers", "batch_norm", "dropout")
 
 
-def network_config(net: Any) -> dict:
-    """The plain-data form of a network factory, `{"class_path": ..., "init_args": {...}}`, for checkpoints.
+def callable_config(factory: Any, skip: int) -> Optional[dict]:
+    """The plain-data form `{"class_path": ..., "init_args": {...}}` of a class or a partial of one, or None.
 
-    `net` is an nn.Module class, a functools.partial of one with keyword arguments (as the CLI builds from
-    a class_path and init_args), or such a dict already.
+    `factory` is a class, a functools.partial of one with keyword arguments (as the CLI builds from a
+    class_path and init_args), or such a dict already. init_args holds every argument of the class after
+    its first `skip` (the ones given at call time), with the class's defaults filled in, so the same
+    settings always give the same dict.
     """
-    if isinstance(net, dict):
-        if set(net) != {"class_path", "init_args"}:
-            raise ConfigError(f"model.net: expected a class_path and init_args, got the keys {sorted(net)}")
-        return {"class_path": net["class_path"], "init_args": dict(net["init_args"])}
-    cls, init_args = net, {}
-    if isinstance(net, functools.partial):
-        classes = [arg for arg in (net.func, *net.args) if isinstance(arg, type)]
-        cls, init_args = (classes[-1] if classes else None), dict(net.keywords)
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+    if isinstance(factory, dict):
+        if not {"class_path", "init_args"} >= set(factory) or "class_path" not in factory:
+            return None
+        cls, given = factory["class_path"], dict(factory.get("init_args") or {})
+        return {"class_path": cls, "init_args": given}
+    cls, given = factory, {}
+    if isinstance(factory, functools.partial):
+        classes = [arg for arg in (factory.func, *factory.args) if isinstance(arg, type)]
+        cls, given = (classes[-1] if classes else None), dict(factory.keywords)
+    if not isinstance(cls, type):
+        return None
+    try:
+        parameters = list(inspect.signature(cls).parameters.values())[skip:]
+    except (TypeError, ValueError):
+        parameters = []
+    defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": {**defaults, **given}}
+
+
+def network_config(net: Any) -> dict:
+    """The plain-data form of a network factory (see `callable_config`); ConfigError if it is not an nn.Module class."""
+    config = callable_config(net, skip=2)  # (vocab_size, block_size) are given when the network is built
+    if config is None or not (isinstance(net, dict) or issubclass(import_class(config["class_path"]), nn.Module)):
         raise ConfigError(
             f"model.net must be an nn.Module class (or a functools.partial of one with keyword arguments), got {net!r}"
         )
-    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init_args}
+    return config
 
 
-def network_class(class_path: str) -> type:
-    """Import an nn.Module class by its dotted path; ConfigError when it is not one."""
+def import_class(class_path: str, base: type = object) -> type:
+    """Import a class by its dotted path; ConfigError when it cannot be imported or is not a subclass of `base`."""
     module_name, _, name = class_path.rpartition(".")
     try:
         cls = getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError, ValueError):
-        raise ConfigError(f"cannot import the network class {class_path!r}") from None
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise ConfigError(f"{class_path!r} is not an nn.Module class")
+        raise ConfigError(f"cannot import the class {class_path!r}") from None
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise ConfigError(f"{class_path!r} is not a subclass of {base.__module__}.{base.__qualname__}")
     return cls
 
 
+def factory(config: dict, base: type = object) -> Callable:
+    """The callable a `callable_config` dict describes: the class with its init_args bound."""
+    return functools.partial(import_class(config["class_path"], base), **config["init_args"])
+
+
 def network_factory(config: dict) -> Callable[[int, int], nn.Module]:
-    """The callable `network_config` describes: (vocab_size, block_size) -> nn.Module."""
-    return functools.partial(network_class(config["class_path"]), **config["init_args"])
+    """The network factory `network_config` describes: (vocab_size, block_size) -> nn.Module."""
+    return factory(config, nn.Module)
 
 
 def read_checkpoint(path: str, map_location: str = "cpu") -> dict:

@@ -1,8 +1,9 @@
 """The DataModule: train/val/test examples from a word list, split as in the lecture, and their batches."""
 
+import hashlib
 import math
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import lightning as L
 import torch
@@ -37,7 +38,10 @@ class CharDataModule(L.LightningDataModule):
         train_fraction: share of the (shuffled) words used for training.
         val_fraction: share used for validation; the rest is the test split.
         seed: seed of `random.shuffle` for the split and of the mini-batch draws.
-        steps_per_batch: the most SGD steps one Lightning batch carries, for speed. A fit makes batches as
+        steps_per_batch: the most SGD steps one Lightning batch carries, for speed. A batch holds
+            steps_per_batch x batch_size x (block_size + 1) int64 ids (1 MB for the lecture's settings; with
+            batch_size 32,768 over 1 GB, and a few times that while it is drawn: lower this for large
+            batches, which need fewer steps per batch to be fast anyway). A fit makes batches as
             large as this allows while every interval the trainer counts (log_every_n_steps, an integer
             val_check_interval, limit_train_batches, a ModelCheckpoint's every_n_train_steps) still ends on
             a batch boundary, and those intervals, global_step, max_steps, the progress bar, checkpoint names
@@ -94,6 +98,19 @@ class CharDataModule(L.LightningDataModule):
     def steps_per_batch(self) -> int:
         """The most SGD steps one training batch may carry (makemore.steps sizes each fit's batches)."""
         return self.hparams.steps_per_batch
+
+    @property
+    def split(self) -> dict[str, Any]:
+        """The split's fingerprint, independent of the file's path: word counts and a hash of each split's words.
+
+        Kept in checkpoints (linked to the model by the CLI): a checkpoint evaluated on another split, which
+        could hold its training words, is refused.
+        """
+        fingerprint: dict[str, Any] = {}
+        for name, words in zip(("train", "val", "test"), self.splits):
+            fingerprint[f"{name}_words"] = len(words)
+            fingerprint[f"{name}_sha256"] = hashlib.sha256("\n".join(words).encode()).hexdigest()[:16]
+        return fingerprint
 
     @property
     def vocab(self) -> str:

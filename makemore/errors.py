@@ -15,3 +15,7 @@ class CheckpointError(MakemoreError):
 
 class ConfigError(MakemoreError):
     """Settings that contradict each other or the step machinery."""
+
+
+class DivergedError(MakemoreError):
+    """Training produced a non-finite loss, or one far above the untrained model's."""

@@ -1,6 +1,7 @@
 """The LightningModule: trains any makemore network with many SGD steps per batch; losses, perplexity, samples."""
 
 import inspect
+import math
 from typing import Any, Literal, Optional
 
 import lightning as L
@@ -10,7 +11,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torchmetrics import MeanMetric
 
 from makemore import steps
-from makemore.checkpoint import network_config, network_factory, read_checkpoint
+from makemore.checkpoint import callable_config, factory, network_config, network_factory, read_checkpoint
 from makemore.errors import CheckpointError
 from makemore.model import MLP, NetworkCallable
 from makemore.sampling import sample_words
@@ -32,7 +33,15 @@ class MakemoreModule(L.LightningModule):
         lr_scheduler_interval: step the schedule after every SGD step ("step") or every epoch ("epoch").
         num_samples: names sampled to TensorBoard text at each validation.
         max_sample_length: longest name sampling will produce.
+        max_loss_factor: training stops, with an error naming the step, when a step's loss is not finite or
+            above max_loss_factor x ln(vocab_size) (ln(vocab_size) is the loss of uniform guessing; the
+            lecture's badly initialised MLP starts near 8 x). null: only a non-finite loss stops it.
+        split: the fingerprint of the data's train/val/test split; linked from the data by the CLI and kept in
+            checkpoints, so that a checkpoint is not evaluated on a split that holds its training words.
     """
+
+    # Set to True to evaluate (validate, test) a checkpoint on a split other than the one it was trained on.
+    allow_other_split: bool = False
 
     def __init__(
         self,
@@ -45,20 +54,32 @@ class MakemoreModule(L.LightningModule):
         lr_scheduler_interval: Literal["step", "epoch"] = "step",
         num_samples: int = 10,
         max_sample_length: int = 50,
+        max_loss_factor: Optional[float] = 10.0,
+        split: Optional[dict] = None,
     ) -> None:
         super().__init__()
-        # The optimizer and schedule are callables: the CLI config keeps them, the checkpoint keeps their
-        # state. The network is kept as its class path and arguments. Everything saved is plain data, so
-        # checkpoints load with weights_only=True.
-        self.save_hyperparameters(ignore=["net", "optimizer", "lr_scheduler"])
-        self.hparams.pop("_instantiator", None)  # the CLI's; makemore rebuilds modules from `net` instead
-        self.hparams["net"] = network_config(net)
+        # Everything saved is plain data, so checkpoints load with weights_only=True. The callables (network,
+        # optimizer, schedule) are saved below as class paths and arguments; `_instantiator` is the CLI's.
+        self.save_hyperparameters(ignore=["net", "optimizer", "lr_scheduler", "_instantiator"])
+        optimizer_config = callable_config(optimizer, skip=1)  # (params) is given at call time
+        if optimizer_config is not None:
+            optimizer_config["init_args"].pop("lr", None)  # learning_rate sets it
+        # The network, optimizer and schedule as plain data too: checkpoints rebuild the network from it, and a
+        # resumed run is compared with its checkpoint. (A second call: hparams.yaml and TensorBoard get them.)
+        self.save_hyperparameters(
+            {
+                "net": network_config(net),
+                "optimizer": optimizer_config,
+                "lr_scheduler": None if lr_scheduler is None else callable_config(lr_scheduler, skip=1),
+            }
+        )
         self.automatic_optimization = False  # makemore.steps takes many SGD steps per Lightning batch
         self.vocabulary = Vocabulary(vocab)
         self.learning_rate = learning_rate
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
         self.net = net(len(self.vocabulary), block_size)
+        self.max_loss = math.inf if max_loss_factor is None else max_loss_factor * math.log(len(self.vocabulary))
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
 
@@ -102,6 +123,8 @@ class MakemoreModule(L.LightningModule):
         loss = metric.compute()  # reduced over processes
         metric.reset()
         if self.trainer.state.fn == "fit":  # x-axis: SGD steps (validate/test alone have no step count)
+            if not self.trainer.sanity_checking:  # stop before a checkpoint records a non-finite val_loss
+                steps.check_divergence(loss.view(1), self.global_step - 1, math.inf, "val_loss")
             self.log("step", float(self.global_step))
         self.log(f"{stage}_loss", loss, prog_bar=True)
         self.log(f"{stage}_perplexity", loss.exp())
@@ -144,20 +167,76 @@ class MakemoreModule(L.LightningModule):
             torch.set_rng_state(checkpoint["torch_rng_state"].cpu())
         if "cuda_rng_states" in checkpoint and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([state.cpu() for state in checkpoint["cuda_rng_states"]])
-        # The data decides the vocabulary and the context length: weights trained on others cannot fit.
-        saved = checkpoint.get("hyper_parameters") or {}
-        trainer = self._trainer
-        source = f"{trainer.ckpt_path}: " if trainer is not None and trainer.ckpt_path else ""
-        if "vocab" in saved and saved["vocab"] != self.hparams.vocab:
+        check_fits_checkpoint(self, checkpoint)
+
+
+def flatten(config: Any, prefix: str) -> dict[str, Any]:
+    """Nested dicts as {"a.b.c": value}."""
+    if not isinstance(config, dict) or not config:
+        return {prefix: config}
+    return {key: value for name, item in config.items() for key, value in flatten(item, f"{prefix}.{name}").items()}
+
+
+def differences(saved: Any, current: Any, prefix: str, skip: frozenset = frozenset()) -> list[str]:
+    """'name (checkpoint X, now Y)' for each setting present in both that differs (none whose name is in `skip`)."""
+    saved, current = flatten(saved, prefix), flatten(current, prefix)
+    return [
+        f"{key} (checkpoint {saved[key]!r}, now {current[key]!r})"
+        for key in sorted(saved.keys() & current.keys())
+        if saved[key] != current[key] and not skip & set(key.split("."))
+    ]
+
+
+# Settings a resumed run may change: they decide speed, logging or safety checks, not the training itself.
+RESUMABLE_CHANGES = frozenset(
+    {"num_samples", "max_sample_length", "max_loss_factor", "path", "steps_per_batch", "eval_batch_size"}
+)
+
+
+def check_fits_checkpoint(module: MakemoreModule, checkpoint: dict) -> None:
+    """Refuse, naming every difference, a checkpoint that does not belong to this run.
+
+    Always: another vocabulary, context length or split (unless module.allow_other_split, outside fit). When
+    fitting (resuming): any model or data setting that differs, except RESUMABLE_CHANGES (the data file's
+    words are compared through the split's fingerprint, not its path).
+    """
+    saved = checkpoint.get("hyper_parameters") or {}
+    hparams = module.hparams
+    trainer = module._trainer
+    source = f"{trainer.ckpt_path}: " if trainer is not None and trainer.ckpt_path else ""
+    if "vocab" in saved and saved["vocab"] != hparams.vocab:
+        raise CheckpointError(
+            f"{source}the checkpoint was trained on the vocabulary {saved['vocab']!r}, but the data has"
+            f" {hparams.vocab!r}; use the data file it was trained on"
+        )
+    if "block_size" in saved and saved["block_size"] != hparams.block_size:
+        raise CheckpointError(
+            f"{source}the checkpoint was trained with data.block_size {saved['block_size']}, but this run has"
+            f" {hparams.block_size}; use the block_size it was trained with"
+        )
+    fitting = trainer is not None and trainer.state.fn == "fit"
+    if not fitting:
+        split = differences(saved.get("split"), hparams.get("split"), "split")
+        if split and saved.get("split") and hparams.get("split") and not module.allow_other_split:
+            names = sorted({key.split(".")[1].split("_")[0] for key in split}, key=("train", "val", "test").index)
             raise CheckpointError(
-                f"{source}the checkpoint was trained on the vocabulary {saved['vocab']!r}, but the data has"
-                f" {self.hparams.vocab!r}; use the data file it was trained on"
+                f"{source}the checkpoint was trained on another split of the words (its {'/'.join(names)} words"
+                " differ from this data's): its scores here could count words it trained on. Use the data file,"
+                " data.seed and fractions it was trained with, or pass --allow_other_split true to evaluate it anyway"
             )
-        if "block_size" in saved and saved["block_size"] != self.hparams.block_size:
-            raise CheckpointError(
-                f"{source}the checkpoint was trained with data.block_size {saved['block_size']}, but this run has"
-                f" {self.hparams.block_size}; use the block_size it was trained with"
-            )
+        return
+    found = differences(dict(saved), dict(hparams), "model", skip=RESUMABLE_CHANGES)
+    data = trainer.datamodule
+    saved_data = checkpoint.get("datamodule_hyper_parameters")
+    if data is not None and saved_data:
+        found += differences(dict(saved_data), dict(data.hparams), "data", skip=RESUMABLE_CHANGES)
+    if found:
+        raise CheckpointError(
+            f"{source}resuming continues the same run, but these settings differ from the checkpoint's: "
+            + ", ".join(found)
+            + ". Resume with the run's own config (its config.yaml), or start a new run from the checkpoint's"
+            " weights with --weights_from instead of --ckpt_path"
+        )
 
 
 def load_checkpoint(path: str, map_location: str = "cpu") -> MakemoreModule:
@@ -167,6 +246,9 @@ def load_checkpoint(path: str, map_location: str = "cpu") -> MakemoreModule:
     accepted = inspect.signature(MakemoreModule).parameters
     try:
         hparams["net"] = network_factory(network_config(hparams["net"]))
+        for name in ("optimizer", "lr_scheduler"):  # plain data in the checkpoint: back to callables
+            hparams[name] = factory(hparams[name]) if hparams.get(name) else None
+        hparams["optimizer"] = hparams["optimizer"] or torch.optim.SGD
         module = MakemoreModule(**{k: v for k, v in hparams.items() if k in accepted})
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: not a makemore checkpoint (bad hyperparameters: {err})") from None

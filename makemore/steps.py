@@ -37,7 +37,7 @@ from lightning.pytorch.strategies import SingleDeviceStrategy
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from makemore import _compat
-from makemore.errors import ConfigError
+from makemore.errors import ConfigError, DivergedError
 
 
 @runtime_checkable
@@ -50,12 +50,32 @@ class StepData(Protocol):
         """SGD steps per epoch."""
 
 
+# splitmix64 (Steele, Lea and Flood 2014): a counter-based generator, so any draw can be computed alone.
+_GOLDEN, _MIX1, _MIX2 = (c - (1 << 64) for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB))
+_RANKS = 1 << 20  # processes per seed in the stream key
+
+
+def _mix(z: torch.Tensor) -> torch.Tensor:
+    """splitmix64's finaliser on int64 tensors (multiplication wraps; shifts made logical by masking)."""
+    z = z ^ ((z >> 30) & ((1 << 34) - 1))
+    z = z * _MIX1
+    z = z ^ ((z >> 27) & ((1 << 37) - 1))
+    z = z * _MIX2
+    return z ^ ((z >> 31) & ((1 << 33) - 1))
+
+
+def uniform_indices(counter: torch.Tensor, key: int, n: int) -> torch.Tensor:
+    """Uniform integers in [0, n), one per entry of the int64 `counter`, from the stream `key`."""
+    return (_mix(counter * _GOLDEN + key) & ((1 << 63) - 1)) % n
+
+
 class TrainBatches:
     """Training batches: each one stacks `steps` random mini-batches, one per SGD step.
 
-    Mini-batches are drawn uniformly with replacement, as the lecture's `torch.randint` does. Batch `i`
-    of epoch `e` on process `rank` depends only on (seed, rank, e, i), so runs are reproducible and a
-    resumed run continues with the same data order (`state_dict`).
+    Mini-batches are drawn uniformly with replacement, as the lecture's `torch.randint` does. The
+    mini-batch of each SGD step depends only on (seed, rank, step), not on how steps are grouped into
+    batches: runs are reproducible, a resumed run continues with the same data (`state_dict`), and a
+    run extended to more steps with other batch sizes trains on the same mini-batches.
     """
 
     def __init__(
@@ -72,7 +92,7 @@ class TrainBatches:
         self.batch_size = batch_size
         self.steps = steps
         self.steps_per_epoch = steps_per_epoch
-        self.seed, self.rank = seed, rank
+        self.key = int(_mix(torch.tensor([seed * _RANKS + rank]))[0])  # the stream of this seed and process
         self.epoch = 0
         self.served = 0  # batches of `epoch` handed out so far
 
@@ -81,13 +101,14 @@ class TrainBatches:
 
     def batch(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch i of the current epoch: X (steps, batch_size, block_size), Y (steps, batch_size)."""
-        steps = min(self.steps, self.steps_per_epoch - i * self.steps)
+        first = i * self.steps
+        steps = min(self.steps, self.steps_per_epoch - first)
         n = len(self.Y)
         if n <= self.batch_size:  # a pool no bigger than a batch (overfit_batches): the whole pool each step
             ix = torch.arange(n).expand(steps, n)
-        else:
-            generator = torch.Generator().manual_seed(hash((self.seed, self.rank, self.epoch, i)) % 2**63)
-            ix = torch.randint(0, n, (steps, self.batch_size), generator=generator)
+        else:  # draw k of SGD step s is a pure function of (seed, rank, s, k): the same whatever the batching
+            step = self.epoch * self.steps_per_epoch + first + torch.arange(steps).unsqueeze(1)  # (steps, 1)
+            ix = uniform_indices(step * self.batch_size + torch.arange(self.batch_size), self.key, n)
         return self.X[ix], self.Y[ix]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -152,7 +173,10 @@ class StepIntervals(L.Callback):
 
     def __init__(self) -> None:
         self.steps: Optional[int] = None  # SGD steps per batch in the current fit
+        self._counted: dict[str, int] = {}  # the trainer's batch-counted intervals, in SGD steps
+        self._aligned: dict[str, int] = {}  # other lengths in steps that must end on a batch boundary
         self._saved: Optional[dict[str, Any]] = None
+        self._trainer: Optional[L.Trainer] = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         data = trainer.datamodule
@@ -179,22 +203,53 @@ class StepIntervals(L.Callback):
             counted["val_check_interval"] = val
         if limit is not None:
             counted["limit_train_batches"] = limit
-        # Also on batch boundaries: checkpoints every n steps (checked against global_step) and, when
-        # validation counts batches across epochs, the epoch ends.
-        aligned = [_compat.every_n_train_steps(callback) for callback in trainer.checkpoint_callbacks]
+        # Also on batch boundaries: checkpoints every n steps (checked against global_step), the end of the
+        # run (so no batch is cut short and a longer run continues exactly) and, when validation counts
+        # batches across epochs, the epoch ends.
+        aligned = {
+            f"every_n_train_steps of checkpoint callback {i}": _compat.every_n_train_steps(callback)
+            for i, callback in enumerate(trainer.checkpoint_callbacks)
+        }
+        aligned["trainer.max_steps"] = max(trainer.max_steps, 0)
         if "val_check_interval" in counted and trainer.check_val_every_n_epoch is None:
-            aligned.append(epoch)
-        self.steps = steps_per_batch_for([n for n in [*counted.values(), *aligned] if n > 0], data.steps_per_batch)
-        self._saved = {name: getattr(trainer, name) for name in counted}
-        for name, value in counted.items():
-            setattr(trainer, name, value // self.steps)
+            aligned["the epoch (data.steps_per_epoch)"] = epoch
+        self._counted = counted
+        self._aligned = {name: n for name, n in aligned.items() if n > 0}
+        lengths = [n for n in [*counted.values(), *self._aligned.values()] if n > 0]
+        self._apply(trainer, steps_per_batch_for(lengths, data.steps_per_batch))
+
+    def _apply(self, trainer: L.Trainer, steps: int) -> None:
+        self._trainer = trainer
+        if self._saved is None:
+            self._saved = {name: getattr(trainer, name) for name in self._counted}
+        self.steps = steps
+        for name, value in self._counted.items():
+            setattr(trainer, name, value // steps)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """On resume (after setup, before the loader is built): keep the batches the run was trained with."""
+        steps, trainer = state_dict.get("steps"), self._trainer
+        if not steps or self.steps is None or steps == self.steps or trainer is None:
+            return
+        lengths = {f"trainer.{name}": n for name, n in self._counted.items()} | self._aligned
+        misfits = [f"{name} ({n} steps)" for name, n in lengths.items() if n % steps]
+        if misfits:
+            raise ConfigError(
+                f"the checkpoint was trained with {steps} SGD steps per batch, which does not divide this run's "
+                + ", ".join(misfits)
+                + f"; resume with lengths that are multiples of {steps}"
+            )
+        self._apply(trainer, steps)
 
     def _restore(self, trainer: L.Trainer) -> None:
         if self._saved is not None:
             for name, value in self._saved.items():
                 setattr(trainer, name, value)
             self._saved = None
-        self.steps = None
+        self.steps, self._trainer = None, None
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._restore(trainer)
@@ -301,5 +356,27 @@ def train_steps(module: L.LightningModule, batch: tuple[torch.Tensor, torch.Tens
         if step_scheduler:
             scheduler.step()
         losses.append(loss.detach())
-    total = torch.stack(losses).sum() if losses else torch.zeros((), device=Y.device)
-    return total / max(steps, 1)
+    if not losses:
+        return torch.zeros((), device=Y.device)
+    losses = torch.stack(losses)
+    check_divergence(losses, module.global_step - steps, getattr(module, "max_loss", math.inf))
+    return losses.mean()
+
+
+def check_divergence(losses: torch.Tensor, start: int, max_loss: float, name: str = "loss") -> None:
+    """Stop the run (DivergedError) at the first of these steps' losses that is not finite or above max_loss.
+
+    Raised before any checkpoint of the diverged weights is written (one check per batch, one sync).
+    """
+    bad = ~torch.isfinite(losses) | (losses > max_loss)
+    if bad.any():
+        first = int(bad.nonzero()[0])
+        raise DivergedError(
+            f"training diverged at SGD step {start + first + 1}: {name} {losses[first].item():.4g}"
+            + (
+                ""
+                if math.isinf(max_loss)
+                else f" (the limit is {max_loss:.4g}, model.max_loss_factor x ln(vocab_size))"
+            )
+            + "; lower model.learning_rate. No checkpoint of the diverged weights was written"
+        )

@@ -33,6 +33,8 @@ def read_words(path: Union[str, Path]) -> list[str]:
     reserved `.`, or a file with no words at all.
     """
     path = Path(path)
+    if path.exists() and not path.is_dir() and not path.is_file():  # a FIFO or a device would block or never end
+        raise DataError(f"{path}: not a regular file (a pipe or a device); give a text file with one word per line")
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

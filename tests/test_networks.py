@@ -1,6 +1,8 @@
 """The network is a parameter: any nn.Module with forward(idx, targets=None) -> (logits, loss) trains through the
 CLI from a class_path, with no change to the module, the data, the CLI or the step machinery."""
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn as nn
@@ -48,8 +50,8 @@ def test_a_network_from_outside_the_package_trains_tests_and_samples(words_path,
     # the checkpoint names the network as plain data and rebuilds it alone (weights_only)
     saved = read_checkpoint(best)["hyper_parameters"]["net"]
     assert saved == {"class_path": f"{__name__}.LastCharTable", "init_args": {"scale": 0.1}}
-    module = load_checkpoint(best)
-    assert torch.equal(module.net.table, fit.model.net.table)
+    last = Path(fit.trainer.log_dir) / "checkpoints" / "last.ckpt"
+    assert torch.equal(load_checkpoint(str(last)).net.table, fit.model.net.table)
 
     test = run_cli("test", *small_run_args(words_path, tmp_path), *net, "--ckpt_path", best)
     assert 0 < test.trainer.callback_metrics["test_loss"] < 2.7

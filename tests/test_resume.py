@@ -75,7 +75,7 @@ def test_sigterm_is_not_reported_as_success(words_path, tmp_path):
 
 
 def test_resume_last_without_a_checkpoint_is_a_clear_error(words_path, tmp_path, run_cli):
-    with pytest.raises(SystemExit, match="no last.ckpt under it"):
+    with pytest.raises(SystemExit, match="lightning_logs: no run with a last.ckpt there"):
         run_cli("fit", *small_run_args(words_path, tmp_path), "--ckpt_path", "last")
 
 

@@ -4,11 +4,13 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import small_run_args
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from makemore.checkpoint import read_checkpoint
 from makemore.cli import main
-from makemore.steps import StepIntervals, steps_per_batch_for
+from makemore.steps import StepIntervals, TrainBatches, steps_per_batch_for
 
 
 def scalar_steps(cli, tag: str) -> list[int]:
@@ -122,4 +124,31 @@ def test_resuming_with_another_batch_size_is_refused(words_path, tmp_path, run_c
     args = small_run_args(words_path, tmp_path, max_steps=60, trainer__log_every_n_steps="15")  # 15-step batches
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", *args, "--ckpt_path", str(last)])
-    assert re.search(r"trained with 10 SGD steps per batch, this run has 5", str(exit_info.value))
+    assert re.search(
+        r"trained with 10 SGD steps per batch, which does not divide this run's trainer.log_every_n_steps \(15 steps\)",
+        str(exit_info.value),
+    )
+
+
+def test_extending_a_finished_run_continues_exactly_as_an_uninterrupted_one(words_path, tmp_path, run_cli):
+    # 25 steps end inside an epoch, on 5-step batches; the 120-step runs would use 10-step batches
+    options = {"model__net__dropout": "0.2", "model__net__n_layers": "2"}
+    whole = run_cli("fit", *small_run_args(words_path, tmp_path / "whole", max_steps=120, **options))
+    short = run_cli("fit", *small_run_args(words_path, tmp_path / "parts", max_steps=25, **options))
+    last = Path(short.trainer.log_dir, "checkpoints", "last.ckpt")
+    assert read_checkpoint(str(last))["global_step"] == 25  # the final state is saved, whatever the intervals
+    longer = run_cli(
+        "fit", *small_run_args(words_path, tmp_path / "parts", max_steps=120, **options), "--ckpt_path", str(last)
+    )
+    assert longer.trainer.global_step == 120
+    for a, b in zip(whole.model.parameters(), longer.model.parameters()):
+        assert torch.equal(a, b)
+    assert scalar_steps(longer, "val_loss") == [50, 100]  # validated where the uninterrupted run did
+    assert longer.trainer.callback_metrics["val_loss"] == whole.trainer.callback_metrics["val_loss"]
+
+
+def test_mini_batches_do_not_depend_on_how_steps_are_grouped():
+    X, Y = torch.arange(1000).view(-1, 1), torch.arange(1000)
+    by_ten = torch.cat([y for _, y in TrainBatches(X, Y, batch_size=8, steps=10, steps_per_epoch=60, seed=3, rank=0)])
+    by_four = torch.cat([y for _, y in TrainBatches(X, Y, batch_size=8, steps=4, steps_per_epoch=60, seed=3, rank=0)])
+    assert by_ten.shape == (60, 8) and torch.equal(by_ten, by_four)
