@@ -1,8 +1,22 @@
-"""makemore: character-level language models with PyTorch Lightning, starting with the MLP of Bengio et al. (2003)."""
+"""makemore: character-level language models with PyTorch Lightning, starting with the MLP of Bengio et al. (2003).
 
-from makemore.data import CharDataModule
-from makemore.model import MLP
-from makemore.module import MakemoreModule, load_checkpoint
-from makemore.text import Vocabulary, build_examples
+The names below are imported on first use, so that `import makemore` (and `makemore sample`) stays light.
+"""
 
-__all__ = ["CharDataModule", "MLP", "MakemoreModule", "Vocabulary", "build_examples", "load_checkpoint"]
+import importlib
+
+_EXPORTS = {
+    "CharDataModule": "makemore.data",
+    "MLP": "makemore.model",
+    "MakemoreModule": "makemore.module",
+    "Vocabulary": "makemore.text",
+    "build_examples": "makemore.text",
+    "load_checkpoint": "makemore.module",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'makemore' has no attribute {name!r}")

@@ -41,7 +41,7 @@ class LastCheckpoint(ModelCheckpoint):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.fast_dev_run and trainer.global_step > 0:
-            trainer.save_checkpoint(self.format_checkpoint_name({}))
+            trainer.save_checkpoint(self.format_checkpoint_name({}), weights_only=self.save_weights_only)
 
 
 def embedding_figure(weight: torch.Tensor, labels: list[str]) -> Figure:
@@ -89,6 +89,19 @@ class EmbeddingVisualizer(L.Callback):
         writer.flush()
 
 
+def smooth(losses: list[float], beta: float = 0.98) -> list[float]:
+    """Exponential moving average with bias correction: the first point is the first loss itself.
+
+    (Lightning's finder divides its first average by 1 - beta^2 rather than 1 - beta, so its curve starts
+    at about half the untrained loss and then jumps up; makemore smooths the raw losses itself.)
+    """
+    smoothed, average = [], 0.0
+    for k, loss in enumerate(losses):
+        average = beta * average + (1 - beta) * loss
+        smoothed.append(average / (1 - beta ** (k + 1)))
+    return smoothed
+
+
 def suggest_learning_rate(
     lrs: list[float], losses: list[float], skip_begin: int = 10, skip_end: int = 1
 ) -> Optional[float]:
@@ -108,27 +121,40 @@ def suggest_learning_rate(
     return float(lrs[slope.argmin()])
 
 
-def lr_find_figure(lrs: list[float], losses: list[float], suggestion: float) -> Figure:
-    """The loss against the learning rate (log axis), with the suggestion marked."""
+def lr_find_figure(lrs: list[float], raw: list[float], smoothed: list[float], suggestion: float) -> Figure:
+    """The loss against the learning rate (log axis): raw and smoothed, with the suggestion marked."""
     fig = Figure(figsize=(7, 4.5))
     ax = fig.subplots()
-    ax.plot(lrs, losses)
+    ax.plot(lrs, raw, color="tab:blue", alpha=0.25, label="loss of each step")
+    ax.plot(lrs, smoothed, color="tab:blue", label="smoothed")
     ax.set_xscale("log")
-    ax.plot(suggestion, losses[lrs.index(suggestion)], marker="o", markersize=10, color="red")
+    ax.plot(suggestion, smoothed[lrs.index(suggestion)], marker="o", markersize=10, color="red", label="suggestion")
+    ax.set_ylim(top=max(raw[0], smoothed[0]) * 1.5)  # the divergence at the end would squash the curve
     ax.set_xlabel("learning rate")
-    ax.set_ylabel("loss (smoothed)")
+    ax.set_ylabel("training loss")
     ax.set_title(f"learning-rate finder: suggestion {suggestion:.3g} (steepest fall against log rate)")
     ax.grid(alpha=0.3)
+    ax.legend()
     return fig
 
 
-def report_lr_find(trainer: L.Trainer, finder: Any) -> Optional[float]:
-    """Print the suggested learning rate of a finished sweep (Lightning's finder object), save the plot as PNG
-    and to TensorBoard."""
-    lrs, losses = finder.results["lr"], finder.results["loss"]
-    suggestion = suggest_learning_rate(lrs, losses)
+def run_lr_sweep(trainer: L.Trainer, pl_module: L.LightningModule, sweep) -> tuple[Any, list[float]]:
+    """Run `sweep()` (Lightning's finder) while the module records the raw loss of every step; (finder, losses)."""
+    pl_module.sweep_losses = []
+    try:
+        return sweep(), pl_module.sweep_losses
+    finally:
+        del pl_module.sweep_losses
+
+
+def report_lr_find(trainer: L.Trainer, finder: Any, raw: list[float]) -> Optional[float]:
+    """Print the suggested learning rate of a finished sweep (Lightning's finder object and the raw losses), save
+    the plot as PNG and to TensorBoard."""
+    lrs = finder.results["lr"][: len(raw)]
+    smoothed = smooth(raw)
+    suggestion = suggest_learning_rate(lrs, smoothed)
     if trainer.is_global_zero and suggestion is not None:
-        fig = lr_find_figure(lrs, losses, suggestion)
+        fig = lr_find_figure(lrs, raw, smoothed, suggestion)
         path = run_dir(trainer) / "lr_find.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=100)
@@ -136,8 +162,11 @@ def report_lr_find(trainer: L.Trainer, finder: Any) -> Optional[float]:
         if writer is not None:
             writer.add_figure("lr_find", fig, trainer.global_step)
             writer.flush()
+        lightning = finder.suggestion()
         print(
-            f"suggested learning rate: {suggestion:.4g} (Lightning's own heuristic: {finder.suggestion():.4g}; plot: {path})"
+            f"suggested learning rate: {suggestion:.4g} (Lightning's own heuristic: "
+            + (f"{lightning:.4g}" if lightning is not None else "none")
+            + f"; plot: {path})"
         )
     return suggestion
 
@@ -157,8 +186,8 @@ class FindLearningRate(LearningRateFinder):
         super().__init__(min_lr=min_lr, max_lr=max_lr, num_training_steps=num_training_steps, attr_name="learning_rate")
 
     def lr_find(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().lr_find(trainer, pl_module)
-        suggestion = report_lr_find(trainer, self.optimal_lr) if self.optimal_lr is not None else None
+        _, raw = run_lr_sweep(trainer, pl_module, lambda: super(FindLearningRate, self).lr_find(trainer, pl_module))
+        suggestion = report_lr_find(trainer, self.optimal_lr, raw) if self.optimal_lr is not None else None
         if suggestion is not None:  # train with our suggestion, not Lightning's (see suggest_learning_rate)
             pl_module.learning_rate = suggestion
             for optimizer in trainer.optimizers:

@@ -9,7 +9,8 @@ import importlib
 import inspect
 import pickle
 import re
-from typing import Any, Callable, Optional
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -123,3 +124,33 @@ def load_network(path: str, map_location: str = "cpu") -> tuple[nn.Module, dict]
             f"{path}: not a makemore checkpoint (its weights do not fit its hyperparameters)"
         ) from None
     return net.to(map_location).eval(), hparams
+
+
+def runs_with_checkpoints(root: Path) -> list[Path]:
+    """The run folders root/lightning_logs/version_N that hold a last.ckpt, oldest (lowest N) first."""
+    logs = root / "lightning_logs"
+    runs = [path for path in logs.glob("version_*") if (path / "checkpoints" / "last.ckpt").is_file()]
+    return sorted(runs, key=lambda path: int(path.name.rpartition("_")[2]) if path.name[8:].isdigit() else -1)
+
+
+def named_checkpoint(name: str, root: Union[str, Path] = ".") -> Path:
+    """`last` or `best`: that checkpoint of the newest run under root/lightning_logs (the highest version_N)."""
+    root = Path(root)
+    runs = runs_with_checkpoints(root)
+    if not runs:
+        raise CheckpointError(
+            f"{root.resolve() / 'lightning_logs'}: no run with a last.ckpt there (--ckpt_path {name} looks only in"
+            " the trainer.default_root_dir's own lightning_logs)"
+        )
+    last = runs[-1] / "checkpoints" / "last.ckpt"
+    if name == "last":
+        return last
+    states = read_checkpoint(str(last)).get("callbacks") or {}
+    best = [state.get("best_model_path") for state in states.values() if state.get("monitor") == "val_loss"]
+    for path in filter(None, best):
+        for candidate in (Path(path), last.parent / Path(path).name):  # the run folder may have moved
+            if candidate.is_file():
+                return candidate
+    raise CheckpointError(
+        f"{runs[-1]}: the newest run has no best checkpoint (it never validated); use --ckpt_path last"
+    )

@@ -80,7 +80,7 @@ class CharDataModule(L.LightningDataModule):
                 f"data.train_fraction ({train_fraction}) and data.val_fraction ({val_fraction}) must be positive"
                 " and sum to less than 1, leaving a test split"
             )
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["_instantiator"])  # the CLI's, not a setting
         self.path = Path(path) if path else default_path()
         # Read now: the vocabulary decides the model's shape (linked to the model by the CLI).
         self.words = read_words(self.path)

@@ -42,6 +42,7 @@ class MakemoreModule(L.LightningModule):
 
     # Set to True to evaluate (validate, test) a checkpoint on a split other than the one it was trained on.
     allow_other_split: bool = False
+    _checkpoint_step: Optional[int] = None  # the global_step of the checkpoint loaded, for validate/test
 
     def __init__(
         self,
@@ -126,6 +127,8 @@ class MakemoreModule(L.LightningModule):
             if not self.trainer.sanity_checking:  # stop before a checkpoint records a non-finite val_loss
                 steps.check_divergence(loss.view(1), self.global_step - 1, math.inf, "val_loss")
             self.log("step", float(self.global_step))
+        elif self._checkpoint_step is not None:  # validate/test of a checkpoint: at the step it was trained to
+            self.log("step", float(self._checkpoint_step))
         self.log(f"{stage}_loss", loss, prog_bar=True)
         self.log(f"{stage}_perplexity", loss.exp())
 
@@ -168,13 +171,18 @@ class MakemoreModule(L.LightningModule):
         if "cuda_rng_states" in checkpoint and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([state.cpu() for state in checkpoint["cuda_rng_states"]])
         check_fits_checkpoint(self, checkpoint)
+        self._checkpoint_step = checkpoint.get("global_step")
 
 
 def flatten(config: Any, prefix: str) -> dict[str, Any]:
-    """Nested dicts as {"a.b.c": value}."""
+    """Nested dicts as {"prefix.a.b": value} ({"a.b": value} for an empty prefix)."""
     if not isinstance(config, dict) or not config:
         return {prefix: config}
-    return {key: value for name, item in config.items() for key, value in flatten(item, f"{prefix}.{name}").items()}
+    return {
+        key: value
+        for name, item in config.items()
+        for key, value in flatten(item, f"{prefix}.{name}" if prefix else name).items()
+    }
 
 
 def differences(saved: Any, current: Any, prefix: str, skip: frozenset = frozenset()) -> list[str]:

@@ -264,6 +264,8 @@ class StepProgressBar(TQDMProgressBar):
     A makemore batch carries many SGD steps, so the stock bar would read 30/3000 after 3,000 steps.
     """
 
+    _new_fit = True
+
     def _total_steps(self, trainer: L.Trainer) -> Optional[int]:
         if trainer.max_steps > 0:
             return trainer.max_steps
@@ -272,13 +274,23 @@ class StepProgressBar(TQDMProgressBar):
             return None  # tqdm's "unknown total"
         return steps_per_epoch * trainer.max_epochs
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._new_fit = True
+
     def on_train_epoch_start(self, trainer: L.Trainer, *_: Any) -> None:
-        super().on_train_epoch_start(trainer)
+        # One count of the run's steps, reset once per fit (Lightning resets per epoch, which in a log file
+        # prints a line of 0/<batches> and negative rates, and restarts the clock every epoch).
+        if _compat.progress_bar_leave(self):
+            self.train_progress_bar = self.init_train_tqdm()  # a bar per epoch, each counting from its start
+            self._new_fit = True
         bar = self.train_progress_bar
-        bar.total = self._total_steps(trainer)
-        # tqdm's rate counts from `initial` and `last_print_n`: start both at the steps already done
-        bar.n = bar.initial = bar.last_print_n = trainer.global_step
-        bar.refresh()
+        if self._new_fit:
+            bar.reset(total=self._total_steps(trainer))
+            # tqdm's rate counts from `initial` and `last_print_n`: start both at the steps already done
+            bar.n = bar.initial = bar.last_print_n = trainer.global_step
+            self._new_fit = False
+        bar.set_description(f"Epoch {trainer.current_epoch}")
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -359,7 +371,10 @@ def train_steps(module: L.LightningModule, batch: tuple[torch.Tensor, torch.Tens
     if not losses:
         return torch.zeros((), device=Y.device)
     losses = torch.stack(losses)
-    check_divergence(losses, module.global_step - steps, getattr(module, "max_loss", math.inf))
+    if isinstance(getattr(module, "sweep_losses", None), list) and _compat.lr_finder_running(module.trainer):
+        module.sweep_losses.extend(losses.tolist())  # the raw losses of a learning-rate sweep (one step a batch)
+    else:  # a sweep diverges on purpose at its end: Lightning's finder stops it itself
+        check_divergence(losses, module.global_step - steps, getattr(module, "max_loss", math.inf))
     return losses.mean()
 
 

@@ -11,7 +11,7 @@ For each config it runs, in subprocesses, exactly what a user would type:
     python -m makemore test --config configs/NAME.yaml --trainer.default_root_dir ROOT/NAME --ckpt_path BEST
 
 timing the fit, then reads every number back from what the runs left behind: the validation curve and
-the best checkpoint's val_loss from the fit's TensorBoard events, test_loss from the test's events, and
+the best checkpoint's val_loss from the fit's TensorBoard events, test_loss from the events the test adds to the run's folder, and
 the loss on the whole train split by evaluating the best checkpoint in this process (its own data
 options, from the checkpoint). It also runs `python -m makemore lr_find --config configs/mlp.yaml`.
 
@@ -278,7 +278,9 @@ def run_experiment(config: Path, args: argparse.Namespace, extra: list[str]) -> 
         root / "test.log",
         f"{name} test",
     )
-    test_dir = new_version(root, before)
+    if versions(root) != before:
+        sys.exit(f"experiments.py: {name}: test made a new run folder; it should log into the run it evaluates")
+    test_dir = fit_dir  # `test` of a run's checkpoint logs into that run's folder
 
     result = evaluate(best)
     module = result.pop("module")

@@ -78,6 +78,7 @@ def test_checkpoints_from_before_the_network_was_a_parameter_still_load(words_pa
     hparams.update(hparams.pop("net")["init_args"])  # the old layout: the MLP's arguments at the top level
     old = tmp_path / "old.ckpt"
     torch.save(checkpoint, old)
+    capsys.readouterr()
     module = load_checkpoint(str(old))
     assert module.hparams.net["init_args"]["n_hidden"] == 30
     for a, b in zip(module.parameters(), fit.model.parameters()):

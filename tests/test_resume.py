@@ -71,7 +71,7 @@ def test_sigterm_is_not_reported_as_success(words_path, tmp_path):
     process.send_signal(signal.SIGTERM)
     output = process.communicate(timeout=120)[0]
     assert process.returncode == 1
-    assert "makemore: stopped by SIGTERM before the run finished" in output and "--ckpt_path last" in output
+    assert "makemore: error: stopped by SIGTERM before the run finished" in output and "--ckpt_path last" in output
 
 
 def test_resume_last_without_a_checkpoint_is_a_clear_error(words_path, tmp_path, run_cli):

@@ -1,0 +1,314 @@
+"""Lightning's CLI for fit, validate, test and lr_find: links, defaults, run folders, checks of checkpoints.
+
+Imported only for those subcommands (makemore.cli dispatches): `sample` and `--help` never pay Lightning's import.
+"""
+
+import difflib
+import logging
+import re
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.tuner import Tuner
+from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from makemore.callbacks import EmbeddingVisualizer, LastCheckpoint, report_lr_find, run_lr_sweep
+from makemore.checkpoint import load_network, named_checkpoint, read_checkpoint
+from makemore.data import CharDataModule
+from makemore.errors import CheckpointError, ConfigError
+from makemore.module import RESUMABLE_CHANGES, MakemoreModule, differences, flatten
+from makemore.runlog import RunLogger
+
+# The lecture's run ("Building makemore Part 2: MLP"): what `fit` trains with no --config. configs/mlp.yaml
+# spells the same settings out (tests/test_cli.py checks that they agree).
+LECTURE_DEFAULTS = {
+    "seed_everything": 42,
+    "trainer.max_steps": 200_000,
+    "data.steps_per_epoch": 10_000,  # validate every 10,000 SGD steps
+    "model.lr_scheduler": {
+        "class_path": "torch.optim.lr_scheduler.MultiStepLR",
+        "init_args": {"milestones": [100_000], "gamma": 0.1},  # lr 0.1, then 0.01 after step 100,000
+    },
+}
+
+
+# What Lightning and torch print that a makemore user cannot act on, silenced by its exact text (not by
+# category, so that anything new still shows).
+NOISE = (
+    "💡 Tip: For seamless cloud",  # advertisements for Lightning's services
+    "The following callbacks returned in `LightningModule.configure_callbacks` will override",  # our step bar
+)
+warnings.filterwarnings(
+    "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated"
+)  # Lightning on torch 2.13
+# Testing or resuming a checkpoint in a new run folder: its callbacks' paths are from the old one, as they should be.
+warnings.filterwarnings("ignore", message=r"The dirpath has changed from .* won't be reloaded")
+
+
+class _Quiet(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(NOISE)
+
+
+for name in ("lightning.pytorch", "lightning.fabric"):
+    for handler in logging.getLogger(name).handlers:
+        handler.addFilter(_Quiet())
+
+
+class Parser(LightningArgumentParser):
+    """Lightning's parser with one-line errors (and the closest option for a typo) instead of a usage dump."""
+
+    def error(self, message: str, ex: Optional[Exception] = None) -> None:
+        message = " ".join(str(message).split())
+        typo = re.search(r"unrecognized arguments: (--[\w.]+)", message, re.IGNORECASE)
+        if typo:
+            options = [option for action in self._actions for option in action.option_strings]
+            try:  # and the options of the configured classes (the network's, the optimizer's)
+                options += [
+                    "--" + key.replace(".init_args.", ".") for key in flatten(self.get_defaults().as_dict(), "")
+                ]
+            except Exception:  # defaults that cannot be built: suggest from the plain options only
+                pass
+            close = difflib.get_close_matches(typo.group(1), options, n=1, cutoff=0.7)
+            message += f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(message)
+
+
+class Trainer(L.Trainer):
+    """Lightning's Trainer with an `lr_find` subcommand."""
+
+    def lr_find(
+        self,
+        model: L.LightningModule,
+        datamodule: Optional[L.LightningDataModule] = None,
+        min_lr: float = 1e-3,
+        max_lr: float = 1.0,
+        num_training: int = 1000,
+    ) -> Optional[float]:
+        """Sweep the learning rate exponentially, print the suggestion, save the loss-vs-rate plot.
+
+        Args:
+            model: the module to sweep (its weights are restored afterwards).
+            datamodule: the data.
+            min_lr: lowest learning rate of the sweep.
+            max_lr: highest learning rate of the sweep.
+            num_training: SGD steps in the sweep.
+        """
+        finder, raw = run_lr_sweep(
+            self,
+            model,
+            lambda: Tuner(self).lr_find(
+                model, datamodule=datamodule, min_lr=min_lr, max_lr=max_lr, num_training=num_training, update_attr=False
+            ),
+        )
+        return report_lr_find(self, finder, raw)
+
+
+def evaluated_run(ckpt_path: Optional[str], root: Path) -> Optional[int]:
+    """N when the checkpoint lies in root/lightning_logs/version_N/checkpoints, else None."""
+    if not ckpt_path or not Path(ckpt_path).is_file():
+        return None
+    run = Path(ckpt_path).resolve().parent.parent
+    found = re.fullmatch(r"version_(\d+)", run.name)
+    if (
+        found
+        and run.parent == (root / "lightning_logs").resolve()
+        and Path(ckpt_path).resolve().parent.name == "checkpoints"
+    ):
+        return int(found.group(1))
+    return None
+
+
+def claim_run_folder(root: Path) -> int:
+    """Create root/lightning_logs/version_N with the next free N, atomically: concurrent runs get their own."""
+    logs = root / "lightning_logs"
+    try:
+        logs.mkdir(parents=True, exist_ok=True)
+        taken = [int(p.name[8:]) for p in logs.iterdir() if p.name.startswith("version_") and p.name[8:].isdigit()]
+        version = max(taken, default=-1) + 1
+        while True:
+            try:
+                (logs / f"version_{version}").mkdir()
+                return version
+            except FileExistsError:  # another run took it a moment ago
+                version += 1
+    except OSError as err:
+        raise ConfigError(f"{logs}: cannot create the run folder there: {err.strerror or err}") from None
+
+
+class MakemoreCLI(LightningCLI):
+    """Links what the data decides (vocabulary, block size) into the model; adds the lr_find subcommand."""
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        # predict is left out: a character model has nothing to predict from a DataModule (see `sample`).
+        commands = {name: skip for name, skip in LightningCLI.subcommands().items() if name != "predict"}
+        return {**commands, "lr_find": {"model", "datamodule"}}
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.set_defaults(LECTURE_DEFAULTS)
+        parser.link_arguments("data.block_size", "model.block_size")
+        parser.link_arguments("data.vocab", "model.vocab", apply_on="instantiate")
+        parser.link_arguments("data.split", "model.split", apply_on="instantiate")
+        parser.add_argument(
+            "--allow_other_split",
+            type=bool,
+            default=False,
+            help="validate, test: evaluate a checkpoint on a split other than the one it was trained on (its"
+            " scores may then count words it trained on).",
+        )
+        parser.add_argument(
+            "--weights_from",
+            type=Optional[str],
+            default=None,
+            help="fit, lr_find: start a new run from this checkpoint's network weights, with this run's settings"
+            " (fine-tuning; --ckpt_path instead resumes the same run).",
+        )
+        parser.add_argument(
+            "--num_threads",
+            type=Optional[int],
+            default=1,
+            help="torch's intra-op CPU threads (null: torch's default). The model is too small to gain from more,"
+            " and several threads slow to a crawl when other processes share the cores.",
+        )
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.get("num_threads") is not None:
+            torch.set_num_threads(config.num_threads)
+        if self._given_model is not None:
+            # Lightning has replaced the model settings with the checkpoint's: a resumed run continues the
+            # same run, so settings the user gave that differ are refused rather than silently dropped.
+            found = differences(
+                config.model.as_dict(), self._given_model.as_dict(), "model", RESUMABLE_CHANGES | {"vocab", "split"}
+            )
+            if found:
+                raise CheckpointError(
+                    f"{config.ckpt_path}: resuming continues the same run, but these settings differ from the"
+                    f" checkpoint's: {', '.join(found)}. Resume with the run's own config (its config.yaml), or start"
+                    " a new run from the checkpoint's weights with --weights_from instead of --ckpt_path"
+                )
+
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        self._given_model = None
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        # A shared checkpoint must not run code when loaded: weights_only=True unless asked otherwise.
+        if "weights_only" in config and config.weights_only is None:
+            config.weights_only = True
+        # Lightning reads a --ckpt_path file straight after parsing: check it first, so that a missing,
+        # corrupt, foreign or unsafe file gives one clear error (CheckpointError) instead of a traceback.
+        root = Path(config.trainer.default_root_dir or ".")
+        ckpt_path = str(config.get("ckpt_path") or "")
+        if subcommand in ("validate", "test") and not ckpt_path:
+            raise ConfigError(
+                f"{subcommand} evaluates a trained model: give --ckpt_path FILE, best or last (the newest run's), or"
+                " untrained to evaluate freshly initialised weights"
+            )
+        if ckpt_path == "untrained":
+            config.ckpt_path = None
+        elif ckpt_path in ("last", "best"):
+            config.ckpt_path = str(named_checkpoint(ckpt_path, root))
+            print(f"makemore: --ckpt_path {ckpt_path}: {config.ckpt_path}", file=sys.stderr)
+        elif ckpt_path and not (ckpt_path == "hpc" or ckpt_path.startswith("registry") or "://" in ckpt_path):
+            read_checkpoint(ckpt_path)  # a local file (Lightning resolves the other special names itself)
+        # Lightning next replaces the model settings with a checkpoint's; keep what was asked for, to compare.
+        self._given_model = config.model.clone() if subcommand == "fit" and config.get("ckpt_path") else None
+        if config.get("weights_from"):
+            if config.get("ckpt_path"):
+                raise ConfigError(
+                    "give --weights_from (a new run from a checkpoint's weights) or --ckpt_path (resume"
+                    " the same run), not both"
+                )
+            read_checkpoint(config.weights_from)
+
+    def instantiate_trainer(self, **kwargs) -> L.Trainer:
+        config = self.config_init[self.subcommand] if self.subcommand else None
+        if config is not None and config.trainer.get("logger") in (None, True) and "logger" not in kwargs:
+            root = Path(config.trainer.default_root_dir or ".")
+            evaluated = (
+                evaluated_run(config.get("ckpt_path"), root) if self.subcommand in ("validate", "test") else None
+            )
+            if evaluated is not None:
+                # Scores of a run's checkpoint go to that run's folder (its config.yaml is there already).
+                version, self.save_config_callback = evaluated, None
+            elif rank_zero_only.rank == 0:
+                # Lightning's default logger picks version_N by listing folders: runs started together
+                # collide. Claim the folder first (rank 0 only: other DDP processes log nothing).
+                version = claim_run_folder(root)
+            else:
+                version = None
+            kwargs["logger"] = RunLogger(str(root), version=version)
+        return super().instantiate_trainer(**kwargs)
+
+    def after_fit(self) -> None:
+        """Say where the run is: its folder, best and last checkpoints, and how to watch it."""
+        trainer = self.trainer
+        log_dir = trainer.log_dir  # on every process: it is broadcast from rank 0
+        if not trainer.is_global_zero or log_dir is None:
+            return
+        here = Path.cwd()
+
+        def shown(path: str) -> str:
+            path = Path(path).resolve()
+            return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
+
+        lines = [f"makemore: run folder {shown(log_dir)}"]
+        best = trainer.checkpoint_callback
+        if best is not None and best.best_model_path and best.best_model_score is not None:
+            lines.append(f"  best checkpoint (val_loss {best.best_model_score:.4f}): {shown(best.best_model_path)}")
+        for callback in trainer.checkpoint_callbacks:
+            if isinstance(callback, LastCheckpoint) and Path(callback.format_checkpoint_name({})).is_file():
+                last = callback.format_checkpoint_name({})
+                lines.append(f"  last checkpoint (step {trainer.global_step}): {shown(last)}")
+        lines.append(f"  watch it: tensorboard --logdir {shown(Path(log_dir).parent)}")
+        print("\n".join(lines))
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        self.model.allow_other_split = bool(config.get("allow_other_split"))
+        if config.get("weights_from"):
+            net, hparams = load_network(config.weights_from)
+            source = f"{config.weights_from}: "
+            if hparams["vocab"] != self.model.hparams.vocab or hparams["block_size"] != self.model.hparams.block_size:
+                raise CheckpointError(f"{source}its vocabulary or block_size differs from this run's data")
+            try:
+                self.model.net.load_state_dict(net.state_dict())
+            except RuntimeError:
+                raise CheckpointError(f"{source}its network's weights do not fit this run's model.net") from None
+
+
+def run(argv: Optional[list[str]]) -> MakemoreCLI:
+    """fit, validate, test or lr_find, with makemore's defaults (argv None: sys.argv); MakemoreError for errors."""
+    try:
+        return MakemoreCLI(
+            MakemoreModule,
+            CharDataModule,
+            trainer_class=Trainer,
+            parser_class=Parser,
+            parser_kwargs={"prog": "makemore"},
+            trainer_defaults={
+                # Counted in SGD steps (makemore.steps): train_loss, the mean of 1,000 steps.
+                # It also caps the steps one Lightning batch carries, so a small value costs speed.
+                "log_every_n_steps": 1000,
+                "callbacks": [
+                    ModelCheckpoint(monitor="val_loss", mode="min", filename="{epoch}-{step}-{val_loss:.4f}"),
+                    LastCheckpoint(),
+                    EmbeddingVisualizer(),
+                ],
+            },
+            args=argv,
+        )
+    except SIGTERMException:  # Lightning's is a SystemExit with status 0, as if the run had finished
+        raise ConfigError("stopped by SIGTERM before the run finished; resume it with --ckpt_path last") from None

@@ -1,0 +1,46 @@
+"""The TensorBoard logger of a makemore run: the curves that matter, and the real hyperparameters as HParams."""
+
+from argparse import Namespace
+from typing import Any, Optional, Union
+
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+from makemore.module import flatten
+
+# Saved with the run (hparams.yaml) but not hyperparameters to compare runs by in TensorBoard's HParams tab.
+NOT_COMPARED = frozenset(
+    {"vocab", "split", "path", "num_samples", "max_sample_length", "steps_per_batch", "eval_batch_size"}
+)
+# The metrics of the HParams tab: TensorBoard shows each run's latest value of these scalars.
+METRICS = ("val_loss", "test_loss")
+
+
+class RunLogger(TensorBoardLogger):
+    """Lightning's TensorBoardLogger without the `epoch` scalar Lightning adds to every write (dots at each
+    logging step, above the loss curves), and with HParams that compare runs by val_loss and test_loss.
+
+    Args:
+        save_dir: the run root (trainer.default_root_dir).
+        version: the run's version number (version_N), or None for the next free one.
+        name: the folder of runs under save_dir.
+    """
+
+    def __init__(self, save_dir: str, version: Optional[int] = None, name: str = "lightning_logs") -> None:
+        super().__init__(save_dir, name=name, version=version, default_hp_metric=False)
+
+    def log_metrics(self, metrics: dict[str, float], step: Optional[int] = None) -> None:
+        super().log_metrics({key: value for key, value in metrics.items() if key != "epoch"}, step)
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Union[dict[str, Any], Namespace], metrics: Any = None, step: Any = None) -> None:
+        params = vars(params) if isinstance(params, Namespace) else dict(params)
+        self.hparams.update(params)  # all of them in hparams.yaml
+        shown = {
+            key.replace(".init_args", ""): value if isinstance(value, (int, float, str, bool)) else str(value)
+            for key, value in flatten(params, "").items()
+            if not NOT_COMPARED & set(key.split("."))
+        }
+        for summary in hparams_summaries(shown, dict.fromkeys(METRICS, 0.0)):  # metric names only, no values
+            self.experiment.file_writer.add_summary(summary)

@@ -1,0 +1,130 @@
+"""What a new user types, sees and waits for: help, typos, defaults, the end of a fit, output, TensorBoard."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import small_run_args
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from makemore.callbacks import smooth
+from makemore.cli import SUBCOMMANDS, main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def python(code: str, cwd: Path) -> str:
+    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def makemore(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "makemore", *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_help_lists_every_subcommand_and_each_works(capsys):
+    main(["--help"])
+    text = capsys.readouterr().out
+    assert text.startswith("usage: makemore {fit,validate,test,lr_find,sample}") and "predict" not in text
+    for name in ["fit", "validate", "test", "lr_find", "sample"]:
+        assert f"  {name} " in text
+        with pytest.raises(SystemExit) as exit_info:
+            main([name, "--help"])
+        assert exit_info.value.code == 0
+    assert set(SUBCOMMANDS) == {"fit", "validate", "test", "lr_find", "sample"}
+
+
+def test_help_and_sample_do_not_import_lightning(tmp_path, words_path):
+    cli = main(["fit", *small_run_args(words_path, tmp_path, max_steps=20)])
+    last = Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt"
+    check = "import sys; print(sorted({m.split('.')[0] for m in sys.modules} & {'lightning', 'pytorch_lightning'}))"
+    out = python(f"from makemore.cli import main; main(['--help']); {check}", tmp_path)
+    assert out.splitlines()[-1] == "[]"
+    out = python(f"from makemore.cli import main; main(['sample', '--ckpt_path', {str(last)!r}]); {check}", tmp_path)
+    assert out.splitlines()[-1] == "[]" and len(out.splitlines()) == 21  # 20 names
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["fti"], "makemore: error: unknown subcommand 'fti' (did you mean fit?); choose from fit, validate, test"),
+        (["fit", "--model.n_hiden", "300"], "(did you mean --model.net.n_hidden?)"),
+        (["sample", "--num_sample", "3"], "makemore: error: sample: "),
+    ],
+)
+def test_mistakes_are_one_line_with_a_suggestion(tmp_path, args, expected):
+    done = makemore(*args, cwd=tmp_path)
+    assert done.returncode != 0 and done.stdout == ""
+    assert len(done.stderr.strip().splitlines()) == 1 and expected in done.stderr, done.stderr
+    assert done.stderr.startswith("makemore: error: ")
+
+
+def test_fit_without_a_config_is_the_lecture(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    lecture = yaml.safe_load((ROOT / "configs" / "mlp.yaml").read_text())
+
+    def same(expected: dict, actual: dict, where: str = "") -> None:
+        for key, value in expected.items():
+            if isinstance(value, dict):
+                same(value, actual[key], f"{where}{key}.")
+            elif key != "class_path":  # jsonargparse prints a class's shortest import path
+                assert actual[key] == value, f"{where}{key}"
+
+    same(lecture, printed)
+
+
+def test_a_fit_says_where_its_run_is_and_prints_no_noise(tmp_path, words_path):
+    args = small_run_args(words_path, tmp_path, max_steps=60, trainer__enable_progress_bar="true")
+    done = makemore("fit", *args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    for noise in ["Tip:", "LeafSpec", "weights_only", "will override existing callbacks", "dirpath has changed"]:
+        assert noise not in output, noise
+    summary = done.stdout[done.stdout.index("makemore: run folder") :].splitlines()
+    assert summary[0] == "makemore: run folder lightning_logs/version_0"
+    assert summary[1].startswith("  best checkpoint (val_loss ") and "checkpoints/epoch=" in summary[1]
+    assert summary[2] == "  last checkpoint (step 60): lightning_logs/version_0/checkpoints/last.ckpt"
+    assert summary[3] == "  watch it: tensorboard --logdir lightning_logs"
+    # the bar in a log file: SGD steps of the whole run, a clock that runs on, no negative rates
+    lines = output.replace("\r", "\n").splitlines()
+    bars = [line for line in lines if line.startswith("Epoch ")]
+    assert bars and all("/60 [" in line for line in bars), bars
+    assert not any("-" in line.split("[")[1].split("]")[0].split(",")[1] for line in bars if "it/s" in line)
+
+
+def test_tensorboard_opens_on_the_curves_and_compares_runs_by_their_losses(tmp_path, words_path, run_cli):
+    fit = run_cli("fit", *small_run_args(words_path, tmp_path, max_steps=100))
+    best = fit.trainer.checkpoint_callback.best_model_path
+    test = run_cli("test", *small_run_args(words_path, tmp_path), "--ckpt_path", best)
+    assert test.trainer.log_dir == fit.trainer.log_dir  # the test's scores go to the run it evaluates
+    assert sorted(p.name for p in (tmp_path / "lightning_logs").iterdir()) == ["version_0"]
+    events = EventAccumulator(fit.trainer.log_dir, size_guidance={"scalars": 0, "tensors": 0})
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert "epoch" not in tags and "hp_metric" not in tags
+    assert {"train_loss", "val_loss", "lr", "test_loss"} <= set(tags)
+    # at the step the checkpoint was trained to, on the same chart as the run's curves
+    assert [e.step for e in events.Scalars("test_loss")] == [int(Path(best).name.split("step=")[1].split("-")[0])]
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = events.PluginTagToContent("hparams")
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    assert [m.name.tag for m in experiment.metric_infos] == ["val_loss", "test_loss"]
+    names = {h.name for h in experiment.hparam_infos}
+    assert {"learning_rate", "net.n_hidden", "block_size", "batch_size"} <= names
+    assert not names & {"_instantiator", "vocab", "path"}
+
+
+def test_the_lr_curve_starts_where_the_loss_starts():
+    raw = [3.3, 3.2, 3.0, 2.5, 2.4]
+    smoothed = smooth(raw)
+    assert smoothed[0] == pytest.approx(3.3)  # bias corrected: no drop to half the first loss
+    assert smooth([2.0] * 50) == pytest.approx([2.0] * 50)
+    assert smoothed == sorted(smoothed, reverse=True)
