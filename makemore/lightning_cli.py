@@ -27,7 +27,7 @@ from makemore.module import RESUMABLE_CHANGES, MakemoreModule, differences, flat
 from makemore.runlog import RunLogger
 
 # The lecture's run ("Building makemore Part 2: MLP"): what `fit` trains with no --config. configs/mlp.yaml
-# spells the same settings out (tests/test_cli.py checks that they agree).
+# spells the same settings out (tests/test_first_contact.py checks that they agree).
 LECTURE_DEFAULTS = {
     "seed_everything": 42,
     "trainer.max_steps": 200_000,

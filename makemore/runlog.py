@@ -15,11 +15,18 @@ NOT_COMPARED = frozenset(
 )
 # The metrics of the HParams tab: TensorBoard shows each run's latest value of these scalars.
 METRICS = ("val_loss", "test_loss")
+LAYOUT = {
+    "makemore": {
+        "loss: train and val (nats per character)": ["Multiline", ["train_loss", "val_loss"]],
+        "learning rate": ["Multiline", ["lr"]],
+    }
+}
 
 
 class RunLogger(TensorBoardLogger):
     """Lightning's TensorBoardLogger without the `epoch` scalar Lightning adds to every write (dots at each
-    logging step, above the loss curves), and with HParams that compare runs by val_loss and test_loss.
+    logging step, above the loss curves), with train and val loss on one chart (the Custom Scalars tab), and
+    with HParams that compare runs by val_loss and test_loss.
 
     Args:
         save_dir: the run root (trainer.default_root_dir).
@@ -29,8 +36,13 @@ class RunLogger(TensorBoardLogger):
 
     def __init__(self, save_dir: str, version: Optional[int] = None, name: str = "lightning_logs") -> None:
         super().__init__(save_dir, name=name, version=version, default_hp_metric=False)
+        self._layout_written = False
 
+    @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: Optional[int] = None) -> None:
+        if not self._layout_written:  # the Custom Scalars tab: train and val loss on one chart, lr beside
+            self.experiment.add_custom_scalars(LAYOUT)
+            self._layout_written = True
         super().log_metrics({key: value for key, value in metrics.items() if key != "epoch"}, step)
 
     @rank_zero_only

@@ -12,14 +12,15 @@ the learning-rate schedule (stepped after every SGD step), checkpoint names, the
 the progress bar (`StepProgressBar`), and the trainer's intervals that Lightning counts in batches:
 `log_every_n_steps`, an integer `val_check_interval` (a float is a share of the epoch's steps),
 `limit_train_batches` and a ModelCheckpoint's `every_n_train_steps`. For each fit `StepIntervals`
-makes the batches as large as `steps_per_batch` allows while each of those intervals ends on a batch
-boundary, and hands Lightning the intervals in batches (the trainer's own values are put back
+makes the batches as large as `steps_per_batch` allows while each of those intervals, and max_steps,
+ends on a batch boundary, and hands Lightning the intervals in batches (the trainer's own values are put back
 afterwards). Lightning's learning-rate finder gets one step per batch, so it records every step.
 
 What it costs a user. `train_loss` is the mean over the steps of one batch. An interval with few
-divisors (a prime number of steps) makes batches small and training slower. A resumed run must keep
-the batch size it was trained with (it is refused otherwise). A batch holds `steps_per_batch x
-batch_size x block_size` int64 token ids (about 0.8 MB for the lecture's settings).
+divisors (a prime number of steps, max_steps included) makes batches small and training slower. A
+resumed run keeps the batch size it was trained with (refused when that does not divide the new
+intervals). A batch holds `steps_per_batch x batch_size x (block_size + 1)` int64 token ids (about
+1 MB for the lecture's settings).
 
 The surface the rest of the package uses: `TrainBatches` and `batch_steps` (the data module's training
 loader), `step_callbacks` (the LightningModule's configure_callbacks), `train_steps` (its

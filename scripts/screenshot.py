@@ -25,12 +25,11 @@ from typing import Optional
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
-# What each screenshot shows: the URL fragment selects the dashboard. The scalars' tag filter (a regex)
-# keeps the four training curves in one 1400x1000 window: `step` and `epoch` only mirror the x-axis, and
-# test_loss is a single point at step 0. Smoothing 0 shows the logged values. The images dashboard needs
-# no filter: a fit logs one figure, the character embeddings.
+# What each screenshot shows: the URL fragment selects the dashboard. The first is what TensorBoard
+# opens on, with its default settings; the images dashboard shows the one figure a fit logs, the
+# character embeddings.
 SHOTS = {
-    "tensorboard_scalars.png": "#scalars&tagFilter=train_loss%7Cval_%7Clr&_smoothingWeight=0",
+    "tensorboard_scalars.png": "",
     "tensorboard_images.png": "#images",
 }
 
@@ -131,12 +130,14 @@ def main(argv: Optional[list[str]] = None) -> None:
     port = args.port or free_port()
     base = f"http://127.0.0.1:{port}"
     log = tempfile.NamedTemporaryFile("w+", prefix="tensorboard-", suffix=".log")  # a pipe could fill and block it
+    # A relative --logdir, as a user types it: no path of this machine in the page.
     server = subprocess.Popen(
-        [tensorboard, "--logdir", str(logdir), "--port", str(port), "--host", "127.0.0.1"],
+        [tensorboard, "--logdir", logdir.name, "--port", str(port), "--host", "127.0.0.1"],
+        cwd=logdir.parent,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    print(f"tensorboard --logdir {logdir} --port {port} --host 127.0.0.1")
+    print(f"(cd {logdir.parent} && tensorboard --logdir {logdir.name} --port {port} --host 127.0.0.1)")
     try:
         wait_for_data(base, server, args.timeout, log.name)
         for name, fragment in SHOTS.items():

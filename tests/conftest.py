@@ -21,15 +21,25 @@ def names_path() -> Path:
     return path
 
 
-@pytest.fixture
-def words_path(tmp_path: Path) -> Path:
+def write_syllable_words(path: Path) -> Path:
     """200 made-up names of 1 to 3 syllables: structure to learn, three splits, fast to train on."""
     rng = random.Random(0)
     syllables = ["ma", "ri", "an", "el", "jo", "na", "lie", "so", "be", "th"]
     words = ["".join(rng.choice(syllables) for _ in range(rng.randint(1, 3))) for _ in range(200)]
-    path = tmp_path / "words.txt"
     path.write_text("\n".join(words) + "\n")
     return path
+
+
+@pytest.fixture
+def words_path(tmp_path: Path) -> Path:
+    return write_syllable_words(tmp_path / "words.txt")
+
+
+def cli_error(args: list[str], pattern: str) -> str:
+    """Run the CLI in-process, expect it to exit with `makemore: error: ` and a message matching `pattern`."""
+    with pytest.raises(SystemExit, match="^makemore: error: " + pattern) as exit_info:
+        main(args)
+    return str(exit_info.value)
 
 
 def small_run_args(words: Path, root: Path, max_steps: int = 200, **overrides) -> list[str]:

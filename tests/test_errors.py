@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import cli_error
 
 from makemore.cli import main
 from makemore.data import CharDataModule
 from makemore.errors import CheckpointError
 from makemore.module import load_checkpoint
 from makemore.text import read_words
-
-ERROR = "^makemore: error: "
 
 # main(args) inside pytest: Lightning warns that sys.argv holds pytest's own arguments.
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter:UserWarning")
@@ -59,13 +58,6 @@ def eval_args(words: Path, root: Path, ckpt: Path, *extra: str) -> list[str]:
         "--ckpt_path", str(ckpt),
         *extra,
     ]  # fmt: skip
-
-
-def cli_error(args: list[str], pattern: str) -> str:
-    """Run the CLI, expect it to exit with `makemore: error: ` and a message matching `pattern`."""
-    with pytest.raises(SystemExit, match=ERROR + pattern) as exit_info:
-        main(args)
-    return str(exit_info.value)
 
 
 @pytest.fixture(scope="module")

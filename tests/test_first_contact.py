@@ -120,6 +120,13 @@ def test_tensorboard_opens_on_the_curves_and_compares_runs_by_their_losses(tmp_p
     names = {h.name for h in experiment.hparam_infos}
     assert {"learning_rate", "net.n_hidden", "block_size", "batch_size"} <= names
     assert not names & {"_instantiator", "vocab", "path"}
+    # train and val loss on one chart, in the Custom Scalars tab
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    config = events.Tensors("custom_scalars__config__")[-1].tensor_proto.string_val[0]
+    layout = layout_pb2.Layout.FromString(config)
+    charts = {chart.title: list(chart.multiline.tag) for category in layout.category for chart in category.chart}
+    assert charts["loss: train and val (nats per character)"] == ["train_loss", "val_loss"], charts
 
 
 def test_the_lr_curve_starts_where_the_loss_starts():

@@ -78,3 +78,9 @@ def test_benchmarks_print_their_tables(tmp_path):
     out = run_script(str(REPO / "benchmarks" / "step_breakdown.py"), "--steps", "40", "--repeats", "1", cwd=tmp_path)
     assert "WARNING" not in out  # the makemore variants did the same arithmetic
     assert sum(line.startswith("| makemore") for line in out.splitlines()) == 3
+
+
+def test_startup_benchmark_prints_its_table(tmp_path):
+    out = run_script(str(REPO / "benchmarks" / "startup.py"), "--repeats", "1", "--fit-steps", "200", cwd=tmp_path)
+    for name in ("import torch", "makemore --help", "makemore sample (20 names)", "plain loop, 200 steps"):
+        assert any(line.startswith(f"| {name} |") for line in out.splitlines()), name

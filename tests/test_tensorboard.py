@@ -3,21 +3,16 @@
 from pathlib import Path
 
 import pytest
-from conftest import small_run_args
+from conftest import small_run_args, write_syllable_words
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
-    import random
-
     from makemore.cli import main
 
     root = tmp_path_factory.mktemp("run")
-    rng = random.Random(0)
-    syllables = ["ma", "ri", "an", "el", "jo", "na", "lie", "so", "be", "th"]
-    words = root / "words.txt"
-    words.write_text("\n".join("".join(rng.choice(syllables) for _ in range(rng.randint(1, 3))) for _ in range(200)))
+    words = write_syllable_words(root / "words.txt")
     cli = main(["fit", *small_run_args(words, root, max_steps=120)])
     events = EventAccumulator(cli.trainer.log_dir, size_guidance={"scalars": 0, "images": 0, "tensors": 0})
     events.Reload()

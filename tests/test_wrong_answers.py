@@ -11,31 +11,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import small_run_args
+from conftest import cli_error, small_run_args, write_syllable_words
 
 from makemore.checkpoint import read_checkpoint
 from makemore.cli import main
 
-ERROR = "^makemore: error: "
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cli_error(args: list[str], pattern: str) -> str:
-    with pytest.raises(SystemExit, match=ERROR + pattern) as exit_info:
-        main(args)
-    return str(exit_info.value)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict:
     """One 100-step fit on a tiny word list: its root, words and checkpoints."""
-    import random
-
     root = tmp_path_factory.mktemp("run")
-    rng = random.Random(0)
-    syllables = ["ma", "ri", "an", "el", "jo", "na", "lie", "so", "be", "th"]
-    words = root / "words.txt"
-    words.write_text("\n".join("".join(rng.choice(syllables) for _ in range(rng.randint(1, 3))) for _ in range(200)))
+    words = write_syllable_words(root / "words.txt")
     cli = main(["fit", *small_run_args(words, root, max_steps=100)])
     checkpoints = Path(cli.trainer.log_dir) / "checkpoints"
     return {"root": root, "words": words, "last": checkpoints / "last.ckpt", "cli": cli,
