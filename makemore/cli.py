@@ -1,14 +1,13 @@
 """The command line `makemore`: fit, validate, test and lr_find through Lightning's CLI, and `sample`.
 
-This module imports no Lightning: `makemore --help` and `makemore sample` start in about the time torch
-takes to import. The other subcommands load makemore.lightning_cli.
+This module imports no Lightning (nor torch until `sample` needs it): `makemore --help` answers at once and
+`makemore sample` starts in about the time torch takes to import. The other subcommands load
+makemore.lightning_cli.
 """
 
 import difflib
 import sys
 from typing import Any, Optional
-
-import torch
 
 from makemore.errors import ConfigError, MakemoreError
 
@@ -43,6 +42,8 @@ def sample(ckpt_path: str, num_samples: int = 20, seed: int = 42, device: str = 
         seed: seed of the sampling generator; the same seed gives the same names.
         device: where to run the model (cpu or cuda).
     """
+    import torch
+
     from makemore.checkpoint import load_network, named_checkpoint
     from makemore.sampling import sample_words
     from makemore.text import Vocabulary
