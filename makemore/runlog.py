@@ -1,10 +1,12 @@
 """The TensorBoard logger of a makemore run: the curves that matter, and the real hyperparameters as HParams."""
 
+import os
 from argparse import Namespace
 from typing import Any, Optional, Union
 
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
+from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
 from makemore.module import flatten
@@ -15,6 +17,7 @@ NOT_COMPARED = frozenset(
 )
 # The metrics of the HParams tab: TensorBoard shows each run's latest value of these scalars.
 METRICS = ("val_loss", "test_loss")
+SPLITS = ("train", "val", "test")
 LAYOUT = {
     "makemore": {
         "loss: train and val (nats per character)": ["Multiline", ["train_loss", "val_loss"]],
@@ -25,8 +28,9 @@ LAYOUT = {
 
 class RunLogger(TensorBoardLogger):
     """Lightning's TensorBoardLogger without the `epoch` scalar Lightning adds to every write (dots at each
-    logging step, above the loss curves), with train and val loss on one chart (the Custom Scalars tab), and
-    with HParams that compare runs by val_loss and test_loss.
+    logging step, above the loss curves), with train, val and test loss on one chart (`loss`, in the sub-runs
+    train/, val/ and test/ of the run folder; and in the Custom Scalars tab), and with HParams that compare
+    runs by val_loss and test_loss.
 
     Args:
         save_dir: the run root (trainer.default_root_dir).
@@ -37,6 +41,7 @@ class RunLogger(TensorBoardLogger):
     def __init__(self, save_dir: str, version: Optional[int] = None, name: str = "lightning_logs") -> None:
         super().__init__(save_dir, name=name, version=version, default_hp_metric=False)
         self._layout_written = False
+        self._split_writers: dict[str, SummaryWriter] = {}
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: Optional[int] = None) -> None:
@@ -44,6 +49,21 @@ class RunLogger(TensorBoardLogger):
             self.experiment.add_custom_scalars(LAYOUT)
             self._layout_written = True
         super().log_metrics({key: value for key, value in metrics.items() if key != "epoch"}, step)
+        # The same losses as one tag, `loss`, in a sub-run per split: TensorBoard's default view (Time Series)
+        # then draws train, val and test loss on one chart, near the top (sections are alphabetical).
+        for split in SPLITS:
+            if f"{split}_loss" in metrics:
+                if split not in self._split_writers:
+                    self._split_writers[split] = SummaryWriter(os.path.join(self.log_dir, split))
+                value = metrics[f"{split}_loss"]
+                self._split_writers[split].add_scalar("loss", float(value), step)
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        super().finalize(status)
+        for writer in self._split_writers.values():
+            writer.close()
+        self._split_writers = {}
 
     @rank_zero_only
     def log_hyperparams(self, params: Union[dict[str, Any], Namespace], metrics: Any = None, step: Any = None) -> None:

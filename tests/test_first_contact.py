@@ -128,6 +128,13 @@ def test_tensorboard_opens_on_the_curves_and_compares_runs_by_their_losses(tmp_p
     layout = layout_pb2.Layout.FromString(config)
     charts = {chart.title: list(chart.multiline.tag) for category in layout.category for chart in category.chart}
     assert charts["loss: train and val (nats per character)"] == ["train_loss", "val_loss"], charts
+    # and in the default view: one tag `loss` in a sub-run per split, so one chart draws them all
+    for split in ("train", "val", "test"):
+        sub = EventAccumulator(str(Path(fit.trainer.log_dir) / split), size_guidance={"scalars": 0})
+        sub.Reload()
+        assert [e.value for e in sub.Scalars("loss")] == pytest.approx(
+            [e.value for e in events.Scalars(f"{split}_loss")]
+        )
 
 
 def test_the_lr_curve_starts_where_the_loss_starts():
