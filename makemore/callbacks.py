@@ -105,20 +105,29 @@ def smooth(losses: list[float], beta: float = 0.98) -> list[float]:
 def suggest_learning_rate(
     lrs: list[float], losses: list[float], skip_begin: int = 10, skip_end: int = 1
 ) -> Optional[float]:
-    """The rate where the (smoothed) loss falls fastest against log(rate), skipping the sweep's ends.
+    """The rate where the (smoothed) loss falls fastest against log(rate), before its minimum.
 
-    Lightning's `suggestion()` takes the slope against the rate itself; on an exponential sweep that
-    favours the smallest rates (it suggests 0.0015 for the lecture's model, whose loss keeps falling
-    until about 0.1).
+    The slope at each point is taken across a window of a twentieth of the sweep on each side, so that a
+    wiggle of the noisy curve does not count as a fall; points after the lowest loss (where the rate is
+    already too high) are not considered. Lightning's `suggestion()` takes the slope against the rate
+    itself, which on an exponential sweep favours the smallest rates.
     """
     lrs = torch.tensor(lrs, dtype=torch.float64)[skip_begin:-skip_end]
     losses = torch.tensor(losses, dtype=torch.float64)[skip_begin:-skip_end]
     finite = torch.isfinite(losses)
     lrs, losses = lrs[finite], losses[finite]
-    if len(losses) < 2:
+    if len(losses) < 3:
         return None
-    slope = torch.gradient(losses, spacing=[lrs.log()])[0]
-    return float(lrs[slope.argmin()])
+    end = int(losses.argmin()) + 1  # the fall happens before the lowest loss
+    half = max(1, len(losses) // 20)
+    if end - half <= half:  # too short a fall for the window: neighbouring points
+        half = 1
+    if end - half <= half:
+        return float(lrs[max(end - 1, 0)])
+    x = lrs.log()
+    centre = torch.arange(half, end - half)
+    slope = (losses[centre + half] - losses[centre - half]) / (x[centre + half] - x[centre - half])
+    return float(lrs[centre[slope.argmin()]])
 
 
 def lr_find_figure(lrs: list[float], raw: list[float], smoothed: list[float], suggestion: float) -> Figure:

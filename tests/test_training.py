@@ -160,3 +160,14 @@ def test_lr_suggestion_is_the_steepest_fall_against_log_rate():
     # a loss that falls fastest (in log rate) at 0.05 and blows up past 0.5
     losses = 3 - torch.sigmoid(3 * (lrs.log() - math.log(0.05))) + 10 * (lrs > 0.5)
     assert suggest_learning_rate(lrs.tolist(), losses.tolist()) == pytest.approx(0.05, rel=0.1)
+
+
+def test_lr_suggestion_ignores_wiggles_after_the_fall():
+    from makemore.callbacks import suggest_learning_rate
+
+    lrs = torch.logspace(-3, 0, 200, dtype=torch.float64)
+    # the loss falls around 0.02, flattens, and the plateau has a sharp wiggle near 0.3 (noise in a real sweep)
+    losses = (
+        3.3 - 0.7 * torch.sigmoid(4 * (lrs.log() - math.log(0.02))) + 0.05 * torch.sin(lrs.log() * 40) * (lrs > 0.1)
+    )
+    assert suggest_learning_rate(lrs.tolist(), losses.tolist()) == pytest.approx(0.02, rel=0.35)
