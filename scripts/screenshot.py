@@ -25,11 +25,13 @@ from typing import Optional
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
-# What each screenshot shows: the URL fragment selects the dashboard. The first is what TensorBoard
-# opens on, with its default settings; the images dashboard shows the one figure a fit logs, the
-# character embeddings.
+# What each screenshot shows: the URL fragment selects the dashboard, each with TensorBoard's default
+# settings (no tag filter, default smoothing). The Scalars tab, whose first section is `loss` (train,
+# val and test on one chart): headless Chromium draws its charts, but not the line charts of the Time
+# Series view TensorBoard opens on (their cards show only the values table). The images dashboard shows
+# the one figure a fit logs, the character embeddings.
 SHOTS = {
-    "tensorboard_scalars.png": "",
+    "tensorboard_scalars.png": "#scalars",
     "tensorboard_images.png": "#images",
 }
 
@@ -104,7 +106,7 @@ def screenshot(url: str, path: Path, budget_ms: int, timeout: float) -> None:
             "--disable-sync",
             "--hide-scrollbars",
             f"--user-data-dir={profile}",
-            "--window-size=1400,1000",
+            "--window-size=1400,1300",
             f"--virtual-time-budget={budget_ms}",
             f"--screenshot={path}",
             url,
