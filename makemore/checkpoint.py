@@ -126,11 +126,17 @@ def load_network(path: str, map_location: str = "cpu") -> tuple[nn.Module, dict]
     return net.to(map_location).eval(), hparams
 
 
+def version_number(folder: Path) -> Optional[int]:
+    """N for a run folder named version_N, else None."""
+    found = re.fullmatch(r"version_(\d+)", folder.name)
+    return int(found.group(1)) if found else None
+
+
 def runs_with_checkpoints(root: Path) -> list[Path]:
     """The run folders root/lightning_logs/version_N that hold a last.ckpt, oldest (lowest N) first."""
     logs = root / "lightning_logs"
     runs = [path for path in logs.glob("version_*") if (path / "checkpoints" / "last.ckpt").is_file()]
-    return sorted(runs, key=lambda path: int(path.name.rpartition("_")[2]) if path.name[8:].isdigit() else -1)
+    return sorted((path for path in runs if version_number(path) is not None), key=version_number)
 
 
 def named_checkpoint(name: str, root: Union[str, Path] = ".") -> Path:

@@ -20,7 +20,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from makemore.callbacks import EmbeddingVisualizer, LastCheckpoint, report_lr_find, run_lr_sweep
-from makemore.checkpoint import load_network, named_checkpoint, read_checkpoint
+from makemore.checkpoint import load_network, named_checkpoint, read_checkpoint, version_number
 from makemore.data import CharDataModule
 from makemore.errors import CheckpointError, ConfigError
 from makemore.module import RESUMABLE_CHANGES, MakemoreModule, differences, flatten
@@ -115,14 +115,10 @@ def evaluated_run(ckpt_path: Optional[str], root: Path) -> Optional[int]:
     """N when the checkpoint lies in root/lightning_logs/version_N/checkpoints, else None."""
     if not ckpt_path or not Path(ckpt_path).is_file():
         return None
-    run = Path(ckpt_path).resolve().parent.parent
-    found = re.fullmatch(r"version_(\d+)", run.name)
-    if (
-        found
-        and run.parent == (root / "lightning_logs").resolve()
-        and Path(ckpt_path).resolve().parent.name == "checkpoints"
-    ):
-        return int(found.group(1))
+    checkpoints = Path(ckpt_path).resolve().parent
+    run = checkpoints.parent
+    if checkpoints.name == "checkpoints" and run.parent == (root / "lightning_logs").resolve():
+        return version_number(run)
     return None
 
 
@@ -131,7 +127,7 @@ def claim_run_folder(root: Path) -> int:
     logs = root / "lightning_logs"
     try:
         logs.mkdir(parents=True, exist_ok=True)
-        taken = [int(p.name[8:]) for p in logs.iterdir() if p.name.startswith("version_") and p.name[8:].isdigit()]
+        taken = [number for path in logs.iterdir() if (number := version_number(path)) is not None]
         version = max(taken, default=-1) + 1
         while True:
             try:
