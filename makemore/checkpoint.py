@@ -21,6 +21,14 @@ from makemore.errors import CheckpointError, ConfigError
 _MLP_ARGUMENTS = ("n_embd", "n_hidden", "n_layers", "batch_norm", "dropout")
 
 
+def _factory_class(factory: Any) -> tuple[Any, dict]:
+    """(the class, its keyword arguments) of a class or of a functools.partial of one (the class may be None)."""
+    if isinstance(factory, functools.partial):
+        classes = [arg for arg in (factory.func, *factory.args) if isinstance(arg, type)]
+        return (classes[-1] if classes else None), dict(factory.keywords)
+    return factory, {}
+
+
 def callable_config(factory: Any, skip: int) -> Optional[dict]:
     """The plain-data form `{"class_path": ..., "init_args": {...}}` of a class or a partial of one, or None.
 
@@ -34,10 +42,7 @@ def callable_config(factory: Any, skip: int) -> Optional[dict]:
             return None
         cls, given = factory["class_path"], dict(factory.get("init_args") or {})
         return {"class_path": cls, "init_args": given}
-    cls, given = factory, {}
-    if isinstance(factory, functools.partial):
-        classes = [arg for arg in (factory.func, *factory.args) if isinstance(arg, type)]
-        cls, given = (classes[-1] if classes else None), dict(factory.keywords)
+    cls, given = _factory_class(factory)
     if not isinstance(cls, type):
         return None
     try:
@@ -51,7 +56,8 @@ def callable_config(factory: Any, skip: int) -> Optional[dict]:
 def network_config(net: Any) -> dict:
     """The plain-data form of a network factory (see `callable_config`); ConfigError if it is not an nn.Module class."""
     config = callable_config(net, skip=2)  # (vocab_size, block_size) are given when the network is built
-    if config is None or not (isinstance(net, dict) or issubclass(import_class(config["class_path"]), nn.Module)):
+    cls = None if isinstance(net, dict) else _factory_class(net)[0]
+    if config is None or not (isinstance(net, dict) or issubclass(cls, nn.Module)):
         raise ConfigError(
             f"model.net must be an nn.Module class (or a functools.partial of one with keyword arguments), got {net!r}"
         )
