@@ -32,7 +32,7 @@ import plain_loop  # noqa: E402
 import train_speed  # noqa: E402
 
 from makemore import steps as makemore_steps  # noqa: E402
-from makemore.model import MLP  # noqa: E402
+from makemore.models import MLP  # noqa: E402
 from makemore.steps import TrainBatches  # noqa: E402
 
 STEPS_PER_BATCH = 1000  # configs/mlp.yaml's batches (log_every_n_steps 1000, data.steps_per_batch 1000)

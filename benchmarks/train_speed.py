@@ -11,6 +11,8 @@ of steps, batch 32, three sides run interleaved (A B C A B C ...):
                at every epoch end (the config's data.steps_per_epoch, 10,000) all on.
                µs/step = (on_train_end - on_train_start) / global_step.
                It trains on the CPU like the plain loops (--accelerator; the config says auto).
+               The config's fused step: the hand-written backward and the SGD update, no autograd.
+  makemore autograd  the same with --model.fused_step false: autograd and torch.optim.SGD.
 
 Per side the table gives the median of the repeats, the fastest repeat ("best": other processes on
 a shared machine only ever slow a run down) and process CPU time (all threads). The StepTimer
@@ -52,10 +54,10 @@ import plain_loop  # noqa: E402
 from step_timer import StepTimer  # noqa: E402
 
 from makemore.cli import main as makemore_main  # noqa: E402
-from makemore.model import MLP  # noqa: E402
+from makemore.models import MLP  # noqa: E402
 from makemore.text import Vocabulary, build_examples, default_path, read_words, split_words  # noqa: E402
 
-SIDES = ("plain", "plain+optim", "makemore")
+SIDES = ("plain", "plain+optim", "makemore", "makemore autograd")
 # The loops draw different random mini-batches (randint per step vs makemore's seeded draws), so from the same
 # weights they end at the same loss only within noise: about 0.001 apart after 10,000 steps here.
 LOSS_TOLERANCE = 0.02
@@ -230,8 +232,9 @@ def benchmark(args) -> None:
     with tempfile.TemporaryDirectory(prefix="makemore-bench-") as tmp:
         for r in range(args.repeats):
             for side in SIDES:
-                if side == "makemore":
-                    res = run_makemore(data, steps, steps_per_epoch, Path(tmp), args.accelerator)
+                if side.startswith("makemore"):
+                    extra = ["--model.fused_step", "false"] if side == "makemore autograd" else []
+                    res = run_makemore(data, steps, steps_per_epoch, Path(tmp), args.accelerator, extra)
                 else:
                     res = run_plain(data, len(vocabulary), steps, optim=side == "plain+optim", init=args.init)
                 results[side].append(res)

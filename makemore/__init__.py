@@ -7,7 +7,7 @@ import importlib
 
 _EXPORTS = {
     "CharDataModule": "makemore.data",
-    "MLP": "makemore.model",
+    "MLP": "makemore.models",
     "MakemoreModule": "makemore.module",
     "Vocabulary": "makemore.text",
     "build_examples": "makemore.text",

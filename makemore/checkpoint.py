@@ -109,7 +109,7 @@ def read_checkpoint(path: str, map_location: str = "cpu") -> dict:
         raise CheckpointError(f"{path}: not a makemore checkpoint (no makemore hyperparameters or weights)")
     if "net" not in hparams:  # written before the network was a parameter: the lecture's MLP
         init_args = {key: hparams.pop(key) for key in _MLP_ARGUMENTS if key in hparams}
-        hparams["net"] = {"class_path": "makemore.model.MLP", "init_args": init_args}
+        hparams["net"] = {"class_path": "makemore.models.MLP", "init_args": init_args}
     return checkpoint
 
 

@@ -3,7 +3,7 @@
 import hashlib
 import math
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Literal, Optional
 
 import lightning as L
 import torch
@@ -11,6 +11,14 @@ import torch
 from makemore.errors import DataError
 from makemore.steps import TrainBatches, batch_steps
 from makemore.text import Vocabulary, build_examples, default_path, read_words, split_words
+
+
+def line_of(path: Path, word: str) -> int:
+    """The line number of `word`'s first occurrence in the file (for error messages)."""
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        if line.strip() == word:
+            return number
+    return 0
 
 
 class EvalBatches:
@@ -51,6 +59,13 @@ class CharDataModule(L.LightningDataModule):
             expectation, ceil(train examples / (batch_size * processes)).
         eval_batch_size: examples per forward pass in validation and test (speed and memory, not results);
             passes of a few thousand keep the activations in the CPU's cache.
+        train_on: what a training example is. "characters": one (context, next character) pair per character and
+            word end, as in the lecture. "words": one window per word, holding the whole word (block_size must
+            exceed the longest training word), for sequence models (makemore.models.Recurrent, Transformer) that
+            predict at every position, as makemore.py trains them. Validation and test always score every
+            character once, so the numbers compare.
+        batch_seed: seed of the mini-batch draws; null uses data.seed. Change it (not data.seed, which decides
+            the split) to repeat a run with other mini-batches on the same split.
     """
 
     def __init__(
@@ -64,6 +79,8 @@ class CharDataModule(L.LightningDataModule):
         steps_per_batch: int = 1000,
         steps_per_epoch: Optional[int] = None,
         eval_batch_size: int = 4096,
+        train_on: Literal["characters", "words"] = "characters",
+        batch_seed: Optional[int] = None,
     ) -> None:
         super().__init__()
         for name, value in [
@@ -92,6 +109,14 @@ class CharDataModule(L.LightningDataModule):
                 f"{self.path}: {len(self.words)} words give train/val/test splits of {sizes} words;"
                 " every split needs at least one word"
             )
+        if train_on == "words":
+            longest = max(self.splits[0], key=len)
+            if len(longest) + 1 > block_size:
+                raise DataError(
+                    f"{self.path}:{line_of(self.path, longest)}: data.train_on words trains on whole words, and the"
+                    f" training word {longest!r} has {len(longest)} characters: data.block_size must be at least"
+                    f" {len(longest) + 1} to hold it and the `.` before it (it is {block_size})"
+                )
         self.examples: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @property
@@ -130,6 +155,8 @@ class CharDataModule(L.LightningDataModule):
     def _train_pool(self) -> tuple[torch.Tensor, torch.Tensor]:
         X, Y = self.examples["train"]
         overfit = self.trainer.overfit_batches if self.trainer is not None else 0
+        if self.hparams.train_on == "words":  # the window ending at each word's end holds the whole word
+            X, Y = X[Y == 0], Y[Y == 0]
         if overfit:  # Lightning's overfit_batches: a fixed pool of that many mini-batches, no shuffling
             n = overfit * self.hparams.batch_size if isinstance(overfit, int) else max(1, int(overfit * len(Y)))
             X, Y = X[:n], Y[:n]
@@ -146,7 +173,8 @@ class CharDataModule(L.LightningDataModule):
         X, Y = self._train_pool()
         steps = batch_steps(self.trainer, self.hparams.steps_per_batch)
         rank = self._rank()[0]
-        return TrainBatches(X, Y, self.hparams.batch_size, steps, self.epoch_steps(), self.hparams.seed, rank)
+        seed = self.hparams.seed if self.hparams.batch_seed is None else self.hparams.batch_seed
+        return TrainBatches(X, Y, self.hparams.batch_size, steps, self.epoch_steps(), seed, rank)
 
     def _eval_batches(self, split: str) -> EvalBatches:
         return EvalBatches(*self.examples[split], self.hparams.eval_batch_size, *self._rank())

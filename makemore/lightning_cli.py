@@ -20,9 +20,10 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from makemore.callbacks import EmbeddingVisualizer, LastCheckpoint, report_lr_find, run_lr_sweep
-from makemore.checkpoint import load_network, named_checkpoint, read_checkpoint, version_number
+from makemore.checkpoint import import_class, load_network, named_checkpoint, read_checkpoint, version_number
 from makemore.data import CharDataModule
 from makemore.errors import CheckpointError, ConfigError
+from makemore.models import MLP
 from makemore.module import RESUMABLE_CHANGES, MakemoreModule, differences, flatten
 from makemore.runlog import RunLogger
 
@@ -50,6 +51,8 @@ warnings.filterwarnings(
 )  # Lightning on torch 2.13
 # Testing or resuming a checkpoint in a new run folder: its callbacks' paths are from the old one, as they should be.
 warnings.filterwarnings("ignore", message=r"The dirpath has changed from .* won't be reloaded")
+# MakemoreCLI.parse_arguments parses the command line without --print_config first, given as a list.
+warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
 
 
 class _Quiet(logging.Filter):
@@ -149,6 +152,7 @@ class MakemoreCLI(LightningCLI):
         return {**commands, "lr_find": {"model", "datamodule"}}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        self._parsers = [*getattr(self, "_parsers", []), parser]  # for parse_arguments
         parser.set_defaults(LECTURE_DEFAULTS)
         parser.link_arguments("data.block_size", "model.block_size")
         parser.link_arguments("data.vocab", "model.vocab", apply_on="instantiate")
@@ -193,11 +197,26 @@ class MakemoreCLI(LightningCLI):
                 )
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
-        super().parse_arguments(parser, args)
+        argv = list(sys.argv[1:] if args is None else args)
+        # --print_config prints and exits while parsing: the first parse goes without it.
+        printing = [i for i, arg in enumerate(argv) if arg.split("=")[0] == "--print_config"]
+        printing += [
+            i + 1 for i in printing if "=" not in argv[i] and argv[i + 1 : i + 2] in (["skip_null"], ["skip_default"])
+        ]
+        super().parse_arguments(parser, [arg for i, arg in enumerate(argv) if i not in printing] if printing else args)
         subcommand = self.config.get("subcommand")
         self._given_model = None
         if not subcommand:
             return
+        net = self.config[subcommand].model.net
+        if import_class(net.class_path) is not MLP or printing:
+            # When a class_path changes, jsonargparse keeps the values of the options the new class shares with the
+            # previous one, the default MLP's included: `--model.net makemore.models.Transformer` would get the
+            # MLP's n_embd of 10. Parse again with the chosen class as the default, so that the network's own
+            # defaults apply (options given for it, in a config or a flag, still do).
+            for subcommand_parser in self._parsers:
+                subcommand_parser.set_defaults({"model.net": {"class_path": net.class_path}})
+            super().parse_arguments(parser, args)
         config = self.config[subcommand]
         # A shared checkpoint must not run code when loaded: weights_only=True unless asked otherwise.
         if "weights_only" in config and config.weights_only is None:

@@ -6,14 +6,16 @@ from typing import Any, Literal, Optional
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MeanMetric
 
 from makemore import steps
 from makemore.checkpoint import callable_config, factory, network_config, network_factory, read_checkpoint
-from makemore.errors import CheckpointError
-from makemore.model import MLP, NetworkCallable
+from makemore.errors import CheckpointError, ConfigError
+from makemore.models import MLP, NetworkCallable, next_char_logits
 from makemore.sampling import sample_words
 from makemore.text import Vocabulary
 
@@ -26,7 +28,7 @@ class MakemoreModule(L.LightningModule):
         block_size: context length; linked from the data.
         net: the network: an nn.Module class built as Net(vocab_size, block_size, **init_args) whose
             forward(idx, targets=None) returns (logits, loss); in YAML its class_path and init_args.
-            Default: the lecture's embedding-MLP, makemore.model.MLP; its options: --model.net.help makemore.model.MLP.
+            Default: the lecture's embedding-MLP, makemore.models.MLP; its options: --model.net.help makemore.models.MLP.
         learning_rate: the optimizer's learning rate (the LR finder sets this).
         optimizer: the torch.optim class and its other arguments; called with the parameters and lr.
         lr_scheduler: learning-rate schedule, called with the optimizer; None keeps the rate constant.
@@ -36,6 +38,10 @@ class MakemoreModule(L.LightningModule):
         max_loss_factor: training stops, with an error naming the step, when a step's loss is not finite or
             above max_loss_factor x ln(vocab_size) (ln(vocab_size) is the loss of uniform guessing; the
             lecture's badly initialised MLP starts near 8 x). null: only a non-finite loss stops it.
+        fused_step: train with the network's hand-written backward and the update p -= lr * grad, with no
+            autograd graph (makemore.models.MLP has one, lecture part 4): what torch.optim.SGD without momentum or
+            weight decay does, faster. It applies with that optimizer, on one device in 32-bit, without dropout.
+            null: wherever it applies; true: the same, and a fit where it cannot says why once; false: never.
         split: the fingerprint of the data's train/val/test split; linked from the data by the CLI and kept in
             checkpoints, so that a checkpoint is not evaluated on a split that holds its training words.
     """
@@ -43,6 +49,7 @@ class MakemoreModule(L.LightningModule):
     # Set to True to evaluate (validate, test) a checkpoint on a split other than the one it was trained on.
     allow_other_split: bool = False
     _checkpoint_step: Optional[int] = None  # the global_step of the checkpoint loaded, for validate/test
+    fused_step_active: bool = False  # whether this fit trains with the fused step (set when training starts)
 
     def __init__(
         self,
@@ -56,6 +63,7 @@ class MakemoreModule(L.LightningModule):
         num_samples: int = 10,
         max_sample_length: int = 50,
         max_loss_factor: Optional[float] = 10.0,
+        fused_step: Optional[bool] = None,
         split: Optional[dict] = None,
     ) -> None:
         super().__init__()
@@ -79,7 +87,10 @@ class MakemoreModule(L.LightningModule):
         self.learning_rate = learning_rate
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
-        self.net = net(len(self.vocabulary), block_size)
+        try:
+            self.net = net(len(self.vocabulary), block_size)
+        except ValueError as err:  # shapes a network cannot take, said by the network: one line, no traceback
+            raise ConfigError(f"model.net: {err}") from None
         self.max_loss = math.inf if max_loss_factor is None else max_loss_factor * math.log(len(self.vocabulary))
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
@@ -101,6 +112,30 @@ class MakemoreModule(L.LightningModule):
             "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.lr_scheduler_interval},
         }
 
+    def setup(self, stage: str) -> None:
+        data = self.trainer.datamodule
+        if stage == "fit" and data is not None and data.hparams.get("train_on") == "words":
+            was_training = self.net.training
+            self.net.eval()
+            with torch.no_grad():
+                device = next(self.net.parameters()).device
+                logits, _ = self.net(torch.zeros(2, self.hparams.block_size, dtype=torch.long, device=device))
+            self.net.train(was_training)
+            if logits.dim() != 3:
+                raise ConfigError(
+                    f"data.train_on words trains a prediction at every position of a word, but"
+                    f" {type(self.net).__name__} predicts only the next character (it would learn only the word"
+                    " ends); use data.train_on characters"
+                )
+
+    def on_train_start(self) -> None:
+        self.fused_step_active = False
+        if self.hparams.fused_step is not False:
+            reason = steps.fused_step_blocker(self)
+            if reason and self.hparams.fused_step:
+                rank_zero_info(f"model.fused_step is not used: {reason}. Training with autograd and the optimizer.")
+            self.fused_step_active = reason is None
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Many SGD steps, one per mini-batch of the batch: X (steps, b, block_size), Y (steps, b)."""
         mean = steps.train_steps(self, batch)
@@ -117,8 +152,9 @@ class MakemoreModule(L.LightningModule):
 
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], metric: MeanMetric) -> None:
         X, Y = batch
-        _, loss = self.net(X, Y)
-        metric.update(loss, weight=len(Y))  # example-weighted: exact whatever the batch sizes
+        # One metric for every network: the cross-entropy of each character (and word end) of the split, once,
+        # whatever loss the network trains on. Example-weighted: exact whatever the batch sizes.
+        metric.update(F.cross_entropy(next_char_logits(self.net, X), Y), weight=len(Y))
 
     def _log_split(self, stage: str, metric: MeanMetric) -> None:
         loss = metric.compute()  # reduced over processes
@@ -130,6 +166,7 @@ class MakemoreModule(L.LightningModule):
         elif self._checkpoint_step is not None:  # validate/test of a checkpoint: at the step it was trained to
             self.log("step", float(self._checkpoint_step))
         self.log(f"{stage}_loss", loss, prog_bar=True)
+        self.log(f"{stage}_bpc", loss / math.log(2))  # bits per character
         self.log(f"{stage}_perplexity", loss.exp())
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -197,7 +234,7 @@ def differences(saved: Any, current: Any, prefix: str, skip: frozenset = frozens
 
 # Settings a resumed run may change: they decide speed, logging or safety checks, not the training itself.
 RESUMABLE_CHANGES = frozenset(
-    {"num_samples", "max_sample_length", "max_loss_factor", "path", "steps_per_batch", "eval_batch_size"}
+    {"num_samples", "max_sample_length", "max_loss_factor", "fused_step", "path", "steps_per_batch", "eval_batch_size"}
 )
 
 

@@ -28,6 +28,7 @@ training_step) and `settle_implementation` (its configure_optimizers).
 """
 
 import math
+from functools import partial
 from typing import Any, Iterator, Optional, Protocol, runtime_checkable
 
 import lightning as L
@@ -341,11 +342,47 @@ def direct_steps(module: L.LightningModule) -> bool:
     )
 
 
+def fused_step_blocker(module: L.LightningModule) -> Optional[str]:
+    """Why the fused step cannot stand in for autograd + torch.optim in this fit; None when it can.
+
+    The fused step is the network's hand-written forward and backward (`net.loss_and_grads`, no autograd
+    graph) and the update `p -= lr * grad` of every parameter: exactly what torch.optim.SGD without momentum,
+    weight decay, nesterov or maximize does, on one device in 32-bit, with no hook that expects a backward.
+    """
+    net = module.net
+    if not callable(getattr(net, "loss_and_grads", None)):
+        return f"{type(net).__name__} has no hand-written backward (a loss_and_grads method)"
+    try:
+        getattr(net, "check_hand_backward", lambda: None)()
+    except ValueError as err:
+        return str(err)
+    if not direct_steps(module):
+        return (
+            "it runs on one device in 32-bit precision only, with no on_before_backward, on_after_backward or"
+            " on_before_optimizer_step hook"
+        )
+    optimizer = module.optimizers().optimizer
+    if type(optimizer) is not torch.optim.SGD:
+        return f"it is torch.optim.SGD's update, and the optimizer is {type(optimizer).__name__}"
+    parameters = list(net.parameters())
+    groups = optimizer.param_groups
+    if len(groups) != 1 or {id(p) for p in groups[0]["params"]} != {id(p) for p in parameters}:
+        return "it updates every parameter of the network with one learning rate (one parameter group)"
+    used = [name for name in ("momentum", "weight_decay", "nesterov", "maximize") if groups[0].get(name)]
+    if used:
+        return f"torch.optim.SGD with {', '.join(used)} is not the plain update p -= lr * grad"
+    if any(p.dtype != torch.float32 or not p.requires_grad for p in parameters):
+        return "it trains float32 parameters that all require gradients"
+    return None
+
+
 def train_steps(module: L.LightningModule, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """One SGD step of `module.net` per mini-batch of `batch` (X (steps, b, ...), Y (steps, b)); the mean loss.
 
     Uses the module's one optimizer and schedule (a schedule with interval "step" is stepped after every
-    SGD step); stops at the trainer's max_steps. The module must use manual optimisation.
+    SGD step); stops at the trainer's max_steps. The module must use manual optimisation. With
+    `module.fused_step_active` (see `fused_step_blocker`) each step is the network's hand-written backward
+    and the SGD update, with no autograd graph and no call into torch.optim.
     """
     X, Y = batch
     optimizer = module.optimizers()
@@ -357,18 +394,29 @@ def train_steps(module: L.LightningModule, batch: tuple[torch.Tensor, torch.Tens
     direct = direct_steps(module)
     net, torch_optimizer = module.net, optimizer.optimizer
     losses = []
-    for x, y in zip(X[:steps].unbind(), Y[:steps].unbind()):
-        _, loss = net(x, y)
-        torch_optimizer.zero_grad()  # what LightningOptimizer.zero_grad forwards to
-        if direct:
-            loss.backward()
-            _compat.count_optimizer_step(optimizer, torch_optimizer.step)
-        else:
-            module.manual_backward(loss)
-            optimizer.step()
-        if step_scheduler:
-            scheduler.step()
-        losses.append(loss.detach())
+    minibatches = zip(X[:steps].unbind(), Y[:steps].unbind())
+    if getattr(module, "fused_step_active", False):
+        group = torch_optimizer.param_groups[0]  # its lr is read at every step: schedules and the LR finder set it
+        with torch.no_grad():
+            for x, y in minibatches:
+                loss, grads = net.loss_and_grads(x, y)
+                _compat.count_optimizer_step(optimizer, partial(_sgd_update, grads, group["lr"]))
+                if step_scheduler:
+                    scheduler.step()
+                losses.append(loss)
+    else:
+        for x, y in minibatches:
+            _, loss = net(x, y)
+            torch_optimizer.zero_grad()  # what LightningOptimizer.zero_grad forwards to
+            if direct:
+                loss.backward()
+                _compat.count_optimizer_step(optimizer, torch_optimizer.step)
+            else:
+                module.manual_backward(loss)
+                optimizer.step()
+            if step_scheduler:
+                scheduler.step()
+            losses.append(loss.detach())
     if not losses:
         return torch.zeros((), device=Y.device)
     losses = torch.stack(losses)
@@ -377,6 +425,12 @@ def train_steps(module: L.LightningModule, batch: tuple[torch.Tensor, torch.Tens
     else:  # a sweep diverges on purpose at its end: Lightning's finder stops it itself
         check_divergence(losses, module.global_step - steps, getattr(module, "max_loss", math.inf))
     return losses.mean()
+
+
+def _sgd_update(grads: list[tuple[torch.Tensor, torch.Tensor]], lr: float) -> None:
+    """torch.optim.SGD's update without momentum or weight decay (the notebook's p.data += -lr * p.grad)."""
+    for parameter, grad in grads:
+        parameter.add_(grad, alpha=-lr)
 
 
 def check_divergence(losses: torch.Tensor, start: int, max_loss: float, name: str = "loss") -> None:

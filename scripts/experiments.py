@@ -116,8 +116,8 @@ def package_version() -> dict:
     import hashlib
 
     digest = hashlib.sha256()
-    for path in sorted((REPO / "makemore").glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path in sorted((REPO / "makemore").rglob("*.py")):
+        digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
@@ -215,15 +215,18 @@ def datamodule_for(checkpoint: dict):
     return data
 
 
-def split_loss(module, X, Y, batch_size: int = 32768) -> float:
-    """Mean cross-entropy of the model over a whole split (example-weighted over chunks)."""
+def split_loss(net, X, Y, batch_size: int = 32768) -> float:
+    """Mean cross-entropy of the model over a whole split: each character once, as validation and test score it."""
     import torch
+    import torch.nn.functional as F
+
+    from makemore.models import next_char_logits
 
     total = 0.0
     with torch.no_grad():
         for i in range(0, len(Y), batch_size):
-            _, loss = module(X[i : i + batch_size], Y[i : i + batch_size])
-            total += loss.item() * len(Y[i : i + batch_size])
+            logits = next_char_logits(net, X[i : i + batch_size])  # the metric the runs log
+            total += F.cross_entropy(logits, Y[i : i + batch_size], reduction="sum").item()
     return total / len(Y)
 
 
@@ -243,8 +246,8 @@ def evaluate(best: Path) -> dict:
         "n_hidden": hp.net["init_args"].get("n_hidden"),
         "params": sum(p.numel() for p in module.parameters()),
         "best_step": checkpoint["global_step"],
-        "train": split_loss(module, *data.examples["train"]),
-        "val_recomputed": split_loss(module, *data.examples["val"]),
+        "train": split_loss(module.net, *data.examples["train"]),
+        "val_recomputed": split_loss(module.net, *data.examples["val"]),
         "train_examples": len(data.examples["train"][1]),
     }
 
@@ -312,7 +315,7 @@ def run_experiment(config: Path, args: argparse.Namespace, extra: list[str]) -> 
         "fit_dir": shown(fit_dir),
         "test_dir": shown(test_dir),
         "best_checkpoint": shown(best),
-        "_embedding": module.net.embedding.weight.detach().clone(),
+        "_embedding": module.net.embedding.weight.detach().clone() if hasattr(module.net, "embedding") else None,
         "_vocab": module.hparams.vocab,
     }
 

@@ -53,7 +53,7 @@ def test_help_documents_every_option(run_cli, capsys):
     ]:
         assert phrase in " ".join(text.split())
     with pytest.raises(SystemExit):
-        run_cli("fit", "--model.net.help", "makemore.model.MLP")  # the network's own options
+        run_cli("fit", "--model.net.help", "makemore.models.MLP")  # the network's own options
     captured = capsys.readouterr()
     text = " ".join((captured.out + captured.err).split())  # jsonargparse prints a class's help on stderr
     assert "embedding dimensions per character" in text and "--model.net.n_hidden" in text

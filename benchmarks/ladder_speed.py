@@ -1,0 +1,126 @@
+"""Per SGD step, every ladder config: makemore's fit against a plain torch loop of the same network.
+
+For each config, in one process, the sides interleaved (A B A B ...), same threads, same batch size:
+
+  plain     the network class and options of the config, its optimizer (torch.optim) and schedule, on the
+            same training pool (whole words for data.train_on words), batches drawn with torch.randint:
+            forward, zero_grad, backward, step, scheduler step; nothing else.
+  makemore  `python -m makemore fit --config configs/MODEL.yaml` in-process as a user runs it (logger,
+            progress bar to a log file, one validation and checkpoint at the end); µs/step from the StepTimer
+            callback (on_train_start to on_train_end, so the validation is included). MLPs with plain SGD
+            train with the fused step (the hand-written backward), as the config does by default.
+
+    nice python benchmarks/ladder_speed.py                    # every ladder config, 2,000 steps, 3 repeats
+    python benchmarks/ladder_speed.py --models mlp wavenet --steps 300 --repeats 1
+"""
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))  # step_timer (the CLI imports it by class path) and train_speed
+sys.path.insert(0, str(ROOT / "scripts"))  # the ladder's order
+
+from leaderboard import LADDER  # noqa: E402
+from step_timer import StepTimer  # noqa: E402
+from train_speed import machine_facts, output_to  # noqa: E402
+
+from makemore.checkpoint import import_class  # noqa: E402
+from makemore.cli import main as makemore_main  # noqa: E402
+from makemore.data import CharDataModule  # noqa: E402
+
+
+def load_yaml(path: Path) -> dict:
+    import yaml  # a dependency of jsonargparse
+
+    return yaml.safe_load(path.read_text())
+
+
+def build(spec: dict, *args, **kwargs):
+    """An object from a {class_path, init_args} entry of a config."""
+    return import_class(spec["class_path"])(*args, **kwargs, **(spec.get("init_args") or {}))
+
+
+def run_plain(config: dict, steps: int) -> float:
+    """µs per SGD step of the plain loop."""
+    data_options = config.get("data", {})
+    data = CharDataModule(**data_options)
+    data.setup("fit")
+    X, Y = data.examples["train"]
+    if data_options.get("train_on") == "words":
+        X, Y = X[Y == 0], Y[Y == 0]
+    model = config["model"]
+    torch.manual_seed(0)
+    net = build(model["net"], len(data.vocabulary), data.hparams.block_size)
+    optimizer = build(model["optimizer"], net.parameters(), lr=model["learning_rate"])
+    scheduler = build(model["lr_scheduler"], optimizer) if model.get("lr_scheduler") else None
+    batch_size = data.hparams.batch_size
+    net.train()
+    start = time.perf_counter()
+    for _ in range(steps):
+        ix = torch.randint(0, len(Y), (batch_size,))
+        _, loss = net(X[ix], Y[ix])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+    return (time.perf_counter() - start) / steps * 1e6
+
+
+def run_makemore(config_path: Path, steps: int, workdir: Path) -> float:
+    root = Path(tempfile.mkdtemp(prefix="run-", dir=workdir))
+    args = ["fit", "--config", str(config_path), "--trainer.max_steps", str(steps)]
+    args += ["--data.steps_per_epoch", str(steps), "--trainer.default_root_dir", str(root)]
+    args += ["--trainer.accelerator", "cpu", "--trainer.callbacks+=step_timer.StepTimer"]
+    args += ["--num_threads", str(torch.get_num_threads())]
+    with output_to(root / "output.log"):
+        cli = makemore_main(args)
+    timer = next(c for c in cli.trainer.callbacks if isinstance(c, StepTimer))
+    if timer.steps != steps:
+        raise RuntimeError(f"{config_path.name}: the makemore run took {timer.steps} steps, expected {steps}")
+    return timer.us_per_step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(LADDER), choices=list(LADDER))
+    parser.add_argument("--steps", type=int, default=2000, help="SGD steps per run (default 2000)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each side, interleaved (default 3)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads on both sides (default 1)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(machine_facts(args.threads))
+    print(f"{args.steps} SGD steps per run, {args.repeats} repeat(s) interleaved, CPU\n")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="makemore-ladder-") as tmp:
+        for model in args.models:
+            path = ROOT / "configs" / f"{model}.yaml"
+            config = load_yaml(path)
+            times = {"plain": [], "makemore": []}
+            for repeat in range(args.repeats):
+                times["plain"].append(run_plain(config, args.steps))
+                times["makemore"].append(run_makemore(path, args.steps, Path(tmp)))
+                print(
+                    f"  {model} repeat {repeat + 1}: plain {times['plain'][-1]:.0f} µs/step,"
+                    f" makemore {times['makemore'][-1]:.0f} µs/step",
+                    flush=True,
+                )
+            plain, makemore = (statistics.median(times[side]) for side in ("plain", "makemore"))
+            batch = config.get("data", {}).get("batch_size", 32)
+            rows.append((model, batch, plain, makemore))
+    print(f"\n| model | batch | plain loop µs/step (median of {args.repeats}) | makemore µs/step | × plain |")
+    print("|---|---:|---:|---:|---:|")
+    for model, batch, plain, makemore in rows:
+        print(f"| {model} | {batch} | {plain:.0f} | {makemore:.0f} | {makemore / plain:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

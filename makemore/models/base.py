@@ -1,0 +1,78 @@
+"""What makemore needs of a network, and the loss every sequence model of the ladder shares."""
+
+from typing import Callable, Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+
+
+@runtime_checkable
+class Network(Protocol):
+    """What makemore needs of a network: an nn.Module with this forward, built as Net(vocab_size, block_size, ...).
+
+    forward(idx (b, block_size) int64, targets (b,) or None) -> (logits, loss): logits (b, vocab_size) for
+    the next character, or (b, t, vocab_size) for every position; loss the training loss, or None without
+    targets. Evaluation does not use that loss: it scores the logits of the last position against the
+    targets, the same for every network. (Parameters unannotated on purpose: the CLI accepts any class with
+    such a forward.)
+    """
+
+    def forward(self, idx, targets=None): ...
+
+
+# A network class (or a partial of one): called with (vocab_size, block_size), returns the network.
+# In YAML: a class_path and its init_args.
+NetworkCallable = Callable[[int, int], Network]
+
+
+def next_char_logits(net: torch.nn.Module, idx: torch.Tensor) -> torch.Tensor:
+    """The network's logits for the character after each context window, (b, vocab_size), whatever its output shape.
+
+    What evaluation scores for every network: a sequence model's last position is its prediction after the
+    whole window.
+    """
+    logits, _ = net(idx)
+    return logits[:, -1] if logits.dim() == 3 else logits
+
+
+def sequence_loss(logits: torch.Tensor, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The mean cross-entropy of every real prediction in a batch of context windows (teacher forcing).
+
+    Position t of a window predicts the token after it: idx[:, t + 1], and the target at the last position.
+    Windows start with `.` (index 0) before the word begins, and `.` appears nowhere else in a context, so a
+    position whose next token is still `.` predicts padding, not a character of the word: it is skipped.
+    On a window that holds a whole word (data.train_on words) that is exactly the word's characters and its
+    end, each once, as makemore.py trains its sequence models.
+
+    logits (b, t, vocab_size), idx (b, t), targets (b,).
+    """
+    following = torch.cat([idx[:, 1:], targets.unsqueeze(1)], 1)  # (b, t)
+    padding = torch.cat([idx[:, 1:] == 0, torch.zeros_like(targets, dtype=torch.bool).unsqueeze(1)], 1)
+    return F.cross_entropy(logits.flatten(0, 1), following.masked_fill(padding, -1).flatten(), ignore_index=-1)
+
+
+def word_start_aligned(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotate each context window left so that it starts at its word's start token: (aligned idx, shift (b,)).
+
+    A window holds a word's last characters after a run of `.` (index 0) whose length depends on where in the
+    word the window ends: `..emm` and `....e` both start at the `.` before `e` once aligned, so a causal
+    sequence model computes the same thing for the same prefix whatever the window, and its positions count
+    from the word's start, as in makemore.py. A window without a leading `.` (a word longer than the context)
+    is left as it is. Undo with `window_positions`.
+    """
+    b, t = idx.shape
+    leading = torch.where((idx == 0).all(1), t, (idx != 0).int().argmax(1))  # `.`s before the word
+    shift = (leading - 1).clamp(min=0)  # keep one `.`: the start token
+    columns = (torch.arange(t, device=idx.device) + shift.unsqueeze(1)) % t
+    return idx.gather(1, columns), shift
+
+
+def window_positions(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Rotate per-position outputs x (b, t, c) of `word_start_aligned` windows back: position t is again the window's.
+
+    The last position then holds the prediction after the whole window; positions of the leading `.`s but the
+    last hold outputs of no use (sequence_loss skips them: they predict padding).
+    """
+    b, t, c = x.shape
+    columns = (torch.arange(t, device=x.device) - shift.unsqueeze(1)) % t
+    return x.gather(1, columns.unsqueeze(2).expand(b, t, c))

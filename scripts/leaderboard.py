@@ -1,0 +1,272 @@
+#!/usr/bin/env python
+"""Train every model of the lecture ladder with several seeds and write the leaderboard.
+
+    nice python scripts/leaderboard.py                        # every ladder config, seeds 0 1 2
+    python scripts/leaderboard.py --models gru --seeds 0      # one piece, merged into the table
+    python scripts/leaderboard.py --table                     # only rewrite the table, plot and README
+    python scripts/leaderboard.py --models bigram mlp --seeds 0 --max_steps 200 \\
+        --root /tmp/lb --docs /tmp/lb/docs --readme none     # a smoke run
+
+Each (model, seed) runs exactly what a user types, in subprocesses (scripts/experiments.py does the running
+and the reading back):
+
+    python -m makemore fit  --config configs/MODEL.yaml --seed_everything SEED --data.batch_seed SEED
+    python -m makemore test --config configs/MODEL.yaml ... --ckpt_path BEST
+
+The seed sets the initial weights and the mini-batches; the split is the configs' (data.seed 42) for every
+run. Every number is read back from what the runs left: val from the best checkpoint's logged val_loss
+(selected on validation only), test from the test_loss the one test run logged, train by evaluating the best
+checkpoint on the whole train split with the same metric (each character and word end once, in nats). The
+bigram's anchor is computed here in closed form: the counting bigram with +1 smoothing on the same train split.
+
+Results are merged by (model, seed) into --docs/leaderboard.json; leaderboard.md and leaderboard.png (the
+validation curves) are rewritten from all of it, and the table goes into README.md between its
+`<!-- leaderboard -->` markers.
+"""
+
+import argparse
+import json
+import math
+import os
+import shlex
+import statistics
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import experiments  # noqa: E402
+
+REPO = experiments.REPO
+# name -> (anchor val loss or None, its source); the order of the ladder. The bigram's anchor is computed.
+LADDER = {
+    "bigram": (None, "counting bigram, +1 smoothing, same train split (closed form)"),
+    "mlp": (2.17, "lecture part 2 (val loss)"),
+    "mlp_batchnorm": (2.105, "lecture part 3, final log (val loss)"),
+    "wavenet": (1.993, "lecture part 5 (val loss)"),
+    "rnn": (None, "none published"),
+    "gru": (None, "none published"),
+    "lstm": (None, "none published"),
+    "transformer": (1.92, "makemore.py's README (test loss on its own 1,000-word test set, 10 batches)"),
+}
+MARKERS = ("<!-- leaderboard -->", "<!-- /leaderboard -->")
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    parser.add_argument("--models", nargs="+", default=list(LADDER), choices=list(LADDER), help="default: all")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="default: 0 1 2")
+    parser.add_argument("--max_steps", type=int, default=None, help="shorten every run (a smoke run)")
+    parser.add_argument("--table", action="store_true", help="run nothing: rewrite the outputs from the JSON")
+    parser.add_argument("--root", type=Path, default=REPO / "lightning_logs" / "leaderboard", help="run folders")
+    parser.add_argument("--docs", type=Path, default=REPO / "docs", help="where leaderboard.md/.json/.png go")
+    parser.add_argument("--readme", default=str(REPO / "README.md"), help="README to update, or none")
+    return parser.parse_args(argv)
+
+
+def device() -> str:
+    import torch
+
+    if torch.cuda.is_available():  # the configs say accelerator: auto
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({os.cpu_count()} cores)"
+
+
+def bigram_anchor(best: Path) -> float:
+    """Val loss of the counting bigram (+1 smoothing) fitted on the run's own train split, in closed form."""
+    from makemore.checkpoint import read_checkpoint
+    from makemore.models import Bigram
+
+    data = experiments.datamodule_for(read_checkpoint(str(best)))
+    counts = Bigram.from_counts(*data.examples["train"], len(data.vocabulary))
+    return experiments.split_loss(counts, *data.examples["val"])
+
+
+def run(model: str, seed: int, args: argparse.Namespace) -> dict:
+    config = experiments.config_path(model)
+    options = argparse.Namespace(root=(args.root / f"seed_{seed}").resolve(), max_steps=args.max_steps)
+    result = experiments.run_experiment(
+        config, options, ["--seed_everything", str(seed), "--data.batch_seed", str(seed)]
+    )
+    yaml = experiments.load_yaml(config)
+    entry = {
+        key: value for key, value in result.items() if not key.startswith("_") and key not in ("n_embd", "n_hidden")
+    }
+    entry.update(
+        model=model,
+        seed=seed,
+        batch_size=yaml.get("data", {}).get("batch_size", 32),
+        device=device(),
+        date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        command=shlex.join(["python", "scripts/leaderboard.py", "--models", model, "--seeds", str(seed)]),
+    )
+    if model == "bigram":
+        entry["anchor"] = bigram_anchor(REPO / entry["best_checkpoint"])
+    return entry
+
+
+def mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def summary(runs: dict[str, dict]) -> list[dict]:
+    """One row per model of the ladder that has runs: means and standard deviations over its seeds."""
+    rows = []
+    for model, (anchor, source) in LADDER.items():
+        mine = sorted((r for r in runs.values() if r["model"] == model), key=lambda r: r["seed"])
+        if not mine:
+            continue
+        if anchor is None and model == "bigram":
+            anchor = statistics.mean(r["anchor"] for r in mine)
+        val = statistics.mean(r["val"] for r in mine)
+        rows.append(
+            {
+                "model": model,
+                "config": mine[0]["config_path"],
+                "seeds": [r["seed"] for r in mine],
+                "params": mine[0]["params"],
+                "steps": mine[0]["steps"],
+                "batch_size": mine[0]["batch_size"],
+                "train": [r["train"] for r in mine],
+                "val": [r["val"] for r in mine],
+                "test": [r["test"] for r in mine],
+                "val_mean": val,
+                "test_bpc": statistics.mean(r["test"] for r in mine) / math.log(2),
+                "wall_time_s": statistics.mean(r["wall_time_s"] for r in mine),
+                "device": ", ".join(sorted({r["device"] for r in mine})),
+                "anchor": anchor,
+                "anchor_source": source,
+                "met": None if anchor is None else (abs(val - anchor) <= 0.01 if model == "bigram" else val <= anchor),
+            }
+        )
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    head = [
+        "model",
+        "params",
+        "steps × batch",
+        "train",
+        "val",
+        "test",
+        "test bits/char",
+        "fit time",
+        "device",
+        "anchor (val)",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        if r["anchor"] is None:
+            anchor = r["anchor_source"]
+        else:
+            verdict = {True: "met", False: "not met"}[r["met"]]
+            within = " within 0.01" if r["model"] == "bigram" else ""
+            anchor = f"{r['anchor']:.4f}{within}, {verdict} ({r['anchor_source']})"
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    f"[`{r['model']}`]({os.path.relpath(REPO / r['config'], REPO / 'docs')})",
+                    f"{r['params']:,}",
+                    f"{r['steps']:,} × {r['batch_size']}",
+                    mean_std(r["train"]),
+                    mean_std(r["val"]),
+                    mean_std(r["test"]),
+                    f"{r['test_bpc']:.3f}",
+                    experiments.minutes(r["wall_time_s"]),
+                    r["device"],
+                    anchor,
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def plot(runs: dict[str, dict], path: Path) -> None:
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 5.5))
+    ax = fig.subplots()
+    colours = plt.get_cmap("tab10")
+    for i, model in enumerate(LADDER):
+        for j, r in enumerate(sorted((r for r in runs.values() if r["model"] == model), key=lambda r: r["seed"])):
+            steps, values = zip(*r["val_curve"])
+            ax.plot(steps, values, color=colours(i), alpha=0.8, label=model if j == 0 else None)
+    ax.set_xlabel("SGD step")
+    ax.set_ylabel("validation loss (nats per character)")
+    ax.set_title("validation loss of every ladder run (one line per seed)")
+    ax.set_ylim(top=2.6)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def write(runs: dict[str, dict], args: argparse.Namespace) -> str:
+    args.docs.mkdir(parents=True, exist_ok=True)
+    rows = summary(runs)
+    text = table(rows)
+    (args.docs / "leaderboard.json").write_text(json.dumps({"runs": runs, "summary": rows}, indent=2) + "\n")
+    plot(runs, args.docs / "leaderboard.png")
+    seeds = sorted({len(r["seeds"]) for r in rows})
+    lines = [
+        "# The ladder: every model on one split, one metric",
+        "",
+        "Written by `python scripts/leaderboard.py` from the runs it made (each row's runs and commands are in"
+        " [leaderboard.json](leaderboard.json)); nothing typed in. Numbers are mean ± standard deviation over"
+        f" the seeds ({'/'.join(map(str, seeds))} per model), each seed a fresh initialisation and mini-batch order"
+        " on the lecture's split (names.txt, data.seed 42, 80/10/10).",
+        "",
+        text,
+        "",
+        "- **train / val / test**: the mean negative log-likelihood, in nats, of every character and word end of"
+        " the split, each once, whatever the model (sequence models are scored on their prediction after each"
+        " character's context window, the same events). **val** is the best checkpoint's (selected on validation"
+        " only); **test** was evaluated once per run, on that checkpoint; **train** evaluated by the script on that"
+        " checkpoint. **test bits/char**: the mean test loss / ln 2.",
+        "- **steps × batch**: SGD steps and examples per step (for sequence models trained on whole words, words"
+        " per step). **fit time**: the `python -m makemore fit` process, start to exit (m:ss), mean over seeds.",
+        "- **anchor**: the number each model is compared with, and where it comes from. The bigram's is computed"
+        " here in closed form on the same train split; the others are other setups' numbers (their own splits;"
+        " makemore.py's is a test loss), so they are guides, not exact matches.",
+        "",
+        "![validation curves](leaderboard.png)",
+        "",
+    ]
+    (args.docs / "leaderboard.md").write_text("\n".join(lines))
+    if args.readme != "none":
+        readme = Path(args.readme)
+        content = readme.read_text()
+        start, end = (content.find(marker) for marker in MARKERS)
+        if start < 0 or end < start:
+            sys.exit(f"leaderboard.py: {readme} has no {MARKERS[0]} ... {MARKERS[1]} block for the table")
+        readme.write_text(content[: start + len(MARKERS[0])] + "\n" + text + "\n" + content[end:])
+    return text
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    args = parse_args(argv)
+    args.docs = args.docs.resolve()
+    path = args.docs / "leaderboard.json"
+    runs = json.loads(path.read_text())["runs"] if path.exists() else {}
+    if not args.table:
+        for model in args.models:
+            for seed in args.seeds:
+                runs[f"{model}/{seed}"] = run(model, seed, args)
+                write(runs, args)  # after every run: a long session that stops keeps what it finished
+    print(write(runs, args))
+    print(f"\nwritten: {args.docs / 'leaderboard.md'}, leaderboard.json, leaderboard.png", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

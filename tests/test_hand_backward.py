@@ -1,0 +1,92 @@
+"""Lecture part 4: the MLP's hand-written backward equals autograd, and the fused step trains as autograd does."""
+
+import logging
+
+import pytest
+import torch
+from conftest import small_run_args
+
+from makemore.models import MLP
+
+
+@pytest.mark.parametrize("batch_norm", [False, True], ids=["plain", "batchnorm"])
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-5), (torch.float64, 1e-10)], ids=["f32", "f64"])
+def test_hand_backward_equals_autograd(batch_norm, dtype, tolerance):
+    torch.manual_seed(0)
+    by_autograd = MLP(27, 3, n_embd=10, n_hidden=64, n_layers=2, batch_norm=batch_norm).to(dtype)
+    by_hand = MLP(27, 3, n_embd=10, n_hidden=64, n_layers=2, batch_norm=batch_norm).to(dtype)
+    by_hand.load_state_dict(by_autograd.state_dict())
+    idx, targets = torch.randint(0, 27, (32, 3)), torch.randint(0, 27, (32,))
+
+    _, loss = by_autograd(idx, targets)
+    loss.backward()
+    hand_loss, grads = by_hand.loss_and_grads(idx, targets)
+
+    names = {id(p): name for name, p in by_hand.named_parameters()}
+    assert sorted(names[id(p)] for p, _ in grads) == sorted(names.values())  # every parameter, once
+    autograd = dict(by_autograd.named_parameters())
+    for parameter, grad in grads:
+        name = names[id(parameter)]
+        difference = (grad - autograd[name].grad).abs().max().item()
+        assert difference <= tolerance, f"{name}: max |hand - autograd| = {difference:.3g}"
+    assert hand_loss.item() == pytest.approx(loss.item(), abs=tolerance)
+    # BatchNorm's running statistics move as nn.BatchNorm1d moves them
+    for (name, ours), theirs in zip(by_hand.named_buffers(), by_autograd.buffers()):
+        assert torch.allclose(ours.double(), theirs.double(), atol=tolerance), name
+
+
+def test_hand_backward_refuses_dropout():
+    with pytest.raises(ValueError, match="dropout"):
+        MLP(27, 3, dropout=0.2).loss_and_grads(torch.zeros(4, 3, dtype=torch.long), torch.zeros(4, dtype=torch.long))
+
+
+def test_fused_step_trains_as_autograd_and_sgd_do(words_path, tmp_path, run_cli):
+    # a schedule that changes the rate mid-run: the fused step reads the optimizer's lr at every step
+    schedule = ["--model.lr_scheduler", "torch.optim.lr_scheduler.MultiStepLR"]
+    schedule += ["--model.lr_scheduler.init_args.milestones", "[100]"]
+    runs = {}
+    for fused in ("true", "false"):
+        root = tmp_path / fused
+        runs[fused] = run_cli("fit", *small_run_args(words_path, root), *schedule, "--model.fused_step", fused)
+    assert runs["true"].model.fused_step_active and not runs["false"].model.fused_step_active
+    assert runs["true"].trainer.global_step == runs["false"].trainer.global_step == 200
+    fused, autograd = runs["true"].model.state_dict(), runs["false"].model.state_dict()
+    for name in autograd:
+        assert torch.allclose(fused[name], autograd[name], atol=1e-5), name
+    assert runs["true"].trainer.callback_metrics["val_loss"].item() == pytest.approx(
+        runs["false"].trainer.callback_metrics["val_loss"].item(), abs=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    "args, reason",
+    [
+        (["--model.optimizer", "torch.optim.AdamW"], "the optimizer is AdamW"),
+        (["--model.optimizer.init_args.momentum", "0.9"], "momentum"),
+        (["--model.net.init_args.dropout", "0.1"], "does not cover dropout"),
+    ],
+    ids=["adamw", "momentum", "dropout"],
+)
+def test_fused_step_falls_back_saying_why_once(words_path, tmp_path, run_cli, args, reason):
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    lightning_log = logging.getLogger("lightning.pytorch")  # where Lightning's info lines go (not propagated)
+    lightning_log.addHandler(handler)
+    try:
+        cli = run_cli("fit", *small_run_args(words_path, tmp_path, max_steps=20), "--model.fused_step", "true", *args)
+    finally:
+        lightning_log.removeHandler(handler)
+    assert not cli.model.fused_step_active
+    assert cli.trainer.global_step == 20
+    said = [message for message in messages if "model.fused_step is not used" in message]
+    assert len(said) == 1 and reason in said[0], said
+
+
+def test_fused_step_is_used_quietly_where_it_applies_by_default(words_path, tmp_path, run_cli):
+    plain = run_cli("fit", *small_run_args(words_path, tmp_path / "plain", max_steps=20))
+    adamw = run_cli(
+        "fit", *small_run_args(words_path, tmp_path / "adamw", max_steps=20), "--model.optimizer", "torch.optim.AdamW"
+    )
+    assert plain.model.hparams.fused_step is None
+    assert plain.model.fused_step_active and not adamw.model.fused_step_active

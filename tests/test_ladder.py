@@ -1,0 +1,151 @@
+"""The lecture ladder: every network on one harness, scored on the same events with one exact metric."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import cli_error, small_run_args
+
+from makemore.checkpoint import read_checkpoint
+from makemore.models import Bigram, Recurrent, Transformer, WaveNet, next_char_logits
+from makemore.module import load_checkpoint
+from makemore.text import Vocabulary, build_examples
+
+ROOT = Path(__file__).resolve().parents[1]
+LADDER = ["bigram", "mlp", "mlp_batchnorm", "wavenet", "rnn", "gru", "lstm", "transformer"]
+
+
+@pytest.mark.parametrize("model", LADDER)
+def test_every_ladder_model_fits_tests_and_samples_from_its_checkpoint(model, words_path, tmp_path, run_cli, capsys):
+    config = ROOT / "configs" / f"{model}.yaml"
+    args = ["--config", str(config), *small_run_args(words_path, tmp_path, max_steps=100)]
+    fit = run_cli("fit", *args)
+    assert fit.trainer.global_step == 100
+    val = fit.trainer.callback_metrics["val_loss"].item()
+    assert val < math.log(len(fit.datamodule.vocabulary))  # learned something
+    assert fit.trainer.callback_metrics["val_bpc"].item() == pytest.approx(val / math.log(2), rel=1e-6)
+    test = run_cli("test", *args, "--ckpt_path", "best")
+    assert math.isfinite(test.trainer.callback_metrics["test_loss"].item())
+    capsys.readouterr()
+    last = str(Path(fit.trainer.log_dir) / "checkpoints" / "last.ckpt")
+    run_cli("sample", "--ckpt_path", last, "--num_samples", "5", "--seed", "0")  # the checkpoint alone
+    names = capsys.readouterr().out.splitlines()
+    assert len(names) == 5 and all(set(name) <= set(fit.datamodule.vocab[1:]) for name in names)
+
+
+def event_nll_by_whole_words(net: torch.nn.Module, words: list[str], vocabulary: Vocabulary) -> float:
+    """makemore.py's evaluation: each word as one sequence `.w1..wn`, every position scored, summed over events."""
+    total, events = 0.0, 0
+    for word in words:
+        ids = torch.tensor([[0, *vocabulary.encode(word)]])
+        logits, _ = net(ids)  # a window that is the word itself, from its start token: one forward
+        targets = torch.tensor([*vocabulary.encode(word), 0])
+        total += F.cross_entropy(logits[0], targets, reduction="sum").item()
+        events += len(targets)
+    return total / events
+
+
+@pytest.mark.parametrize("net_class", [Recurrent, Transformer], ids=["recurrent", "transformer"])
+def test_sequence_models_score_the_same_events_as_whole_word_evaluation(net_class):
+    words = ["emma", "olivia", "ava", "x", "isabella"]
+    vocabulary = Vocabulary.from_words(words)
+    torch.manual_seed(0)
+    net = net_class(len(vocabulary), 12).eval()
+    X, Y = build_examples(words, vocabulary, 12)  # one window per character and word end, as the data builds
+    windowed = F.cross_entropy(next_char_logits(net, X), Y).item()  # what validation and test compute
+    assert windowed == pytest.approx(event_nll_by_whole_words(net, words, vocabulary), abs=1e-5)
+    # the training loss on whole-word windows (data.train_on words) is the same events' mean, each once
+    ends = Y == 0
+    _, train_loss = net(X[ends], Y[ends])
+    assert train_loss.item() == pytest.approx(windowed, abs=1e-5)
+
+
+def test_learned_bigram_lands_on_the_counting_bigram():
+    words = ["emma", "olivia", "ava", "anna", "mia", "amelia", "ella", "liam"]
+    vocabulary = Vocabulary.from_words(words)
+    X, Y = build_examples(words, vocabulary, 1)
+    smoothed = Bigram.from_counts(X, Y, len(vocabulary), smoothing=1.0)  # lecture part 1's model
+    probs = smoothed.logits.exp()
+    assert torch.allclose(probs.sum(1), torch.ones(len(vocabulary)), atol=1e-6)
+    e, m = vocabulary.encode("em")
+    count_em, count_e = sum(w.count("em") for w in words), sum(w.count("e") for w in words)
+    assert probs[e, m].item() == pytest.approx((count_em + 1) / (count_e + len(vocabulary)))
+    # the counts without smoothing maximise the likelihood of the words: where gradient descent ends up
+    counted = Bigram.from_counts(X, Y, len(vocabulary), smoothing=0.0)
+    learned = Bigram(len(vocabulary), 1)
+    optimizer = torch.optim.Adam(learned.parameters(), lr=0.1)
+    for _ in range(500):
+        _, loss = learned(X, Y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() == pytest.approx(F.cross_entropy(next_char_logits(counted, X), Y).item(), abs=0.01)
+
+
+def test_training_on_words_needs_a_sequence_model(words_path, tmp_path):
+    args = small_run_args(words_path, tmp_path, data__train_on="words", data__block_size="10")
+    cli_error(["fit", *args], r"data.train_on words .* MLP predicts only the next character")
+
+
+def test_training_on_words_needs_room_for_the_longest_word(tmp_path):
+    words = tmp_path / "words.txt"
+    words.write_text("ab\n\nabcdefgh\n" + "abcdefgh\n" * 30)  # the longest word is first on line 3
+    args = small_run_args(words, tmp_path, data__train_on="words", data__block_size="5")
+    config = ["--config", str(ROOT / "configs" / "gru.yaml")]  # first: what comes later overrides it
+    cli_error(["fit", *config, *args], r".*words.txt:3: .*'abcdefgh'.* at least 9")
+
+
+def test_wavenet_needs_a_power_of_its_grouping(words_path, tmp_path):
+    args = small_run_args(words_path, tmp_path, data__block_size="6")
+    cli_error(["fit", "--config", str(ROOT / "configs" / "wavenet.yaml"), *args], r".*power of 2 .*got 6")
+
+
+def test_bad_model_names_and_options_are_one_line(words_path, tmp_path):
+    args = small_run_args(words_path, tmp_path)
+    cli_error(["fit", *args, "--model.net", "makemore.models.Bigrm"], ".*makemore.models.Bigrm")
+    cli_error(
+        ["fit", "--config", str(ROOT / "configs" / "transformer.yaml"), *args, "--model.net.n_hidden", "3"],
+        ".*n_hidden",
+    )
+
+
+def test_another_models_checkpoint_does_not_resume(words_path, tmp_path, run_cli):
+    fit = run_cli(
+        "fit", "--config", str(ROOT / "configs" / "gru.yaml"), *small_run_args(words_path, tmp_path, max_steps=20)
+    )
+    last = str(Path(fit.trainer.log_dir) / "checkpoints" / "last.ckpt")
+    args = ["--config", str(ROOT / "configs" / "lstm.yaml"), *small_run_args(words_path, tmp_path, max_steps=40)]
+    message = cli_error(["fit", *args, "--ckpt_path", last], ".*resuming continues the same run")
+    assert "model.net.init_args.cell (checkpoint 'gru', now 'lstm')" in message
+
+
+def test_a_network_keeps_its_own_defaults_when_chosen_on_the_command_line(words_path, tmp_path, run_cli):
+    args = small_run_args(words_path, tmp_path, max_steps=10, data__block_size="8")
+    cli = run_cli("fit", *args, "--model.net", "makemore.models.Transformer", "--model.net.n_head", "2")
+    # not the default MLP's n_embd of 10: jsonargparse would carry it over to any class that takes one
+    assert cli.model.hparams.net["init_args"] == {"n_layer": 4, "n_head": 2, "n_embd": 64, "dropout": 0.0}
+
+
+def test_evaluation_and_sampling_never_move_batchnorm_statistics(words_path, tmp_path, run_cli):
+    args = ["--config", str(ROOT / "configs" / "wavenet.yaml"), *small_run_args(words_path, tmp_path, max_steps=50)]
+    fit = run_cli("fit", *args)
+    last = str(Path(fit.trainer.log_dir) / "checkpoints" / "last.ckpt")
+    saved = {k: v for k, v in read_checkpoint(last)["state_dict"].items() if "running" in k}
+    assert saved and not all(torch.equal(v, torch.zeros_like(v)) for v in saved.values())
+
+    def running(module) -> dict:
+        return {k: v for k, v in module.state_dict().items() if "running" in k}
+
+    for subcommand in ("validate", "test"):
+        cli = run_cli(subcommand, *args, "--ckpt_path", last)
+        assert all(torch.equal(running(cli.model)[k], saved[k]) for k in saved), subcommand
+    module = load_checkpoint(last)
+    module.train()  # even a module left in training mode samples in eval mode
+    module.sample(20, torch.Generator().manual_seed(0))
+    assert all(torch.equal(running(module)[k], saved[k]) for k in saved)
+    # the learning-rate finder sweeps, then puts the weights and statistics back as they were
+    fresh = run_cli("lr_find", *args)
+    initial = WaveNet(len(fit.datamodule.vocabulary), 8)
+    assert all(torch.equal(v, running(initial)[k.removeprefix("net.")]) for k, v in running(fresh.model).items())
