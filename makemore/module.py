@@ -41,7 +41,8 @@ class MakemoreModule(L.LightningModule):
         fused_step: train with the network's hand-written backward and the update p -= lr * grad, with no
             autograd graph (makemore.models.MLP has one, lecture part 4): what torch.optim.SGD without momentum or
             weight decay does, faster. It applies with that optimizer, on one device in 32-bit, without dropout.
-            null: wherever it applies; true: the same, and a fit where it cannot says why once; false: never.
+            null: wherever it applies and is faster (not with BatchNorm); true: wherever it applies, and a fit
+            where it cannot says why once; false: never.
         split: the fingerprint of the data's train/val/test split; linked from the data by the CLI and kept in
             checkpoints, so that a checkpoint is not evaluated on a split that holds its training words.
     """
@@ -130,9 +131,10 @@ class MakemoreModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         self.fused_step_active = False
-        if self.hparams.fused_step is not False:
+        asked = self.hparams.fused_step
+        if asked or (asked is None and getattr(self.net, "hand_backward_is_faster", True)):
             reason = steps.fused_step_blocker(self)
-            if reason and self.hparams.fused_step:
+            if reason and asked:
                 rank_zero_info(f"model.fused_step is not used: {reason}. Training with autograd and the optimizer.")
             self.fused_step_active = reason is None
 

@@ -88,5 +88,9 @@ def test_fused_step_is_used_quietly_where_it_applies_by_default(words_path, tmp_
     adamw = run_cli(
         "fit", *small_run_args(words_path, tmp_path / "adamw", max_steps=20), "--model.optimizer", "torch.optim.AdamW"
     )
+    batch_norm = run_cli(
+        "fit", *small_run_args(words_path, tmp_path / "bn", max_steps=20), "--model.net.init_args.batch_norm", "true"
+    )
     assert plain.model.hparams.fused_step is None
     assert plain.model.fused_step_active and not adamw.model.fused_step_active
+    assert not batch_norm.model.fused_step_active  # autograd's fused BatchNorm kernels are faster here

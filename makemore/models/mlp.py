@@ -108,6 +108,11 @@ class MLP(nn.Module):
         logits = affine(x, out.weight, out.bias)  # (b, vocab_size)
         return logits, None if targets is None else F.cross_entropy(logits, targets)
 
+    @property
+    def hand_backward_is_faster(self) -> bool:
+        """Whether `loss_and_grads` beats autograd here: not with BatchNorm, whose autograd kernels are fused."""
+        return self.norms is None
+
     def check_hand_backward(self) -> None:
         """Raise ValueError saying why `loss_and_grads` cannot train this network (it covers no dropout)."""
         if self.dropout:
@@ -154,10 +159,12 @@ class MLP(nn.Module):
             if self.norms is not None:
                 norm = self.norms[i]
                 xhat, inv_std = normalised[i]
-                grads += [(norm.weight, (dh * xhat).sum(0)), (norm.bias, dh.sum(0))]
-                dxhat = dh * norm.weight
-                # through the batch's normalisation: mean and (biased) variance depend on every row
-                dh = inv_std / b * (b * dxhat - dxhat.sum(0) - xhat * (dxhat * xhat).sum(0))
+                dgamma, dbeta = (dh * xhat).sum(0), dh.sum(0)
+                grads += [(norm.weight, dgamma), (norm.bias, dbeta)]
+                # through the batch's normalisation (mean and biased variance depend on every row), part 4's
+                # formula with its two sums written as dbeta and dgamma:
+                # gamma / std * (dh - mean(dh) - xhat * mean(dh * xhat))
+                dh = torch.addcmul(dh - dbeta / b, xhat, dgamma / b, value=-1.0) * (norm.weight * inv_std)
             if layer.bias is not None:
                 grads.append((layer.bias, dh.sum(0)))
             grads.append((layer.weight, inputs[i].t() @ dh))
@@ -170,11 +177,14 @@ class MLP(nn.Module):
 
 def batch_norm_train(norm: nn.BatchNorm1d, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """nn.BatchNorm1d's training forward up to its affine part: (xhat, 1/std), updating the running statistics."""
-    var, mean = torch.var_mean(h, 0, correction=0)
+    b = len(h)
+    mean = h.sum(0) / b  # (sums: torch.mean and torch.var_mean are slower on small batches)
+    centred = h - mean
+    var = (centred * centred).sum(0) / b  # the biased variance, which BatchNorm normalises with
     inv_std = torch.rsqrt(var + norm.eps)
     if norm.track_running_stats:
         norm.num_batches_tracked += 1
         factor = 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
         norm.running_mean.lerp_(mean, factor)
-        norm.running_var.lerp_(var * (len(h) / (len(h) - 1)), factor)  # the running variance is unbiased
-    return (h - mean) * inv_std, inv_std
+        norm.running_var.lerp_(var * (b / (b - 1)), factor)  # the running variance is unbiased
+    return centred * inv_std, inv_std
