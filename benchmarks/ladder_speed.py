@@ -6,9 +6,11 @@ For each config, in one process, the sides interleaved (A B A B ...), same threa
             same training pool (whole words for data.train_on words), batches drawn with torch.randint:
             forward, zero_grad, backward, step, scheduler step; nothing else.
   makemore  `python -m makemore fit --config configs/MODEL.yaml` in-process as a user runs it (logger,
-            progress bar to a log file, one validation and checkpoint at the end); µs/step from the StepTimer
-            callback (on_train_start to on_train_end, so the validation is included). MLPs with plain SGD
-            train with the fused step (the hand-written backward), as the config does by default.
+            progress bar to a log file, a validation and checkpoint at the end); µs/step of training from
+            the StepTimer callback (on_train_start to on_train_end, less the validation). The plain MLP
+            trains with the fused step (the hand-written backward), as its config does by default.
+            The validation's own cost is reported apart, per SGD step at the config's interval
+            (data.steps_per_epoch): the plain loop does not validate at all.
 
     nice python benchmarks/ladder_speed.py                    # every ladder config, 2,000 steps, 3 repeats
     python benchmarks/ladder_speed.py --models mlp wavenet --steps 300 --repeats 1
@@ -75,7 +77,8 @@ def run_plain(config: dict, steps: int) -> float:
     return (time.perf_counter() - start) / steps * 1e6
 
 
-def run_makemore(config_path: Path, steps: int, workdir: Path) -> float:
+def run_makemore(config_path: Path, steps: int, workdir: Path) -> tuple[float, float]:
+    """µs per SGD step of training, and seconds of one validation."""
     root = Path(tempfile.mkdtemp(prefix="run-", dir=workdir))
     args = ["fit", "--config", str(config_path), "--trainer.max_steps", str(steps)]
     args += ["--data.steps_per_epoch", str(steps), "--trainer.default_root_dir", str(root)]
@@ -86,7 +89,9 @@ def run_makemore(config_path: Path, steps: int, workdir: Path) -> float:
     timer = next(c for c in cli.trainer.callbacks if isinstance(c, StepTimer))
     if timer.steps != steps:
         raise RuntimeError(f"{config_path.name}: the makemore run took {timer.steps} steps, expected {steps}")
-    return timer.us_per_step
+    if timer.validations != 1:
+        raise RuntimeError(f"{config_path.name}: {timer.validations} validations, expected 1")
+    return (timer.train_s - timer.val_s) / steps * 1e6, timer.val_s
 
 
 def main() -> None:
@@ -104,22 +109,31 @@ def main() -> None:
         for model in args.models:
             path = ROOT / "configs" / f"{model}.yaml"
             config = load_yaml(path)
-            times = {"plain": [], "makemore": []}
+            times = {"plain": [], "makemore": [], "validation": []}
             for repeat in range(args.repeats):
                 times["plain"].append(run_plain(config, args.steps))
-                times["makemore"].append(run_makemore(path, args.steps, Path(tmp)))
+                training, validation = run_makemore(path, args.steps, Path(tmp))
+                times["makemore"].append(training)
+                times["validation"].append(validation)
                 print(
                     f"  {model} repeat {repeat + 1}: plain {times['plain'][-1]:.0f} µs/step,"
                     f" makemore {times['makemore'][-1]:.0f} µs/step",
                     flush=True,
                 )
-            plain, makemore = (statistics.median(times[side]) for side in ("plain", "makemore"))
-            batch = config.get("data", {}).get("batch_size", 32)
-            rows.append((model, batch, plain, makemore))
-    print(f"\n| model | batch | plain loop µs/step (median of {args.repeats}) | makemore µs/step | × plain |")
-    print("|---|---:|---:|---:|---:|")
-    for model, batch, plain, makemore in rows:
-        print(f"| {model} | {batch} | {plain:.0f} | {makemore:.0f} | {makemore / plain:.2f} |")
+            plain, makemore, validation = (statistics.median(times[side]) for side in times)
+            data = config.get("data", {})
+            every = data.get("steps_per_epoch") or args.steps
+            rows.append((model, data.get("batch_size", 32), plain, makemore, validation / every * 1e6, every))
+    print(
+        f"\n| model | batch | plain loop µs/step (median of {args.repeats}) | makemore µs/step | × plain"
+        " | + validation µs/step (every N steps) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for model, batch, plain, makemore, validation, every in rows:
+        print(
+            f"| {model} | {batch} | {plain:.0f} | {makemore:.0f} | {makemore / plain:.2f}"
+            f" | {validation:.0f} (every {every:,}) |"
+        )
 
 
 if __name__ == "__main__":

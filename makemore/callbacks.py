@@ -84,7 +84,7 @@ class EmbeddingVisualizer(L.Callback):
         if not tables:  # a network without a character embedding (the bigram's table is its logits)
             return
         weight = tables[0].weight.detach().cpu()
-        writer.add_figure("embeddings", embedding_figure(weight, labels), trainer.global_step)
+        writer.add_figure("plots/embeddings", embedding_figure(weight, labels), trainer.global_step)
         writer.add_embedding(weight, metadata=labels, tag="character_embeddings", global_step=trainer.global_step)
         writer.flush()
 
@@ -169,7 +169,7 @@ def report_lr_find(trainer: L.Trainer, finder: Any, raw: list[float]) -> Optiona
         fig.savefig(path, dpi=100)
         writer = tensorboard(trainer)
         if writer is not None:
-            writer.add_figure("lr_find", fig, trainer.global_step)
+            writer.add_figure("plots/lr_find", fig, trainer.global_step)
             writer.flush()
         lightning = finder.suggestion()
         print(

@@ -191,6 +191,21 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def readme_table(rows: list[dict]) -> str:
+    """The README's short form of the table: the numbers to compare, with the anchor and whether it is met."""
+    lines = ["| model | params | val | test | test bits/char | anchor |", "|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        anchor = "none published"
+        if r["anchor"] is not None:
+            anchor = f"{r['anchor']:.3f}: {'met' if r['met'] else 'not met'}"
+        seeds = f" ({len(r['seeds'])} seed{'s' if len(r['seeds']) > 1 else ''})"
+        lines.append(
+            f"| `{r['model']}`{seeds} | {r['params']:,} | {statistics.mean(r['val']):.4f}"
+            f" | {statistics.mean(r['test']):.4f} | {r['test_bpc']:.3f} | {anchor} |"
+        )
+    return "\n".join(lines)
+
+
 def plot(runs: dict[str, dict], path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
@@ -250,7 +265,7 @@ def write(runs: dict[str, dict], args: argparse.Namespace) -> str:
         start, end = (content.find(marker) for marker in MARKERS)
         if start < 0 or end < start:
             sys.exit(f"leaderboard.py: {readme} has no {MARKERS[0]} ... {MARKERS[1]} block for the table")
-        readme.write_text(content[: start + len(MARKERS[0])] + "\n" + text + "\n" + content[end:])
+        readme.write_text(content[: start + len(MARKERS[0])] + "\n" + readme_table(rows) + "\n" + content[end:])
     return text
 
 

@@ -82,7 +82,7 @@ def wait_for_data(base: str, server: subprocess.Popen, timeout: float, log: str)
             scalars = get_json(f"{base}/data/plugin/scalars/tags")
             images = get_json(f"{base}/data/plugin/images/tags")
             has_val = any("val_loss" in tags for tags in scalars.values())
-            has_figure = any("embeddings" in tags for tags in images.values())
+            has_figure = any("plots/embeddings" in tags for tags in images.values())
             if has_val and has_figure:
                 return
             last = f"runs {sorted(scalars)}; val_loss {has_val}, embeddings figure {has_figure}"

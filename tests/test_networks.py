@@ -63,7 +63,7 @@ def test_a_network_from_outside_the_package_trains_tests_and_samples(words_path,
     # no character embedding: no embedding figure, and no error
     events = EventAccumulator(fit.trainer.log_dir)
     events.Reload()
-    assert "embeddings" not in events.Tags()["images"] and "val_loss" in events.Tags()["scalars"]
+    assert "plots/embeddings" not in events.Tags()["images"] and "val_loss" in events.Tags()["scalars"]
 
 
 def test_a_class_that_is_not_an_nn_module_is_a_clear_error(words_path, tmp_path, run_cli):

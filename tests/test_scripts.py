@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -84,3 +86,35 @@ def test_startup_benchmark_prints_its_table(tmp_path):
     out = run_script(str(REPO / "benchmarks" / "startup.py"), "--repeats", "1", "--fit-steps", "200", cwd=tmp_path)
     for name in ("import torch", "makemore --help", "makemore sample (20 names)", "plain loop, 200 steps"):
         assert any(line.startswith(f"| {name} |") for line in out.splitlines()), name
+
+
+def test_leaderboard_builds_its_table_piece_by_piece(tmp_path):
+    docs, root, readme = tmp_path / "docs", tmp_path / "runs", tmp_path / "README.md"
+    readme.write_text("# title\n\n<!-- leaderboard -->\nold table\n<!-- /leaderboard -->\n\nmore\n")
+    script = str(REPO / "scripts" / "leaderboard.py")
+    common = ["--max_steps", "100", "--root", str(root), "--docs", str(docs), "--readme", str(readme)]
+    run_script(script, "--models", "bigram", "mlp", "--seeds", "0", *common, cwd=tmp_path)
+    run_script(script, "--models", "bigram", "--seeds", "1", *common, cwd=tmp_path)  # merged into the table
+
+    board = json.loads((docs / "leaderboard.json").read_text())
+    assert sorted(board["runs"]) == ["bigram/0", "bigram/1", "mlp/0"]
+    rows = {row["model"]: row for row in board["summary"]}
+    assert list(rows) == ["bigram", "mlp"] and rows["bigram"]["seeds"] == [0, 1]
+    for run in board["runs"].values():
+        assert run["steps"] == 100 and 0 < run["val"] < 5 and math.isfinite(run["test"])
+    # the bigram's anchor: the counting bigram with +1 smoothing on the same split, computed, not typed
+    assert 2.4 < rows["bigram"]["anchor"] < 2.5
+    vals = [board["runs"][f"bigram/{seed}"]["val"] for seed in range(2)]
+    assert rows["bigram"]["val_mean"] == pytest.approx(sum(vals) / 2)
+    table = (docs / "leaderboard.md").read_text()
+    assert "± " in table and "(leaderboard.png)" in table
+    assert (docs / "leaderboard.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = readme.read_text()
+    assert "old table" not in text and "| `bigram` (2 seeds) |" in text and text.endswith("\n\nmore\n")
+
+
+def test_ladder_speed_benchmark_prints_a_row_per_model(tmp_path):
+    script = str(REPO / "benchmarks" / "ladder_speed.py")
+    out = run_script(script, "--models", "bigram", "gru", "--steps", "20", "--repeats", "1", cwd=tmp_path)
+    rows = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ")]
+    assert rows == ["model", "bigram", "gru"]

@@ -31,7 +31,7 @@ def test_scalars_count_sgd_steps(fitted):
 
 def test_embedding_figure_projector_and_samples(fitted):
     cli, events, *_ = fitted
-    assert "embeddings" in events.Tags()["images"]
+    assert "plots/embeddings" in events.Tags()["images"]
     assert any(tag.startswith("samples") for tag in events.Tags()["tensors"])
     log_dir = Path(cli.trainer.log_dir)
     assert "character_embeddings" in (log_dir / "projector_config.pbtxt").read_text()
