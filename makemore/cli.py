@@ -32,7 +32,19 @@ OVERVIEW = (
 )
 
 
-def sample(ckpt_path: str, num_samples: int = 20, seed: int = 42, device: str = "cpu") -> list[str]:
+def sample(
+    ckpt_path: str,
+    num_samples: int = 20,
+    seed: int = 42,
+    device: str = "cpu",
+    temperature: float = 1.0,
+    top_k: Optional[int] = None,
+    prefix: str = "",
+    max_length: Optional[int] = None,
+    log_prob: bool = False,
+    novelty: bool = False,
+    words: Optional[str] = None,
+) -> list[str]:
     """Print names drawn from a trained model, one per line; needs only the checkpoint.
 
     Args:
@@ -41,15 +53,28 @@ def sample(ckpt_path: str, num_samples: int = 20, seed: int = 42, device: str = 
         num_samples: how many names to draw.
         seed: seed of the sampling generator; the same seed gives the same names.
         device: where to run the model (cpu or cuda).
+        temperature: divides the logits before sampling: below 1 more likely names, above 1 more varied ones.
+        top_k: draw each character from the k most likely only (null: from all).
+        prefix: every name starts with these letters.
+        max_length: the longest name drawn (default: the checkpoint's model.max_sample_length).
+        log_prob: print each name's log-probability under the model (nats; temperature 1, all characters) beside it.
+        novelty: print beside each name whether it is in the training words, in val/test or new, and a summary
+            line (on stderr). Needs the word list the model was trained on: the checkpoint's data file, or --words.
+        words: the word list for --novelty, when the checkpoint's data file has moved; its split must be the
+            checkpoint's (checked by its fingerprint).
     """
     import torch
 
+    from makemore import sampling
     from makemore.checkpoint import load_network, named_checkpoint
-    from makemore.sampling import sample_words
     from makemore.text import Vocabulary
 
     if num_samples < 1:
         raise ConfigError(f"--num_samples must be at least 1, got {num_samples}")
+    if temperature <= 0:
+        raise ConfigError(f"--temperature must be above 0, got {temperature} (near 0 picks the most likely name)")
+    if top_k is not None and top_k < 1:
+        raise ConfigError(f"--top_k must be at least 1, got {top_k}")
     try:
         kind = torch.device(device).type
     except RuntimeError:
@@ -61,11 +86,57 @@ def sample(ckpt_path: str, num_samples: int = 20, seed: int = 42, device: str = 
         print(f"makemore: --ckpt_path: {ckpt_path}", file=sys.stderr)
     net, hparams = load_network(ckpt_path, map_location=device)
     vocabulary = Vocabulary(hparams["vocab"])
+    unknown = sorted(set(prefix) - set(vocabulary.itos[1:]))
+    if unknown:
+        raise ConfigError(
+            f"--prefix {prefix!r}: {', '.join(map(repr, unknown))} not in the model's vocabulary ({hparams['vocab'][1:]})"
+        )
+    max_length = hparams["max_sample_length"] if max_length is None else max_length
+    if max_length < max(len(prefix), 1):
+        raise ConfigError(f"--max_length {max_length} leaves no room for a name after --prefix {prefix!r}")
+    splits = training_splits(ckpt_path, words) if novelty else None
     generator = torch.Generator(device).manual_seed(seed)
-    names = sample_words(net, vocabulary, hparams["block_size"], num_samples, hparams["max_sample_length"], generator)
-    for name in names:
-        print(name)
+    names = sampling.sample_words(
+        net, vocabulary, hparams["block_size"], num_samples, max_length, generator, temperature, top_k, prefix
+    )
+    columns = [names]
+    if log_prob:
+        columns.append(
+            [f"{value:.4f}" for value in sampling.word_log_probs(net, vocabulary, hparams["block_size"], names)]
+        )
+    if splits is not None:
+        classes = sampling.novelty(names, splits)
+        columns.append(classes)
+    for row in zip(*columns):
+        print("\t".join(row))
+    if splits is not None:
+        sys.stdout.flush()  # the names first, then the summary
+        counts = ", ".join(
+            f"{classes.count(name)} {'in ' if name != 'new' else ''}{name} ({classes.count(name) / len(names):.0%})"
+            for name in sampling.NOVELTY
+        )
+        print(f"makemore: {len(names)} names: {counts}", file=sys.stderr)
     return names
+
+
+def training_splits(ckpt_path: str, words: Optional[str]) -> tuple[list[str], list[str], list[str]]:
+    """The train/val/test words a checkpoint was trained on, rebuilt from its data settings and checked."""
+    from makemore.checkpoint import read_checkpoint
+    from makemore.text import default_path, read_words, split_fingerprint, split_words
+
+    checkpoint = read_checkpoint(ckpt_path)
+    data = checkpoint.get("datamodule_hyper_parameters") or {}
+    saved = checkpoint["hyper_parameters"].get("split")
+    if not data or not saved:
+        raise ConfigError(f"--novelty: {ckpt_path} does not record the data it was trained on")
+    path = words or data.get("path") or default_path()
+    splits = split_words(read_words(path), data["train_fraction"], data["val_fraction"], data["seed"])
+    if split_fingerprint(splits) != saved:
+        raise ConfigError(
+            f"--novelty: the words of {path} do not split into the ones {ckpt_path} was trained on; give the"
+            " word list it was trained on with --words"
+        )
+    return splits
 
 
 def run_sample(argv: list[str]) -> None:

@@ -1,6 +1,5 @@
 """The DataModule: train/val/test examples from a word list, split as in the lecture, and their batches."""
 
-import hashlib
 import math
 from pathlib import Path
 from typing import Any, Iterator, Literal, Optional
@@ -10,7 +9,7 @@ import torch
 
 from makemore.errors import DataError
 from makemore.steps import TrainBatches, batch_steps
-from makemore.text import Vocabulary, build_examples, default_path, read_words, split_words
+from makemore.text import Vocabulary, build_examples, default_path, read_words, split_fingerprint, split_words
 
 
 def line_of(path: Path, word: str) -> int:
@@ -131,11 +130,7 @@ class CharDataModule(L.LightningDataModule):
         Kept in checkpoints (linked to the model by the CLI): a checkpoint evaluated on another split, which
         could hold its training words, is refused.
         """
-        fingerprint: dict[str, Any] = {}
-        for name, words in zip(("train", "val", "test"), self.splits):
-            fingerprint[f"{name}_words"] = len(words)
-            fingerprint[f"{name}_sha256"] = hashlib.sha256("\n".join(words).encode()).hexdigest()[:16]
-        return fingerprint
+        return split_fingerprint(self.splits)
 
     @property
     def vocab(self) -> str:

@@ -16,7 +16,7 @@ from makemore import steps
 from makemore.checkpoint import callable_config, factory, network_config, network_factory, read_checkpoint
 from makemore.errors import CheckpointError, ConfigError
 from makemore.models import MLP, NetworkCallable, next_char_logits
-from makemore.sampling import sample_words
+from makemore.sampling import novelty, sample_words
 from makemore.text import Vocabulary
 
 
@@ -184,6 +184,10 @@ class MakemoreModule(L.LightningModule):
             generator = torch.Generator(self.device).manual_seed(self.global_step)
             names = self.sample(self.hparams.num_samples, generator)
             self.logger.experiment.add_text("samples", "  \n".join(names), self.global_step)
+            splits = getattr(self.trainer.datamodule, "splits", None)
+            if splits:  # the share of sampled names in none of the data's words
+                new = novelty(names, splits).count("new") / len(names)
+                self.logger.experiment.add_scalar("samples_new", new, self.global_step)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, self.test_loss)

@@ -1,33 +1,52 @@
 """Drawing words from any makemore network (no Lightning: `makemore sample` starts fast)."""
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from makemore.text import Vocabulary
+from makemore.models.base import next_char_logits
+from makemore.text import Vocabulary, build_examples
 
 
 @torch.no_grad()
 def generate(
-    net: nn.Module, block_size: int, num_samples: int, max_length: int, generator: Optional[torch.Generator] = None
+    net: nn.Module,
+    block_size: int,
+    num_samples: int,
+    max_length: int,
+    generator: Optional[torch.Generator] = None,
+    temperature: float = 1.0,
+    top_k: Optional[int] = None,
+    prefix: Sequence[int] = (),
 ) -> torch.Tensor:
     """Sample `num_samples` words in parallel, each until it draws `.` (index 0) or reaches max_length.
 
     The network sees the last `block_size` tokens (`.` before the word starts) and may return logits for
-    the last position only, (b, vocab_size), or for every position, (b, t, vocab_size).
-    Returns (num_samples, max_length) token ids; positions after a word's `.` are 0 too.
+    the last position only, (b, vocab_size), or for every position, (b, t, vocab_size). Each word starts
+    with the token ids `prefix`; the next characters are drawn from softmax(logits / temperature), from the
+    `top_k` most likely only when given. Returns (num_samples, max_length) token ids; positions after a
+    word's `.` are 0 too.
     """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be above 0, got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
+    if len(prefix) > max_length:
+        raise ValueError(f"the prefix has {len(prefix)} characters, more than max_length {max_length}")
     device = next(net.parameters()).device
-    context = torch.zeros(num_samples, block_size, dtype=torch.long, device=device)
     out = torch.zeros(num_samples, max_length, dtype=torch.long, device=device)
+    out[:, : len(prefix)] = torch.tensor(list(prefix), dtype=torch.long, device=device)
+    padded = torch.cat([torch.zeros(num_samples, block_size, dtype=torch.long, device=device), out], 1)
+    context = padded[:, len(prefix) : len(prefix) + block_size]  # the block_size tokens before the next one
     alive = torch.ones(num_samples, dtype=torch.bool, device=device)
-    for t in range(max_length):
-        logits, _ = net(context)
-        if logits.dim() == 3:  # a sequence model: the prediction after the last position
-            logits = logits[:, -1, :]
-        probs = F.softmax(logits, dim=-1)  # (num_samples, vocab_size)
+    for t in range(len(prefix), max_length):
+        logits = next_char_logits(net, context) / temperature  # (num_samples, vocab_size)
+        if top_k is not None and top_k < logits.shape[1]:
+            kth = torch.topk(logits, top_k, dim=1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        probs = F.softmax(logits, dim=-1)
         ix = torch.multinomial(probs, 1, generator=generator).squeeze(1) * alive
         out[:, t] = ix
         alive &= ix != 0
@@ -44,13 +63,44 @@ def sample_words(
     num_samples: int,
     max_length: int,
     generator: Optional[torch.Generator] = None,
+    temperature: float = 1.0,
+    top_k: Optional[int] = None,
+    prefix: str = "",
 ) -> list[str]:
-    """Draw words from the network in eval mode (its training mode is put back afterwards)."""
+    """Draw words from the network in eval mode (its training mode is put back afterwards); see `generate`."""
+    prefix_ids = vocabulary.encode(prefix)  # KeyError for a character outside the vocabulary
     was_training = net.training
     net.eval()
     try:
-        ids = generate(net, block_size, num_samples, max_length, generator)
+        ids = generate(net, block_size, num_samples, max_length, generator, temperature, top_k, prefix_ids)
     finally:
         net.train(was_training)
     # generate() fills everything from a word's `.` on with 0, so the nonzero ids are the word
     return [vocabulary.decode(row[row != 0].tolist()) for row in ids.cpu()]
+
+
+@torch.no_grad()
+def word_log_probs(net: nn.Module, vocabulary: Vocabulary, block_size: int, words: list[str]) -> list[float]:
+    """Each word's log-probability under the network, in nats: its characters and its end, each given the ones before."""
+    was_training = net.training
+    net.eval()
+    try:
+        device = next(net.parameters()).device
+        X, Y = build_examples(words, vocabulary, block_size)
+        logprobs = F.log_softmax(next_char_logits(net, X.to(device)).float(), dim=-1)
+        per_char = logprobs.gather(1, Y.to(device).unsqueeze(1)).squeeze(1).cpu()
+    finally:
+        net.train(was_training)
+    ends = torch.tensor([len(word) + 1 for word in words]).cumsum(0)
+    totals = torch.cat([torch.zeros(1), per_char.double().cumsum(0)])
+    starts = torch.cat([torch.zeros(1, dtype=torch.long), ends[:-1]])
+    return (totals[ends] - totals[starts]).tolist()
+
+
+NOVELTY = ("train", "val/test", "new")
+
+
+def novelty(words: list[str], splits: Sequence[Sequence[str]]) -> list[str]:
+    """Each word's class against the data's (train, val, test) splits: "train", "val/test" or "new"."""
+    train, held_out = set(splits[0]), set(splits[1]) | set(splits[2])
+    return ["train" if word in train else "val/test" if word in held_out else "new" for word in words]

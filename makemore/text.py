@@ -7,6 +7,7 @@ reading use this module without paying Lightning's import.
 """
 
 import codecs
+import hashlib
 import random
 from importlib import resources
 from pathlib import Path
@@ -129,3 +130,12 @@ def split_words(
     n1 = int(train_fraction * len(words))
     n2 = int((train_fraction + val_fraction) * len(words))
     return words[:n1], words[n1:n2], words[n2:]
+
+
+def split_fingerprint(splits: tuple[list[str], list[str], list[str]]) -> dict[str, Union[int, str]]:
+    """Word counts and a hash of each split's words, independent of the file's path (kept in checkpoints)."""
+    fingerprint: dict[str, Union[int, str]] = {}
+    for name, words in zip(("train", "val", "test"), splits):
+        fingerprint[f"{name}_words"] = len(words)
+        fingerprint[f"{name}_sha256"] = hashlib.sha256("\n".join(words).encode()).hexdigest()[:16]
+    return fingerprint

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Screenshots of TensorBoard on a real run: the scalars dashboard and the images dashboard (embedding figure).
+"""Screenshots of TensorBoard on a real run: the Time Series view it opens on, the Scalars tab, the images.
 
     python scripts/screenshot.py                                        # the mlp run of scripts/experiments.py
     python scripts/screenshot.py --logdir lightning_logs/experiments/mlp_embd2 --docs docs
@@ -7,7 +7,7 @@
 Starts `tensorboard --logdir DIR --port PORT --host 127.0.0.1` on a free port, waits until it answers
 and has read the run's val_loss and embedding figure, takes headless screenshots with Debian's Chromium
 (/usr/bin/chromium; `apt-get update && apt-get install -y chromium` if it is missing), then stops
-TensorBoard. Writes DOCS/tensorboard_scalars.png and DOCS/tensorboard_images.png.
+TensorBoard. Writes DOCS/tensorboard_timeseries.png, tensorboard_scalars.png and tensorboard_images.png.
 """
 
 import argparse
@@ -25,12 +25,12 @@ from typing import Optional
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
-# What each screenshot shows: the URL fragment selects the dashboard, each with TensorBoard's default
-# settings (no tag filter, default smoothing). The Scalars tab, whose first section is `loss` (train,
-# val and test on one chart): headless Chromium draws its charts, but not the line charts of the Time
-# Series view TensorBoard opens on (their cards show only the values table). The images dashboard shows
-# the one figure a fit logs, the character embeddings.
+# What each screenshot shows, with TensorBoard's default settings (no tag filter, default smoothing): the
+# Time Series view TensorBoard opens on (its line charts drawn as SVG, TensorBoard's own forceSVG switch:
+# headless Chromium does not draw their WebGL), the Scalars tab, and the images dashboard with the figures a
+# fit logs (the character embeddings).
 SHOTS = {
+    "tensorboard_timeseries.png": "?forceSVG=true#timeseries",
     "tensorboard_scalars.png": "#scalars",
     "tensorboard_images.png": "#images",
 }

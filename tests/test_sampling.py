@@ -1,0 +1,111 @@
+"""Sampling the way researchers work: temperature, top-k, prefixes, log-probabilities and novelty."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import cli_error, small_run_args
+
+from makemore.models import MLP, Transformer, next_char_logits
+from makemore.sampling import novelty, sample_words, word_log_probs
+from makemore.text import Vocabulary
+
+VOCABULARY = Vocabulary(".abcdefghijklmnopqrstuvwxyz")
+
+
+def greedy(net: torch.nn.Module, block_size: int, max_length: int, prefix: str = "") -> str:
+    """The most likely character at every step, written out one step at a time."""
+    name = prefix
+    with torch.no_grad():
+        while len(name) < max_length:
+            context = ([0] * block_size + VOCABULARY.encode(name))[-block_size:]
+            ix = int(next_char_logits(net, torch.tensor([context])).argmax())
+            if ix == 0:
+                break
+            name += VOCABULARY.itos[ix]
+    return name
+
+
+@pytest.mark.parametrize("net_class", [MLP, Transformer], ids=["mlp", "transformer"])
+def test_temperature_near_zero_and_top_k_one_give_the_most_likely_name(net_class):
+    torch.manual_seed(0)
+    net = net_class(len(VOCABULARY), 4).eval()
+    expected = greedy(net, 4, 12)
+    cold = sample_words(net, VOCABULARY, 4, 5, 12, torch.Generator().manual_seed(0), temperature=1e-4)
+    top1 = sample_words(net, VOCABULARY, 4, 5, 12, torch.Generator().manual_seed(1), top_k=1)
+    assert cold == top1 == [expected] * 5
+    with_prefix = sample_words(net, VOCABULARY, 4, 3, 12, top_k=1, prefix="qu")
+    assert with_prefix == [greedy(net, 4, 12, prefix="qu")] * 3
+
+
+def test_a_prefix_starts_every_name_and_top_k_limits_the_characters():
+    torch.manual_seed(0)
+    net = MLP(len(VOCABULARY), 3).eval()
+    names = sample_words(net, VOCABULARY, 3, 50, 20, torch.Generator().manual_seed(0), prefix="zo")
+    assert all(name.startswith("zo") for name in names) and len(set(names)) > 1
+    # with top_k 2 the first character is one of the two most likely after the start token
+    first = next_char_logits(net, torch.zeros(1, 3, dtype=torch.long))[0].topk(2).indices.tolist()
+    names = sample_words(net, VOCABULARY, 3, 50, 20, torch.Generator().manual_seed(0), top_k=2)
+    assert {VOCABULARY.stoi[name[0]] if name else 0 for name in names} <= set(first)
+
+
+def test_a_names_log_probability_is_the_sum_over_its_characters():
+    torch.manual_seed(0)
+    net = Transformer(len(VOCABULARY), 6, n_layer=1, n_embd=16).eval()
+    names = ["emma", "x", "olivianna"]  # one longer than the context: the window slides
+    expected = []
+    with torch.no_grad():
+        for name in names:
+            total, ids = 0.0, VOCABULARY.encode(name) + [0]
+            for i, target in enumerate(ids):
+                context = ([0] * 6 + ids[:i])[-6:]
+                total += F.log_softmax(next_char_logits(net, torch.tensor([context])), -1)[0, target].item()
+            expected.append(total)
+    assert word_log_probs(net, VOCABULARY, 6, names) == pytest.approx(expected, abs=1e-4)
+
+
+def test_novelty_classes_names_against_the_split():
+    splits = (["emma", "ava"], ["mia"], ["zoe"])
+    assert novelty(["ava", "zoe", "mia", "bob"], splits) == ["train", "val/test", "val/test", "new"]
+
+
+def test_sample_options_from_the_command_line(words_path, tmp_path, run_cli, capsys):
+    fit = run_cli("fit", *small_run_args(words_path, tmp_path, max_steps=100))
+    last = str(Path(fit.trainer.log_dir) / "checkpoints" / "last.ckpt")
+    capsys.readouterr()
+    run_cli("sample", "--ckpt_path", last, "--num_samples", "6", "--prefix", "ma", "--log_prob", "true")
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 6 and all(name.startswith("ma") and float(value) < 0 for name, value in rows)
+    run_cli("sample", "--ckpt_path", last, "--num_samples", "30", "--novelty", "true")
+    output = capsys.readouterr()
+    classes = [line.split("\t")[1] for line in output.out.splitlines()]
+    assert len(classes) == 30 and set(classes) <= {"train", "val/test", "new"}
+    summary = output.err.strip().splitlines()[-1]
+    assert summary.startswith("makemore: 30 names: ") and f"{classes.count('new')} new" in summary
+    # the share of new names goes to TensorBoard at each validation
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(fit.trainer.log_dir)
+    events.Reload()
+    assert "samples_new" in events.Tags()["scalars"]
+
+    other = tmp_path / "other.txt"
+    other.write_text("anna\nbob\ncarl\n" * 5)
+    cli_error(["sample", "--ckpt_path", last, "--novelty", "true", "--words", str(other)], ".*--words")
+
+
+@pytest.mark.parametrize(
+    "option, pattern",
+    [
+        (["--temperature", "0"], "--temperature must be above 0"),
+        (["--top_k", "0"], "--top_k must be at least 1"),
+        (["--prefix", "m#"], "--prefix 'm#': '#' not in the model's vocabulary"),
+        (["--max_length", "1", "--prefix", "ma"], "--max_length 1 leaves no room"),
+    ],
+    ids=["temperature", "top_k", "prefix", "max_length"],
+)
+def test_bad_sample_options_are_one_line(words_path, tmp_path, run_cli, option, pattern):
+    fit = run_cli("fit", *small_run_args(words_path, tmp_path, max_steps=10))
+    last = str(Path(fit.trainer.log_dir) / "checkpoints" / "last.ckpt")
+    cli_error(["sample", "--ckpt_path", last, *option], pattern)
