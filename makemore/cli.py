@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "test": "test_loss of a checkpoint on the whole test split (--ckpt_path FILE, best or last)",
     "lr_find": "sweep the learning rate, print a suggestion, save the loss-vs-rate plot",
     "sample": "print names drawn from a checkpoint (needs nothing but the checkpoint)",
+    "search": "search hyperparameters with Optuna: --config BASE.yaml --search SPACE.yaml",
 }
 
 OVERVIEW = (
@@ -139,16 +140,23 @@ def training_splits(ckpt_path: str, words: Optional[str]) -> tuple[list[str], li
     return splits
 
 
-def run_sample(argv: list[str]) -> None:
+def run_function(command: str, argv: list[str]) -> None:
+    """`sample` or `search`: the function's arguments as options (jsonargparse), errors as one line."""
     from jsonargparse import ArgumentParser
 
-    parser = ArgumentParser(prog="makemore sample", description=sample.__doc__.splitlines()[0], exit_on_error=False)
-    parser.add_function_arguments(sample)
+    if command == "search":
+        from makemore.search import search as function
+    else:
+        function = sample
+    parser = ArgumentParser(
+        prog=f"makemore {command}", description=function.__doc__.splitlines()[0], exit_on_error=False
+    )
+    parser.add_function_arguments(function)
     try:
         options = parser.parse_args(argv)
     except Exception as err:  # jsonargparse's parse errors: one line, as every other makemore error
-        raise ConfigError(f"sample: {err}".splitlines()[0]) from None
-    sample(**options.as_dict())
+        raise ConfigError(f"{command}: {err}".splitlines()[0]) from None
+    function(**options.as_dict())
 
 
 def main(args: Optional[list[str]] = None) -> Optional[Any]:
@@ -165,8 +173,8 @@ def main(args: Optional[list[str]] = None) -> Optional[Any]:
             close = difflib.get_close_matches(command, SUBCOMMANDS, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ConfigError(f"unknown subcommand {command!r}{hint}; choose from {', '.join(SUBCOMMANDS)}")
-        if command == "sample":
-            run_sample(argv[1:])
+        if command in ("sample", "search"):
+            run_function(command, argv[1:])
             return None
         from makemore.lightning_cli import run
 

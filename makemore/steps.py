@@ -397,6 +397,10 @@ def train_steps(module: L.LightningModule, batch: tuple[torch.Tensor, torch.Tens
     minibatches = zip(X[:steps].unbind(), Y[:steps].unbind())
     if getattr(module, "fused_step_active", False):
         group = torch_optimizer.param_groups[0]  # its lr is read at every step: schedules and the LR finder set it
+        # torch's schedules warn when they step before the optimizer ever did: step it once with no gradients,
+        # which changes nothing (the fused step sets no .grad).
+        torch_optimizer.zero_grad()
+        torch_optimizer.step()
         with torch.no_grad():
             for x, y in minibatches:
                 loss, grads = net.loss_and_grads(x, y)

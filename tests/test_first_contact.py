@@ -31,12 +31,12 @@ def test_help_lists_every_subcommand_and_each_works(capsys):
     main(["--help"])
     text = capsys.readouterr().out
     assert text.startswith("usage: makemore {fit,validate,test,lr_find,sample}") and "predict" not in text
-    for name in ["fit", "validate", "test", "lr_find", "sample"]:
+    for name in ["fit", "validate", "test", "lr_find", "sample", "search"]:
         assert f"  {name} " in text
         with pytest.raises(SystemExit) as exit_info:
             main([name, "--help"])
         assert exit_info.value.code == 0
-    assert set(SUBCOMMANDS) == {"fit", "validate", "test", "lr_find", "sample"}
+    assert set(SUBCOMMANDS) == {"fit", "validate", "test", "lr_find", "sample", "search"}
 
 
 def test_help_and_sample_do_not_import_lightning(tmp_path, words_path):

@@ -1,6 +1,7 @@
 """Lecture part 4: the MLP's hand-written backward equals autograd, and the fused step trains as autograd does."""
 
 import logging
+import warnings
 
 import pytest
 import torch
@@ -47,7 +48,10 @@ def test_fused_step_trains_as_autograd_and_sgd_do(words_path, tmp_path, run_cli)
     runs = {}
     for fused in ("true", "false"):
         root = tmp_path / fused
-        runs[fused] = run_cli("fit", *small_run_args(words_path, root), *schedule, "--model.fused_step", fused)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            runs[fused] = run_cli("fit", *small_run_args(words_path, root), *schedule, "--model.fused_step", fused)
+        assert not [w for w in caught if "lr_scheduler.step()" in str(w.message)]  # the schedule steps after it
     assert runs["true"].model.fused_step_active and not runs["false"].model.fused_step_active
     assert runs["true"].trainer.global_step == runs["false"].trainer.global_step == 200
     fused, autograd = runs["true"].model.state_dict(), runs["false"].model.state_dict()

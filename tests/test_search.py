@@ -1,0 +1,119 @@
+"""`makemore search`: an Optuna study over CLI options, shared by worker processes, resumable, with clear errors."""
+
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from conftest import cli_error, small_run_args
+
+from makemore import search as search_module
+from makemore.cli import main
+
+
+def base_config(words: Path, tmp_path: Path) -> Path:
+    """A small fit as a config file: 60 SGD steps on the tiny word list, validation every 20."""
+    config: dict = {"seed_everything": 0, "trainer": {}, "data": {}}
+    args = small_run_args(words, tmp_path, max_steps=60, data__steps_per_epoch="20")
+    for option, value in zip(args[::2], args[1::2]):
+        section, _, key = option.removeprefix("--").partition(".")
+        if section in ("trainer", "data"):
+            config[section][key] = yaml.safe_load(value)
+    config["trainer"].pop("default_root_dir")
+    path = tmp_path / "base.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def space_file(tmp_path: Path, space: dict, pruner: dict | None = None) -> Path:
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump({"space": space, **({"pruner": pruner} if pruner else {})}))
+    return path
+
+
+SPACE = {
+    "model.learning_rate": {"low": 0.05, "high": 0.5, "log": True},
+    "model.net.init_args.n_hidden": {"choices": [16, 32]},
+}
+
+
+def test_search_runs_trials_in_workers_and_resumes(words_path, tmp_path, capsys):
+    config, space, root = base_config(words_path, tmp_path), space_file(tmp_path, SPACE), tmp_path / "search"
+    args = ["search", "--config", str(config), "--search", str(space), "--root", str(root)]
+    main([*args, "--trials", "3", "--workers", "2"])
+    study = optuna.load_study(study_name="space", storage=f"sqlite:///{root / 'study.db'}")
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert len(finished) >= 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in finished)
+    for trial in finished:  # each trial is a normal run folder, with its TensorBoard logs
+        assert list(Path(trial.user_attrs["run"]).glob("events.out.tfevents.*"))
+        assert set(trial.params) == set(SPACE)
+    text = (root / "search.md").read_text()
+    assert text.count("| complete |") == len(finished) and "test_loss" in text
+    best = yaml.safe_load((root / "best.yaml").read_text())
+    assert best["model"]["learning_rate"] == pytest.approx(study.best_params["model.learning_rate"])
+    assert best["model"]["net"]["init_args"]["n_hidden"] == study.best_params["model.net.init_args.n_hidden"]
+    main(["fit", "--config", str(root / "best.yaml"), "--trainer.default_root_dir", str(tmp_path / "again")])
+    tested = study.user_attrs["tested"]
+    assert tested == study.best_trial.number and (root / "history.png").exists()
+
+    # run again asking for more: the study continues, the earlier trials stay
+    main([*args, "--trials", str(len(finished) + 2)])
+    study = optuna.load_study(study_name="space", storage=f"sqlite:///{root / 'study.db'}")
+    again = [t for t in study.trials if t.state.is_finished()]
+    assert len(again) >= len(finished) + 2
+    assert [t.params for t in again[: len(finished)]] == [t.params for t in finished]
+
+
+def test_a_pruned_trial_stops_at_the_validation(words_path, tmp_path, run_cli, monkeypatch):
+    class Pruning:
+        reported: list = []
+
+        def report(self, value, step):
+            self.reported.append((step, value))
+
+        def should_prune(self):
+            return True
+
+    trial = Pruning()
+    monkeypatch.setattr(search_module, "_TRIAL", trial)
+    args = small_run_args(words_path, tmp_path, max_steps=200)
+    cli = run_cli("fit", *args, "--trainer.callbacks+=makemore.search.PruneOnValidation")
+    assert cli.trainer.global_step == 50  # stopped at the first validation (data.steps_per_epoch 50)
+    assert [step for step, _ in trial.reported] == [50]
+    assert any(getattr(c, "pruned", False) for c in cli.trainer.callbacks)
+
+
+@pytest.mark.parametrize(
+    "space, pattern",
+    [
+        ({"model.learning_speed": {"low": 0.01, "high": 0.1}}, ".*model.learning_speed"),
+        ({"model.learning_rate": {"low": 0.1, "high": 0.01}}, ".*model.learning_rate: an empty or inverted range"),
+        ({"data.block_size": {"choices": []}}, ".*data.block_size: choices must be a non-empty list"),
+        ({"model.learning_rate": {"low": 0.0, "high": 0.1, "log": True}}, ".*a log range needs low above 0"),
+    ],
+    ids=["unknown option", "inverted", "empty choices", "log from 0"],
+)
+def test_bad_search_spaces_are_one_line(words_path, tmp_path, space, pattern):
+    config = base_config(words_path, tmp_path)
+    args = ["search", "--config", str(config), "--search", str(space_file(tmp_path, space))]
+    cli_error([*args, "--root", str(tmp_path / "search")], pattern)
+    assert not list((tmp_path / "search").glob("trial_*"))  # nothing ran
+
+
+def test_a_database_that_is_not_a_study_is_one_line(words_path, tmp_path):
+    root = tmp_path / "search"
+    root.mkdir()
+    (root / "study.db").write_bytes(b"not a database at all" * 100)
+    config, space = base_config(words_path, tmp_path), space_file(tmp_path, SPACE)
+    cli_error(
+        ["search", "--config", str(config), "--search", str(space), "--root", str(root)],
+        ".*study.db: not a usable Optuna study database",
+    )
+    assert (root / "study.db").read_bytes().startswith(b"not a database")  # left as it was
+
+
+def test_trials_that_keep_failing_stop_the_search(words_path, tmp_path):
+    config = base_config(words_path, tmp_path)
+    space = space_file(tmp_path, {"model.learning_rate": {"low": 1.0e6, "high": 1.0e7, "log": True}})  # diverges
+    args = ["search", "--config", str(config), "--search", str(space), "--root", str(tmp_path / "search")]
+    cli_error([*args, "--trials", "10"], "trials 0, 1, 2 failed one after another")
