@@ -295,7 +295,7 @@ def search(
 
     Args:
         config: the base config (for example configs/challenge.yaml); each trial changes only the searched options.
-        search: the search space file (see configs/search_challenge.yaml).
+        search: the search space file (see configs/search/challenge.yaml).
         trials: finished trials (complete or pruned) the study should hold; running again with more continues it.
         workers: processes running trials at once, sharing the study (0: only run trials, as each extra worker
             process does; no report).

@@ -117,3 +117,11 @@ def test_trials_that_keep_failing_stop_the_search(words_path, tmp_path):
     space = space_file(tmp_path, {"model.learning_rate": {"low": 1.0e6, "high": 1.0e7, "log": True}})  # diverges
     args = ["search", "--config", str(config), "--search", str(space), "--root", str(tmp_path / "search")]
     cli_error([*args, "--trials", "10"], "trials 0, 1, 2 failed one after another")
+
+
+def test_the_challenge_search_space_fits_the_challenge_config():
+    repo = Path(__file__).resolve().parents[1]
+    path = repo / "configs" / "search" / "challenge.yaml"
+    space, pruner = search_module.read_space(path)
+    search_module.check_options(repo / "configs" / "challenge.yaml", space, path)  # every option parses
+    assert pruner["n_startup_trials"] >= 1
