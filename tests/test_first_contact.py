@@ -30,7 +30,7 @@ def makemore(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_help_lists_every_subcommand_and_each_works(capsys):
     main(["--help"])
     text = capsys.readouterr().out
-    assert text.startswith("usage: makemore {fit,validate,test,lr_find,sample}") and "predict" not in text
+    assert text.startswith("usage: makemore {fit,validate,test,lr_find,sample,search}") and "predict" not in text
     for name in ["fit", "validate", "test", "lr_find", "sample", "search"]:
         assert f"  {name} " in text
         with pytest.raises(SystemExit) as exit_info:
