@@ -137,6 +137,29 @@ class MakemoreModule(L.LightningModule):
             if reason and asked:
                 rank_zero_info(f"model.fused_step is not used: {reason}. Training with autograd and the optimizer.")
             self.fused_step_active = reason is None
+        if self.global_step == 0 and self.trainer.is_global_zero and isinstance(self.logger, TensorBoardLogger):
+            self._log_untrained_loss()
+
+    @torch.no_grad()
+    def _log_untrained_loss(self) -> None:
+        """The untrained model's val loss at step 0, beside uniform guessing's ln(vocab_size) (lecture part 3).
+
+        A well initialised model starts near uniform guessing; far above it, the first steps only undo an
+        over-confident output layer (see MLP's init and out_scale).
+        """
+        examples = getattr(self.trainer.datamodule, "examples", {}).get("val")
+        if examples is None:
+            return
+        X, Y = examples
+        was_training = self.net.training
+        self.net.eval()
+        total, chunk = 0.0, 4096
+        for i in range(0, len(Y), chunk):
+            x, y = X[i : i + chunk].to(self.device), Y[i : i + chunk].to(self.device)
+            total += F.cross_entropy(next_char_logits(self.net, x), y, reduction="sum").item()
+        self.net.train(was_training)
+        uniform = math.log(len(self.vocabulary))
+        self.logger.log_metrics({"untrained_val_loss": total / len(Y), "uniform_loss": uniform}, step=0)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Many SGD steps, one per mini-batch of the batch: X (steps, b, block_size), Y (steps, b)."""

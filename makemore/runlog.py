@@ -13,7 +13,7 @@ from makemore.module import flatten
 
 # Saved with the run (hparams.yaml) but not hyperparameters to compare runs by in TensorBoard's HParams tab.
 NOT_COMPARED = frozenset(
-    {"vocab", "split", "path", "num_samples", "max_sample_length", "steps_per_batch", "eval_batch_size"}
+    {"vocab", "split", "path", "num_samples", "max_sample_length", "steps_per_batch", "eval_batch_size", "fused_step"}
 )
 # The metrics of the HParams tab: TensorBoard shows each run's latest value of these scalars.
 METRICS = ("val_loss", "test_loss")

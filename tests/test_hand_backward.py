@@ -1,6 +1,7 @@
 """Lecture part 4: the MLP's hand-written backward equals autograd, and the fused step trains as autograd does."""
 
 import logging
+import math
 import warnings
 
 import pytest
@@ -98,3 +99,26 @@ def test_fused_step_is_used_quietly_where_it_applies_by_default(words_path, tmp_
     assert plain.model.hparams.fused_step is None
     assert plain.model.fused_step_active and not adamw.model.fused_step_active
     assert not batch_norm.model.fused_step_active  # autograd's fused BatchNorm kernels are faster here
+
+
+def test_a_kaiming_model_with_a_small_output_layer_starts_at_uniform_guessing(words_path, tmp_path, run_cli):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    init = ["--model.net.init", "kaiming", "--model.net.out_scale", "0.01", "--model.net.n_hidden", "100"]
+    fits = {
+        "kaiming": run_cli("fit", *small_run_args(words_path, tmp_path / "k", max_steps=10), *init),
+        "randn-like": run_cli(  # part 3's "bad" start: an output layer ten times too confident
+            "fit", *small_run_args(words_path, tmp_path / "b", max_steps=10), "--model.net.out_scale", "10"
+        ),
+    }
+    start = {}
+    for name, cli in fits.items():
+        events = EventAccumulator(cli.trainer.log_dir)
+        events.Reload()
+        (untrained,) = events.Scalars("untrained_val_loss")
+        (uniform,) = events.Scalars("uniform_loss")
+        assert untrained.step == uniform.step == 0
+        assert uniform.value == pytest.approx(math.log(len(cli.datamodule.vocabulary)))
+        start[name] = untrained.value - uniform.value
+    assert abs(start["kaiming"]) < 0.1
+    assert start["randn-like"] > 1.0
