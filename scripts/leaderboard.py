@@ -41,14 +41,14 @@ import experiments  # noqa: E402
 REPO = experiments.REPO
 # name -> (anchor val loss or None, its source); the order of the ladder. The bigram's anchor is computed.
 LADDER = {
-    "bigram": (None, "counting bigram, +1 smoothing, same train split (closed form)"),
-    "mlp": (2.17, "lecture part 2 (val loss)"),
-    "mlp_batchnorm": (2.105, "lecture part 3, final log (val loss)"),
-    "wavenet": (1.993, "lecture part 5 (val loss)"),
+    "bigram": (None, "the counting bigram with +1 smoothing on the same train split, in closed form"),
+    "mlp": (2.17, "lecture part 2, val"),
+    "mlp_batchnorm": (2.105, "lecture part 3, final log, val"),
+    "wavenet": (1.993, "lecture part 5, val"),
     "rnn": (None, "none published"),
     "gru": (None, "none published"),
     "lstm": (None, "none published"),
-    "transformer": (1.92, "makemore.py's README (test loss on its own 1,000-word test set, 10 batches)"),
+    "transformer": (1.92, "makemore.py's README: test loss on its own 1,000-word test set, from 10 batches"),
 }
 MARKERS = ("<!-- leaderboard -->", "<!-- /leaderboard -->")
 
@@ -168,8 +168,8 @@ def table(rows: list[dict]) -> str:
             anchor = r["anchor_source"]
         else:
             verdict = {True: "met", False: "not met"}[r["met"]]
-            within = " within 0.01" if r["model"] == "bigram" else ""
-            anchor = f"{r['anchor']:.4f}{within}, {verdict} ({r['anchor_source']})"
+            goal = "val within 0.01" if r["model"] == "bigram" else "val at or below"
+            anchor = f"{r['anchor']:.4f}: {r['anchor_source']}; {goal}: {verdict}"
         lines.append(
             "| "
             + " | ".join(
@@ -250,7 +250,8 @@ def write(runs: dict[str, dict], args: argparse.Namespace) -> str:
         " only); **test** was evaluated once per run, on that checkpoint; **train** evaluated by the script on that"
         " checkpoint. **test bits/char**: the mean test loss / ln 2.",
         "- **steps × batch**: SGD steps and examples per step (for sequence models trained on whole words, words"
-        " per step). **fit time**: the `python -m makemore fit` process, start to exit (m:ss), mean over seeds.",
+        " per step). **fit time**: the `python -m makemore fit` process, start to exit (m:ss), mean over seeds; it"
+        " depends on what else the machine runs.",
         "- **anchor**: the number each model is compared with, and where it comes from. The bigram's is computed"
         " here in closed form on the same train split; the others are other setups' numbers (their own splits;"
         " makemore.py's is a test loss), so they are guides, not exact matches.",
