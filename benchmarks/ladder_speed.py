@@ -52,12 +52,9 @@ def build(spec: dict, *args, **kwargs):
 
 def run_plain(config: dict, steps: int) -> float:
     """µs per SGD step of the plain loop."""
-    data_options = config.get("data", {})
-    data = CharDataModule(**data_options)
+    data = CharDataModule(**config.get("data", {}))
     data.setup("fit")
-    X, Y = data.examples["train"]
-    if data_options.get("train_on") == "words":
-        X, Y = X[Y == 0], Y[Y == 0]
+    X, Y = data.train_pool()  # the pool makemore draws from (whole words for data.train_on words)
     model = config["model"]
     torch.manual_seed(0)
     net = build(model["net"], len(data.vocabulary), data.hparams.block_size)

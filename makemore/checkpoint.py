@@ -116,6 +116,11 @@ def read_checkpoint(path: str, map_location: str = "cpu") -> dict:
 def load_network(path: str, map_location: str = "cpu") -> tuple[nn.Module, dict]:
     """The trained network of a checkpoint (in eval mode) and the checkpoint's hyperparameters."""
     checkpoint = read_checkpoint(path, map_location)
+    return network_of(checkpoint, path, map_location), checkpoint["hyper_parameters"]
+
+
+def network_of(checkpoint: dict, path: str, map_location: str = "cpu") -> nn.Module:
+    """The trained network (in eval mode) of a checkpoint already read by `read_checkpoint` from `path`."""
     hparams = checkpoint["hyper_parameters"]
     try:
         net = network_factory(network_config(hparams["net"]))(len(hparams["vocab"]), hparams["block_size"])
@@ -129,7 +134,7 @@ def load_network(path: str, map_location: str = "cpu") -> tuple[nn.Module, dict]
         raise CheckpointError(
             f"{path}: not a makemore checkpoint (its weights do not fit its hyperparameters)"
         ) from None
-    return net.to(map_location).eval(), hparams
+    return net.to(map_location).eval()
 
 
 def version_number(folder: Path) -> Optional[int]:

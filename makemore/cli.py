@@ -67,15 +67,15 @@ def sample(
     import torch
 
     from makemore import sampling
-    from makemore.checkpoint import load_network, named_checkpoint
+    from makemore.checkpoint import named_checkpoint, network_of, read_checkpoint
     from makemore.text import Vocabulary
 
     if num_samples < 1:
         raise ConfigError(f"--num_samples must be at least 1, got {num_samples}")
-    if temperature <= 0:
-        raise ConfigError(f"--temperature must be above 0, got {temperature} (near 0 picks the most likely name)")
-    if top_k is not None and top_k < 1:
-        raise ConfigError(f"--top_k must be at least 1, got {top_k}")
+    try:  # before the checkpoint is read
+        sampling.check_sampling(temperature, top_k)
+    except ValueError as err:
+        raise ConfigError(f"--{err}") from None
     try:
         kind = torch.device(device).type
     except RuntimeError:
@@ -85,7 +85,8 @@ def sample(
     if ckpt_path in ("best", "last"):
         ckpt_path = str(named_checkpoint(ckpt_path))
         print(f"makemore: --ckpt_path: {ckpt_path}", file=sys.stderr)
-    net, hparams = load_network(ckpt_path, map_location=device)
+    checkpoint = read_checkpoint(ckpt_path, device)
+    net, hparams = network_of(checkpoint, ckpt_path, device), checkpoint["hyper_parameters"]
     vocabulary = Vocabulary(hparams["vocab"])
     unknown = sorted(set(prefix) - set(vocabulary.itos[1:]))
     if unknown:
@@ -95,7 +96,7 @@ def sample(
     max_length = hparams["max_sample_length"] if max_length is None else max_length
     if max_length < max(len(prefix), 1):
         raise ConfigError(f"--max_length {max_length} leaves no room for a name after --prefix {prefix!r}")
-    splits = training_splits(ckpt_path, words) if novelty else None
+    splits = training_splits(checkpoint, ckpt_path, words) if novelty else None
     generator = torch.Generator(device).manual_seed(seed)
     names = sampling.sample_words(
         net, vocabulary, hparams["block_size"], num_samples, max_length, generator, temperature, top_k, prefix
@@ -120,12 +121,11 @@ def sample(
     return names
 
 
-def training_splits(ckpt_path: str, words: Optional[str]) -> tuple[list[str], list[str], list[str]]:
-    """The train/val/test words a checkpoint was trained on, rebuilt from its data settings and checked."""
-    from makemore.checkpoint import read_checkpoint
+def training_splits(checkpoint: dict, ckpt_path: str, words: Optional[str]) -> tuple[list[str], list[str], list[str]]:
+    """The train/val/test words a checkpoint (read from ckpt_path) was trained on, rebuilt from its data settings and
+    checked against its split's fingerprint."""
     from makemore.text import default_path, read_words, split_fingerprint, split_words
 
-    checkpoint = read_checkpoint(ckpt_path)
     data = checkpoint.get("datamodule_hyper_parameters") or {}
     saved = checkpoint["hyper_parameters"].get("split")
     if not data or not saved:

@@ -147,7 +147,9 @@ class CharDataModule(L.LightningDataModule):
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
-    def _train_pool(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_pool(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training examples the mini-batches are drawn from (after setup): one per character, or per word
+        with train_on words; with Lightning's overfit_batches, that many batches' worth."""
         X, Y = self.examples["train"]
         overfit = self.trainer.overfit_batches if self.trainer is not None else 0
         if self.hparams.train_on == "words":  # the window ending at each word's end holds the whole word
@@ -162,10 +164,10 @@ class CharDataModule(L.LightningDataModule):
         if self.hparams.steps_per_epoch:
             return self.hparams.steps_per_epoch
         self.setup("fit")
-        return math.ceil(len(self._train_pool()[1]) / (self.hparams.batch_size * self._rank()[1]))
+        return math.ceil(len(self.train_pool()[1]) / (self.hparams.batch_size * self._rank()[1]))
 
     def train_dataloader(self) -> TrainBatches:
-        X, Y = self._train_pool()
+        X, Y = self.train_pool()
         steps = batch_steps(self.trainer, self.hparams.steps_per_batch)
         rank = self._rank()[0]
         seed = self.hparams.seed if self.hparams.batch_seed is None else self.hparams.batch_seed

@@ -15,7 +15,7 @@ from torchmetrics import MeanMetric
 from makemore import steps
 from makemore.checkpoint import callable_config, factory, network_config, network_factory, read_checkpoint
 from makemore.errors import CheckpointError, ConfigError
-from makemore.models import MLP, NetworkCallable, next_char_logits
+from makemore.models import MLP, NetworkCallable, eval_mode, next_char_logits, split_nll
 from makemore.sampling import novelty, sample_words
 from makemore.text import Vocabulary
 
@@ -116,12 +116,9 @@ class MakemoreModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         data = self.trainer.datamodule
         if stage == "fit" and data is not None and data.hparams.get("train_on") == "words":
-            was_training = self.net.training
-            self.net.eval()
-            with torch.no_grad():
+            with eval_mode(self.net):
                 device = next(self.net.parameters()).device
                 logits, _ = self.net(torch.zeros(2, self.hparams.block_size, dtype=torch.long, device=device))
-            self.net.train(was_training)
             if logits.dim() != 3:
                 raise ConfigError(
                     f"data.train_on words trains a prediction at every position of a word, but"
@@ -140,7 +137,6 @@ class MakemoreModule(L.LightningModule):
         if self.global_step == 0 and self.trainer.is_global_zero and isinstance(self.logger, TensorBoardLogger):
             self._log_untrained_loss()
 
-    @torch.no_grad()
     def _log_untrained_loss(self) -> None:
         """The untrained model's val loss at step 0, beside uniform guessing's ln(vocab_size) (lecture part 3).
 
@@ -150,16 +146,8 @@ class MakemoreModule(L.LightningModule):
         examples = getattr(self.trainer.datamodule, "examples", {}).get("val")
         if examples is None:
             return
-        X, Y = examples
-        was_training = self.net.training
-        self.net.eval()
-        total, chunk = 0.0, 4096
-        for i in range(0, len(Y), chunk):
-            x, y = X[i : i + chunk].to(self.device), Y[i : i + chunk].to(self.device)
-            total += F.cross_entropy(next_char_logits(self.net, x), y, reduction="sum").item()
-        self.net.train(was_training)
         uniform = math.log(len(self.vocabulary))
-        self.logger.log_metrics({"untrained_val_loss": total / len(Y), "uniform_loss": uniform}, step=0)
+        self.logger.log_metrics({"untrained_val_loss": split_nll(self.net, *examples), "uniform_loss": uniform}, step=0)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Many SGD steps, one per mini-batch of the batch: X (steps, b, block_size), Y (steps, b)."""

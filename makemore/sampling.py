@@ -6,8 +6,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from makemore.models.base import next_char_logits
+from makemore.models.base import eval_mode, next_char_logits
 from makemore.text import Vocabulary, build_examples
+
+
+def check_sampling(temperature: float, top_k: Optional[int]) -> None:
+    """ValueError, naming the option, for a temperature or top_k that `generate` cannot draw with."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be above 0, got {temperature} (near 0 picks the most likely name)")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
 
 
 @torch.no_grad()
@@ -29,10 +37,7 @@ def generate(
     `top_k` most likely only when given. Returns (num_samples, max_length) token ids; positions after a
     word's `.` are 0 too.
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be above 0, got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be at least 1, got {top_k}")
+    check_sampling(temperature, top_k)
     if len(prefix) > max_length:
         raise ValueError(f"the prefix has {len(prefix)} characters, more than max_length {max_length}")
     device = next(net.parameters()).device
@@ -69,28 +74,19 @@ def sample_words(
 ) -> list[str]:
     """Draw words from the network in eval mode (its training mode is put back afterwards); see `generate`."""
     prefix_ids = vocabulary.encode(prefix)  # KeyError for a character outside the vocabulary
-    was_training = net.training
-    net.eval()
-    try:
+    with eval_mode(net):
         ids = generate(net, block_size, num_samples, max_length, generator, temperature, top_k, prefix_ids)
-    finally:
-        net.train(was_training)
     # generate() fills everything from a word's `.` on with 0, so the nonzero ids are the word
     return [vocabulary.decode(row[row != 0].tolist()) for row in ids.cpu()]
 
 
-@torch.no_grad()
 def word_log_probs(net: nn.Module, vocabulary: Vocabulary, block_size: int, words: list[str]) -> list[float]:
     """Each word's log-probability under the network, in nats: its characters and its end, each given the ones before."""
-    was_training = net.training
-    net.eval()
-    try:
-        device = next(net.parameters()).device
-        X, Y = build_examples(words, vocabulary, block_size)
+    device = next(net.parameters()).device
+    X, Y = build_examples(words, vocabulary, block_size)
+    with eval_mode(net):
         logprobs = F.log_softmax(next_char_logits(net, X.to(device)).float(), dim=-1)
         per_char = logprobs.gather(1, Y.to(device).unsqueeze(1)).squeeze(1).cpu()
-    finally:
-        net.train(was_training)
     ends = torch.tensor([len(word) + 1 for word in words]).cumsum(0)
     totals = torch.cat([torch.zeros(1), per_char.double().cumsum(0)])
     starts = torch.cat([torch.zeros(1, dtype=torch.long), ends[:-1]])

@@ -207,7 +207,8 @@ def report(study: Any, config: Path, root: Path, storage: str) -> str:
             + " | ".join(cells)
             + " |"
         )
-    max_steps = yaml.safe_load(config.read_text()).get("trainer", {}).get("max_steps")
+    base = yaml.safe_load(config.read_text())
+    max_steps = base.get("trainer", {}).get("max_steps")
     saved = sum(max_steps - t.user_attrs.get("steps", max_steps) for t in pruned) if max_steps else None
     lines += ["", f"{len(finished)} trials: {len(complete)} complete, {len(pruned)} pruned"]
     if saved is not None and pruned:
@@ -216,7 +217,6 @@ def report(study: Any, config: Path, root: Path, storage: str) -> str:
         return "\n".join(lines + ["", "No trial completed: no best settings yet."])
     best = study.best_trial
     best_config = root / "best.yaml"
-    base = yaml.safe_load(config.read_text())
     for option, value in best.params.items():
         set_option(base, option, value)
     header = f"# makemore search: the best of {len(complete)} complete trials of study {study.study_name}, val_loss {best.value:.4f}\n"

@@ -215,24 +215,10 @@ def datamodule_for(checkpoint: dict):
     return data
 
 
-def split_loss(net, X, Y, batch_size: int = 32768) -> float:
-    """Mean cross-entropy of the model over a whole split: each character once, as validation and test score it."""
-    import torch
-    import torch.nn.functional as F
-
-    from makemore.models import next_char_logits
-
-    total = 0.0
-    with torch.no_grad():
-        for i in range(0, len(Y), batch_size):
-            logits = next_char_logits(net, X[i : i + batch_size])  # the metric the runs log
-            total += F.cross_entropy(logits, Y[i : i + batch_size], reduction="sum").item()
-    return total / len(Y)
-
-
 def evaluate(best: Path) -> dict:
     """Parameters, shape and the full-split train (and, as a check, val) loss of a checkpoint."""
     from makemore.checkpoint import read_checkpoint
+    from makemore.models import split_nll
     from makemore.module import load_checkpoint
 
     checkpoint = read_checkpoint(str(best))
@@ -246,8 +232,8 @@ def evaluate(best: Path) -> dict:
         "n_hidden": hp.net["init_args"].get("n_hidden"),
         "params": sum(p.numel() for p in module.parameters()),
         "best_step": checkpoint["global_step"],
-        "train": split_loss(module.net, *data.examples["train"]),
-        "val_recomputed": split_loss(module.net, *data.examples["val"]),
+        "train": split_nll(module.net, *data.examples["train"], batch_size=32768),
+        "val_recomputed": split_nll(module.net, *data.examples["val"], batch_size=32768),
         "train_examples": len(data.examples["train"][1]),
     }
 

@@ -80,11 +80,11 @@ def device() -> str:
 def bigram_anchor(best: Path) -> float:
     """Val loss of the counting bigram (+1 smoothing) fitted on the run's own train split, in closed form."""
     from makemore.checkpoint import read_checkpoint
-    from makemore.models import Bigram
+    from makemore.models import Bigram, split_nll
 
     data = experiments.datamodule_for(read_checkpoint(str(best)))
     counts = Bigram.from_counts(*data.examples["train"], len(data.vocabulary))
-    return experiments.split_loss(counts, *data.examples["val"])
+    return split_nll(counts, *data.examples["val"])
 
 
 def run(model: str, seed: int, args: argparse.Namespace) -> dict:

@@ -10,7 +10,7 @@ under configs/ (the ladder: docs/leaderboard.md).
     Transformer  makemore.py's small GPT
 """
 
-from makemore.models.base import Network, NetworkCallable, next_char_logits, sequence_loss
+from makemore.models.base import Network, NetworkCallable, eval_mode, next_char_logits, sequence_loss, split_nll
 from makemore.models.bigram import Bigram
 from makemore.models.mlp import MLP, Affine
 from makemore.models.recurrent import Recurrent
@@ -26,6 +26,8 @@ __all__ = [
     "Recurrent",
     "Transformer",
     "WaveNet",
+    "eval_mode",
     "next_char_logits",
     "sequence_loss",
+    "split_nll",
 ]

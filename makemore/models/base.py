@@ -1,6 +1,7 @@
 """What makemore needs of a network, and the loss every sequence model of the ladder shares."""
 
-from typing import Callable, Protocol, runtime_checkable
+from contextlib import contextmanager
+from typing import Callable, Iterator, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +34,32 @@ def next_char_logits(net: torch.nn.Module, idx: torch.Tensor) -> torch.Tensor:
     """
     logits, _ = net(idx)
     return logits[:, -1] if logits.dim() == 3 else logits
+
+
+@contextmanager
+def eval_mode(net: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """The network in eval mode (BatchNorm's running statistics, no dropout) and without gradients; its mode after."""
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            yield net
+    finally:
+        net.train(was_training)
+
+
+def split_nll(net: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, batch_size: int = 4096) -> float:
+    """The mean negative log-likelihood of each example of a split, in nats: the metric validation and test log.
+
+    In eval mode, over chunks of `batch_size` examples, moved to the network's device.
+    """
+    device = next(net.parameters()).device
+    total = 0.0
+    with eval_mode(net):
+        for i in range(0, len(Y), batch_size):
+            logits = next_char_logits(net, X[i : i + batch_size].to(device))
+            total += F.cross_entropy(logits, Y[i : i + batch_size].to(device), reduction="sum").item()
+    return total / len(Y)
 
 
 def sequence_loss(logits: torch.Tensor, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
