@@ -16,10 +16,13 @@ A search space file:
       model.net.init_args.n_hidden: {low: 100, high: 500, step: 50}   # integers when low and high are
       data.block_size: {choices: [3, 5, 8]}
     pruner: {n_startup_trials: 5, n_warmup_steps: 10000}    # optional: optuna.pruners.MedianPruner's
+    fixed:                                   # optional: options every trial sets alike (e.g. a shorter budget)
+      trainer.max_steps: 20000
 """
 
 import contextlib
 import io
+import json
 import math
 import subprocess
 import sys
@@ -52,8 +55,8 @@ class PruneOnValidation(L.Callback):
             trainer.should_stop = True
 
 
-def read_space(path: Path) -> tuple[dict[str, dict], dict]:
-    """The space ({option: distribution spec}) and the pruner's arguments of a search file; ConfigError if bad."""
+def read_space(path: Path) -> tuple[dict[str, dict], dict, dict[str, Any]]:
+    """A search file's space ({option: distribution}), pruner arguments and fixed options; ConfigError if bad."""
     try:
         content = yaml.safe_load(path.read_text())
     except FileNotFoundError:
@@ -62,9 +65,9 @@ def read_space(path: Path) -> tuple[dict[str, dict], dict]:
         raise ConfigError(f"{path}: not YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(content, dict) or not isinstance(content.get("space"), dict) or not content["space"]:
         raise ConfigError(f"{path}: a search space file has a `space:` mapping of options to distributions")
-    unknown = set(content) - {"space", "pruner"}
+    unknown = set(content) - {"space", "pruner", "fixed"}
     if unknown:
-        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; a search file has `space:` and `pruner:`")
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; a search file has `space:`, `pruner:`, `fixed:`")
     for option, spec in content["space"].items():
         where = f"{path}: {option}"
         if not isinstance(spec, dict):
@@ -85,7 +88,13 @@ def read_space(path: Path) -> tuple[dict[str, dict], dict]:
     pruner = content.get("pruner") or {}
     if not isinstance(pruner, dict):
         raise ConfigError(f"{path}: pruner must be a mapping of optuna.pruners.MedianPruner's arguments")
-    return content["space"], pruner
+    fixed = content.get("fixed") or {}
+    if not isinstance(fixed, dict):
+        raise ConfigError(f"{path}: fixed must be a mapping of CLI options to the value every trial sets")
+    both = set(fixed) & set(content["space"])
+    if both:
+        raise ConfigError(f"{path}: {sorted(both)} both searched and fixed; give each option once")
+    return content["space"], pruner, fixed
 
 
 def suggest(trial: Any, option: str, spec: dict) -> Any:
@@ -99,15 +108,20 @@ def suggest(trial: Any, option: str, spec: dict) -> Any:
 
 
 def flags(values: dict[str, Any]) -> list[str]:
-    """CLI flags setting each option to its value (YAML-formatted, as jsonargparse reads them)."""
-    return [arg for option, value in values.items() for arg in (f"--{option}", yaml.safe_dump(value).strip())]
+    """CLI flags setting each option to its value (JSON, which jsonargparse reads as YAML; strings as they are)."""
+    return [
+        arg
+        for option, value in values.items()
+        for arg in (f"--{option}", value if isinstance(value, str) else json.dumps(value))
+    ]
 
 
-def check_options(config: Path, space: dict[str, dict], search_path: Path) -> None:
-    """Parse the base config with every option of the space set: a name the CLI does not take is one line."""
+def check_options(config: Path, space: dict[str, dict], fixed: dict[str, Any], search_path: Path) -> None:
+    """Parse the base config with every option of the search set: a name the CLI does not take is one line."""
     from makemore.lightning_cli import run
 
     example = {option: spec["choices"][0] if "choices" in spec else spec["low"] for option, spec in space.items()}
+    example = {**fixed, **example}
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             run(["fit", "--config", str(config), *flags(example), "--print_config"])
@@ -136,8 +150,17 @@ def open_study(storage: str, name: str, seed: int, pruner: dict) -> Any:
         raise ConfigError(f"{storage}: not a usable Optuna study database ({str(err).splitlines()[0]})") from None
 
 
-def run_trials(study: Any, config: Path, space: dict[str, dict], root: Path, trials: int) -> None:
-    """This process's share of the trials, until the study holds `trials` finished (complete or pruned) ones."""
+def run_trials(
+    study: Any,
+    config: Path,
+    space: dict[str, dict],
+    fixed: dict[str, Any],
+    root: Path,
+    trials: int,
+    timeout: Optional[float] = None,
+) -> None:
+    """This process's share of the trials, until the study holds `trials` finished (complete or pruned) ones,
+    starting none after `timeout` seconds."""
     import optuna
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
@@ -148,7 +171,7 @@ def run_trials(study: Any, config: Path, space: dict[str, dict], root: Path, tri
         global _TRIAL
         values = {option: suggest(trial, option, spec) for option, spec in space.items()}
         folder = root / f"trial_{trial.number}"
-        args = ["fit", "--config", str(config), *flags(values), "--trainer.default_root_dir", str(folder)]
+        args = ["fit", "--config", str(config), *flags({**fixed, **values}), "--trainer.default_root_dir", str(folder)]
         args += ["--trainer.callbacks+=makemore.search.PruneOnValidation", "--trainer.enable_progress_bar", "false"]
         print(f"makemore search: trial {trial.number}: {' '.join(flags(values))}", file=sys.stderr, flush=True)
         _TRIAL = trial
@@ -178,7 +201,7 @@ def run_trials(study: Any, config: Path, space: dict[str, dict], root: Path, tri
     states = (TrialState.COMPLETE, TrialState.PRUNED)
     if len(study.get_trials(deepcopy=False, states=states)) < trials:
         callbacks = [MaxTrialsCallback(trials, states=states), stop_after_failures]
-        study.optimize(objective, callbacks=callbacks, catch=(MakemoreError,))
+        study.optimize(objective, callbacks=callbacks, catch=(MakemoreError,), timeout=timeout)
     if len(failures) >= 3:
         raise ConfigError(
             f"trials {', '.join(map(str, failures))} failed one after another (their errors are above); the search"
@@ -186,7 +209,7 @@ def run_trials(study: Any, config: Path, space: dict[str, dict], root: Path, tri
         )
 
 
-def report(study: Any, config: Path, root: Path, storage: str) -> str:
+def report(study: Any, config: Path, fixed: dict[str, Any], root: Path, storage: str) -> str:
     """The trials table, best.yaml, the plots, and the best trial's test loss (evaluated once); search.md's text."""
     from optuna.trial import TrialState
 
@@ -208,6 +231,8 @@ def report(study: Any, config: Path, root: Path, storage: str) -> str:
             + " |"
         )
     base = yaml.safe_load(config.read_text())
+    for option, value in fixed.items():
+        set_option(base, option, value)
     max_steps = base.get("trainer", {}).get("max_steps")
     saved = sum(max_steps - t.user_attrs.get("steps", max_steps) for t in pruned) if max_steps else None
     lines += ["", f"{len(finished)} trials: {len(complete)} complete, {len(pruned)} pruned"]
@@ -219,7 +244,10 @@ def report(study: Any, config: Path, root: Path, storage: str) -> str:
     best_config = root / "best.yaml"
     for option, value in best.params.items():
         set_option(base, option, value)
-    header = f"# makemore search: the best of {len(complete)} complete trials of study {study.study_name}, val_loss {best.value:.4f}\n"
+    header = (
+        f"# makemore search: the best of {len(complete)} complete trials of study {study.study_name}, val_loss"
+        f" {best.value:.4f}\n# (the base config {config} with the search's fixed and best options)\n"
+    )
     best_config.write_text(header + yaml.safe_dump(base, sort_keys=False))
     if "test_loss" not in best.user_attrs or best.user_attrs.get("tested") != best.number:
         with contextlib.redirect_stdout(io.StringIO()):
@@ -290,6 +318,7 @@ def search(
     storage: Optional[str] = None,
     study: Optional[str] = None,
     seed: int = 0,
+    timeout: Optional[float] = None,
 ) -> None:
     """Search hyperparameters with Optuna: each trial a fit of --config with options drawn from --search.
 
@@ -303,31 +332,35 @@ def search(
         storage: the study's database URL (default: sqlite:///ROOT/study.db).
         study: the study's name (default: the search file's name).
         seed: seed of the TPE sampler.
+        timeout: seconds after which no worker starts another trial (the ones running finish); none: no limit.
     """
     config_path, search_path, root_path = Path(config), Path(search), Path(root).resolve()
     if trials < 1 or workers < 0:
         raise ConfigError(f"--trials must be at least 1 and --workers at least 0, got {trials} and {workers}")
+    if timeout is not None and timeout <= 0:
+        raise ConfigError(f"--timeout must be above 0 seconds, got {timeout}")
     if not config_path.is_file():
         raise ConfigError(f"{config_path}: no such config file")
-    space, pruner = read_space(search_path)
+    space, pruner, fixed = read_space(search_path)
     root_path.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{root_path / 'study.db'}"
     name = study or search_path.stem
-    check_options(config_path, space, search_path)
+    check_options(config_path, space, fixed, search_path)
     optuna_study = open_study(storage, name, seed, pruner)
     common = ["--config", str(config_path), "--search", str(search_path), "--trials", str(trials)]
     common += ["--root", str(root_path), "--storage", storage, "--study", name]
+    common += ["--timeout", str(timeout)] if timeout is not None else []
     others = [
         subprocess.Popen(
             [sys.executable, "-m", "makemore", "search", *common, "--seed", str(seed + i), "--workers", "0"]
         )
         for i in range(1, workers)
     ]
-    run_trials(optuna_study, config_path, space, root_path, trials)
+    run_trials(optuna_study, config_path, space, fixed, root_path, trials, timeout)
     if workers == 0:
         return
     if any(worker.wait() for worker in others):
         print("makemore search: a worker process failed; its trials are marked failed", file=sys.stderr)
-    text = report(optuna_study, config_path, root_path, storage)
+    text = report(optuna_study, config_path, fixed, root_path, storage)
     (root_path / "search.md").write_text(text + "\n")
     print(text)

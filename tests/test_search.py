@@ -25,9 +25,10 @@ def base_config(words: Path, tmp_path: Path) -> Path:
     return path
 
 
-def space_file(tmp_path: Path, space: dict, pruner: dict | None = None) -> Path:
+def space_file(tmp_path: Path, space: dict, pruner: dict | None = None, fixed: dict | None = None) -> Path:
     path = tmp_path / "space.yaml"
-    path.write_text(yaml.safe_dump({"space": space, **({"pruner": pruner} if pruner else {})}))
+    extra = {**({"pruner": pruner} if pruner else {}), **({"fixed": fixed} if fixed else {})}
+    path.write_text(yaml.safe_dump({"space": space, **extra}))
     return path
 
 
@@ -38,7 +39,8 @@ SPACE = {
 
 
 def test_search_runs_trials_in_workers_and_resumes(words_path, tmp_path, capsys):
-    config, space, root = base_config(words_path, tmp_path), space_file(tmp_path, SPACE), tmp_path / "search"
+    config, root = base_config(words_path, tmp_path), tmp_path / "search"
+    space = space_file(tmp_path, SPACE, fixed={"trainer.max_steps": 40})  # every trial shorter than the base's 60
     args = ["search", "--config", str(config), "--search", str(space), "--root", str(root)]
     main([*args, "--trials", "3", "--workers", "2"])
     study = optuna.load_study(study_name="space", storage=f"sqlite:///{root / 'study.db'}")
@@ -46,12 +48,13 @@ def test_search_runs_trials_in_workers_and_resumes(words_path, tmp_path, capsys)
     assert len(finished) >= 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in finished)
     for trial in finished:  # each trial is a normal run folder, with its TensorBoard logs
         assert list(Path(trial.user_attrs["run"]).glob("events.out.tfevents.*"))
-        assert set(trial.params) == set(SPACE)
+        assert set(trial.params) == set(SPACE) and trial.user_attrs["steps"] == 40
     text = (root / "search.md").read_text()
     assert text.count("| complete |") == len(finished) and "test_loss" in text
     best = yaml.safe_load((root / "best.yaml").read_text())
     assert best["model"]["learning_rate"] == pytest.approx(study.best_params["model.learning_rate"])
     assert best["model"]["net"]["init_args"]["n_hidden"] == study.best_params["model.net.init_args.n_hidden"]
+    assert best["trainer"]["max_steps"] == 40  # the fixed options too: best.yaml reproduces the trial
     main(["fit", "--config", str(root / "best.yaml"), "--trainer.default_root_dir", str(tmp_path / "again")])
     tested = study.user_attrs["tested"]
     assert tested == study.best_trial.number and (root / "history.png").exists()
@@ -100,6 +103,30 @@ def test_bad_search_spaces_are_one_line(words_path, tmp_path, space, pattern):
     assert not list((tmp_path / "search").glob("trial_*"))  # nothing ran
 
 
+@pytest.mark.parametrize(
+    "fixed, pattern",
+    [
+        ({"trainer.max_stepz": 10}, ".*trainer.max_stepz"),
+        ({"model.learning_rate": 0.1}, r".*\['model.learning_rate'\] both searched and fixed"),
+    ],
+    ids=["unknown option", "searched and fixed"],
+)
+def test_bad_fixed_options_are_one_line(words_path, tmp_path, fixed, pattern):
+    config = base_config(words_path, tmp_path)
+    args = ["search", "--config", str(config), "--search", str(space_file(tmp_path, SPACE, fixed=fixed))]
+    cli_error([*args, "--root", str(tmp_path / "search")], pattern)
+    assert not list((tmp_path / "search").glob("trial_*"))  # nothing ran
+
+
+def test_a_timeout_stops_starting_trials(words_path, tmp_path):
+    config, space, root = base_config(words_path, tmp_path), space_file(tmp_path, SPACE), tmp_path / "search"
+    args = ["search", "--config", str(config), "--search", str(space), "--root", str(root), "--trials", "50"]
+    cli_error([*args, "--timeout", "0"], ".*--timeout must be above 0 seconds")
+    main([*args, "--timeout", "0.5"])  # one trial alone takes longer than that
+    study = optuna.load_study(study_name="space", storage=f"sqlite:///{root / 'study.db'}")
+    assert 1 <= len(study.trials) < 50 and (root / "search.md").exists()
+
+
 def test_a_database_that_is_not_a_study_is_one_line(words_path, tmp_path):
     root = tmp_path / "search"
     root.mkdir()
@@ -122,6 +149,8 @@ def test_trials_that_keep_failing_stop_the_search(words_path, tmp_path):
 def test_the_challenge_search_space_fits_the_challenge_config():
     repo = Path(__file__).resolve().parents[1]
     path = repo / "configs" / "search" / "challenge.yaml"
-    space, pruner = search_module.read_space(path)
-    search_module.check_options(repo / "configs" / "challenge.yaml", space, path)  # every option parses
+    space, pruner, fixed = search_module.read_space(path)
+    search_module.check_options(repo / "configs" / "challenge.yaml", space, fixed, path)  # every option parses
     assert pruner["n_startup_trials"] >= 1
+    assert fixed["model.lr_scheduler.init_args.T_max"] == fixed["trainer.max_steps"]  # the cosine ends with the trial
+    assert pruner["n_warmup_steps"] < fixed["trainer.max_steps"]  # the pruner gets to act
