@@ -11,7 +11,8 @@ What it keeps. Everything a user sets or sees counts SGD steps, as the lecture's
 the learning-rate schedule (stepped after every SGD step), checkpoint names, the TensorBoard x-axis,
 the progress bar (`StepProgressBar`), and the trainer's intervals that Lightning counts in batches:
 `log_every_n_steps`, an integer `val_check_interval` (a float is a share of the epoch's steps),
-`limit_train_batches` and a ModelCheckpoint's `every_n_train_steps`. For each fit `StepIntervals`
+`limit_train_batches`, a ModelCheckpoint's `every_n_train_steps` and a callback's `aligned_steps` (e.g.
+`makemore.diagnostics.Diagnostics`). For each fit `StepIntervals`
 makes the batches as large as `steps_per_batch` allows while each of those intervals, and max_steps,
 ends on a batch boundary, and hands Lightning the intervals in batches (the trainer's own values are put back
 afterwards). Lightning's learning-rate finder gets one step per batch, so it records every step.
@@ -211,6 +212,11 @@ class StepIntervals(L.Callback):
         aligned = {
             f"every_n_train_steps of checkpoint callback {i}": _compat.every_n_train_steps(callback)
             for i, callback in enumerate(trainer.checkpoint_callbacks)
+        }
+        aligned |= {  # a callback that acts every n SGD steps at batch boundaries says so (e.g. Diagnostics)
+            f"every_n_steps of {type(callback).__name__}": callback.aligned_steps
+            for callback in trainer.callbacks
+            if isinstance(getattr(callback, "aligned_steps", None), int)
         }
         aligned["trainer.max_steps"] = max(trainer.max_steps, 0)
         if "val_check_interval" in counted and trainer.check_val_every_n_epoch is None:

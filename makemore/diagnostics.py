@@ -1,0 +1,194 @@
+"""Lecture part 3 as a tool: look inside a run. `Diagnostics` logs activation and gradient statistics.
+
+Turn it on with one line, `--trainer.callbacks+=makemore.diagnostics.Diagnostics` (or in a config's
+`trainer.callbacks`). Every `every_n_steps` SGD steps, at the start of a training batch, it takes that
+batch's first mini-batch, the one the next SGD step trains on, and runs the network on it once more, with
+autograd and in training mode as training does, without changing anything training sees: the parameters,
+their `.grad`, BatchNorm's running statistics and the random number stream are as they were. From that pass
+it logs to TensorBoard:
+
+- for every tanh of the network, in the order the forward applies them (`tanh_0`, `tanh_1`, ...): the
+  activations' mean and std, the share of saturated units (|t| > `saturation`, 0.97 in the lecture) and a
+  histogram (tags `activations/...`);
+- for every parameter: its gradient's mean and std and a histogram (`gradients/...`), and the
+  update-to-data ratio log10(std(lr x grad) / std(param)) (`update_ratio/...`), with lr the parameter's
+  learning rate for that step. For plain SGD lr x grad is the step's update; for Adam-like optimizers it is
+  the lecture's measure, not the update;
+- a figure like the lecture's, the ratio of each weight matrix against the step with the 1e-3 guide line
+  (`plots/update_ratio`), drawn at each validation and at the end of the fit.
+
+The tanh are found as torch.tanh calls during the pass (a TorchFunctionMode): networks need no hooks, and
+training itself runs untouched. Measuring costs one forward and backward every `every_n_steps` steps plus
+the TensorBoard writes (benchmarks/diagnostics_overhead.py measures it; docs/diagnostics.md has the numbers).
+"""
+
+import math
+from collections import defaultdict
+from typing import Any
+
+import lightning as L
+import torch
+from matplotlib.figure import Figure
+from torch.overrides import TorchFunctionMode
+
+from makemore import _compat
+from makemore.callbacks import tensorboard
+from makemore.errors import ConfigError
+
+TANH = {torch.tanh, torch.Tensor.tanh, torch.nn.functional.tanh}
+
+
+class _RecordTanh(TorchFunctionMode):
+    """Keeps the output of every tanh applied while it is active, in call order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outputs: list[torch.Tensor] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func in TANH:
+            self.outputs.append(out)
+        return out
+
+
+def tanh_outputs(net: torch.nn.Module, idx: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, list]:
+    """The network's loss on (idx, targets) and the outputs of every tanh its forward applied, in order."""
+    with _RecordTanh() as record:
+        _, loss = net(idx, targets)
+    return loss, record.outputs
+
+
+def update_ratio_figure(history: dict[str, list[tuple[int, float]]]) -> Figure:
+    """log10 of the update-to-data ratio of each weight matrix against the step, with the 1e-3 guide line."""
+    fig = Figure(figsize=(8, 4.5))
+    ax = fig.subplots()
+    for name, points in history.items():
+        steps, ratios = zip(*points)
+        ax.plot(steps, ratios, label=name)
+    ax.axhline(-3, color="black", linestyle="--", linewidth=1, label="1e-3")
+    ax.set_xlabel("SGD step")
+    ax.set_ylabel("log10 std(lr x grad) / std(param)")
+    ax.set_title("update-to-data ratio of the weights (lecture part 3)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="lower right")
+    return fig
+
+
+class Diagnostics(L.Callback):
+    """Activation, gradient and update-to-data statistics in TensorBoard, every `every_n_steps` SGD steps.
+
+    Args:
+        every_n_steps: SGD steps between two measurements (the first is at step 0, before any training). Training
+            batches are sized so that each measurement falls on a batch boundary; an interval that is not a
+            multiple of the trainer's log_every_n_steps makes batches smaller (and training slower).
+        activations: log the tanh activations; a network that applies no tanh is refused unless this is false.
+        histograms: also log histograms (of activations and gradients); the scalars alone are cheaper.
+        saturation: |tanh| above this counts as saturated (the lecture's 0.97).
+    """
+
+    def __init__(
+        self, every_n_steps: int = 1000, activations: bool = True, histograms: bool = True, saturation: float = 0.97
+    ) -> None:
+        if every_n_steps < 1:
+            raise ConfigError(f"Diagnostics: every_n_steps must be at least 1, got {every_n_steps}")
+        if not 0 < saturation < 1:
+            raise ConfigError(f"Diagnostics: saturation is a tanh value between 0 and 1, got {saturation}")
+        self.every_n_steps = every_n_steps
+        self.activations = activations
+        self.histograms = histograms
+        self.saturation = saturation
+        self.history: dict[str, list[tuple[int, float]]] = defaultdict(list)  # weight name -> (step, log10 ratio)
+
+    @property
+    def aligned_steps(self) -> int:
+        """The SGD steps the step machinery puts on batch boundaries for this callback (see StepIntervals)."""
+        return self.every_n_steps
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "fit" or not self.activations:
+            return
+        net = pl_module.net
+        idx = torch.zeros(2, pl_module.hparams.block_size, dtype=torch.long, device=pl_module.device)
+        was_training = net.training
+        net.eval()
+        try:
+            with torch.no_grad():
+                _, outputs = tanh_outputs(net, idx, None)
+        finally:
+            net.train(was_training)
+        if not outputs:
+            raise ConfigError(
+                f"Diagnostics: {type(net).__name__} applies no tanh, whose activations it reads (the MLP and WaveNet"
+                " do); give it activations: false to log gradients and update-to-data ratios only"
+            )
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        step = trainer.global_step
+        if step % self.every_n_steps or not trainer.is_global_zero or _compat.lr_finder_running(trainer):
+            return
+        writer = tensorboard(trainer)
+        if writer is None:
+            return
+        X, Y = batch
+        self.measure(writer, pl_module, X[0], Y[0], step, trainer.optimizers[0])
+
+    def measure(
+        self, writer: Any, pl_module: L.LightningModule, x: torch.Tensor, y: torch.Tensor, step: int, optimizer: Any
+    ) -> None:
+        """Log the statistics of one forward and backward of the network on (x, y), leaving no trace in training."""
+        net = pl_module.net
+        named = [(name, p) for name, p in net.named_parameters() if p.requires_grad]
+        buffers = {name: b.clone() for name, b in net.named_buffers()}  # BatchNorm's running statistics
+        devices = [pl_module.device] if pl_module.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # the same dropout masks for training with or without this
+            with torch.enable_grad():
+                loss, outputs = tanh_outputs(net, x, y)
+                grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
+        with torch.no_grad():
+            for name, b in net.named_buffers():
+                b.copy_(buffers[name])
+            if self.activations:
+                for i, t in enumerate(outputs):
+                    t = t.detach()
+                    tag = f"tanh_{i}"
+                    writer.add_scalar(f"activations/mean/{tag}", t.mean(), step)
+                    writer.add_scalar(f"activations/std/{tag}", t.std(), step)
+                    writer.add_scalar(f"activations/saturated/{tag}", (t.abs() > self.saturation).float().mean(), step)
+                    if self.histograms:
+                        writer.add_histogram(f"activations/{tag}", t, step)
+            lrs = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+            for (name, p), grad in zip(named, grads):
+                if grad is None:  # not used by this forward
+                    continue
+                writer.add_scalar(f"gradients/mean/{name}", grad.mean(), step)
+                writer.add_scalar(f"gradients/std/{name}", grad.std(), step)
+                if self.histograms:
+                    writer.add_histogram(f"gradients/{name}", grad, step)
+                ratio = (lrs.get(id(p), 0.0) * grad).std() / p.std()
+                if torch.isfinite(ratio) and ratio > 0:
+                    value = math.log10(float(ratio))
+                    writer.add_scalar(f"update_ratio/{name}", value, step)
+                    if p.ndim == 2 and "norm" not in name:  # the weight matrices, as the lecture's figure shows
+                        self.history[name].append((step, value))
+
+    def _draw(self, trainer: L.Trainer) -> None:
+        writer = tensorboard(trainer)
+        if writer is not None and trainer.is_global_zero and self.history:
+            writer.add_figure("plots/update_ratio", update_ratio_figure(self.history), trainer.global_step)
+            writer.flush()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == "fit":
+            self._draw(trainer)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._draw(trainer)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": dict(self.history)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = defaultdict(list, {k: list(v) for k, v in state_dict.get("history", {}).items()})
