@@ -9,7 +9,7 @@ import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import lightning as L
 import torch
@@ -112,6 +112,15 @@ class Trainer(L.Trainer):
             ),
         )
         return report_lr_find(self, finder, raw)
+
+
+def on_cpu(accelerator: Any) -> bool:
+    """Whether a trainer.accelerator setting (a name, an Accelerator or None) trains on CPUs on this machine."""
+    from lightning.pytorch.accelerators import CPUAccelerator
+
+    if accelerator in (None, "auto"):
+        return not torch.cuda.is_available()
+    return accelerator == "cpu" or isinstance(accelerator, CPUAccelerator)
 
 
 def evaluated_run(ckpt_path: Optional[str], root: Path) -> Optional[int]:
@@ -264,6 +273,16 @@ class MakemoreCLI(LightningCLI):
             else:
                 version = None
             kwargs["logger"] = RunLogger(str(root), version=version)
+        if config is not None and config.trainer.get("sync_batchnorm") and on_cpu(config.trainer.get("accelerator")):
+            # torch's SyncBatchNorm, Lightning's choice, runs on GPUs only; makemore's syncs CPU processes
+            from lightning.pytorch.plugins.layer_sync import LayerSync
+
+            from makemore.batchnorm import SyncBatchNormPlugin
+
+            plugins = config.trainer.get("plugins") or []
+            plugins = plugins if isinstance(plugins, list) else [plugins]
+            if not any(isinstance(plugin, LayerSync) for plugin in plugins):
+                kwargs["plugins"] = [*plugins, SyncBatchNormPlugin()]
         return super().instantiate_trainer(**kwargs)
 
     def after_fit(self) -> None:
