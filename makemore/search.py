@@ -41,6 +41,8 @@ _TRIAL: Any = None  # the optuna trial this process is running, for PruneOnValid
 class PruneOnValidation(L.Callback):
     """Reports val_loss to the running Optuna trial at each validation and stops the fit when it is pruned.
 
+    The last validation (at trainer.max_steps) is reported but never prunes: the trial has trained to the end.
+
     Does nothing outside `makemore search`.
     """
 
@@ -50,6 +52,8 @@ class PruneOnValidation(L.Callback):
         if _TRIAL is None or trainer.sanity_checking or "val_loss" not in trainer.callback_metrics:
             return
         _TRIAL.report(float(trainer.callback_metrics["val_loss"]), trainer.global_step)
+        if trainer.global_step >= trainer.max_steps > 0:  # trained to the end: nothing left to save, it completes
+            return
         if _TRIAL.should_prune():
             self.pruned = True
             trainer.should_stop = True
