@@ -5,7 +5,7 @@ on the installed versions and fails naming the symbol when an upgrade removes or
 ranges in pyproject.toml are those the tests have run on.
 """
 
-from typing import Optional
+from typing import Any, Optional
 
 import lightning as L
 import torch
@@ -49,6 +49,16 @@ def count_optimizer_step(optimizer: LightningOptimizer, step) -> None:
     optimizer._on_before_step()
     step()
     optimizer._on_after_step()
+
+
+def summary_file_writer(writer: Any) -> Any:
+    """A torch SummaryWriter's FileWriter, reopened when the writer was closed (SummaryWriter._get_file_writer).
+
+    Raw summaries (HParams) have no public method; Lightning's own TensorBoardLogger writes them the same way.
+    The writer is closed at the end of each fit, and a `trainer.test()` after `trainer.fit()` on the same
+    trainer (as in a notebook) logs its HParams again.
+    """
+    return writer._get_file_writer()
 
 
 def torch_foreach_default(params: list[torch.Tensor], differentiable: bool) -> Optional[bool]:

@@ -9,6 +9,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
+from makemore import _compat
 from makemore.module import flatten
 
 # Saved with the run (hparams.yaml) but not hyperparameters to compare runs by in TensorBoard's HParams tab.
@@ -75,4 +76,4 @@ class RunLogger(TensorBoardLogger):
             if not NOT_COMPARED & set(key.split("."))
         }
         for summary in hparams_summaries(shown, dict.fromkeys(METRICS, 0.0)):  # metric names only, no values
-            self.experiment.file_writer.add_summary(summary)
+            _compat.summary_file_writer(self.experiment).add_summary(summary)

@@ -63,3 +63,14 @@ def test_torch_foreach_default():
     )
     params = [torch.zeros(2, requires_grad=True)]
     assert _compat.torch_foreach_default(params, False) is False  # for-loop on the CPU
+
+
+def test_summary_writer_file_writer(tmp_path):
+    """SummaryWriter._get_file_writer: HParams summaries, also after the writer was closed (test after fit)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path))
+    assert callable(getattr(writer, "_get_file_writer", None)), "SummaryWriter._get_file_writer"
+    writer.close()
+    assert _compat.summary_file_writer(writer) is not None
+    writer.close()
