@@ -11,7 +11,12 @@ _EXPORTS = {
     "MakemoreModule": "makemore.module",
     "Vocabulary": "makemore.text",
     "build_examples": "makemore.text",
+    "embedding_figure": "makemore.callbacks",
     "load_checkpoint": "makemore.module",
+    "lr_find": "makemore.api",
+    "make_trainer": "makemore.api",
+    "module_for": "makemore.api",
+    "scalars": "makemore.api",
 }
 __all__ = sorted(_EXPORTS)
 
