@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.tuner import Tuner
 from matplotlib.figure import Figure
 
-from makemore.callbacks import EmbeddingVisualizer, LastCheckpoint, lr_find_figure, run_lr_sweep, smooth
+from makemore.batchnorm import cpu_sync_plugins
+from makemore.callbacks import LOG_EVERY_N_STEPS, fit_callbacks, lr_find_figure, run_lr_sweep, smooth
 from makemore.callbacks import suggest_learning_rate as suggest
 from makemore.data import CharDataModule
 from makemore.lightning_cli import claim_run_folder
@@ -42,17 +42,15 @@ def make_trainer(max_steps: int = 200_000, root: Union[str, Path] = ".", **kwarg
 
     The run gets a new `root/lightning_logs/version_N` (claimed atomically, as the CLI does) with the
     TensorBoard logs, the best-val_loss checkpoint and `last.ckpt`, and the embedding figure at the end of
-    the fit. train_loss is logged every 1,000 SGD steps unless `log_every_n_steps` says otherwise. Other
+    the fit. train_loss is logged every 1,000 SGD steps unless `log_every_n_steps` says otherwise;
+    `sync_batchnorm=True` works on CPU processes too, as in the CLI. Other
     kwargs go to L.Trainer (`accelerator`, `val_check_interval`, `enable_progress_bar`, ...); `callbacks`
     given there are added to these.
     """
-    callbacks = [
-        ModelCheckpoint(monitor="val_loss", mode="min", filename="{epoch}-{step}-{val_loss:.4f}"),
-        LastCheckpoint(),
-        EmbeddingVisualizer(),
-        *kwargs.pop("callbacks", []),
-    ]
-    kwargs.setdefault("log_every_n_steps", 1000)
+    callbacks = [*fit_callbacks(), *kwargs.pop("callbacks", [])]
+    kwargs.setdefault("log_every_n_steps", LOG_EVERY_N_STEPS)
+    if kwargs.get("sync_batchnorm"):  # torch's SyncBatchNorm runs on GPUs only (docs/diagnostics.md)
+        kwargs["plugins"] = cpu_sync_plugins(kwargs.get("plugins"), kwargs.get("accelerator"))
     if "logger" not in kwargs:
         kwargs["logger"] = RunLogger(str(root), version=claim_run_folder(Path(root)))
     return L.Trainer(max_steps=max_steps, default_root_dir=str(root), callbacks=callbacks, **kwargs)

@@ -12,7 +12,7 @@ as one process would. Lightning does that with torch's SyncBatchNorm, which runs
 CLI hands Lightning `SyncBatchNormPlugin` instead, whose layers also synchronise CPU processes (gloo).
 """
 
-from typing import Optional
+from typing import Any, Optional
 
 import lightning as L
 import torch
@@ -194,3 +194,19 @@ class SyncBatchNormPlugin(TorchSyncBatchNorm):
             if type(module) is SyncBatchNorm:
                 module.__class__ = nn.BatchNorm1d
         return model
+
+
+def cpu_sync_plugins(plugins: Any, accelerator: Any) -> list:
+    """Trainer plugins for sync_batchnorm: `plugins` plus SyncBatchNormPlugin when training runs on CPUs and no
+    layer sync is given (on GPUs Lightning's own, torch's nn.SyncBatchNorm, stays)."""
+    from lightning.pytorch.accelerators import CPUAccelerator
+    from lightning.pytorch.plugins.layer_sync import LayerSync
+
+    plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins] if plugins is not None else []
+    if accelerator in (None, "auto"):
+        on_cpu = not torch.cuda.is_available()
+    else:
+        on_cpu = accelerator == "cpu" or isinstance(accelerator, CPUAccelerator)
+    if on_cpu and not any(isinstance(plugin, LayerSync) for plugin in plugins):
+        plugins.append(SyncBatchNormPlugin())
+    return plugins

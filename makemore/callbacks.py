@@ -14,6 +14,20 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from matplotlib.figure import Figure
 
+# Counted in SGD steps (makemore.steps): train_loss is the mean of this many steps. It also caps the steps one
+# Lightning batch carries, so a small value costs speed.
+LOG_EVERY_N_STEPS = 1000
+
+
+def fit_callbacks() -> list[L.Callback]:
+    """The callbacks every makemore fit has (CLI and makemore.api): the best-val_loss checkpoint, last.ckpt and
+    the embedding figure at the end."""
+    return [
+        ModelCheckpoint(monitor="val_loss", mode="min", filename="{epoch}-{step}-{val_loss:.4f}"),
+        LastCheckpoint(),
+        EmbeddingVisualizer(),
+    ]
+
 
 def tensorboard(trainer: L.Trainer):
     """The trainer's TensorBoard SummaryWriter, or None when it logs elsewhere."""

@@ -9,17 +9,17 @@ import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.tuner import Tuner
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from makemore.callbacks import EmbeddingVisualizer, LastCheckpoint, report_lr_find, run_lr_sweep
+from makemore.batchnorm import cpu_sync_plugins
+from makemore.callbacks import LOG_EVERY_N_STEPS, LastCheckpoint, fit_callbacks, report_lr_find, run_lr_sweep
 from makemore.checkpoint import import_class, load_network, named_checkpoint, read_checkpoint, version_number
 from makemore.data import CharDataModule
 from makemore.errors import CheckpointError, ConfigError
@@ -112,15 +112,6 @@ class Trainer(L.Trainer):
             ),
         )
         return report_lr_find(self, finder, raw)
-
-
-def on_cpu(accelerator: Any) -> bool:
-    """Whether a trainer.accelerator setting (a name, an Accelerator or None) trains on CPUs on this machine."""
-    from lightning.pytorch.accelerators import CPUAccelerator
-
-    if accelerator in (None, "auto"):
-        return not torch.cuda.is_available()
-    return accelerator == "cpu" or isinstance(accelerator, CPUAccelerator)
 
 
 def evaluated_run(ckpt_path: Optional[str], root: Path) -> Optional[int]:
@@ -273,16 +264,8 @@ class MakemoreCLI(LightningCLI):
             else:
                 version = None
             kwargs["logger"] = RunLogger(str(root), version=version)
-        if config is not None and config.trainer.get("sync_batchnorm") and on_cpu(config.trainer.get("accelerator")):
-            # torch's SyncBatchNorm, Lightning's choice, runs on GPUs only; makemore's syncs CPU processes
-            from lightning.pytorch.plugins.layer_sync import LayerSync
-
-            from makemore.batchnorm import SyncBatchNormPlugin
-
-            plugins = config.trainer.get("plugins") or []
-            plugins = plugins if isinstance(plugins, list) else [plugins]
-            if not any(isinstance(plugin, LayerSync) for plugin in plugins):
-                kwargs["plugins"] = [*plugins, SyncBatchNormPlugin()]
+        if config is not None and config.trainer.get("sync_batchnorm"):
+            kwargs["plugins"] = cpu_sync_plugins(config.trainer.get("plugins"), config.trainer.get("accelerator"))
         return super().instantiate_trainer(**kwargs)
 
     def after_fit(self) -> None:
@@ -332,16 +315,7 @@ def run(argv: Optional[list[str]]) -> MakemoreCLI:
             trainer_class=Trainer,
             parser_class=Parser,
             parser_kwargs={"prog": "makemore"},
-            trainer_defaults={
-                # Counted in SGD steps (makemore.steps): train_loss, the mean of 1,000 steps.
-                # It also caps the steps one Lightning batch carries, so a small value costs speed.
-                "log_every_n_steps": 1000,
-                "callbacks": [
-                    ModelCheckpoint(monitor="val_loss", mode="min", filename="{epoch}-{step}-{val_loss:.4f}"),
-                    LastCheckpoint(),
-                    EmbeddingVisualizer(),
-                ],
-            },
+            trainer_defaults={"log_every_n_steps": LOG_EVERY_N_STEPS, "callbacks": fit_callbacks()},
             args=argv,
         )
     except SIGTERMException:  # Lightning's is a SystemExit with status 0, as if the run had finished

@@ -3,6 +3,8 @@
 
     python scripts/screenshot.py                                        # the mlp run of scripts/experiments.py
     python scripts/screenshot.py --logdir lightning_logs/experiments/mlp_embd2 --docs docs
+    python scripts/screenshot.py --logdir runs/init --shot diagnostics_saturated.png \
+        '?forceSVG=true#timeseries&tagFilter=activations/saturated'     # other views, by URL fragment
 
 Starts `tensorboard --logdir DIR --port PORT --host 127.0.0.1` on a free port, waits until it answers
 and has read the run's val_loss and embedding figure, takes headless screenshots with Debian's Chromium
@@ -54,6 +56,13 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--timeout", type=float, default=120, help="seconds to wait for TensorBoard and each screenshot"
+    )
+    parser.add_argument(
+        "--shot",
+        nargs=2,
+        action="append",
+        metavar=("FILE", "FRAGMENT"),
+        help="a screenshot FILE of TensorBoard's page at FRAGMENT (repeatable); default: the three views above",
     )
     return parser.parse_args(argv)
 
@@ -142,7 +151,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     print(f"(cd {logdir.parent} && tensorboard --logdir {logdir.name} --port {port} --host 127.0.0.1)")
     try:
         wait_for_data(base, server, args.timeout, log.name)
-        for name, fragment in SHOTS.items():
+        for name, fragment in (args.shot or SHOTS.items()):
             screenshot(f"{base}/{fragment}", args.docs.resolve() / name, args.budget_ms, args.timeout)
     finally:
         server.terminate()

@@ -55,7 +55,8 @@ class MLP(nn.Module):
         dropout: dropout probability after each tanh (0 disables it).
         init: "torch": as nn.Embedding and nn.Linear initialise (uniform in +-1/sqrt(fan_in)); "kaiming": hidden
             weights normal with std (5/3)/sqrt(fan_in) (the gain for tanh, lecture part 3), the output layer's
-            1/sqrt(fan_in), biases zero.
+            1/sqrt(fan_in), biases zero; "randn": every weight and bias standard normal, the lecture's first
+            version (part 3 starts from it: saturated tanh units and a loss near 27 before any step).
         out_scale: multiplies the output layer's initial weights and bias: below 1 the untrained model is less
             confident and starts near the uniform loss ln(vocab_size) (part 3 uses 0.01 to 0.1).
     """
@@ -69,7 +70,7 @@ class MLP(nn.Module):
         n_layers: int = 1,
         batch_norm: bool = False,
         dropout: float = 0.0,
-        init: Literal["torch", "kaiming"] = "torch",
+        init: Literal["torch", "kaiming", "randn"] = "torch",
         out_scale: float = 1.0,
     ) -> None:
         super().__init__()
@@ -81,6 +82,10 @@ class MLP(nn.Module):
         self.norms = nn.ModuleList(nn.BatchNorm1d(n_hidden) for _ in range(n_layers)) if batch_norm else None
         self.out = Affine(widths[-1], vocab_size)
         with torch.no_grad():
+            if init == "randn":
+                for layer in [*self.hidden, self.out]:
+                    for parameter in layer.parameters():
+                        parameter.normal_()
             if init == "kaiming":
                 for layer, gain in [*((layer, 5 / 3) for layer in self.hidden), (self.out, 1.0)]:
                     layer.weight.normal_(0.0, gain / math.sqrt(layer.weight.shape[0]))
