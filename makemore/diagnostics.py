@@ -24,7 +24,7 @@ the TensorBoard writes (benchmarks/diagnostics_overhead.py measures it; docs/dia
 
 import math
 from collections import defaultdict
-from typing import Any
+from typing import Any, Optional
 
 import lightning as L
 import torch
@@ -136,18 +136,25 @@ class Diagnostics(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         step = trainer.global_step
-        if step % self.every_n_steps or not trainer.is_global_zero or _compat.lr_finder_running(trainer):
+        if step % self.every_n_steps or _compat.lr_finder_running(trainer):
             return
-        writer = tensorboard(trainer)
-        if writer is None:
-            return
+        # Every process measures (with sync_batchnorm the pass all-reduces, so all must take part); rank 0 writes.
+        writer = tensorboard(trainer) if trainer.is_global_zero else None
         X, Y = batch
         self.measure(writer, pl_module, X[0], Y[0], step, trainer.optimizers[0])
 
     def measure(
-        self, writer: Any, pl_module: L.LightningModule, x: torch.Tensor, y: torch.Tensor, step: int, optimizer: Any
+        self,
+        writer: Optional[Any],
+        pl_module: L.LightningModule,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        step: int,
+        optimizer: Any,
     ) -> None:
-        """Log the statistics of one forward and backward of the network on (x, y), leaving no trace in training."""
+        """Log the statistics of one forward and backward of the network on (x, y), leaving no trace in training.
+
+        With `writer` None the pass runs and nothing is logged (a DDP process other than rank 0)."""
         net = pl_module.net
         named = [(name, p) for name, p in net.named_parameters() if p.requires_grad]
         parameters = dict(named)
@@ -178,6 +185,8 @@ class Diagnostics(L.Callback):
                 stats[f"update_ratio/{name}"] = (lrs.get(id(p), 0.0) * std / p.std()).log10()
                 histograms[f"gradients/{name}"] = grad
             values = torch.stack(list(stats.values())).tolist() if stats else []
+        if writer is None:
+            return
         for tag, value in zip(stats, values):
             if math.isfinite(value):  # a ratio of 0 (lr 0, or no gradient) has no logarithm
                 writer.add_scalar(tag, value, step)

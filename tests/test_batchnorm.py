@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from conftest import cli_error, small_run_args
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from makemore.batchnorm import SyncBatchNorm, calibrate
 from makemore.checkpoint import read_checkpoint
@@ -124,10 +125,15 @@ def test_sync_batchnorm_fits_on_two_cpu_processes(words_path, tmp_path):
 
     args = small_run_args(words_path, tmp_path, max_steps=100)
     ddp = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
-    process = makemore("fit", *args, *ddp, "--model.net.batch_norm", "true", "--trainer.sync_batchnorm", "true")
+    diagnostics = ["--trainer.callbacks+=makemore.diagnostics.Diagnostics", "--trainer.callbacks.every_n_steps", "50"]
+    options = ["--model.net.batch_norm", "true", "--trainer.sync_batchnorm", "true", *diagnostics]
+    process = makemore("fit", *args, *ddp, *options)  # Diagnostics' pass all-reduces too: every process takes part
     output = process.communicate(timeout=600)[0]
     assert process.returncode == 0, output[-3000:]
     best = next(tmp_path.rglob("epoch=*.ckpt"))
     state = read_checkpoint(str(best))["state_dict"]
     assert "net.norms.0.running_mean" in state  # the plain BatchNorm's names: the checkpoint loads anywhere
     assert re.search(r"val_loss=\d", best.name)
+    events = EventAccumulator(str(best.parent.parent), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [p.step for p in events.Scalars("activations/saturated/tanh_0")] == [0, 50]  # rank 0 wrote them, once
