@@ -149,3 +149,24 @@ def test_evaluation_and_sampling_never_move_batchnorm_statistics(words_path, tmp
     fresh = run_cli("lr_find", *args)
     initial = WaveNet(len(fit.datamodule.vocabulary), 8)
     assert all(torch.equal(v, running(initial)[k.removeprefix("net.")]) for k, v in running(fresh.model).items())
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed support")
+def test_a_sequence_model_on_whole_words_under_ddp(words_path, tmp_path, run_cli):
+    """Two CPU processes training the GRU on whole words: one run, and the val_loss reduced over both processes'
+    halves of the split equals one process's on the whole split."""
+    import re
+
+    from test_resume import makemore
+
+    config = ["--config", str(ROOT / "configs" / "gru.yaml")]
+    args = [*config, *small_run_args(words_path, tmp_path, max_steps=100)]
+    ddp = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
+    process = makemore("fit", *args, *ddp)
+    output = process.communicate(timeout=600)[0]
+    assert process.returncode == 0, output[-3000:]
+    (best,) = tmp_path.rglob("epoch=*.ckpt")
+    assert read_checkpoint(str(best))["global_step"] == 100
+    logged = float(re.search(r"val_loss=([0-9.]+?)\.ckpt", best.name).group(1))
+    single = run_cli("validate", *config, *small_run_args(words_path, tmp_path / "one"), "--ckpt_path", str(best))
+    assert single.trainer.callback_metrics["val_loss"].item() == pytest.approx(logged, abs=1e-4)
