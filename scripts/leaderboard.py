@@ -274,13 +274,18 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = parse_args(argv)
     args.docs = args.docs.resolve()
     path = args.docs / "leaderboard.json"
-    runs = json.loads(path.read_text())["runs"] if path.exists() else {}
+
+    def recorded() -> dict:
+        return json.loads(path.read_text())["runs"] if path.exists() else {}
+
     if not args.table:
         for model in args.models:
             for seed in args.seeds:
-                runs[f"{model}/{seed}"] = run(model, seed, args)
-                write(runs, args)  # after every run: a long session that stops keeps what it finished
-    print(write(runs, args))
+                result = run(model, seed, args)
+                # Merged into what the file holds now, after every run: a long session that stops keeps what it
+                # finished, and pieces run side by side (other models, other seeds) keep each other's results.
+                write({**recorded(), f"{model}/{seed}": result}, args)
+    print(write(recorded(), args))
     print(f"\nwritten: {args.docs / 'leaderboard.md'}, leaderboard.json, leaderboard.png", file=sys.stderr)
 
 
