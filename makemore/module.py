@@ -206,11 +206,32 @@ class MakemoreModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_split("test", self.test_loss)
 
-    def sample(self, num_samples: int, generator: Optional[torch.Generator] = None) -> list[str]:
-        """Draw names from the model, each until it samples `.`."""
+    def sample(
+        self,
+        num_samples: int,
+        generator: Optional[torch.Generator] = None,
+        temperature: float = 1.0,
+        top_k: Optional[int] = None,
+        prefix: str = "",
+        max_length: Optional[int] = None,
+    ) -> list[str]:
+        """Draw names from the model, each until it samples `.`, as `makemore sample` does.
+
+        Args:
+            num_samples: how many names.
+            generator: the torch.Generator to draw with (on the model's device), for repeatable names.
+            temperature: divides the logits: below 1 more likely names, above 1 more varied ones.
+            top_k: draw each character from the k most likely only.
+            prefix: every name starts with these characters (ValueError for one outside the vocabulary).
+            max_length: the longest name drawn (default: model.max_sample_length).
+        """
+        unknown = sorted(set(prefix) - set(self.vocabulary.itos[1:]))
+        if unknown:
+            raise ValueError(f"prefix {prefix!r}: {', '.join(map(repr, unknown))} not in the model's vocabulary")
         hparams = self.hparams
+        length = hparams.max_sample_length if max_length is None else max_length
         return sample_words(
-            self.net, self.vocabulary, hparams.block_size, num_samples, hparams.max_sample_length, generator
+            self.net, self.vocabulary, hparams.block_size, num_samples, length, generator, temperature, top_k, prefix
         )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -65,6 +65,19 @@ def test_a_names_log_probability_is_the_sum_over_its_characters():
     assert word_log_probs(net, VOCABULARY, 6, names) == pytest.approx(expected, abs=1e-4)
 
 
+def test_a_module_samples_with_the_same_options(words_path, tmp_path, run_cli):
+    """MakemoreModule.sample (a notebook's way) draws as `makemore sample` does, options included."""
+    fit = run_cli("fit", *small_run_args(words_path, tmp_path, max_steps=50))
+    module, net = fit.model, fit.model.net
+    vocabulary, block = fit.datamodule.vocabulary, fit.datamodule.hparams.block_size
+    options = {"temperature": 0.7, "top_k": 3, "prefix": "a", "max_length": 8}
+    drawn = module.sample(10, torch.Generator().manual_seed(0), **options)
+    assert drawn == sample_words(net, vocabulary, block, 10, 8, torch.Generator().manual_seed(0), 0.7, 3, "a")
+    assert all(name.startswith("a") and len(name) <= 8 for name in drawn)
+    with pytest.raises(ValueError, match="'Z' not in the model's vocabulary"):
+        module.sample(1, prefix="Z")
+
+
 def test_novelty_classes_names_against_the_split():
     splits = (["emma", "ava"], ["mia"], ["zoe"])
     assert novelty(["ava", "zoe", "mia", "bob"], splits) == ["train", "val/test", "val/test", "new"]
