@@ -141,7 +141,9 @@ def open_study(storage: str, name: str, seed: int, pruner: dict) -> Any:
     import sqlalchemy.exc
 
     try:
-        store = optuna.storages.RDBStorage(storage, heartbeat_interval=30, grace_period=120)
+        with warnings.catch_warnings():  # Optuna marks the heartbeat experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            store = optuna.storages.RDBStorage(storage, heartbeat_interval=30, grace_period=120)
         return optuna.create_study(
             storage=store,
             study_name=name,
@@ -223,12 +225,12 @@ def report(study: Any, config: Path, fixed: dict[str, Any], root: Path, storage:
     complete = [t for t in finished if t.state == TrialState.COMPLETE]
     pruned = [t for t in finished if t.state == TrialState.PRUNED]
     options = list(finished[0].params) if finished else []
-    lines = [f"# Search: study `{study.study_name}` ({storage})", ""]
+    lines = [f"# Search: study `{study.study_name}` ({shown(storage)})", ""]
     lines.append("| trial | state | val_loss | steps | " + " | ".join(f"`{o}`" for o in options) + " |")
     lines.append("|---" * (4 + len(options)) + "|")
     for t in finished:
         value = f"{t.value:.4f}" if t.value is not None else "-"
-        cells = [str(t.params.get(o, "-")) for o in options]
+        cells = [cell(t.params.get(o, "-")) for o in options]
         lines.append(
             f"| {t.number} | {t.state.name.lower()} | {value} | {t.user_attrs.get('steps', '-')} | "
             + " | ".join(cells)
@@ -253,7 +255,7 @@ def report(study: Any, config: Path, fixed: dict[str, Any], root: Path, storage:
         f" {best.value:.4f}\n# (the base config {config} with the search's fixed and best options)\n"
     )
     best_config.write_text(header + yaml.safe_dump(base, sort_keys=False))
-    if "test_loss" not in best.user_attrs or best.user_attrs.get("tested") != best.number:
+    if study.user_attrs.get("tested") != best.number:  # the winner's test loss, evaluated once
         with contextlib.redirect_stdout(io.StringIO()):
             cli = run(
                 [
@@ -271,13 +273,26 @@ def report(study: Any, config: Path, fixed: dict[str, Any], root: Path, storage:
     lines += [
         "",
         f"Best: trial {best.number}, val_loss {best.value:.4f}, test_loss {study.user_attrs['test_loss']:.4f} (its"
-        f" checkpoint tested once); settings: `{best_config}` (`python -m makemore fit --config {best_config}`).",
+        f" checkpoint tested once); settings: `{shown(best_config)}` (`python -m makemore fit --config"
+        f" {shown(best_config)}`).",
     ]
     plots(study, root, len(complete))
     for name, title in (("history.png", "optimisation history"), ("importances.png", "parameter importances")):
         if (root / name).exists():
             lines += ["", f"![{title}]({name})"]
     return "\n".join(lines)
+
+
+def cell(value: Any) -> str:
+    """A table cell: floats to 4 significant digits (best.yaml keeps them whole)."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def shown(where: Any) -> str:
+    """A path (or sqlite URL) as the user would type it: relative to the working directory when inside it."""
+    text = str(where)
+    cwd = str(Path.cwd().resolve())
+    return text.replace(cwd + "/", "") if cwd != "/" else text
 
 
 def set_option(config: dict, option: str, value: Any) -> None:

@@ -59,6 +59,14 @@ def test_search_runs_trials_in_workers_and_resumes(words_path, tmp_path, capsys)
     tested = study.user_attrs["tested"]
     assert tested == study.best_trial.number and (root / "history.png").exists()
 
+    # run again with as many: no trial runs and the winner is not tested again
+    tests = list(Path(study.best_trial.user_attrs["run"]).glob("events.out.tfevents.*"))
+    main([*args, "--trials", str(len(finished))])
+    assert list(Path(study.best_trial.user_attrs["run"]).glob("events.out.tfevents.*")) == tests
+    assert len(optuna.load_study(study_name="space", storage=f"sqlite:///{root / 'study.db'}").trials) == len(
+        study.trials
+    )
+
     # run again asking for more: the study continues, the earlier trials stay
     main([*args, "--trials", str(len(finished) + 2)])
     study = optuna.load_study(study_name="space", storage=f"sqlite:///{root / 'study.db'}")
