@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +119,11 @@ def test_ladder_speed_benchmark_prints_a_row_per_model(tmp_path):
     out = run_script(script, "--models", "bigram", "gru", "--steps", "20", "--repeats", "1", cwd=tmp_path)
     rows = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ")]
     assert rows == ["model", "bigram", "gru"]
+
+
+def test_diagnostics_overhead_benchmark_compares_both_sides(tmp_path):
+    script = str(REPO / "benchmarks" / "diagnostics_overhead.py")
+    out = run_script(script, "--steps", "200", "--every", "100", "--repeats", "1", cwd=tmp_path)
+    rows = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ")]
+    assert rows == ["side", "without", "with Diagnostics"]
+    assert re.search(r"overhead: \d+\.\d+x .*\ntime inside Diagnostics: \d+\.\d%", out)
