@@ -151,7 +151,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     print(f"(cd {logdir.parent} && tensorboard --logdir {logdir.name} --port {port} --host 127.0.0.1)")
     try:
         wait_for_data(base, server, args.timeout, log.name)
-        for name, fragment in (args.shot or SHOTS.items()):
+        for name, fragment in args.shot or SHOTS.items():
             screenshot(f"{base}/{fragment}", args.docs.resolve() / name, args.budget_ms, args.timeout)
     finally:
         server.terminate()
