@@ -21,6 +21,7 @@ import torch.distributed.nn.functional as dist_fn
 import torch.nn as nn
 from lightning.pytorch.plugins.layer_sync import TorchSyncBatchNorm
 
+from makemore import _compat
 from makemore.errors import ConfigError
 
 
@@ -113,8 +114,6 @@ class CalibrateBatchNorm(L.Callback):
             raise ConfigError("CalibrateBatchNorm calibrates at trainer.max_steps: set it")
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
-        from makemore import _compat
-
         if trainer.global_step < trainer.max_steps or _compat.lr_finder_running(trainer):
             return
         X, _ = trainer.datamodule.train_pool()

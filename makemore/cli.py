@@ -88,11 +88,10 @@ def sample(
     checkpoint = read_checkpoint(ckpt_path, device)
     net, hparams = network_of(checkpoint, ckpt_path, device), checkpoint["hyper_parameters"]
     vocabulary = Vocabulary(hparams["vocab"])
-    unknown = sorted(set(prefix) - set(vocabulary.itos[1:]))
-    if unknown:
-        raise ConfigError(
-            f"--prefix {prefix!r}: {', '.join(map(repr, unknown))} not in the model's vocabulary ({hparams['vocab'][1:]})"
-        )
+    try:
+        sampling.check_prefix(vocabulary, prefix)
+    except ValueError as err:
+        raise ConfigError(f"--{err}") from None
     max_length = hparams["max_sample_length"] if max_length is None else max_length
     if max_length < max(len(prefix), 1):
         raise ConfigError(f"--max_length {max_length} leaves no room for a name after --prefix {prefix!r}")

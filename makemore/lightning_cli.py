@@ -9,7 +9,7 @@ import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import lightning as L
 import torch
@@ -112,6 +112,12 @@ class Trainer(L.Trainer):
             ),
         )
         return report_lr_find(self, finder, raw)
+
+
+def shown(path: Union[str, Path]) -> str:
+    """A path as the user would type it: relative to the working directory when inside it."""
+    here, path = Path.cwd().resolve(), Path(path).resolve()
+    return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
 
 
 def evaluated_run(ckpt_path: Optional[str], root: Path) -> Optional[int]:
@@ -274,12 +280,6 @@ class MakemoreCLI(LightningCLI):
         log_dir = trainer.log_dir  # on every process: it is broadcast from rank 0
         if not trainer.is_global_zero or log_dir is None:
             return
-        here = Path.cwd()
-
-        def shown(path: str) -> str:
-            path = Path(path).resolve()
-            return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
-
         lines = [f"makemore: run folder {shown(log_dir)}"]
         best = trainer.checkpoint_callback
         if best is not None and best.best_model_path and best.best_model_score is not None:

@@ -16,7 +16,7 @@ from makemore import steps
 from makemore.checkpoint import callable_config, factory, network_config, network_factory, read_checkpoint
 from makemore.errors import CheckpointError, ConfigError
 from makemore.models import MLP, NetworkCallable, eval_mode, next_char_logits, split_nll
-from makemore.sampling import novelty, sample_words
+from makemore.sampling import check_prefix, novelty, sample_words
 from makemore.text import Vocabulary
 
 
@@ -225,9 +225,7 @@ class MakemoreModule(L.LightningModule):
             prefix: every name starts with these characters (ValueError for one outside the vocabulary).
             max_length: the longest name drawn (default: model.max_sample_length).
         """
-        unknown = sorted(set(prefix) - set(self.vocabulary.itos[1:]))
-        if unknown:
-            raise ValueError(f"prefix {prefix!r}: {', '.join(map(repr, unknown))} not in the model's vocabulary")
+        check_prefix(self.vocabulary, prefix)
         hparams = self.hparams
         length = hparams.max_sample_length if max_length is None else max_length
         return sample_words(

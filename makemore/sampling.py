@@ -18,6 +18,15 @@ def check_sampling(temperature: float, top_k: Optional[int]) -> None:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
 
 
+def check_prefix(vocabulary: Vocabulary, prefix: str) -> None:
+    """ValueError naming the characters of `prefix` outside the vocabulary (the start token `.` included)."""
+    unknown = sorted(set(prefix) - set(vocabulary.itos[1:]))
+    if unknown:
+        raise ValueError(
+            f"prefix {prefix!r}: {', '.join(map(repr, unknown))} not in the model's vocabulary ({''.join(vocabulary.itos[1:])})"
+        )
+
+
 @torch.no_grad()
 def generate(
     net: nn.Module,

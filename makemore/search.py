@@ -219,13 +219,13 @@ def report(study: Any, config: Path, fixed: dict[str, Any], root: Path, storage:
     """The trials table, best.yaml, the plots, and the best trial's test loss (evaluated once); search.md's text."""
     from optuna.trial import TrialState
 
-    from makemore.lightning_cli import run
+    from makemore.lightning_cli import run, shown
 
     finished = study.get_trials(deepcopy=False)
     complete = [t for t in finished if t.state == TrialState.COMPLETE]
     pruned = [t for t in finished if t.state == TrialState.PRUNED]
     options = list(finished[0].params) if finished else []
-    lines = [f"# Search: study `{study.study_name}` ({shown(storage)})", ""]
+    lines = [f"# Search: study `{study.study_name}` ({shown_storage(storage)})", ""]
     lines.append("| trial | state | val_loss | steps | " + " | ".join(f"`{o}`" for o in options) + " |")
     lines.append("|---" * (4 + len(options)) + "|")
     for t in finished:
@@ -288,11 +288,12 @@ def cell(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def shown(where: Any) -> str:
-    """A path (or sqlite URL) as the user would type it: relative to the working directory when inside it."""
-    text = str(where)
-    cwd = str(Path.cwd().resolve())
-    return text.replace(cwd + "/", "") if cwd != "/" else text
+def shown_storage(storage: str) -> str:
+    """A study's database URL, an SQLite file's path shown as the user would type it."""
+    from makemore.lightning_cli import shown
+
+    prefix = "sqlite:///"
+    return prefix + shown(storage.removeprefix(prefix)) if storage.startswith(prefix) else storage
 
 
 def set_option(config: dict, option: str, value: Any) -> None:
