@@ -10,6 +10,7 @@ from conftest import cli_error, small_run_args
 
 from makemore.checkpoint import read_checkpoint
 from makemore.models import Bigram, Recurrent, Transformer, WaveNet, next_char_logits
+from makemore.models.base import word_start_aligned
 from makemore.module import load_checkpoint
 from makemore.text import Vocabulary, build_examples
 
@@ -60,6 +61,22 @@ def test_sequence_models_score_the_same_events_as_whole_word_evaluation(net_clas
     ends = Y == 0
     _, train_loss = net(X[ends], Y[ends])
     assert train_loss.item() == pytest.approx(windowed, abs=1e-5)
+
+
+@pytest.mark.parametrize("net_class", [Recurrent, Transformer], ids=["recurrent", "transformer"])
+def test_a_batch_of_short_words_runs_a_short_sequence_with_the_same_outputs(net_class):
+    words = ["emma", "ava", "x", "isabellamaria"]
+    vocabulary = Vocabulary.from_words(words)
+    torch.manual_seed(0)
+    net = net_class(len(vocabulary), 16).eval()
+    X, Y = build_examples(words, vocabulary, 16)
+    short = X[(Y == 0)][:3]  # the whole-word windows of emma, ava, x: 5 columns needed of 16
+    assert word_start_aligned(short)[0].shape == (3, 5)
+    real = torch.cat([short[:, 1:] != 0, torch.ones(3, 1, dtype=torch.bool)], 1)  # positions predicting a character
+    logits, _ = net(short)
+    alongside_a_long_word, _ = net(X[(Y == 0)])  # isabellamaria needs 14 columns
+    assert logits.shape == (3, 16, len(vocabulary))
+    torch.testing.assert_close(logits[real], alongside_a_long_word[:3][real])
 
 
 def test_learned_bigram_lands_on_the_counting_bigram():

@@ -52,5 +52,5 @@ class Recurrent(nn.Module):
     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         aligned, shift = word_start_aligned(idx)  # each window from its word's start token
         states, _ = self.rnn(self.embedding(aligned))  # (b, t, n_hidden)
-        logits = window_positions(self.head(states), shift)  # (b, t, vocab_size)
+        logits = window_positions(self.head(states), shift, idx.shape[1])  # (b, t, vocab_size)
         return logits, None if targets is None else sequence_loss(logits, idx, targets)

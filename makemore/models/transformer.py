@@ -75,9 +75,9 @@ class Transformer(nn.Module):
         if t > self.block_size:
             raise ValueError(f"Transformer: a context of {t} positions, but block_size is {self.block_size}")
         aligned, shift = word_start_aligned(idx)  # each window from its word's start token: position 0
-        positions = torch.arange(t, device=idx.device)
+        positions = torch.arange(aligned.shape[1], device=idx.device)
         x = self.drop(self.embedding(aligned) + self.position(positions))  # (b, t, n_embd)
         for block in self.blocks:
             x = block(x)
-        logits = window_positions(self.head(self.ln_f(x)), shift)  # (b, t, vocab_size)
+        logits = window_positions(self.head(self.ln_f(x)), shift, t)  # (b, t, vocab_size)
         return logits, None if targets is None else sequence_loss(logits, idx, targets)
