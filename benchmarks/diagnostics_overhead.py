@@ -2,7 +2,7 @@
 
 Both sides are `python -m makemore fit --config CONFIG` in-process as a user runs it (logger, progress bar
 to a log file, validation and checkpoints at the config's interval), interleaved (A B A B ...), same
-threads; µs/step of training from the StepTimer callback (on_train_start to on_train_end). The watched
+threads; µs/step of training from the StepTimer callback (first training batch to on_train_end). The watched
 side adds `--trainer.callbacks+=makemore.diagnostics.Diagnostics` at its default interval (or --every).
 On a shared machine the two sides' difference is noisy; the callback's own time (its measuring passes and
 the figure at the end, timed inside the watched runs) is printed as a share of that run's training time too.

@@ -7,7 +7,7 @@ For each config, in one process, the sides interleaved (A B A B ...), same threa
             forward, zero_grad, backward, step, scheduler step; nothing else.
   makemore  `python -m makemore fit --config configs/MODEL.yaml` in-process as a user runs it (logger,
             progress bar to a log file, a validation and checkpoint at the end); µs/step of training from
-            the StepTimer callback (on_train_start to on_train_end, less the validation). The plain MLP
+            the StepTimer callback (first training batch to on_train_end, less the validation). The plain MLP
             trains with the fused step (the hand-written backward), as its config does by default.
             The validation's own cost is reported apart, per SGD step at the config's interval
             (data.steps_per_epoch): the plain loop does not validate at all.
