@@ -51,6 +51,6 @@ class Recurrent(nn.Module):
         self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None
     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         aligned, shift = word_start_aligned(idx)  # each window from its word's start token
-        states, _ = self.rnn(self.embedding(aligned))  # (b, t, n_hidden)
+        states, _ = self.rnn(self.embedding(aligned))  # (b, width, n_hidden): width <= t
         logits = window_positions(self.head(states), shift, idx.shape[1])  # (b, t, vocab_size)
         return logits, None if targets is None else sequence_loss(logits, idx, targets)

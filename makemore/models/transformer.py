@@ -76,7 +76,7 @@ class Transformer(nn.Module):
             raise ValueError(f"Transformer: a context of {t} positions, but block_size is {self.block_size}")
         aligned, shift = word_start_aligned(idx)  # each window from its word's start token: position 0
         positions = torch.arange(aligned.shape[1], device=idx.device)
-        x = self.drop(self.embedding(aligned) + self.position(positions))  # (b, t, n_embd)
+        x = self.drop(self.embedding(aligned) + self.position(positions))  # (b, width, n_embd): width <= t
         for block in self.blocks:
             x = block(x)
         logits = window_positions(self.head(self.ln_f(x)), shift, t)  # (b, t, vocab_size)
