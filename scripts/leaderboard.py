@@ -21,10 +21,13 @@ bigram's anchor is computed here in closed form: the counting bigram with +1 smo
 
 Results are merged by (model, seed) into --docs/leaderboard.json; leaderboard.md and leaderboard.png (the
 validation curves) are rewritten from all of it, and the table goes into README.md between its
-`<!-- leaderboard -->` markers.
+`<!-- leaderboard -->` markers. Each run records a fingerprint of its settings (the parsed config and
+--max_steps): a model's row averages only the seeds that share its newest run's settings, and names the
+others to rerun, so a changed config never mixes into an old mean.
 """
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -87,6 +90,29 @@ def bigram_anchor(best: Path) -> float:
     return split_nll(counts, *data.examples["val"])
 
 
+def settings(config: Path, max_steps: Optional[int]) -> str:
+    """A fingerprint of what a run of `config` trains: its parsed YAML (comments do not count) and --max_steps."""
+    canonical = json.dumps({"config": experiments.load_yaml(config), "max_steps": max_steps}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def current(runs: dict[str, dict]) -> tuple[dict[str, dict], dict[str, list[int]]]:
+    """The runs a table may average, and per model the seeds left out: those whose settings differ from the
+    model's newest run (its config changed since, or a --max_steps smoke run). A mean never mixes settings."""
+    kept, stale = {}, {}
+    for model in LADDER:
+        mine = {key: r for key, r in runs.items() if r["model"] == model}
+        if not mine:
+            continue
+        newest = max(mine.values(), key=lambda r: r["date"])["settings"]
+        for key, r in mine.items():
+            if r["settings"] == newest:
+                kept[key] = r
+            else:
+                stale.setdefault(model, []).append(r["seed"])
+    return kept, {model: sorted(seeds) for model, seeds in stale.items()}
+
+
 def run(model: str, seed: int, args: argparse.Namespace) -> dict:
     config = experiments.config_path(model)
     options = argparse.Namespace(root=(args.root / f"seed_{seed}").resolve(), max_steps=args.max_steps)
@@ -104,6 +130,7 @@ def run(model: str, seed: int, args: argparse.Namespace) -> dict:
         device=device(),
         date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         command=shlex.join(["python", "scripts/leaderboard.py", "--models", model, "--seeds", str(seed)]),
+        settings=settings(config, args.max_steps),
     )
     if model == "bigram":
         entry["anchor"] = bigram_anchor(REPO / entry["best_checkpoint"])
@@ -229,10 +256,17 @@ def plot(runs: dict[str, dict], path: Path) -> None:
 
 def write(runs: dict[str, dict], args: argparse.Namespace) -> str:
     args.docs.mkdir(parents=True, exist_ok=True)
-    rows = summary(runs)
+    kept, stale = current(runs)
+    rows = summary(kept)
     text = table(rows)
     (args.docs / "leaderboard.json").write_text(json.dumps({"runs": runs, "summary": rows}, indent=2) + "\n")
-    plot(runs, args.docs / "leaderboard.png")
+    plot(kept, args.docs / "leaderboard.png")
+    left_out = [
+        f"- **left out**: `{model}` seed{'s' if len(seeds) > 1 else ''} {' '.join(map(str, seeds))} ran other"
+        " settings than its newest run (its config changed since, or a shortened run): rerun them with"
+        f" `python scripts/leaderboard.py --models {model} --seeds {' '.join(map(str, seeds))}`."
+        for model, seeds in stale.items()
+    ]
     seeds = sorted({len(r["seeds"]) for r in rows})
     lines = [
         "# The ladder: every model on one split, one metric",
@@ -255,6 +289,7 @@ def write(runs: dict[str, dict], args: argparse.Namespace) -> str:
         "- **anchor**: the number each model is compared with, and where it comes from. The bigram's is computed"
         " here in closed form on the same train split; the others are other setups' numbers (their own splits;"
         " makemore.py's is a test loss), so they are guides, not exact matches.",
+        *left_out,
         "",
         "![validation curves](leaderboard.png)",
         "",
@@ -286,6 +321,8 @@ def main(argv: Optional[list[str]] = None) -> None:
                 # finished, and pieces run side by side (other models, other seeds) keep each other's results.
                 write({**recorded(), f"{model}/{seed}": result}, args)
     print(write(recorded(), args))
+    for model, seeds in current(recorded())[1].items():
+        print(f"left out of the table: {model} seeds {seeds} (other settings than its newest run)", file=sys.stderr)
     print(f"\nwritten: {args.docs / 'leaderboard.md'}, leaderboard.json, leaderboard.png", file=sys.stderr)
 
 

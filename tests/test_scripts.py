@@ -113,6 +113,21 @@ def test_leaderboard_builds_its_table_piece_by_piece(tmp_path):
     text = readme.read_text()
     assert "old table" not in text and "| `bigram` (2 seeds) |" in text and text.endswith("\n\nmore\n")
 
+    # a seed that ran other settings (here: its config changed since) is kept in the JSON, left out of the mean
+    assert board["runs"]["bigram/0"]["settings"] == board["runs"]["bigram/1"]["settings"]
+    board["runs"]["bigram/0"].update(settings="an older config", date="2000-01-01 00:00 UTC")
+    (docs / "leaderboard.json").write_text(json.dumps(board))
+    run_script(script, "--table", *common, cwd=tmp_path)
+    board = json.loads((docs / "leaderboard.json").read_text())
+    assert sorted(board["runs"]) == ["bigram/0", "bigram/1", "mlp/0"]
+    rows = {row["model"]: row for row in board["summary"]}
+    assert rows["bigram"]["seeds"] == [1] and rows["bigram"]["val"] == [vals[1]]
+    assert (
+        "rerun them with `python scripts/leaderboard.py --models bigram --seeds 0`"
+        in (docs / "leaderboard.md").read_text()
+    )
+    assert "| `bigram` (1 seed) |" in readme.read_text()
+
 
 def test_ladder_speed_benchmark_prints_a_row_per_model(tmp_path):
     script = str(REPO / "benchmarks" / "ladder_speed.py")
