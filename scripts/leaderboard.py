@@ -320,8 +320,9 @@ def main(argv: Optional[list[str]] = None) -> None:
                 # Merged into what the file holds now, after every run: a long session that stops keeps what it
                 # finished, and pieces run side by side (other models, other seeds) keep each other's results.
                 write({**recorded(), f"{model}/{seed}": result}, args)
-    print(write(recorded(), args))
-    for model, seeds in current(recorded())[1].items():
+    runs = recorded()
+    print(write(runs, args))
+    for model, seeds in current(runs)[1].items():
         print(f"left out of the table: {model} seeds {seeds} (other settings than its newest run)", file=sys.stderr)
     print(f"\nwritten: {args.docs / 'leaderboard.md'}, leaderboard.json, leaderboard.png", file=sys.stderr)
 

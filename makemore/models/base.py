@@ -108,6 +108,7 @@ def window_positions(x: torch.Tensor, shift: torch.Tensor, t: int) -> torch.Tens
     windows were narrower than t.
     """
     b, width, c = x.shape
-    x = F.pad(x, (0, 0, 0, t - width))
+    if width < t:
+        x = F.pad(x, (0, 0, 0, t - width))
     columns = (torch.arange(t, device=x.device) - shift.unsqueeze(1)) % t
     return x.gather(1, columns.unsqueeze(2).expand(b, t, c))
