@@ -16,7 +16,7 @@ import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.tuner import Tuner
 from lightning.pytorch.utilities import rank_zero_only
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from makemore.batchnorm import cpu_sync_plugins
 from makemore.callbacks import LOG_EVERY_N_STEPS, LastCheckpoint, fit_callbacks, report_lr_find, run_lr_sweep
@@ -318,5 +318,7 @@ def run(argv: Optional[list[str]]) -> MakemoreCLI:
             trainer_defaults={"log_every_n_steps": LOG_EVERY_N_STEPS, "callbacks": fit_callbacks()},
             args=argv,
         )
+    except MisconfigurationException as err:  # Lightning's settings that contradict each other: one line
+        raise ConfigError(str(err).splitlines()[0]) from None
     except SIGTERMException:  # Lightning's is a SystemExit with status 0, as if the run had finished
         raise ConfigError("stopped by SIGTERM before the run finished; resume it with --ckpt_path last") from None

@@ -153,6 +153,14 @@ def test_block_size_below_one(words, tmp_path, block_size):
     cli_error(args, f"data.block_size must be at least 1, got {block_size}")
 
 
+def test_trainer_settings_that_contradict_each_other(words, tmp_path):
+    """Lightning's own MisconfigurationException: one line, before any file is written."""
+    args = fit_args(words, tmp_path / "runs") + ["--trainer.enable_checkpointing", "false"]
+    message = cli_error(args, r"Trainer was configured with `enable_checkpointing=False` but found `ModelCheckpoint`")
+    assert "\n" not in message
+    assert not [path for path in (tmp_path / "runs").rglob("*") if path.is_file()]
+
+
 # --- checkpoints --------------------------------------------------------------------------------------
 
 
