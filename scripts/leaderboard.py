@@ -52,6 +52,7 @@ LADDER = {
     "gru": (None, "none published"),
     "lstm": (None, "none published"),
     "transformer": (1.92, "makemore.py's README: test loss on its own 1,000-word test set, from 10 batches"),
+    "transformer_long": (1.92, "as transformer; this config needs a GPU for the 20-minute budget"),
 }
 MARKERS = ("<!-- leaderboard -->", "<!-- /leaderboard -->")
 
