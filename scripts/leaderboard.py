@@ -255,7 +255,8 @@ def plot(runs: dict[str, dict], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
-def write(runs: dict[str, dict], args: argparse.Namespace) -> str:
+def write(runs: dict[str, dict], args: argparse.Namespace) -> tuple[str, dict[str, list[int]]]:
+    """Rewrite the JSON, table, plot and README from `runs`; the table's text and the seeds it left out."""
     args.docs.mkdir(parents=True, exist_ok=True)
     kept, stale = current(runs)
     rows = summary(kept)
@@ -303,7 +304,7 @@ def write(runs: dict[str, dict], args: argparse.Namespace) -> str:
         if start < 0 or end < start:
             sys.exit(f"leaderboard.py: {readme} has no {MARKERS[0]} ... {MARKERS[1]} block for the table")
         readme.write_text(content[: start + len(MARKERS[0])] + "\n" + readme_table(rows) + "\n" + content[end:])
-    return text
+    return text, stale
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -321,9 +322,9 @@ def main(argv: Optional[list[str]] = None) -> None:
                 # Merged into what the file holds now, after every run: a long session that stops keeps what it
                 # finished, and pieces run side by side (other models, other seeds) keep each other's results.
                 write({**recorded(), f"{model}/{seed}": result}, args)
-    runs = recorded()
-    print(write(runs, args))
-    for model, seeds in current(runs)[1].items():
+    text, stale = write(recorded(), args)
+    print(text)
+    for model, seeds in stale.items():
         print(f"left out of the table: {model} seeds {seeds} (other settings than its newest run)", file=sys.stderr)
     print(f"\nwritten: {args.docs / 'leaderboard.md'}, leaderboard.json, leaderboard.png", file=sys.stderr)
 
