@@ -34,7 +34,7 @@ from leaderboard import LADDER  # noqa: E402
 from step_timer import StepTimer  # noqa: E402
 from train_speed import machine_facts, output_to  # noqa: E402
 
-from makemore.checkpoint import import_class  # noqa: E402
+from makemore.checkpoint import import_class, network_factory  # noqa: E402
 from makemore.cli import main as makemore_main  # noqa: E402
 from makemore.data import CharDataModule  # noqa: E402
 
@@ -57,7 +57,7 @@ def run_plain(config: dict, steps: int) -> float:
     X, Y = data.train_pool()  # the pool makemore draws from (whole words for data.train_on words)
     model = config["model"]
     torch.manual_seed(0)
-    net = build(model["net"], len(data.vocabulary), data.hparams.block_size)
+    net = network_factory({"init_args": {}, **model["net"]})(len(data.vocabulary), data.hparams.block_size)
     optimizer = build(model["optimizer"], net.parameters(), lr=model["learning_rate"])
     scheduler = build(model["lr_scheduler"], optimizer) if model.get("lr_scheduler") else None
     batch_size = data.hparams.batch_size

@@ -53,14 +53,26 @@ def callable_config(factory: Any, skip: int) -> Optional[dict]:
     return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": {**defaults, **given}}
 
 
+def _is_network_factory(value: Any) -> bool:
+    """Whether `value` is an nn.Module class or a functools.partial of one (a network given as an option)."""
+    cls = _factory_class(value)[0] if isinstance(value, (type, functools.partial)) else None
+    return isinstance(cls, type) and issubclass(cls, nn.Module)
+
+
 def network_config(net: Any) -> dict:
-    """The plain-data form of a network factory (see `callable_config`); ConfigError if it is not an nn.Module class."""
+    """The plain-data form of a network factory (see `callable_config`); ConfigError if it is not an nn.Module class.
+
+    An option that is itself a network (makemore.models.Ensemble's member) becomes plain data the same way.
+    """
     config = callable_config(net, skip=2)  # (vocab_size, block_size) are given when the network is built
     cls = None if isinstance(net, dict) else _factory_class(net)[0]
     if config is None or not (isinstance(net, dict) or issubclass(cls, nn.Module)):
         raise ConfigError(
             f"model.net must be an nn.Module class (or a functools.partial of one with keyword arguments), got {net!r}"
         )
+    for name, value in config["init_args"].items():
+        if _is_network_factory(value):
+            config["init_args"][name] = network_config(value)
     return config
 
 
@@ -82,8 +94,13 @@ def factory(config: dict, base: type = object) -> Callable:
 
 
 def network_factory(config: dict) -> Callable[[int, int], nn.Module]:
-    """The network factory `network_config` describes: (vocab_size, block_size) -> nn.Module."""
-    return factory(config, nn.Module)
+    """The network factory `network_config` describes: (vocab_size, block_size) -> nn.Module (its options that are
+    networks too)."""
+    init_args = {
+        name: network_factory(value) if isinstance(value, dict) and "class_path" in value else value
+        for name, value in config["init_args"].items()
+    }
+    return factory({**config, "init_args": init_args}, nn.Module)
 
 
 def read_checkpoint(path: str, map_location: str = "cpu") -> dict:

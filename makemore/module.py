@@ -115,16 +115,24 @@ class MakemoreModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         data = self.trainer.datamodule
-        if stage == "fit" and data is not None and data.hparams.get("train_on") == "words":
-            with eval_mode(self.net):
-                device = next(self.net.parameters()).device
-                logits, _ = self.net(torch.zeros(2, self.hparams.block_size, dtype=torch.long, device=device))
-            if logits.dim() != 3:
-                raise ConfigError(
-                    f"data.train_on words trains a prediction at every position of a word, but"
-                    f" {type(self.net).__name__} predicts only the next character (it would learn only the word"
-                    " ends); use data.train_on characters"
-                )
+        if stage != "fit" or data is None:
+            return
+        # One training-shaped batch through the network (eval mode: no statistics move), so that a batch it cannot
+        # take (an Ensemble's batch smaller than its members) is one line before training, not a traceback in it.
+        batch_size = data.hparams.get("batch_size", 2)
+        with eval_mode(self.net):
+            device = next(self.net.parameters()).device
+            idx = torch.zeros(batch_size, self.hparams.block_size, dtype=torch.long, device=device)
+            try:
+                logits, _ = self.net(idx, torch.zeros(batch_size, dtype=torch.long, device=device))
+            except ValueError as err:
+                raise ConfigError(f"model.net: {err} (data.batch_size {batch_size})") from None
+        if data.hparams.get("train_on") == "words" and logits.dim() != 3:
+            raise ConfigError(
+                f"data.train_on words trains a prediction at every position of a word, but"
+                f" {type(self.net).__name__} predicts only the next character (it would learn only the word"
+                " ends); use data.train_on characters"
+            )
 
     def on_train_start(self) -> None:
         self.fused_step_active = False

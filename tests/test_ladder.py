@@ -1,6 +1,8 @@
 """The lecture ladder: every network on one harness, scored on the same events with one exact metric."""
 
+import copy
 import math
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -9,13 +11,13 @@ import torch.nn.functional as F
 from conftest import cli_error, small_run_args
 
 from makemore.checkpoint import read_checkpoint
-from makemore.models import Bigram, Recurrent, Transformer, WaveNet, next_char_logits
+from makemore.models import Bigram, Ensemble, Recurrent, Transformer, WaveNet, eval_mode, next_char_logits
 from makemore.models.base import word_start_aligned
 from makemore.module import load_checkpoint
 from makemore.text import Vocabulary, build_examples
 
 ROOT = Path(__file__).resolve().parents[1]
-LADDER = ["bigram", "mlp", "mlp_batchnorm", "wavenet", "rnn", "gru", "lstm", "transformer"]
+LADDER = ["bigram", "mlp", "mlp_batchnorm", "wavenet", "rnn", "gru", "lstm", "transformer", "transformer_ensemble"]
 
 
 @pytest.mark.parametrize("model", LADDER)
@@ -61,6 +63,35 @@ def test_sequence_models_score_the_same_events_as_whole_word_evaluation(net_clas
     ends = Y == 0
     _, train_loss = net(X[ends], Y[ends])
     assert train_loss.item() == pytest.approx(windowed, abs=1e-5)
+
+
+def test_an_ensemble_predicts_its_members_mean_and_trains_each_on_its_own_share():
+    words = ["emma", "olivia", "ava", "x", "isabella", "mia", "sophia"]
+    vocabulary = Vocabulary.from_words(words)
+    torch.manual_seed(0)
+    net = Ensemble(len(vocabulary), 12, partial(Transformer, n_layer=1, n_embd=16), members=3)
+    X, Y = build_examples(words, vocabulary, 12)
+    with eval_mode(net):  # the prediction: the average of the members' probabilities
+        mixed = next_char_logits(net, X).softmax(-1)
+        members = torch.stack([next_char_logits(member, X).softmax(-1) for member in net.nets])
+    torch.testing.assert_close(mixed, members.mean(0))
+    assert not torch.allclose(members[0], members[1])  # each member its own initialisation
+    ends = Y == 0  # training: each member's gradient is its own loss's, on its own share of the batch
+    alone = [copy.deepcopy(member) for member in net.nets]
+    _, loss = net(X[ends], Y[ends])
+    loss.backward()
+    own_losses = []
+    for member, copied, x, y in zip(net.nets, alone, X[ends].tensor_split(3), Y[ends].tensor_split(3)):
+        _, own = copied(x, y)
+        own.backward()
+        own_losses.append(own.item())
+        for trained, reference in zip(member.parameters(), copied.parameters()):
+            torch.testing.assert_close(trained.grad, reference.grad)
+    assert loss.item() == pytest.approx(sum(own_losses) / 3)  # what train_loss shows: the members' mean
+    with pytest.raises(ValueError, match="cannot be dealt out to 3 members"):
+        net(X[:2], Y[:2])
+    with pytest.raises(ValueError, match="members must be at least 1"):
+        Ensemble(len(vocabulary), 12, Transformer, members=0)
 
 
 @pytest.mark.parametrize("net_class", [Recurrent, Transformer], ids=["recurrent", "transformer"])
@@ -117,6 +148,15 @@ def test_training_on_words_needs_room_for_the_longest_word(tmp_path):
 def test_wavenet_needs_a_power_of_its_grouping(words_path, tmp_path):
     args = small_run_args(words_path, tmp_path, data__block_size="6")
     cli_error(["fit", "--config", str(ROOT / "configs" / "wavenet.yaml"), *args], r".*power of 2 .*got 6")
+
+
+def test_an_ensemble_needs_a_batch_it_can_deal_out(words_path, tmp_path):
+    args = small_run_args(words_path, tmp_path, data__batch_size="2")
+    config = str(ROOT / "configs" / "transformer_ensemble.yaml")
+    cli_error(
+        ["fit", "--config", config, *args], r"model.net: Ensemble: a batch of 2 .* 3 members \(data.batch_size 2\)$"
+    )
+    assert not list(tmp_path.rglob("*.ckpt"))
 
 
 def test_bad_model_names_and_options_are_one_line(words_path, tmp_path):

@@ -8,10 +8,12 @@ under configs/ (the ladder: docs/leaderboard.md).
     WaveNet      part 5: neighbours fused level by level
     Recurrent    makemore.py's RNN and GRU, and an LSTM
     Transformer  makemore.py's small GPT
+    Ensemble     several of one network, trained side by side, averaging their predictions
 """
 
 from makemore.models.base import Network, NetworkCallable, eval_mode, next_char_logits, sequence_loss, split_nll
 from makemore.models.bigram import Bigram
+from makemore.models.ensemble import Ensemble
 from makemore.models.mlp import MLP, Affine
 from makemore.models.recurrent import Recurrent
 from makemore.models.transformer import Transformer
@@ -20,6 +22,7 @@ from makemore.models.wavenet import WaveNet
 __all__ = [
     "Affine",
     "Bigram",
+    "Ensemble",
     "MLP",
     "Network",
     "NetworkCallable",
