@@ -65,8 +65,7 @@ def network_config(net: Any) -> dict:
     An option that is itself a network (makemore.models.Ensemble's member) becomes plain data the same way.
     """
     config = callable_config(net, skip=2)  # (vocab_size, block_size) are given when the network is built
-    cls = None if isinstance(net, dict) else _factory_class(net)[0]
-    if config is None or not (isinstance(net, dict) or issubclass(cls, nn.Module)):
+    if config is None or not (isinstance(net, dict) or _is_network_factory(net)):
         raise ConfigError(
             f"model.net must be an nn.Module class (or a functools.partial of one with keyword arguments), got {net!r}"
         )

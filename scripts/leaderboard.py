@@ -220,11 +220,15 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def seed_count(n: int) -> str:
+    return f"{n} seed{'s' if n > 1 else ''}"
+
+
 def verdict(row: dict) -> str:
     """Whether a row's mean meets its anchor; with fewer seeds than a full row, on how many (not yet the goal)."""
     met = "met" if row["met"] else "not met"
     n = len(row["seeds"])
-    return met if n >= len(SEEDS) else f"{met} on {n} seed{'s' if n > 1 else ''} of {len(SEEDS)}"
+    return met if n >= len(SEEDS) else f"{met} on {seed_count(n)} of {len(SEEDS)}"
 
 
 def readme_table(rows: list[dict]) -> str:
@@ -234,9 +238,8 @@ def readme_table(rows: list[dict]) -> str:
         anchor = "none published"
         if r["anchor"] is not None:
             anchor = f"{r['anchor']:.3f}: {verdict(r)}"
-        seeds = f" ({len(r['seeds'])} seed{'s' if len(r['seeds']) > 1 else ''})"
         lines.append(
-            f"| `{r['model']}`{seeds} | {r['params']:,} | {statistics.mean(r['val']):.4f}"
+            f"| `{r['model']}` ({seed_count(len(r['seeds']))}) | {r['params']:,} | {statistics.mean(r['val']):.4f}"
             f" | {statistics.mean(r['test']):.4f} | {r['test_bpc']:.3f} | {anchor} |"
         )
     return "\n".join(lines)
