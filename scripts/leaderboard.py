@@ -66,7 +66,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         epilog=__doc__.split("\n\n", 1)[1],
     )
     parser.add_argument("--models", nargs="+", default=list(LADDER), choices=list(LADDER), help="default: all")
-    parser.add_argument("--seeds", nargs="+", type=int, default=SEEDS, help="default: 0 1 2")
+    parser.add_argument("--seeds", nargs="+", type=int, default=SEEDS, help=f"default: {' '.join(map(str, SEEDS))}")
     parser.add_argument("--max_steps", type=int, default=None, help="shorten every run (a smoke run)")
     parser.add_argument("--table", action="store_true", help="run nothing: rewrite the outputs from the JSON")
     parser.add_argument("--root", type=Path, default=REPO / "lightning_logs" / "leaderboard", help="run folders")
