@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
 import torch.nn as nn
+from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.plugins.layer_sync import TorchSyncBatchNorm
 
 from makemore import _compat
@@ -112,6 +113,12 @@ class CalibrateBatchNorm(L.Callback):
             )
         if trainer.max_steps < 0:
             raise ConfigError("CalibrateBatchNorm calibrates at trainer.max_steps: set it")
+        averaging = [type(c).__name__ for c in trainer.callbacks if isinstance(c, WeightAveraging)]
+        if averaging:
+            raise ConfigError(
+                f"CalibrateBatchNorm calibrates the trained weights, which {averaging[0]} then replaces by their"
+                " average: use one of the two (weight averaging averages the running statistics too)"
+            )
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
         if trainer.global_step < trainer.max_steps or _compat.lr_finder_running(trainer):

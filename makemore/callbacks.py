@@ -5,14 +5,16 @@ pyplot's list of open figures (a notebook keeps its inline plots).
 """
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import LearningRateFinder, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateFinder, ModelCheckpoint, WeightAveraging
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from matplotlib.figure import Figure
+
+from makemore.errors import ConfigError
 
 # Counted in SGD steps (makemore.steps): train_loss is the mean of this many steps. It also caps the steps one
 # Lightning batch carries, so a small value costs speed.
@@ -216,3 +218,53 @@ class FindLearningRate(LearningRateFinder):
             for optimizer in trainer.optimizers:
                 for group in optimizer.param_groups:
                     group["lr"] = suggestion
+
+
+class SWAWeightAveraging(WeightAveraging):
+    """Stochastic weight averaging (Izmailov et al. 2018) after every SGD step: the equal average of the weights from
+    step `start` on, validated, checkpointed and sampled in their place (Lightning's WeightAveraging does that).
+
+    Lightning's StochasticWeightAveraging averages once per epoch and swaps in its own learning-rate schedule at epoch
+    starts; this one averages per SGD step and leaves the rate to model.lr_scheduler. Before `start` the average is
+    the current weights, so validation then scores the network as it trains.
+
+    Args:
+        start: the first SGD step in the average: an integer counts steps, a number below 1 is that share of
+            trainer.max_steps.
+        every_n_steps: add the weights to the average after every n-th SGD step from `start`.
+        use_buffers: average the buffers too (BatchNorm's running statistics); false keeps the network's own.
+    """
+
+    def __init__(self, start: Union[int, float] = 0.75, every_n_steps: int = 1, use_buffers: bool = True) -> None:
+        if isinstance(start, float) and not 0 < start < 1 or start <= 0:
+            raise ConfigError(
+                f"SWAWeightAveraging: start is a step (at least 1) or a share of max_steps below 1, got {start}"
+            )
+        if every_n_steps < 1:
+            raise ConfigError(f"SWAWeightAveraging: every_n_steps must be at least 1, got {every_n_steps}")
+        super().__init__(use_buffers=use_buffers, avg_fn=self._average)
+        self.start, self.every_n_steps = start, every_n_steps
+        self._first = 1  # the first step averaged, in this fit
+        self._step = 0  # the step being added to the average
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            if isinstance(self.start, float):
+                if trainer.max_steps < 1:
+                    raise ConfigError("SWAWeightAveraging: a start given as a share of trainer.max_steps needs it set")
+                self._first = max(1, round(self.start * trainer.max_steps))
+            else:
+                self._first = self.start
+        super().setup(trainer, pl_module, stage)
+
+    def should_update(self, step_idx: Optional[int] = None, epoch_idx: Optional[int] = None) -> bool:
+        if step_idx is None:
+            return False
+        self._step = step_idx + 1  # step_idx counts from 0: the step just taken is step_idx + 1
+        return self._step <= self._first or (self._step - self._first) % self.every_n_steps == 0
+
+    def _average(self, averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
+        averaged_before = (self._step - self._first) // self.every_n_steps  # steps in the average so far
+        if averaged_before <= 0:  # up to `start` the average follows the weights
+            return current
+        return averaged + (current - averaged) / (averaged_before + 1)

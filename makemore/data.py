@@ -8,7 +8,7 @@ import lightning as L
 import torch
 
 from makemore.errors import DataError
-from makemore.steps import TrainBatches, batch_steps
+from makemore.steps import TrainBatches, batch_steps, step_options
 from makemore.text import Vocabulary, build_examples, default_path, read_words, split_fingerprint, split_words
 
 
@@ -160,18 +160,21 @@ class CharDataModule(L.LightningDataModule):
         return X, Y
 
     def epoch_steps(self) -> int:
-        """SGD steps per epoch: data.steps_per_epoch, or one pass over this process's share in expectation."""
+        """SGD steps per epoch: data.steps_per_epoch, or one pass over this process's share in expectation (an SGD
+        step takes trainer.accumulate_grad_batches mini-batches)."""
         if self.hparams.steps_per_epoch:
             return self.hparams.steps_per_epoch
         self.setup("fit")
-        return math.ceil(len(self.train_pool()[1]) / (self.hparams.batch_size * self._rank()[1]))
+        examples_per_step = self.hparams.batch_size * self._rank()[1] * step_options(self.trainer).accumulate
+        return math.ceil(len(self.train_pool()[1]) / examples_per_step)
 
     def train_dataloader(self) -> TrainBatches:
         X, Y = self.train_pool()
         steps = batch_steps(self.trainer, self.hparams.steps_per_batch)
         rank = self._rank()[0]
         seed = self.hparams.seed if self.hparams.batch_seed is None else self.hparams.batch_seed
-        return TrainBatches(X, Y, self.hparams.batch_size, steps, self.epoch_steps(), seed, rank)
+        accumulate = step_options(self.trainer).accumulate
+        return TrainBatches(X, Y, self.hparams.batch_size, steps, self.epoch_steps(), seed, rank, accumulate)
 
     def _eval_batches(self, split: str) -> EvalBatches:
         return EvalBatches(*self.examples[split], self.hparams.eval_batch_size, *self._rank())

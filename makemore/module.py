@@ -50,6 +50,7 @@ class MakemoreModule(L.LightningModule):
     # Set to True to evaluate (validate, test) a checkpoint on a split other than the one it was trained on.
     allow_other_split: bool = False
     _checkpoint_step: Optional[int] = None  # the global_step of the checkpoint loaded, for validate/test
+    _train_losses: Optional[list[torch.Tensor]] = None  # the step losses since train_loss was last logged
     fused_step_active: bool = False  # whether this fit trains with the fused step (set when training starts)
 
     def __init__(
@@ -97,7 +98,7 @@ class MakemoreModule(L.LightningModule):
         self.test_loss = MeanMetric()
 
     def configure_callbacks(self) -> list[L.Callback]:
-        return steps.step_callbacks(self.trainer)
+        return steps.step_callbacks(self)
 
     def forward(self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None):
         return self.net(idx, targets)
@@ -159,7 +160,14 @@ class MakemoreModule(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Many SGD steps, one per mini-batch of the batch: X (steps, b, block_size), Y (steps, b)."""
-        mean = steps.train_steps(self, batch)
+        first = self.global_step
+        losses = steps.train_steps(self, batch)
+        # train_loss: the mean loss of the SGD steps since the last log (every log_every_n_steps), whatever the
+        # steps per batch; the losses of a window a checkpoint cut are in the checkpoint.
+        if first % steps.log_interval(self.trainer) == 0 or self._train_losses is None:
+            self._train_losses = []
+        self._train_losses.append(losses)
+        mean = torch.cat(self._train_losses).mean()
         # Log against the SGD step, not Lightning's batch count (`step` sets the logger's x-axis).
         self.log("step", float(self.global_step), on_step=True, on_epoch=False, logger=True)
         self.log("train_loss", mean, on_step=True, on_epoch=False, prog_bar=True)
@@ -243,6 +251,8 @@ class MakemoreModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Lightning does not keep the random state: a resumed run needs it for the same dropout masks.
         checkpoint["torch_rng_state"] = torch.get_rng_state()
+        if self._train_losses:
+            checkpoint["train_losses"] = torch.cat(self._train_losses).cpu()
         if torch.cuda.is_available():
             checkpoint["cuda_rng_states"] = torch.cuda.get_rng_state_all()
 
@@ -253,6 +263,8 @@ class MakemoreModule(L.LightningModule):
             torch.cuda.set_rng_state_all([state.cpu() for state in checkpoint["cuda_rng_states"]])
         check_fits_checkpoint(self, checkpoint)
         self._checkpoint_step = checkpoint.get("global_step")
+        if "train_losses" in checkpoint:
+            self._train_losses = [checkpoint["train_losses"].to(self.device)]
 
 
 def flatten(config: Any, prefix: str) -> dict[str, Any]:

@@ -29,6 +29,7 @@ training_step) and `settle_implementation` (its configure_optimizers).
 """
 
 import math
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Iterator, Optional, Protocol, runtime_checkable
 
@@ -37,10 +38,12 @@ import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.plugins.precision import Precision
 from lightning.pytorch.strategies import SingleDeviceStrategy
+from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from makemore import _compat
 from makemore.errors import ConfigError, DivergedError
+from makemore.lightning_features import batch_readers, refuse_unsupported
 
 
 @runtime_checkable
@@ -51,6 +54,32 @@ class StepData(Protocol):
 
     def epoch_steps(self) -> int:
         """SGD steps per epoch."""
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """The trainer's options that act inside an SGD step, which makemore applies itself (manual optimisation).
+
+    Lightning applies them only in automatic optimisation and refuses them otherwise; `StepIntervals` takes them
+    from the trainer for the length of a fit (and puts them back), and `train_steps` applies them at every step.
+    """
+
+    accumulate: int = 1  # trainer.accumulate_grad_batches: mini-batches per SGD step
+    clip_val: Optional[float] = None  # trainer.gradient_clip_val: None or 0 clips nothing
+    clip_algorithm: Optional[str] = None  # trainer.gradient_clip_algorithm: "norm" (None) or "value"
+
+    @classmethod
+    def of(cls, trainer: L.Trainer) -> "StepOptions":
+        accumulate, clip_val = trainer.accumulate_grad_batches, trainer.gradient_clip_val
+        if not isinstance(accumulate, int) or accumulate < 1:
+            raise ConfigError(f"trainer.accumulate_grad_batches must be an integer of at least 1, got {accumulate}")
+        if clip_val is not None and clip_val < 0:
+            raise ConfigError(f"trainer.gradient_clip_val must be 0 or more (0 or null: no clipping), got {clip_val}")
+        return cls(accumulate, clip_val or None, trainer.gradient_clip_algorithm)
+
+
+# What Lightning's trainer holds while makemore applies these itself (what it would refuse in manual optimisation).
+_NEUTRAL_OPTIONS = {"accumulate_grad_batches": 1, "gradient_clip_val": None, "gradient_clip_algorithm": None}
 
 
 # splitmix64 (Steele, Lea and Flood 2014): a counter-based generator, so any draw can be computed alone.
@@ -78,7 +107,9 @@ class TrainBatches:
     Mini-batches are drawn uniformly with replacement, as the lecture's `torch.randint` does. The
     mini-batch of each SGD step depends only on (seed, rank, step), not on how steps are grouped into
     batches: runs are reproducible, a resumed run continues with the same data (`state_dict`), and a
-    run extended to more steps with other batch sizes trains on the same mini-batches.
+    run extended to more steps with other batch sizes trains on the same mini-batches. With gradient
+    accumulation an SGD step takes `accumulate` mini-batches (mini-batch j of step s is the
+    (s * accumulate + j)-th draw), stacked one after another in the batch.
     """
 
     def __init__(
@@ -90,10 +121,12 @@ class TrainBatches:
         steps_per_epoch: int,
         seed: int,
         rank: int,
+        accumulate: int = 1,
     ) -> None:
         self.X, self.Y = X, Y
         self.batch_size = batch_size
         self.steps = steps
+        self.accumulate = accumulate
         self.steps_per_epoch = steps_per_epoch
         self.key = int(_mix(torch.tensor([seed * _RANKS + rank]))[0])  # the stream of this seed and process
         self.epoch = 0
@@ -103,15 +136,17 @@ class TrainBatches:
         return math.ceil(self.steps_per_epoch / self.steps)
 
     def batch(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Batch i of the current epoch: X (steps, batch_size, block_size), Y (steps, batch_size)."""
+        """Batch i of the current epoch: X (steps * accumulate, batch_size, block_size), Y (steps * accumulate,
+        batch_size)."""
         first = i * self.steps
-        steps = min(self.steps, self.steps_per_epoch - first)
+        count = min(self.steps, self.steps_per_epoch - first) * self.accumulate  # mini-batches in this batch
         n = len(self.Y)
         if n <= self.batch_size:  # a pool no bigger than a batch (overfit_batches): the whole pool each step
-            ix = torch.arange(n).expand(steps, n)
-        else:  # draw k of SGD step s is a pure function of (seed, rank, s, k): the same whatever the batching
-            step = self.epoch * self.steps_per_epoch + first + torch.arange(steps).unsqueeze(1)  # (steps, 1)
-            ix = uniform_indices(step * self.batch_size + torch.arange(self.batch_size), self.key, n)
+            ix = torch.arange(n).expand(count, n)
+        else:  # draw k of mini-batch m is a pure function of (seed, rank, m, k): the same whatever the batching
+            start = (self.epoch * self.steps_per_epoch + first) * self.accumulate
+            minibatch = start + torch.arange(count).unsqueeze(1)  # (count, 1)
+            ix = uniform_indices(minibatch * self.batch_size + torch.arange(self.batch_size), self.key, n)
         return self.X[ix], self.Y[ix]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -124,9 +159,15 @@ class TrainBatches:
             yield self.batch(i)
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "served": self.served, "steps": self.steps}
+        return {"epoch": self.epoch, "served": self.served, "steps": self.steps, "accumulate": self.accumulate}
 
     def load_state_dict(self, state: dict) -> None:
+        accumulate = state.get("accumulate", 1)
+        if accumulate != self.accumulate:  # the draws of the steps to come would repeat or skip earlier ones
+            raise ConfigError(
+                f"the checkpoint was trained with trainer.accumulate_grad_batches {accumulate}, this run has"
+                f" {self.accumulate}; resume with the value it was trained with"
+            )
         steps = state.get("steps", self.steps)
         if steps != self.steps:  # `served` counts batches: with another size they would be other steps
             raise ConfigError(
@@ -164,6 +205,20 @@ def batch_steps(trainer: Optional[L.Trainer], limit: int) -> int:
     return planned[0] if planned else limit
 
 
+def log_interval(trainer: L.Trainer) -> int:
+    """trainer.log_every_n_steps in SGD steps, for the current fit (Lightning holds it in batches meanwhile)."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, StepIntervals) and callback.steps:
+            return callback._counted.get("log_every_n_steps", trainer.log_every_n_steps * callback.steps)
+    return trainer.log_every_n_steps
+
+
+def step_options(trainer: Optional[L.Trainer]) -> StepOptions:
+    """The step options of the trainer's current fit (see StepOptions)."""
+    module = trainer.lightning_module if trainer is not None else None
+    return getattr(module, "step_options", None) or StepOptions()
+
+
 class StepIntervals(L.Callback):
     """Makes the trainer's batch-counted intervals count SGD steps, as they do in the lecture's loop.
 
@@ -172,6 +227,9 @@ class StepIntervals(L.Callback):
     steps, sizes the batches so that each ends on a batch boundary, and hands Lightning the same
     intervals in batches. The trainer's own values are put back when the fit ends. Validation that
     counts across epochs (`check_val_every_n_epoch: null`) also needs the epoch to be whole batches.
+    When a callback or setting acts on every Lightning batch (`makemore.lightning_features.batch_readers`:
+    weight averaging, a learning-rate monitor, a profiler, ...), each batch carries one SGD step, so that it
+    sees every step.
     """
 
     def __init__(self) -> None:
@@ -179,7 +237,17 @@ class StepIntervals(L.Callback):
         self._counted: dict[str, int] = {}  # the trainer's batch-counted intervals, in SGD steps
         self._aligned: dict[str, int] = {}  # other lengths in steps that must end on a batch boundary
         self._saved: Optional[dict[str, Any]] = None
+        self._taken: Optional[dict[str, Any]] = None  # the trainer's step options, while makemore applies them
         self._trainer: Optional[L.Trainer] = None
+
+    def take_step_options(self, trainer: L.Trainer) -> StepOptions:
+        """The trainer's StepOptions; the trainer holds neutral values until the fit ends (Lightning refuses them
+        in manual optimisation, and they would otherwise act once per batch)."""
+        options = StepOptions.of(trainer)
+        self._taken = {name: getattr(trainer, name) for name in _NEUTRAL_OPTIONS}
+        for name, value in _NEUTRAL_OPTIONS.items():
+            setattr(trainer, name, value)
+        return options
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         data = trainer.datamodule
@@ -224,7 +292,13 @@ class StepIntervals(L.Callback):
         self._counted = counted
         self._aligned = {name: n for name, n in aligned.items() if n > 0}
         lengths = [n for n in [*counted.values(), *self._aligned.values()] if n > 0]
-        self._apply(trainer, steps_per_batch_for(lengths, data.steps_per_batch))
+        readers = batch_readers(trainer, pl_module)
+        if readers and data.steps_per_batch > 1 and trainer.is_global_zero:
+            rank_zero_info(
+                f"makemore: {', '.join(readers)} act(s) on every Lightning batch: this fit takes one SGD step per"
+                " batch (slower for small models; see docs/performance.md)"
+            )
+        self._apply(trainer, steps_per_batch_for(lengths, 1 if readers else data.steps_per_batch))
 
     def _apply(self, trainer: L.Trainer, steps: int) -> None:
         self._trainer = trainer
@@ -253,10 +327,10 @@ class StepIntervals(L.Callback):
         self._apply(trainer, steps)
 
     def _restore(self, trainer: L.Trainer) -> None:
-        if self._saved is not None:
-            for name, value in self._saved.items():
+        for saved in (self._saved, self._taken):
+            for name, value in (saved or {}).items():
                 setattr(trainer, name, value)
-            self._saved = None
+        self._saved = self._taken = None
         self.steps, self._trainer = None, None
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -310,9 +384,18 @@ class StepProgressBar(TQDMProgressBar):
             bar.refresh()
 
 
-def step_callbacks(trainer: L.Trainer) -> list[L.Callback]:
-    """The callbacks a LightningModule that trains with `train_steps` adds in `configure_callbacks`."""
-    callbacks: list[L.Callback] = [StepIntervals()]
+def step_callbacks(module: L.LightningModule) -> list[L.Callback]:
+    """The callbacks a LightningModule that trains with `train_steps` adds in `configure_callbacks`.
+
+    Called before Lightning checks the trainer's configuration: a fit with a callback or option that cannot work
+    per SGD step stops here, and the trainer's step options move to `module.step_options` for the fit.
+    """
+    trainer = module.trainer
+    if trainer.state.fn == "fit":
+        refuse_unsupported(trainer)
+    intervals = StepIntervals()
+    module.step_options = intervals.take_step_options(trainer)
+    callbacks: list[L.Callback] = [intervals]
     bar = trainer.progress_bar_callback
     if type(bar) is TQDMProgressBar:  # the stock bar (a user's own bar is left alone)
         callbacks.append(StepProgressBar(refresh_rate=bar.refresh_rate, leave=_compat.progress_bar_leave(bar)))
@@ -367,6 +450,9 @@ def fused_step_blocker(module: L.LightningModule) -> Optional[str]:
             "it runs on one device in 32-bit precision only, with no on_before_backward, on_after_backward or"
             " on_before_optimizer_step hook"
         )
+    options = getattr(module, "step_options", None) or StepOptions()
+    if options.accumulate > 1 or options.clip_val:
+        return "it is the plain update of one mini-batch's gradient, without accumulation or clipping"
     optimizer = module.optimizers().optimizer
     if type(optimizer) is not torch.optim.SGD:
         return f"it is torch.optim.SGD's update, and the optimizer is {type(optimizer).__name__}"
@@ -383,24 +469,28 @@ def fused_step_blocker(module: L.LightningModule) -> Optional[str]:
 
 
 def train_steps(module: L.LightningModule, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """One SGD step of `module.net` per mini-batch of `batch` (X (steps, b, ...), Y (steps, b)); the mean loss.
+    """One SGD step of `module.net` per mini-batch of `batch` (X (steps, b, ...), Y (steps, b)); each step's loss.
 
     Uses the module's one optimizer and schedule (a schedule with interval "step" is stepped after every
-    SGD step); stops at the trainer's max_steps. The module must use manual optimisation. With
-    `module.fused_step_active` (see `fused_step_blocker`) each step is the network's hand-written backward
-    and the SGD update, with no autograd graph and no call into torch.optim.
+    SGD step); stops at the trainer's max_steps. The module must use manual optimisation. With the trainer's
+    accumulate_grad_batches k (`module.step_options`), each SGD step takes k consecutive mini-batches of the
+    batch and the gradient of their mean loss; with gradient_clip_val, the gradient is clipped before each step
+    (`configure_gradient_clipping`, as Lightning does). With `module.fused_step_active` (see
+    `fused_step_blocker`) each step is the network's hand-written backward and the SGD update, with no
+    autograd graph and no call into torch.optim.
     """
     X, Y = batch
     optimizer = module.optimizers()
     scheduler = module.lr_schedulers()
     configs = module.trainer.lr_scheduler_configs
     step_scheduler = scheduler is not None and configs[0].interval == "step"
+    options = getattr(module, "step_options", None) or StepOptions()
+    k = options.accumulate
     max_steps = module.trainer.max_steps
-    steps = len(Y) if max_steps < 0 else min(len(Y), max_steps - module.global_step)
+    steps = len(Y) // k if max_steps < 0 else min(len(Y) // k, max_steps - module.global_step)
     direct = direct_steps(module)
     net, torch_optimizer = module.net, optimizer.optimizer
     losses = []
-    minibatches = zip(X[:steps].unbind(), Y[:steps].unbind())
     if getattr(module, "fused_step_active", False):
         group = torch_optimizer.param_groups[0]  # its lr is read at every step: schedules and the LR finder set it
         # torch's schedules warn when they step before the optimizer ever did: step it once with no gradients,
@@ -408,33 +498,44 @@ def train_steps(module: L.LightningModule, batch: tuple[torch.Tensor, torch.Tens
         torch_optimizer.zero_grad()
         torch_optimizer.step()
         with torch.no_grad():
-            for x, y in minibatches:
+            for x, y in zip(X[:steps].unbind(), Y[:steps].unbind()):
                 loss, grads = net.loss_and_grads(x, y)
                 _compat.count_optimizer_step(optimizer, partial(_sgd_update, grads, group["lr"]))
                 if step_scheduler:
                     scheduler.step()
                 losses.append(loss)
     else:
-        for x, y in minibatches:
-            _, loss = net(x, y)
+        backward = torch.Tensor.backward if direct else module.manual_backward
+        for step in range(steps):
             torch_optimizer.zero_grad()  # what LightningOptimizer.zero_grad forwards to
+            if k == 1:
+                _, loss = net(X[step], Y[step])
+                backward(loss)
+                loss = loss.detach()
+            else:  # the gradient of the mean of k mini-batches' losses, one mini-batch in memory at a time
+                loss = 0.0
+                for i in range(step * k, step * k + k):
+                    _, part = net(X[i], Y[i])
+                    backward(part / k)
+                    loss = loss + part.detach() / k
+            if options.clip_val:
+                module.configure_gradient_clipping(torch_optimizer, options.clip_val, options.clip_algorithm)
             if direct:
-                loss.backward()
                 _compat.count_optimizer_step(optimizer, torch_optimizer.step)
             else:
-                module.manual_backward(loss)
                 optimizer.step()
             if step_scheduler:
                 scheduler.step()
-            losses.append(loss.detach())
+            losses.append(loss)
     if not losses:
-        return torch.zeros((), device=Y.device)
+        return torch.zeros(0, device=Y.device)
     losses = torch.stack(losses)
-    if isinstance(getattr(module, "sweep_losses", None), list) and _compat.lr_finder_running(module.trainer):
-        module.sweep_losses.extend(losses.tolist())  # the raw losses of a learning-rate sweep (one step a batch)
-    else:  # a sweep diverges on purpose at its end: Lightning's finder stops it itself
+    if _compat.lr_finder_running(module.trainer):  # a sweep diverges on purpose at its end: the finder stops it
+        if isinstance(getattr(module, "sweep_losses", None), list):
+            module.sweep_losses.extend(losses.tolist())  # the raw losses of makemore's sweep (one step a batch)
+    else:
         check_divergence(losses, module.global_step - steps, getattr(module, "max_loss", math.inf))
-    return losses.mean()
+    return losses
 
 
 def _sgd_update(grads: list[tuple[torch.Tensor, torch.Tensor]], lr: float) -> None:

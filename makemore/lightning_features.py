@@ -1,0 +1,220 @@
+"""What each of Lightning's callbacks and Trainer options means in makemore, where a batch carries many SGD steps.
+
+One table, read three ways: `refuse_unsupported` stops a fit that uses what cannot work per SGD step (one line,
+before training), `batch_readers` names what makes a fit take one SGD step per Lightning batch, and
+`markdown()` is the table in docs/performance.md ("What a user gives up"; tests/test_lightning_features.py
+checks that the docs, this table and the installed Lightning agree).
+
+The verdicts:
+- per SGD step: Lightning counts it in batches, makemore hands it over in SGD steps (makemore.steps.StepIntervals).
+- one step a batch: it acts on every Lightning batch, so a fit with it takes one SGD step per batch: it sees every
+  step as its documentation says, and training pays Lightning's per-batch work at every step (slower for the
+  small models; see docs/performance.md).
+- its hooks decide: a callback of one's own is "one step a batch" when it (or the LightningModule) overrides
+  on_train_batch_start or on_train_batch_end, else unchanged.
+- unchanged: it acts on evaluation, epochs or the whole run, as documented.
+- refused: one line naming it and what to use instead.
+"""
+
+import inspect
+from typing import Optional
+
+import lightning as L
+from lightning.pytorch import callbacks as lightning_callbacks
+from lightning.pytorch.profilers import PassThroughProfiler
+from lightning.pytorch.utilities.model_helpers import is_overridden
+
+from makemore import _compat
+from makemore.errors import ConfigError
+
+STEP = "per SGD step"
+BATCH = "one step a batch"
+HOOKS = "its hooks decide"
+SAME = "unchanged"
+REFUSED = "refused"
+
+BATCH_HOOKS = ("on_train_batch_start", "on_train_batch_end")
+_EPOCHS = "acts at epoch ends (an epoch is data.steps_per_epoch SGD steps)"
+
+# Lightning's callbacks (lightning.pytorch.callbacks.__all__), by class name; a subclass takes its first listed base's.
+CALLBACKS: dict[str, tuple[str, str]] = {
+    "BackboneFinetuning": (SAME, _EPOCHS),
+    "BaseFinetuning": (SAME, _EPOCHS),
+    "BasePredictionWriter": (SAME, "makemore has no predict subcommand (`makemore sample` draws text)"),
+    "BatchSizeFinder": (
+        REFUSED,
+        "it scales a DataLoader's batch size by trial fits; set data.batch_size (`makemore search` can tune it)",
+    ),
+    "Callback": (HOOKS, "a callback of one's own"),
+    "Checkpoint": (HOOKS, "a checkpoint callback of one's own"),
+    "DeviceStatsMonitor": (BATCH, "logs device statistics at every batch"),
+    "EarlyStopping": (SAME, "acts on validation, whose interval counts SGD steps"),
+    "EMAWeightAveraging": (
+        BATCH,
+        "updates the average after every SGD step; validates, checkpoints and samples the averaged weights",
+    ),
+    "GradientAccumulationScheduler": (
+        REFUSED,
+        "it works through automatic optimisation only; set trainer.accumulate_grad_batches (mini-batches per SGD step)",
+    ),
+    "LambdaCallback": (HOOKS, "its functions' hooks decide"),
+    "LearningRateFinder": (
+        SAME,
+        "sweeps one SGD step per batch before training; makemore.callbacks.FindLearningRate adds makemore's"
+        " suggestion and plot",
+    ),
+    "LearningRateMonitor": (BATCH, "reads the learning rate at every batch"),
+    "ModelCheckpoint": (STEP, "every_n_train_steps counts SGD steps (batches end on its multiples)"),
+    "ModelPruning": (SAME, _EPOCHS),
+    "ModelSummary": (SAME, "prints the network once"),
+    "OnExceptionCheckpoint": (
+        BATCH,
+        "its checkpoint must fall between batches, which the data loader resumes from exactly",
+    ),
+    "ProgressBar": (HOOKS, "a progress bar of one's own counts batches"),
+    "RichModelSummary": (SAME, "prints the network once"),
+    "RichProgressBar": (BATCH, "counts batches; the default bar counts SGD steps at full speed"),
+    "SpikeDetection": (BATCH, "reads the loss of every batch"),
+    "StochasticWeightAveraging": (
+        REFUSED,
+        "it averages once per epoch and swaps the schedule at epoch starts; use"
+        " makemore.callbacks.SWAWeightAveraging (an equal average after every SGD step) or EMAWeightAveraging",
+    ),
+    "ThroughputMonitor": (BATCH, "measures every batch"),
+    "Timer": (BATCH, "checks the clock at every batch (trainer.max_time adds it)"),
+    "TQDMProgressBar": (
+        STEP,
+        "the default bar is replaced by makemore.steps.StepProgressBar, which counts SGD steps; a subclass of"
+        " one's own counts batches (its hooks decide)",
+    ),
+    "WeightAveraging": (BATCH, "as EMAWeightAveraging, with the averaging function given"),
+}
+
+# Lightning's Trainer options (the arguments of lightning.Trainer).
+TRAINER_OPTIONS: dict[str, tuple[str, str]] = {
+    "accelerator": (SAME, ""),
+    "strategy": (SAME, "with DDP each process draws its own mini-batch for every SGD step"),
+    "devices": (SAME, ""),
+    "num_nodes": (SAME, ""),
+    "precision": (SAME, "mixed precision goes through Lightning's manual_backward and optimizer step"),
+    "logger": (SAME, "the x-axis of every logged value is the SGD step"),
+    "callbacks": (SAME, "see the callbacks above"),
+    "fast_dev_run": (STEP, "n SGD steps"),
+    "max_epochs": (STEP, "epochs of data.steps_per_epoch SGD steps"),
+    "min_epochs": (STEP, "epochs of data.steps_per_epoch SGD steps"),
+    "max_steps": (STEP, "SGD steps (batches end on it)"),
+    "min_steps": (STEP, "SGD steps"),
+    "max_time": (BATCH, "adds Timer"),
+    "limit_train_batches": (STEP, "an int counts SGD steps, a float is a share of the epoch's steps"),
+    "limit_val_batches": (SAME, "evaluation batches of data.eval_batch_size examples"),
+    "limit_test_batches": (SAME, "evaluation batches of data.eval_batch_size examples"),
+    "limit_predict_batches": (SAME, "makemore has no predict subcommand"),
+    "overfit_batches": (STEP, "an int counts mini-batches of data.batch_size, trained on at every step"),
+    "val_check_interval": (
+        STEP,
+        "an int counts SGD steps, a float is a share of the epoch's steps; a wall-clock interval is checked at"
+        " every batch (one step a batch)",
+    ),
+    "check_val_every_n_epoch": (SAME, "epochs of data.steps_per_epoch SGD steps"),
+    "num_sanity_val_steps": (SAME, "evaluation batches"),
+    "log_every_n_steps": (STEP, "SGD steps; train_loss is the mean of the steps since the last log"),
+    "enable_checkpointing": (SAME, ""),
+    "enable_progress_bar": (SAME, ""),
+    "enable_model_summary": (SAME, ""),
+    "accumulate_grad_batches": (
+        STEP,
+        "that many mini-batches of data.batch_size per SGD step, the gradient of their mean loss",
+    ),
+    "gradient_clip_val": (STEP, "clips before every SGD step (LightningModule.configure_gradient_clipping)"),
+    "gradient_clip_algorithm": (STEP, '"norm" (the default) or "value", before every SGD step'),
+    "deterministic": (SAME, ""),
+    "benchmark": (SAME, ""),
+    "inference_mode": (SAME, ""),
+    "use_distributed_sampler": (SAME, "makemore's loaders give each process its share themselves"),
+    "profiler": (BATCH, "it times Lightning's batch hooks"),
+    "detect_anomaly": (SAME, "checks every backward"),
+    "barebones": (SAME, ""),
+    "plugins": (SAME, ""),
+    "sync_batchnorm": (SAME, ""),
+    "reload_dataloaders_every_n_epochs": (
+        REFUSED,
+        "each SGD step's mini-batch is drawn from the step number, and a reloaded loader would draw the first"
+        " epoch's again; there is nothing to reload",
+    ),
+    "default_root_dir": (SAME, ""),
+    "enable_autolog_hparams": (SAME, ""),
+    "model_registry": (SAME, ""),
+}
+
+
+def callback_verdict(callback: L.Callback) -> tuple[str, str]:
+    """(verdict, why) for a callback: makemore's own count SGD steps; others by their first Lightning class listed."""
+    if type(callback).__module__.split(".")[0] == "makemore":
+        return STEP, "makemore's own"
+    for klass in type(callback).__mro__:
+        if getattr(lightning_callbacks, klass.__name__, None) is not klass or klass.__name__ not in CALLBACKS:
+            continue
+        verdict, why = CALLBACKS[klass.__name__]
+        # only the stock progress bar is replaced by makemore's: a bar of one's own is decided by its hooks
+        if verdict == HOOKS or (klass is lightning_callbacks.TQDMProgressBar and type(callback) is not klass):
+            break
+        return verdict, why
+    return HOOKS, "a callback of one's own"
+
+
+def refuse_unsupported(trainer: L.Trainer) -> None:
+    """Stop a fit, before training, that uses a callback or Trainer option that cannot work per SGD step."""
+    for callback in trainer.callbacks:
+        verdict, why = callback_verdict(callback)
+        if verdict == REFUSED:
+            raise ConfigError(f"{type(callback).__name__} cannot work per SGD step in makemore: {why}")
+    if trainer.reload_dataloaders_every_n_epochs:
+        raise ConfigError(
+            "trainer.reload_dataloaders_every_n_epochs cannot work per SGD step in makemore: "
+            + TRAINER_OPTIONS["reload_dataloaders_every_n_epochs"][1]
+        )
+
+
+def batch_readers(trainer: L.Trainer, module: L.LightningModule) -> list[str]:
+    """What in this fit acts on every Lightning batch (so that the fit must take one SGD step per batch)."""
+    found = []
+    for callback in trainer.callbacks:
+        verdict, _ = callback_verdict(callback)
+        if verdict == BATCH or (
+            verdict == HOOKS and any(is_overridden(hook, callback, L.Callback) for hook in BATCH_HOOKS)
+        ):
+            found.append(type(callback).__name__)
+    found += [
+        f"{type(module).__name__}.{hook}" for hook in BATCH_HOOKS if is_overridden(hook, module, L.LightningModule)
+    ]
+    if not isinstance(trainer.profiler, PassThroughProfiler):
+        found.append("trainer.profiler")
+    if _compat.val_check_is_timed(trainer):
+        found.append("a wall-clock trainer.val_check_interval")
+    return found
+
+
+def _rows(table: dict[str, tuple[str, str]], name: str) -> list[str]:
+    return [f"| {name.format(key)} | {verdict} | {why} |" for key, (verdict, why) in table.items()]
+
+
+def markdown() -> str:
+    """The tables of docs/performance.md: every Lightning callback and Trainer option, and what it means here."""
+    return "\n".join(
+        [
+            "| Lightning callback | here | why |",
+            "|---|---|---|",
+            *_rows(CALLBACKS, "`{}`"),
+            "",
+            "| Trainer option | here | note |",
+            "|---|---|---|",
+            *_rows(TRAINER_OPTIONS, "`trainer.{}`"),
+        ]
+    )
+
+
+def unlisted() -> Optional[str]:
+    """Lightning callbacks and Trainer options of the installed release that the tables do not list (None: none)."""
+    options = set(inspect.signature(L.Trainer.__init__).parameters) - {"self"}
+    missing = sorted(set(lightning_callbacks.__all__) - CALLBACKS.keys()) + sorted(options - TRAINER_OPTIONS.keys())
+    return ", ".join(missing) or None
