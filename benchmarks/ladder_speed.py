@@ -74,10 +74,10 @@ def run_plain(config: dict, steps: int) -> float:
     return (time.perf_counter() - start) / steps * 1e6
 
 
-def run_makemore(config_path: Path, steps: int, workdir: Path) -> tuple[float, float]:
-    """µs per SGD step of training, and seconds of one validation."""
+def run_makemore(config_path: Path, steps: int, workdir: Path, *options: str) -> tuple[float, float]:
+    """µs per SGD step of training, and seconds of one validation (`options`: more CLI options)."""
     root = Path(tempfile.mkdtemp(prefix="run-", dir=workdir))
-    args = ["fit", "--config", str(config_path), "--trainer.max_steps", str(steps)]
+    args = ["fit", "--config", str(config_path), "--trainer.max_steps", str(steps), *options]
     args += ["--data.steps_per_epoch", str(steps), "--trainer.default_root_dir", str(root)]
     args += ["--trainer.accelerator", "cpu", "--trainer.callbacks+=step_timer.StepTimer"]
     args += ["--num_threads", str(torch.get_num_threads())]

@@ -19,6 +19,8 @@ class StepTimer(L.Callback):
     `start_s` holds it apart.
     """
 
+    aligned_steps = 0  # it counts SGD steps itself (global_step): batches may carry many (makemore.lightning_features)
+
     def __init__(self) -> None:
         self.train_s = float("nan")
         self.train_cpu_s = float("nan")  # process CPU time, all threads (tensorboard's writer thread too)

@@ -70,3 +70,14 @@ def torch_foreach_default(params: list[torch.Tensor], differentiable: bool) -> O
     from torch.optim.optimizer import _default_to_fused_or_foreach
 
     return _default_to_fused_or_foreach(params, differentiable)[1]
+
+
+def mark_saved_after_the_batch_counted(checkpoint: dict) -> None:
+    """Make a checkpoint written at an epoch's end resume its loggers' batch count where the run left it.
+
+    Lightning expects checkpoints written during a batch or its validation, before the loop counts the batch for
+    its loggers (`_batches_that_stepped`), and adds that one on restoring. At the epoch's end (makemore's
+    last.ckpt) the batch is counted already: without taking it back, a resumed run would log one batch late.
+    """
+    state = checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]
+    state["_batches_that_stepped"] -= 1

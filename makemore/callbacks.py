@@ -14,6 +14,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from matplotlib.figure import Figure
 
+from makemore import _compat
 from makemore.errors import ConfigError
 
 # Counted in SGD steps (makemore.steps): train_loss is the mean of this many steps. It also caps the steps one
@@ -45,19 +46,34 @@ def run_dir(trainer: L.Trainer) -> Path:
 
 
 class LastCheckpoint(ModelCheckpoint):
-    """`last.ckpt` in the run's checkpoints folder: at every validation and epoch end, and at the end of every fit.
+    """`last.ckpt` in the run's checkpoints folder: at every validation and at the end of every epoch, the last one
+    (cut short by max_steps or a stop) included.
 
     Lightning's `save_last` follows only improvements of the monitored metric, and a plain ModelCheckpoint
     writes nothing after the last validation: a run whose intervals do not end on its last step would lose
-    those steps. A fit that stops on an error (divergence, SIGTERM, a kill) does not reach on_train_end.
+    those steps. The epoch end comes after the epoch's last validation and before on_train_end, where weight
+    averaging puts the averaged weights in place of the trained ones: the checkpoint keeps both, and a run
+    extended from it continues exactly. A fit that stops on an error (divergence, SIGTERM, a kill) does not
+    reach the epoch end.
     """
 
     def __init__(self) -> None:
-        super().__init__(filename="last", enable_version_counter=False)
+        # at each validation's end as usual; the epoch-end write is this class's own
+        super().__init__(filename="last", enable_version_counter=False, save_on_train_epoch_end=False)
+        self._at_epoch_end = False
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.fast_dev_run and trainer.global_step > 0:
-            trainer.save_checkpoint(self.format_checkpoint_name({}), weights_only=self.save_weights_only)
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.fast_dev_run and trainer.global_step > 0 and not _compat.lr_finder_running(trainer):
+            self._at_epoch_end = True
+            try:
+                trainer.save_checkpoint(self.format_checkpoint_name({}), weights_only=self.save_weights_only)
+            finally:
+                self._at_epoch_end = False
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> dict:
+        if self._at_epoch_end:
+            _compat.mark_saved_after_the_batch_counted(checkpoint)
+        return super().on_save_checkpoint(trainer, pl_module, checkpoint)
 
 
 def embedding_figure(weight: torch.Tensor, labels: list[str]) -> Figure:

@@ -52,10 +52,10 @@ class CharDataModule(L.LightningDataModule):
             large as this allows while every interval the trainer counts (log_every_n_steps, an integer
             val_check_interval, limit_train_batches, a ModelCheckpoint's every_n_train_steps) still ends on
             a batch boundary, and those intervals, global_step, max_steps, the progress bar, checkpoint names
-            and logged steps all count SGD steps (see makemore.steps). train_loss is logged as the mean over
-            the steps of one batch.
+            and logged steps all count SGD steps (see makemore.steps). A callback that acts on every batch
+            makes the fit take one SGD step per batch.
         steps_per_epoch: SGD steps per epoch (validation runs at epoch ends by default); default one pass in
-            expectation, ceil(train examples / (batch_size * processes)).
+            expectation, ceil(train examples / (batch_size * processes * trainer.accumulate_grad_batches)).
         eval_batch_size: examples per forward pass in validation and test (speed and memory, not results);
             passes of a few thousand keep the activations in the CPU's cache.
         train_on: what a training example is. "characters": one (context, next character) pair per character and

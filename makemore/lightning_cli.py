@@ -22,7 +22,7 @@ from makemore.batchnorm import cpu_sync_plugins
 from makemore.callbacks import LOG_EVERY_N_STEPS, LastCheckpoint, fit_callbacks, report_lr_find, run_lr_sweep
 from makemore.checkpoint import import_class, load_network, named_checkpoint, read_checkpoint, version_number
 from makemore.data import CharDataModule
-from makemore.errors import CheckpointError, ConfigError
+from makemore.errors import CheckpointError, ConfigError, MakemoreError
 from makemore.models import MLP
 from makemore.module import RESUMABLE_CHANGES, MakemoreModule, differences, flatten
 from makemore.runlog import RunLogger
@@ -318,6 +318,13 @@ def run(argv: Optional[list[str]]) -> MakemoreCLI:
             trainer_defaults={"log_every_n_steps": LOG_EVERY_N_STEPS, "callbacks": fit_callbacks()},
             args=argv,
         )
+    except ValueError as err:  # jsonargparse wraps what a class raised while it was built: makemore's own is one line
+        cause = err
+        while cause is not None and not isinstance(cause, MakemoreError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise cause from None
     except MisconfigurationException as err:  # Lightning's settings that contradict each other: one line
         raise ConfigError(str(err).splitlines()[0]) from None
     except SIGTERMException:  # Lightning's is a SystemExit with status 0, as if the run had finished

@@ -11,7 +11,8 @@ The verdicts:
   step as its documentation says, and training pays Lightning's per-batch work at every step (slower for the
   small models; see docs/performance.md).
 - its hooks decide: a callback of one's own is "one step a batch" when it (or the LightningModule) overrides
-  on_train_batch_start or on_train_batch_end, else unchanged.
+  on_train_batch_start or on_train_batch_end, else unchanged; one that counts SGD steps itself says so with an
+  `aligned_steps` attribute (see `callback_verdict`).
 - unchanged: it acts on evaluation, epochs or the whole run, as documented.
 - refused: one line naming it and what to use instead.
 """
@@ -148,18 +149,23 @@ TRAINER_OPTIONS: dict[str, tuple[str, str]] = {
 
 
 def callback_verdict(callback: L.Callback) -> tuple[str, str]:
-    """(verdict, why) for a callback: makemore's own count SGD steps; others by their first Lightning class listed."""
-    if type(callback).__module__.split(".")[0] == "makemore":
-        return STEP, "makemore's own"
+    """(verdict, why) for a callback: that of its first Lightning class listed. makemore's own, and any callback with
+    an `aligned_steps` attribute (the SGD-step interval it acts at, which batches then end on; 0 for none), count SGD
+    steps themselves, unless they are a Lightning callback that acts on every batch (SWAWeightAveraging)."""
+    verdict, why = HOOKS, "a callback of one's own"
     for klass in type(callback).__mro__:
         if getattr(lightning_callbacks, klass.__name__, None) is not klass or klass.__name__ not in CALLBACKS:
             continue
-        verdict, why = CALLBACKS[klass.__name__]
         # only the stock progress bar is replaced by makemore's: a bar of one's own is decided by its hooks
-        if verdict == HOOKS or (klass is lightning_callbacks.TQDMProgressBar and type(callback) is not klass):
-            break
-        return verdict, why
-    return HOOKS, "a callback of one's own"
+        if CALLBACKS[klass.__name__][0] != HOOKS and (
+            klass is not lightning_callbacks.TQDMProgressBar or type(callback) is klass
+        ):
+            verdict, why = CALLBACKS[klass.__name__]
+        break
+    own = type(callback).__module__.split(".")[0] == "makemore" or hasattr(callback, "aligned_steps")
+    if own and verdict not in (BATCH, REFUSED):
+        return STEP, "makemore's own, or one that says with `aligned_steps` that it counts SGD steps"
+    return verdict, why
 
 
 def refuse_unsupported(trainer: L.Trainer) -> None:

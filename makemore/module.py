@@ -163,16 +163,19 @@ class MakemoreModule(L.LightningModule):
         first = self.global_step
         losses = steps.train_steps(self, batch)
         # train_loss: the mean loss of the SGD steps since the last log (every log_every_n_steps), whatever the
-        # steps per batch; the losses of a window a checkpoint cut are in the checkpoint.
-        if first % steps.log_interval(self.trainer) == 0 or self._train_losses is None:
+        # steps per batch, logged where Lightning writes it (batches end there); the steps of a window a
+        # checkpoint cut are in the checkpoint.
+        interval = steps.log_interval(self.trainer)
+        if first % interval == 0 or self._train_losses is None:
             self._train_losses = []
         self._train_losses.append(losses)
-        mean = torch.cat(self._train_losses).mean()
-        # Log against the SGD step, not Lightning's batch count (`step` sets the logger's x-axis).
+        # Log against the SGD step, not Lightning's batch count (`step` sets the logger's x-axis, and checkpoint
+        # names read it).
         self.log("step", float(self.global_step), on_step=True, on_epoch=False, logger=True)
-        self.log("train_loss", mean, on_step=True, on_epoch=False, prog_bar=True)
-        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
-        return mean
+        if self.global_step % interval == 0 or self.global_step == self.trainer.max_steps:
+            self.log("train_loss", torch.cat(self._train_losses).mean(), on_step=True, on_epoch=False, prog_bar=True)
+            self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
+        return losses.mean()  # this batch's (Lightning's learning-rate finder records it)
 
     def on_train_epoch_end(self) -> None:
         scheduler = self.lr_schedulers()

@@ -15,17 +15,20 @@ the progress bar (`StepProgressBar`), and the trainer's intervals that Lightning
 `makemore.diagnostics.Diagnostics`). For each fit `StepIntervals`
 makes the batches as large as `steps_per_batch` allows while each of those intervals, and max_steps,
 ends on a batch boundary, and hands Lightning the intervals in batches (the trainer's own values are put back
-afterwards). Lightning's learning-rate finder gets one step per batch, so it records every step.
+afterwards). The trainer's gradient clipping and accumulation (`StepOptions`) are applied at every SGD step.
+A fit with something that acts on every batch (weight averaging, a learning-rate monitor, a callback of
+one's own; see makemore.lightning_features) takes one SGD step per batch, so that it sees every step, and
+Lightning's learning-rate finder gets one step per batch too.
 
-What it costs a user. `train_loss` is the mean over the steps of one batch. An interval with few
-divisors (a prime number of steps, max_steps included) makes batches small and training slower. A
-resumed run keeps the batch size it was trained with (refused when that does not divide the new
-intervals). A batch holds `steps_per_batch x batch_size x (block_size + 1)` int64 token ids (about
-1 MB for the lecture's settings).
+What it costs a user. An interval with few divisors (a prime number of steps, max_steps included) makes
+batches small and training slower, and so does a callback that acts on every batch. A resumed run keeps
+the batch size it was trained with (refused when that does not divide the new intervals). A batch holds
+`steps_per_batch x accumulate_grad_batches x batch_size x (block_size + 1)` int64 token ids (about 1 MB
+for the lecture's settings).
 
-The surface the rest of the package uses: `TrainBatches` and `batch_steps` (the data module's training
-loader), `step_callbacks` (the LightningModule's configure_callbacks), `train_steps` (its
-training_step) and `settle_implementation` (its configure_optimizers).
+The surface the rest of the package uses: `TrainBatches`, `batch_steps` and `step_options` (the data module's
+training loader), `step_callbacks` (the LightningModule's configure_callbacks), `train_steps` and
+`log_interval` (its training_step) and `settle_implementation` (its configure_optimizers).
 """
 
 import math

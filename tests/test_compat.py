@@ -74,3 +74,18 @@ def test_summary_writer_file_writer(tmp_path):
     writer.close()
     assert _compat.summary_file_writer(writer) is not None
     writer.close()
+
+
+def test_batches_that_stepped_in_a_checkpoint(tmp_path):
+    """loops.fit_loop.'epoch_loop.state_dict'._batches_that_stepped: the loggers' batch count a checkpoint keeps."""
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    trainer = L.Trainer(default_root_dir=tmp_path, max_steps=3, logger=False, enable_progress_bar=False)
+    trainer.fit(BoringModel())
+    path = tmp_path / "end.ckpt"
+    trainer.save_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=False)
+    state = checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]
+    assert state["_batches_that_stepped"] == 3, "fit_loop 'epoch_loop.state_dict' _batches_that_stepped"
+    _compat.mark_saved_after_the_batch_counted(checkpoint)
+    assert state["_batches_that_stepped"] == 2

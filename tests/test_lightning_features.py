@@ -1,0 +1,295 @@
+"""Lightning's Trainer options and callbacks mean what Lightning's docs say, per SGD step.
+
+The proof is differential: the mini-batch of each SGD step is a pure function of (seed, rank, step), so a run with
+one SGD step per Lightning batch (Lightning's own view) and one with many must end at the same weights and log the
+same values at the same steps.
+"""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from conftest import cli_error, small_run_args
+
+from makemore import lightning_features
+from makemore.api import scalars
+from makemore.checkpoint import read_checkpoint
+from makemore.data import CharDataModule
+from makemore.steps import TrainBatches
+
+ROOT = Path(__file__).resolve().parents[1]
+TAGS = ("train_loss", "val_loss", "lr")
+
+CASES = {
+    "sgd": ["--model.fused_step", "false"],
+    "adamw": ["--model.optimizer", "torch.optim.AdamW", "--model.learning_rate", "0.01"],
+    "cosine schedule": [
+        "--model.lr_scheduler",
+        "torch.optim.lr_scheduler.CosineAnnealingLR",
+        "--model.lr_scheduler.T_max",
+        "100",
+    ],
+    "clip norm": ["--trainer.gradient_clip_val", "0.1"],
+    "clip value": ["--trainer.gradient_clip_val", "0.01", "--trainer.gradient_clip_algorithm", "value"],
+    "accumulate": ["--trainer.accumulate_grad_batches", "3"],
+    "ema": ["--trainer.callbacks+=EMAWeightAveraging", "--trainer.callbacks.decay", "0.9"],
+    "swa": ["--trainer.callbacks+=makemore.callbacks.SWAWeightAveraging", "--trainer.callbacks.start", "0.5"],
+    "batchnorm": ["--model.net.batch_norm", "true"],
+    "dropout": ["--model.net.dropout", "0.2", "--model.net.n_layers", "2"],
+    "fused step": ["--model.fused_step", "true"],
+}
+
+
+def logged(run_dir) -> dict[str, list[tuple[int, float]]]:
+    return {tag: scalars(run_dir, tag) for tag in TAGS}
+
+
+def assert_same_run(a_params, b_params, a_logs, b_logs) -> None:
+    for (name, a), b in zip(a_params, b_params):
+        assert torch.equal(a, b), f"{name} differs"
+    assert a_logs == b_logs
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_one_step_per_batch_and_many_train_and_log_the_same(case, words_path, tmp_path, run_cli):
+    runs = []
+    for steps_per_batch in ("1", "10"):
+        args = small_run_args(
+            words_path, tmp_path / steps_per_batch, max_steps=100, data__steps_per_batch=steps_per_batch
+        )
+        runs.append(run_cli("fit", *args, *CASES[case]))
+    one, many = runs
+    assert one.trainer.train_dataloader.steps == 1
+    if case not in ("ema", "swa"):  # weight averaging acts on every batch: one step a batch in both
+        assert many.trainer.train_dataloader.steps == 10
+    assert one.trainer.global_step == many.trainer.global_step == 100
+    assert_same_run(
+        one.model.named_parameters(), many.model.parameters(), logged(one.trainer.log_dir), logged(many.trainer.log_dir)
+    )
+
+
+@pytest.mark.parametrize("averaging", [[], CASES["ema"]], ids=["dropout", "dropout and ema"])
+def test_a_resumed_run_logs_and_ends_as_an_uninterrupted_one(averaging, words_path, tmp_path, run_cli):
+    # train_loss every 20 steps; the first part stops at step 50, in the middle of a window (steps 41-60)
+    options = {"trainer__log_every_n_steps": "20", "model__net__dropout": "0.2"}
+    whole = run_cli(
+        "fit",
+        *small_run_args(words_path, tmp_path / "whole", max_steps=100, data__steps_per_batch="1", **options),
+        *averaging,
+    )
+    first = run_cli("fit", *small_run_args(words_path, tmp_path / "parts", max_steps=50, **options), *averaging)
+    last = Path(first.trainer.log_dir, "checkpoints", "last.ckpt")
+    rest = run_cli(
+        "fit",
+        *small_run_args(words_path, tmp_path / "parts", max_steps=100, **options),
+        *averaging,
+        "--ckpt_path",
+        str(last),
+    )
+    assert first.trainer.train_dataloader.steps == rest.trainer.train_dataloader.steps == (1 if averaging else 10)
+    whole_logs = logged(whole.trainer.log_dir)
+    parts = {tag: scalars(first.trainer.log_dir, tag) + scalars(rest.trainer.log_dir, tag) for tag in TAGS}
+    assert [step for step, _ in parts["train_loss"]] == [20, 40, 60, 80, 100]
+    assert_same_run(whole.model.named_parameters(), rest.model.parameters(), whole_logs, parts)
+
+
+def test_two_ddp_processes_train_and_log_the_same_with_one_step_per_batch(words_path, tmp_path):
+    ddp = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
+    folders = []
+    for steps_per_batch in ("1", "10"):
+        args = small_run_args(
+            words_path, tmp_path / steps_per_batch, max_steps=60, data__steps_per_batch=steps_per_batch
+        )
+        args += ["--trainer.gradient_clip_val", "0.5", "--trainer.accumulate_grad_batches", "2", *ddp]
+        done = subprocess.run(
+            [sys.executable, "-m", "makemore", "fit", *args], cwd=ROOT, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        folders.append(tmp_path / steps_per_batch / "lightning_logs" / "version_0")
+    weights = [read_checkpoint(str(folder / "checkpoints" / "last.ckpt"))["state_dict"] for folder in folders]
+    assert weights[0].keys() == weights[1].keys()
+    assert_same_run(sorted(weights[0].items()), [v for _, v in sorted(weights[1].items())], *map(logged, folders))
+
+
+def hand_step(net, X, Y, lr: float, clip_norm: float = 0.0) -> dict[str, torch.Tensor]:
+    """One SGD step on the mean loss of the mini-batches X[j], Y[j], written out: the expected weights."""
+    net.zero_grad()
+    for x, y in zip(X, Y):
+        (net(x, y)[1] / len(X)).backward()
+    grads = [p.grad for p in net.parameters()]
+    scale = 1.0
+    if clip_norm:
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        scale = min(1.0, clip_norm / (norm.item() + 1e-6))
+    return {name: (p - lr * scale * p.grad).detach() for name, p in net.named_parameters()}
+
+
+@pytest.mark.parametrize("clip_norm", [0.0, 0.05])
+def test_accumulation_and_clipping_take_the_clipped_gradient_of_the_mean_of_k_mini_batches(
+    clip_norm, words_path, tmp_path
+):
+    from makemore.api import make_trainer, module_for
+
+    data = CharDataModule(path=str(words_path), batch_size=8, steps_per_epoch=50, seed=3)
+    L.seed_everything(0)
+    model = module_for(data, learning_rate=0.1)
+    net = type(model.net)(len(model.vocabulary), 3)
+    net.load_state_dict(model.net.state_dict())  # the initial weights
+    trainer = make_trainer(
+        max_steps=1,
+        root=tmp_path,
+        accelerator="cpu",
+        accumulate_grad_batches=3,
+        gradient_clip_val=clip_norm or None,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+    )
+    trainer.fit(model, data)
+    assert (trainer.accumulate_grad_batches, trainer.gradient_clip_val) == (3, clip_norm or None)  # put back
+    X, Y = data.examples["train"]
+    batches = TrainBatches(X, Y, batch_size=8, steps=1, steps_per_epoch=50, seed=3, rank=0, accumulate=3)
+    Xb, Yb = batches.batch(0)
+    assert Xb.shape[:2] == (3, 8)
+    expected = hand_step(net, Xb, Yb, lr=0.1, clip_norm=clip_norm)
+    for name, p in model.net.named_parameters():
+        torch.testing.assert_close(p, expected[name], rtol=1e-5, atol=1e-7)
+
+
+def test_mini_batches_of_an_accumulated_step_are_the_draws_that_follow_each_other():
+    X, Y = torch.arange(1000).view(-1, 1), torch.arange(1000)
+    plain = TrainBatches(X, Y, batch_size=8, steps=12, steps_per_epoch=12, seed=3, rank=0).batch(0)[1]
+    twice = TrainBatches(X, Y, batch_size=8, steps=6, steps_per_epoch=6, seed=3, rank=0, accumulate=2).batch(0)[1]
+    assert torch.equal(plain, twice)  # mini-batch j of step s is draw s * 2 + j
+
+
+class Recorder(L.Callback):
+    """A callback of one's own that acts at every batch: it records the step and the weights it sees."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, list[torch.Tensor]]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.seen.append((trainer.global_step, [p.detach().clone() for p in pl_module.net.parameters()]))
+
+
+@pytest.mark.parametrize(
+    "averaging",
+    [
+        ["EMAWeightAveraging", "--trainer.callbacks.decay", "0.9"],
+        [
+            "makemore.callbacks.SWAWeightAveraging",
+            "--trainer.callbacks.start",
+            "31",
+            "--trainer.callbacks.every_n_steps",
+            "3",
+        ],
+    ],
+)
+def test_weight_averaging_averages_the_weights_of_every_sgd_step(averaging, words_path, tmp_path, run_cli):
+    args = small_run_args(words_path, tmp_path, max_steps=60)
+    name, *options = averaging
+    cli = run_cli(
+        "fit", *args, "--trainer.callbacks+=test_lightning_features.Recorder", f"--trainer.callbacks+={name}", *options
+    )
+    recorder = next(c for c in cli.trainer.callbacks if isinstance(c, Recorder))
+    assert [step for step, _ in recorder.seen] == list(range(1, 61))  # it saw every SGD step
+    weights = [w for _, w in recorder.seen]
+    if name == "EMAWeightAveraging":  # the first step's weights, then average = 0.9 average + 0.1 weights
+        expected = weights[0]
+        for w in weights[1:]:
+            expected = [0.9 * a + 0.1 * b for a, b in zip(expected, w)]
+    else:  # the equal average of steps 31, 34, ..., 58
+        chosen = weights[30::3]
+        expected = [torch.stack(ws).mean(0) for ws in zip(*chosen)]
+    for p, e in zip(cli.model.net.parameters(), expected):  # the fit ends with the averaged weights
+        torch.testing.assert_close(p.detach(), e, rtol=1e-5, atol=1e-6)
+    # the checkpoint holds the averaged weights (what test and sample read) and the trained ones to resume from
+    checkpoint = read_checkpoint(str(Path(cli.trainer.log_dir, "checkpoints", "last.ckpt")))
+    for key, p in cli.model.state_dict().items():
+        if key.startswith("net."):
+            assert torch.equal(checkpoint["state_dict"][key], p)
+    for key, w in zip([k for k, _ in cli.model.net.named_parameters()], weights[-1]):
+        assert torch.equal(checkpoint["current_model_state"]["net." + key], w)
+
+
+def test_a_callback_acting_per_batch_is_said_once(words_path, tmp_path, caplog, run_cli):
+    cli = run_cli(
+        "fit", *small_run_args(words_path, tmp_path, max_steps=20), "--trainer.callbacks+=LearningRateMonitor"
+    )
+    said = "makemore: LearningRateMonitor act(s) on every Lightning batch: this fit takes one SGD step per batch"
+    assert [record.getMessage() for record in caplog.records].count(
+        said + " (slower for small models; see docs/performance.md)"
+    ) == 1
+    # as Lightning logs it with one optimizer step per batch: every log_every_n_steps (10), at its count of the
+    # batches before this one
+    assert [step for step, _ in scalars(cli.trainer.log_dir, "lr-SGD")] == [9, 19]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--trainer.callbacks+=StochasticWeightAveraging", "--trainer.callbacks.swa_lrs", "0.01"],
+            "StochasticWeightAveraging cannot work per SGD step in makemore: it averages once per epoch.*SWAWeightAveraging",
+        ),
+        (
+            ["--trainer.callbacks+=GradientAccumulationScheduler", "--trainer.callbacks.scheduling", "{0: 2}"],
+            "GradientAccumulationScheduler cannot work per SGD step.*trainer.accumulate_grad_batches",
+        ),
+        (["--trainer.callbacks+=BatchSizeFinder"], "BatchSizeFinder cannot work per SGD step.*data.batch_size"),
+        (
+            ["--trainer.reload_dataloaders_every_n_epochs", "1"],
+            "trainer.reload_dataloaders_every_n_epochs cannot work per SGD step",
+        ),
+        (
+            ["--trainer.gradient_clip_val", "-1"],
+            r"trainer.gradient_clip_val must be 0 or more \(0 or null: no clipping\), got -1",
+        ),
+        (
+            ["--trainer.accumulate_grad_batches", "0"],
+            "trainer.accumulate_grad_batches must be an integer of at least 1, got 0",
+        ),
+        (
+            [
+                "--trainer.callbacks+=EMAWeightAveraging",
+                "--trainer.callbacks+=makemore.batchnorm.CalibrateBatchNorm",
+                "--model.net.batch_norm",
+                "true",
+            ],
+            "CalibrateBatchNorm calibrates the trained weights, which EMAWeightAveraging then replaces",
+        ),
+        (
+            ["--trainer.callbacks+=makemore.callbacks.SWAWeightAveraging", "--trainer.callbacks.start", "0"],
+            "SWAWeightAveraging: start is a step",
+        ),
+    ],
+)
+def test_what_cannot_work_per_sgd_step_is_one_line_before_training(args, message, words_path, tmp_path):
+    cli_error(["fit", *small_run_args(words_path, tmp_path, max_steps=20), *args], message)
+    assert not list(tmp_path.glob("lightning_logs/*/checkpoints/*.ckpt"))
+
+
+def test_the_table_lists_every_lightning_callback_and_trainer_option_and_is_the_docs_table():
+    assert lightning_features.unlisted() is None, "decide what these mean per SGD step"
+    docs = (ROOT / "docs" / "performance.md").read_text()
+    table = lightning_features.markdown()
+    assert table in docs, (
+        "docs/performance.md's table is stale: paste the output of"
+        " python -c 'from makemore.lightning_features import markdown; print(markdown())'"
+    )
+    verdicts = {
+        verdict for verdict, _ in [*lightning_features.CALLBACKS.values(), *lightning_features.TRAINER_OPTIONS.values()]
+    }
+    assert verdicts <= {
+        lightning_features.STEP,
+        lightning_features.BATCH,
+        lightning_features.HOOKS,
+        lightning_features.SAME,
+        lightning_features.REFUSED,
+    }
+    assert re.search(r"\| `EMAWeightAveraging` \| one step a batch \|", docs)
