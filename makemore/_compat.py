@@ -2,7 +2,7 @@
 
 Each is read through a function here, never directly elsewhere. tests/test_compat.py exercises every one
 on the installed versions and fails naming the symbol when an upgrade removes or renames it; the version
-ranges in pyproject.toml are those the tests have run on.
+lower bounds in pyproject.toml are what CI runs, and the upper bounds only exclude the next major versions.
 """
 
 from typing import Any, Optional

@@ -52,7 +52,7 @@ def make_trainer(max_steps: int = 200_000, root: Union[str, Path] = ".", **kwarg
     if kwargs.get("sync_batchnorm"):  # torch's SyncBatchNorm runs on GPUs only (docs/diagnostics.md)
         kwargs["plugins"] = cpu_sync_plugins(kwargs.get("plugins"), kwargs.get("accelerator"))
     if "logger" not in kwargs:
-        kwargs["logger"] = RunLogger(str(root), version=claim_run_folder(Path(root)))
+        kwargs["logger"] = RunLogger(str(root), version=claim_run_folder(Path(root)), fresh=True)
     return L.Trainer(max_steps=max_steps, default_root_dir=str(root), callbacks=callbacks, **kwargs)
 
 

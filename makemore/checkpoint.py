@@ -10,7 +10,7 @@ import inspect
 import pickle
 import re
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Iterable, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -29,6 +29,21 @@ def _factory_class(factory: Any) -> tuple[Any, dict]:
     return factory, {}
 
 
+def plain(value: Any) -> Any:
+    """`value` as plain Python data: the typed numbers of a signature (jsonargparse's PositiveInt, ...) become int
+    and float, so that checkpoints load with weights_only."""
+    if type(value) in (bool, int, float, str):
+        return value
+    for kind in (int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(item) for item in value)
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    return value
+
+
 def callable_config(factory: Any, skip: int) -> Optional[dict]:
     """The plain-data form `{"class_path": ..., "init_args": {...}}` of a class or a partial of one, or None.
 
@@ -41,7 +56,7 @@ def callable_config(factory: Any, skip: int) -> Optional[dict]:
         if not {"class_path", "init_args"} >= set(factory) or "class_path" not in factory:
             return None
         cls, given = factory["class_path"], dict(factory.get("init_args") or {})
-        return {"class_path": cls, "init_args": given}
+        return {"class_path": cls, "init_args": plain(given)}
     cls, given = _factory_class(factory)
     if not isinstance(cls, type):
         return None
@@ -50,7 +65,7 @@ def callable_config(factory: Any, skip: int) -> Optional[dict]:
     except (TypeError, ValueError):
         parameters = []
     defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
-    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": {**defaults, **given}}
+    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": plain({**defaults, **given})}
 
 
 def _is_network_factory(value: Any) -> bool:
@@ -127,6 +142,36 @@ def read_checkpoint(path: str, map_location: str = "cpu") -> dict:
         init_args = {key: hparams.pop(key) for key in _MLP_ARGUMENTS if key in hparams}
         hparams["net"] = {"class_path": "makemore.models.MLP", "init_args": init_args}
     return checkpoint
+
+
+# What a checkpoint may make makemore import without being told: its own classes and torch's.
+IMPORTED_WITHOUT_ASKING = ("makemore.", "torch.")
+
+
+def class_paths(config: Any) -> list[str]:
+    """Every `class_path` in a checkpoint's hyperparameters (the network, its member networks, optimizer, schedule)."""
+    if isinstance(config, dict):
+        found = [config["class_path"]] if isinstance(config.get("class_path"), str) else []
+        return found + [path for value in config.values() for path in class_paths(value)]
+    if isinstance(config, (list, tuple)):
+        return [path for value in config for path in class_paths(value)]
+    return []
+
+
+def check_imports(checkpoint: dict, path: str, allowed: Iterable[str] = ()) -> None:
+    """Refuse a checkpoint that names a class outside makemore and torch that the user did not name (`allowed`).
+
+    Loading a checkpoint imports the classes it names, and importing a module runs its code: a shared checkpoint
+    must not choose which.
+    """
+    allowed = set(allowed)
+    for class_path in class_paths(checkpoint.get("hyper_parameters")):
+        if not class_path.startswith(IMPORTED_WITHOUT_ASKING) and class_path not in allowed:
+            raise CheckpointError(
+                f"{path}: it names the class {class_path}, and importing it would run its module's code; makemore"
+                f" imports only its own and torch's classes from a checkpoint: if you trust it, name it with"
+                f" --allow_class {class_path} (or --model.net)"
+            )
 
 
 def load_network(path: str, map_location: str = "cpu") -> tuple[nn.Module, dict]:

@@ -6,10 +6,14 @@ makemore.lightning_cli.
 """
 
 import difflib
+import re
 import sys
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from makemore.errors import ConfigError, MakemoreError
+
+# The seeds torch.Generator.manual_seed takes (a negative one counts from 2**64).
+SEEDS = (-(2**63), 2**64 - 1)
 
 SUBCOMMANDS = {
     "fit": "train a model: the lecture's MLP and schedule by default; --config configs/<name>.yaml for others",
@@ -45,6 +49,7 @@ def sample(
     log_prob: bool = False,
     novelty: bool = False,
     words: Optional[str] = None,
+    allow_class: Union[str, list[str], None] = None,
 ) -> list[str]:
     """Print names drawn from a trained model, one per line; needs only the checkpoint.
 
@@ -52,9 +57,12 @@ def sample(
         ckpt_path: a checkpoint written by `fit` (for example lightning_logs/version_0/checkpoints/last.ckpt),
             or best or last: that checkpoint of the newest run in ./lightning_logs.
         num_samples: how many names to draw.
-        seed: seed of the sampling generator; the same seed gives the same names.
+        seed: seed of the sampling generator; the same seed gives the same names. From -2**63 to 2**64 - 1, what
+            torch.Generator.manual_seed takes.
         device: where to run the model (cpu or cuda).
-        temperature: divides the logits before sampling: below 1 more likely names, above 1 more varied ones.
+        temperature: divides the logits before sampling: below 1 more likely names, above 1 more varied ones. Any
+            finite number above 0; near 0, however small (1e-300), each character is the most likely one (as
+            --top_k 1).
         top_k: draw each character from the k most likely only (null: from all).
         prefix: every name starts with these letters.
         max_length: the longest name drawn (default: the checkpoint's model.max_sample_length).
@@ -63,11 +71,13 @@ def sample(
             line (on stderr). Needs the word list the model was trained on: the checkpoint's data file, or --words.
         words: the word list for --novelty, when the checkpoint's data file has moved; its split must be the
             checkpoint's (checked by its fingerprint).
+        allow_class: a class (or a list of them) outside makemore and torch that the checkpoint may make makemore
+            import (a network of your own); a checkpoint naming another is refused before anything is imported.
     """
     import torch
 
     from makemore import sampling
-    from makemore.checkpoint import named_checkpoint, network_of, read_checkpoint
+    from makemore.checkpoint import check_imports, named_checkpoint, network_of, read_checkpoint
     from makemore.text import Vocabulary
 
     if num_samples < 1:
@@ -76,6 +86,8 @@ def sample(
         sampling.check_sampling(temperature, top_k)
     except ValueError as err:
         raise ConfigError(f"--{err}") from None
+    if not SEEDS[0] <= seed <= SEEDS[1]:
+        raise ConfigError(f"--seed must be an integer from -2**63 to 2**64 - 1 (torch's generator seeds), got {seed}")
     try:
         kind = torch.device(device).type
     except RuntimeError:
@@ -86,6 +98,7 @@ def sample(
         ckpt_path = str(named_checkpoint(ckpt_path))
         print(f"makemore: --ckpt_path: {ckpt_path}", file=sys.stderr)
     checkpoint = read_checkpoint(ckpt_path, device)
+    check_imports(checkpoint, ckpt_path, [allow_class] if isinstance(allow_class, str) else allow_class or [])
     net, hparams = network_of(checkpoint, ckpt_path, device), checkpoint["hyper_parameters"]
     vocabulary = Vocabulary(hparams["vocab"])
     try:
@@ -154,8 +167,26 @@ def run_function(command: str, argv: list[str]) -> None:
     try:
         options = parser.parse_args(argv)
     except Exception as err:  # jsonargparse's parse errors: one line, as every other makemore error
-        raise ConfigError(f"{command}: {err}".splitlines()[0]) from None
+        raise ConfigError(f"{command}: {parse_error(str(err))}") from None
     function(**options.as_dict())
+
+
+# What jsonargparse's "Expected a <class 'X'>" means on the command line.
+KINDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string", "NoneType": "null"}
+
+
+def parse_error(message: str) -> str:
+    """jsonargparse's parse error in one line; a value of the wrong type as `--option expects ..., got VALUE`."""
+    key = re.match(r'Parser key "([^"]+)":', message)
+    value = re.search(r"^\s*(?:Got|Given) value: (.*)$|\. Got value: (.*)$", message, re.MULTILINE)
+    kinds = [KINDS.get(name, name) for name in dict.fromkeys(re.findall(r"Expected a <class '(\w+)'>", message))]
+    if key and value and kinds:
+        given = value.group(1) if value.group(1) is not None else value.group(2)
+        if "a number" in kinds and re.fullmatch(r"[+-]?(inf|infinity|nan)", given.strip(), re.IGNORECASE):
+            return f"--{key.group(1)} must be a finite number, got {given}"
+        return f"--{key.group(1)} expects {' or '.join(kinds)}, got {given}"
+    first = message.splitlines()[0] if message.strip() else message
+    return first if not first.rstrip().endswith(":") else " ".join(message.split())
 
 
 def main(args: Optional[list[str]] = None) -> Optional[Any]:
@@ -177,6 +208,33 @@ def main(args: Optional[list[str]] = None) -> Optional[Any]:
             return None
         from makemore.lightning_cli import run
 
-        return run(args)  # None: Lightning reads sys.argv itself
+        ours = not process_group_running()  # a DDP run's: Lightning starts it in run()
+        cli = run(args)  # None: Lightning reads sys.argv itself
+        if ours:
+            end_process_group()
+        return cli
     except MakemoreError as err:
         sys.exit(f"makemore: error: {err}")
+
+
+def process_group_running() -> bool:
+    """Whether this process is in a torch.distributed process group (a DDP run's)."""
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
+def end_process_group() -> None:
+    """End the process group of a DDP run that has finished: join its threads while Python is still whole.
+
+    Lightning destroys the group at exit for NCCL only. A gloo group (DDP on CPUs) left to the end of the
+    interpreter keeps its worker threads (pt_gloo_runloop), its transport loop and, on rank 0, the TCPStore server
+    running; a worker that drops the last reference to a finished collective's tensors while Python finalizes must
+    take the GIL, Python ends the thread there, and the C++ unwind calls std::terminate: "terminate called without
+    an active exception", exit status 134 after a run that succeeded (tests/test_ddp_exit.py). Called only after a
+    run that returned: after an error a peer may still be inside a collective, which destroying would wait for.
+    """
+    import torch.distributed as dist
+
+    if process_group_running():
+        dist.destroy_process_group()

@@ -5,7 +5,9 @@ Imported only for those subcommands (makemore.cli dispatches): `sample` and `--h
 
 import difflib
 import logging
+import os
 import re
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -20,7 +22,15 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 
 from makemore.batchnorm import cpu_sync_plugins
 from makemore.callbacks import LOG_EVERY_N_STEPS, LastCheckpoint, fit_callbacks, report_lr_find, run_lr_sweep
-from makemore.checkpoint import import_class, load_network, named_checkpoint, read_checkpoint, version_number
+from makemore.checkpoint import (
+    check_imports,
+    class_paths,
+    import_class,
+    load_network,
+    named_checkpoint,
+    read_checkpoint,
+    version_number,
+)
 from makemore.data import CharDataModule
 from makemore.errors import CheckpointError, ConfigError, MakemoreError
 from makemore.models import MLP
@@ -53,6 +63,12 @@ warnings.filterwarnings(
 warnings.filterwarnings("ignore", message=r"The dirpath has changed from .* won't be reloaded")
 # MakemoreCLI.parse_arguments parses the command line without --print_config first, given as a list.
 warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
+# Under DDP Lightning recommends sync_dist=True for each tensor logged per epoch. MakemoreModule._log_split's need
+# none: {val,test}_{loss,bpc,perplexity}[_partial] come from MeanMetric.compute(), already the exact example-weighted
+# mean over all processes (a sync_dist mean of it again would change nothing), and `step` is the same on every process.
+warnings.filterwarnings(
+    "ignore", message=r"It is recommended to use `self\.log\('(step|(val|test)_(loss|bpc|perplexity)(_partial)?)', "
+)
 
 
 class _Quiet(logging.Filter):
@@ -70,6 +86,12 @@ class Parser(LightningArgumentParser):
 
     def error(self, message: str, ex: Optional[Exception] = None) -> None:
         message = " ".join(str(message).split())
+        # jsonargparse's nested 'Parser key "model.net": Parser key "n_hidden": ...' as the option's name
+        keys = re.match(r'((?:Parser key "[\w.]+": )+)(.*)', message)
+        if keys:
+            message = ".".join(re.findall(r'Parser key "([\w.]+)"', keys.group(1))) + ": " + keys.group(2)
+            message = re.sub(r"^([\w.]+): (\w+): ", r"\1.\2: ", message)  # 'model.net: n_hidden: ...'
+            message = message.replace(": Not of type ", ": not of type ")
         typo = re.search(r"unrecognized arguments: (--[\w.]+)", message, re.IGNORECASE)
         if typo:
             options = [option for action in self._actions for option in action.option_strings]
@@ -178,6 +200,14 @@ class MakemoreCLI(LightningCLI):
             " (fine-tuning; --ckpt_path instead resumes the same run).",
         )
         parser.add_argument(
+            "--allow_class",
+            type=Union[str, list[str], None],
+            default=None,
+            help="a class (or a list of them) outside makemore and torch that a checkpoint (--ckpt_path,"
+            " --weights_from) may make makemore import, e.g. a network of your own (the classes of this command's"
+            " model options are allowed too); a checkpoint naming another is refused before anything is imported.",
+        )
+        parser.add_argument(
             "--num_threads",
             type=Optional[int],
             default=1,
@@ -189,6 +219,14 @@ class MakemoreCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         if config.get("num_threads") is not None:
             torch.set_num_threads(config.num_threads)
+        saved = getattr(self, "_checkpoint_block_size", None)
+        if saved is not None and saved != config.data.block_size:
+            # The network is built with this run's data.block_size before Lightning loads the checkpoint (where
+            # check_fits_checkpoint compares it): one that cannot take it (WaveNet's powers of 2) would speak first.
+            raise CheckpointError(
+                f"{config.ckpt_path}: the checkpoint was trained with data.block_size {saved}, but this run has"
+                f" {config.data.block_size}; use the block_size it was trained with"
+            )
         if self._given_model is not None:
             # Lightning has replaced the model settings with the checkpoint's: a resumed run continues the
             # same run, so settings the user gave that differ are refused rather than silently dropped.
@@ -236,13 +274,25 @@ class MakemoreCLI(LightningCLI):
                 f"{subcommand} evaluates a trained model: give --ckpt_path FILE, best or last (the newest run's), or"
                 " untrained to evaluate freshly initialised weights"
             )
+        limit = {"validate": "limit_val_batches", "test": "limit_test_batches"}.get(subcommand)
+        if limit and config.trainer.get(limit) == 0:
+            raise ConfigError(f"{subcommand} would evaluate nothing: trainer.{limit} is 0")
         if ckpt_path == "untrained":
             config.ckpt_path = None
         elif ckpt_path in ("last", "best"):
             config.ckpt_path = str(named_checkpoint(ckpt_path, root))
             print(f"makemore: --ckpt_path {ckpt_path}: {config.ckpt_path}", file=sys.stderr)
-        elif ckpt_path and not (ckpt_path == "hpc" or ckpt_path.startswith("registry") or "://" in ckpt_path):
-            read_checkpoint(ckpt_path)  # a local file (Lightning resolves the other special names itself)
+        # Classes a checkpoint may make makemore import: those of this command's model settings and --allow_class.
+        given = config.get("allow_class") or []
+        allowed = [*class_paths(config.model.as_dict()), *([given] if isinstance(given, str) else given)]
+        self._checkpoint_block_size = None
+        if ckpt_path in ("last", "best") or (
+            ckpt_path
+            and not (ckpt_path in ("untrained", "hpc") or ckpt_path.startswith("registry") or "://" in ckpt_path)
+        ):  # a local file (Lightning resolves the other special names itself)
+            checkpoint = read_checkpoint(config.ckpt_path)
+            check_imports(checkpoint, config.ckpt_path, allowed)
+            self._checkpoint_block_size = checkpoint["hyper_parameters"].get("block_size")
         # Lightning next replaces the model settings with a checkpoint's; keep what was asked for, to compare.
         self._given_model = config.model.clone() if subcommand == "fit" and config.get("ckpt_path") else None
         if config.get("weights_from"):
@@ -251,7 +301,7 @@ class MakemoreCLI(LightningCLI):
                     "give --weights_from (a new run from a checkpoint's weights) or --ckpt_path (resume"
                     " the same run), not both"
                 )
-            read_checkpoint(config.weights_from)
+            check_imports(read_checkpoint(config.weights_from), config.weights_from, allowed)
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
         config = self.config_init[self.subcommand] if self.subcommand else None
@@ -260,6 +310,14 @@ class MakemoreCLI(LightningCLI):
             evaluated = (
                 evaluated_run(config.get("ckpt_path"), root) if self.subcommand in ("validate", "test") else None
             )
+            run_folder = root / "lightning_logs" / f"version_{evaluated}"
+            if evaluated is not None and not os.access(run_folder, os.W_OK | os.X_OK):
+                # Evaluate and print all the same; say once that nothing is logged.
+                print(
+                    f"makemore: {shown(run_folder)} is read-only: the scores are printed, not logged", file=sys.stderr
+                )
+                self.save_config_callback = None
+                return super().instantiate_trainer(**{**kwargs, "logger": False})
             if evaluated is not None:
                 # Scores of a run's checkpoint go to that run's folder (its config.yaml is there already).
                 version, self.save_config_callback = evaluated, None
@@ -269,7 +327,7 @@ class MakemoreCLI(LightningCLI):
                 version = claim_run_folder(root)
             else:
                 version = None
-            kwargs["logger"] = RunLogger(str(root), version=version)
+            kwargs["logger"] = RunLogger(str(root), version=version, fresh=evaluated is None)
         if config is not None and config.trainer.get("sync_batchnorm"):
             kwargs["plugins"] = cpu_sync_plugins(config.trainer.get("plugins"), config.trainer.get("accelerator"))
         return super().instantiate_trainer(**kwargs)
@@ -288,7 +346,7 @@ class MakemoreCLI(LightningCLI):
             if isinstance(callback, LastCheckpoint) and Path(callback.format_checkpoint_name({})).is_file():
                 last = callback.format_checkpoint_name({})
                 lines.append(f"  last checkpoint (step {trainer.global_step}): {shown(last)}")
-        lines.append(f"  watch it: tensorboard --logdir {shown(Path(log_dir).parent)}")
+        lines.append(f"  watch it: tensorboard --logdir {shlex.quote(shown(Path(log_dir).parent))}")
         print("\n".join(lines))
 
     def instantiate_classes(self) -> None:
@@ -296,14 +354,22 @@ class MakemoreCLI(LightningCLI):
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         self.model.allow_other_split = bool(config.get("allow_other_split"))
         if config.get("weights_from"):
-            net, hparams = load_network(config.weights_from)
-            source = f"{config.weights_from}: "
-            if hparams["vocab"] != self.model.hparams.vocab or hparams["block_size"] != self.model.hparams.block_size:
-                raise CheckpointError(f"{source}its vocabulary or block_size differs from this run's data")
             try:
-                self.model.net.load_state_dict(net.state_dict())
-            except RuntimeError:
-                raise CheckpointError(f"{source}its network's weights do not fit this run's model.net") from None
+                self._load_weights_from(config.weights_from)
+            except Exception:
+                if isinstance(self.trainer.logger, RunLogger):  # a failed start leaves no empty run folder
+                    self.trainer.logger.remove_if_untrained()
+                raise
+
+    def _load_weights_from(self, path: str) -> None:
+        """--weights_from: the network weights of a checkpoint trained on the same vocabulary and block_size."""
+        net, hparams = load_network(path)
+        if hparams["vocab"] != self.model.hparams.vocab or hparams["block_size"] != self.model.hparams.block_size:
+            raise CheckpointError(f"{path}: its vocabulary or block_size differs from this run's data")
+        try:
+            self.model.net.load_state_dict(net.state_dict())
+        except RuntimeError:
+            raise CheckpointError(f"{path}: its network's weights do not fit this run's model.net") from None
 
 
 def run(argv: Optional[list[str]]) -> MakemoreCLI:

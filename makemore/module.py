@@ -2,7 +2,9 @@
 
 import inspect
 import math
-from typing import Any, Literal, Optional
+import re
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Literal, Optional
 
 import lightning as L
 import torch
@@ -13,8 +15,15 @@ from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MeanMetric
 
 from makemore import steps
-from makemore.checkpoint import callable_config, factory, network_config, network_factory, read_checkpoint
-from makemore.errors import CheckpointError, ConfigError
+from makemore.checkpoint import (
+    callable_config,
+    check_imports,
+    factory,
+    network_config,
+    network_factory,
+    read_checkpoint,
+)
+from makemore.errors import CheckpointError, ConfigError, MakemoreError
 from makemore.models import MLP, NetworkCallable, eval_mode, next_char_logits, split_nll
 from makemore.sampling import check_prefix, novelty, sample_words
 from makemore.text import Vocabulary
@@ -51,6 +60,7 @@ class MakemoreModule(L.LightningModule):
     allow_other_split: bool = False
     _checkpoint_step: Optional[int] = None  # the global_step of the checkpoint loaded, for validate/test
     _train_losses: Optional[list[torch.Tensor]] = None  # the step losses since train_loss was last logged
+    _said_partial: bool = False  # whether a partial evaluation was said (once per module)
     fused_step_active: bool = False  # whether this fit trains with the fused step (set when training starts)
 
     def __init__(
@@ -89,10 +99,8 @@ class MakemoreModule(L.LightningModule):
         self.learning_rate = learning_rate
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
-        try:
+        with building("model.net", self.hparams.net):
             self.net = net(len(self.vocabulary), block_size)
-        except ValueError as err:  # shapes a network cannot take, said by the network: one line, no traceback
-            raise ConfigError(f"model.net: {err}") from None
         self.max_loss = math.inf if max_loss_factor is None else max_loss_factor * math.log(len(self.vocabulary))
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
@@ -104,11 +112,13 @@ class MakemoreModule(L.LightningModule):
         return self.net(idx, targets)
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer(self.parameters(), lr=self.learning_rate)
+        with building("model.optimizer", self.hparams.optimizer, {"model.learning_rate": self.learning_rate}):
+            optimizer = self.optimizer(self.parameters(), lr=self.learning_rate)
         steps.settle_implementation(optimizer)
         if self.lr_scheduler is None:
             return optimizer
-        scheduler = self.lr_scheduler(optimizer)
+        with building("model.lr_scheduler", self.hparams.lr_scheduler):
+            scheduler = self.lr_scheduler(optimizer)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.lr_scheduler_interval},
@@ -145,6 +155,9 @@ class MakemoreModule(L.LightningModule):
             self.fused_step_active = reason is None
         if self.global_step == 0 and self.trainer.is_global_zero and isinstance(self.logger, TensorBoardLogger):
             self._log_untrained_loss()
+        unreached = schedule_beyond(self.hparams.lr_scheduler, self.hparams.lr_scheduler_interval, self.trainer)
+        if unreached:
+            rank_zero_info(f"makemore: {unreached}")
 
     def _log_untrained_loss(self) -> None:
         """The untrained model's val loss at step 0, beside uniform guessing's ln(vocab_size) (lecture part 3).
@@ -197,9 +210,31 @@ class MakemoreModule(L.LightningModule):
             self.log("step", float(self.global_step))
         elif self._checkpoint_step is not None:  # validate/test of a checkpoint: at the step it was trained to
             self.log("step", float(self._checkpoint_step))
-        self.log(f"{stage}_loss", loss, prog_bar=True)
-        self.log(f"{stage}_bpc", loss / math.log(2))  # bits per character
-        self.log(f"{stage}_perplexity", loss.exp())
+        # A limit_val/test_batches that cuts the split short gives another quantity: it gets another name.
+        done, total = self._evaluated_batches(stage)
+        partial = "_partial" if done < total else ""
+        if partial and not self.trainer.sanity_checking and self.trainer.is_global_zero and not self._said_partial:
+            self._said_partial = True
+            limit = "limit_test_batches" if stage == "test" else "limit_val_batches"
+            rank_zero_info(
+                f"makemore: {stage}_loss_partial scores {done} of the {total} batches of the {stage} split"
+                f" (trainer.{limit}); {stage}_loss scores all of it"
+            )
+        self.log(f"{stage}_loss{partial}", loss, prog_bar=True)
+        self.log(f"{stage}_bpc{partial}", loss / math.log(2))  # bits per character
+        self.log(f"{stage}_perplexity{partial}", loss.exp())
+
+    def _evaluated_batches(self, stage: str) -> tuple[int, int]:
+        """(batches evaluated, batches of the whole split) in this evaluation, on this process."""
+        trainer = self.trainer
+        if stage == "test":
+            done, loaders = trainer.num_test_batches, trainer.test_dataloaders
+        else:
+            done = trainer.num_sanity_val_batches if trainer.sanity_checking else trainer.num_val_batches
+            loaders = trainer.val_dataloaders
+        total = len(loaders) if loaders is not None and hasattr(loaders, "__len__") else 0
+        done = done[0] if isinstance(done, (list, tuple)) and done else done
+        return (int(done), total) if isinstance(done, (int, float)) and total else (0, 0)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, self.val_loss)
@@ -268,6 +303,68 @@ class MakemoreModule(L.LightningModule):
         self._checkpoint_step = checkpoint.get("global_step")
         if "train_losses" in checkpoint:
             self._train_losses = [checkpoint["train_losses"].to(self.device)]
+
+
+# A schedule's arguments that count its steps (or epochs), as torch.optim.lr_scheduler names them.
+SCHEDULE_LENGTHS = ("milestones", "step_size", "T_max", "T_0", "total_iters", "total_steps", "step_size_up")
+
+
+def schedule_beyond(config: Optional[dict], interval: str, trainer: L.Trainer) -> Optional[str]:
+    """What of the learning-rate schedule lies beyond the end of the fit (max_steps, or max_epochs for an "epoch"
+    schedule), said once at the start; None when all of it is reached (or the fit has no such end)."""
+    end = trainer.max_steps if interval == "step" else trainer.max_epochs
+    if not config or end is None or end < 0:
+        return None
+    unit = "trainer.max_steps" if interval == "step" else "trainer.max_epochs"
+    late = []
+    for name in SCHEDULE_LENGTHS:
+        value = (config.get("init_args") or {}).get(name)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        beyond = [v for v in values if isinstance(v, (int, float)) and v > end]
+        if beyond:
+            late.append(f"{name} {beyond[0] if len(values) == 1 else beyond}")
+    if not late:
+        return None
+    return (
+        f"model.lr_scheduler ({config['class_path'].rsplit('.', 1)[-1]}): {', '.join(late)} beyond {unit} ({end}):"
+        " the fit ends before the schedule does"
+    )
+
+
+@contextmanager
+def building(option: str, config: Optional[dict], more: Optional[dict[str, Any]] = None) -> Iterator[None]:
+    """Report what building a network, optimizer or schedule raises as one line naming the option and its value.
+
+    `config` is the option's plain-data form ({class_path, init_args}); torch's reason follows. An init_arg whose
+    name the reason mentions is named as the option (model.optimizer.init_args.momentum: ...), as is an option of
+    `more` ({"model.learning_rate": 0.1}) that the class was given too.
+    """
+    try:
+        yield
+    except (ValueError, TypeError, RuntimeError, MemoryError) as err:
+        if isinstance(err, MakemoreError):
+            raise
+        reason = " ".join(str(err).split()) or type(err).__name__
+        options = {
+            f"{option}.init_args.{name}": value for name, value in ((config or {}).get("init_args") or {}).items()
+        }
+        options |= more or {}
+        # torch names an argument as it is spelt, in words ("learning rate") or in the singular ("beta parameter")
+        spellings = {
+            key: {name, name.replace("_", " "), name.removesuffix("s")}
+            for key in options
+            for name in [key.rsplit(".", 1)[-1]]
+        }
+        named = [key for key in options if any(re.search(rf"\b{w}\b", reason) for w in spellings[key])]
+        if named:
+            where = f"{named[0]}={options[named[0]]!r}"
+        else:
+            where = f"{option} ({(config or {}).get('class_path', '?')})"
+        if isinstance(err, MemoryError) or "can't allocate memory" in reason or "out of memory" in reason:
+            asked = re.search(r"allocate (\d+) bytes", reason)
+            size = f" ({int(asked.group(1)) / 2**30:,.1f} GiB asked for)" if asked else ""
+            raise ConfigError(f"{where}: not enough memory to build it{size}; make it smaller") from None
+        raise ConfigError(f"{where}: {reason}") from None
 
 
 def flatten(config: Any, prefix: str) -> dict[str, Any]:
@@ -343,9 +440,11 @@ def check_fits_checkpoint(module: MakemoreModule, checkpoint: dict) -> None:
         )
 
 
-def load_checkpoint(path: str, map_location: str = "cpu") -> MakemoreModule:
-    """Rebuild a trained module from a checkpoint alone, refusing anything but plain data (weights_only)."""
+def load_checkpoint(path: str, map_location: str = "cpu", allow_class: Iterable[str] = ()) -> MakemoreModule:
+    """Rebuild a trained module from a checkpoint alone, refusing anything but plain data (weights_only) and classes
+    outside makemore and torch that are not in `allow_class` (see makemore.checkpoint.check_imports)."""
     checkpoint = read_checkpoint(path, map_location)
+    check_imports(checkpoint, path, allow_class)
     hparams = dict(checkpoint["hyper_parameters"])
     accepted = inspect.signature(MakemoreModule).parameters
     try:

@@ -1,7 +1,9 @@
 """The TensorBoard logger of a makemore run: the curves that matter, and the real hyperparameters as HParams."""
 
 import os
+import shutil
 from argparse import Namespace
+from pathlib import Path
 from typing import Any, Optional, Union
 
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -37,18 +39,24 @@ class RunLogger(TensorBoardLogger):
         save_dir: the run root (trainer.default_root_dir).
         version: the run's version number (version_N), or None for the next free one.
         name: the folder of runs under save_dir.
+        fresh: the run folder was made for this run: if the run fails before it logs a training step (a bad
+            option found at setup), the folder is removed, so that a failed start leaves no empty version_N.
     """
 
-    def __init__(self, save_dir: str, version: Optional[int] = None, name: str = "lightning_logs") -> None:
+    def __init__(
+        self, save_dir: str, version: Optional[int] = None, name: str = "lightning_logs", fresh: bool = False
+    ) -> None:
         super().__init__(save_dir, name=name, version=version, default_hp_metric=False)
         self._layout_written = False
         self._split_writers: dict[str, SummaryWriter] = {}
+        self._fresh, self._trained = fresh, False
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: Optional[int] = None) -> None:
         if not self._layout_written:  # the Custom Scalars tab: train and val loss on one chart, lr beside
             self.experiment.add_custom_scalars(LAYOUT)
             self._layout_written = True
+        self._trained = self._trained or "train_loss" in metrics
         super().log_metrics({key: value for key, value in metrics.items() if key != "epoch"}, step)
         # The same losses as one tag, `loss`, in a sub-run per split: TensorBoard's default view (Time Series)
         # then draws train, val and test loss on one chart, near the top (sections are alphabetical).
@@ -65,6 +73,17 @@ class RunLogger(TensorBoardLogger):
         for writer in self._split_writers.values():
             writer.close()
         self._split_writers = {}
+        if status == "failed":
+            self.remove_if_untrained()
+
+    @rank_zero_only
+    def remove_if_untrained(self) -> None:
+        """Remove the run folder of a fresh run that has logged no training step and written no checkpoint."""
+        folder = Path(self.log_dir)
+        if self._fresh and not self._trained and not any(folder.glob("checkpoints/*.ckpt")):
+            if self._experiment is not None:
+                self._experiment.close()
+            shutil.rmtree(folder, ignore_errors=True)
 
     @rank_zero_only
     def log_hyperparams(self, params: Union[dict[str, Any], Namespace], metrics: Any = None, step: Any = None) -> None:

@@ -1,5 +1,6 @@
 """Drawing words from any makemore network (no Lightning: `makemore sample` starts fast)."""
 
+import math
 from typing import Optional, Sequence
 
 import torch
@@ -12,8 +13,11 @@ from makemore.text import Vocabulary, build_examples
 
 def check_sampling(temperature: float, top_k: Optional[int]) -> None:
     """ValueError, naming the option, for a temperature or top_k that `generate` cannot draw with."""
-    if temperature <= 0:
-        raise ValueError(f"temperature must be above 0, got {temperature} (near 0 picks the most likely name)")
+    if not (math.isfinite(temperature) and temperature > 0):  # nan fails both
+        raise ValueError(
+            f"temperature must be above 0 and finite, got {temperature} (near 0, however small, picks the most likely"
+            " name)"
+        )
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
 
@@ -25,6 +29,17 @@ def check_prefix(vocabulary: Vocabulary, prefix: str) -> None:
         raise ValueError(
             f"prefix {prefix!r}: {', '.join(map(repr, unknown))} not in the model's vocabulary ({''.join(vocabulary.itos[1:])})"
         )
+
+
+def scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """logits / temperature, shifted so that each row's largest is 0: no nan for any temperature above 0.
+
+    Divided as they are, float32 logits overflow to inf below a temperature of about 1e-38 and softmax gives nan;
+    shifted first, the others fall to -inf instead, so a tiny temperature draws the most likely character (the
+    limit as the temperature goes to 0; ties share the probability).
+    """
+    shifted = logits - logits.amax(dim=-1, keepdim=True)
+    return torch.where(shifted < 0, shifted / temperature, 0.0)  # 0 / a temperature that underflows to 0 is nan
 
 
 @torch.no_grad()
@@ -56,11 +71,11 @@ def generate(
     context = padded[:, len(prefix) : len(prefix) + block_size]  # the block_size tokens before the next one
     alive = torch.ones(num_samples, dtype=torch.bool, device=device)
     for t in range(len(prefix), max_length):
-        logits = next_char_logits(net, context) / temperature  # (num_samples, vocab_size)
+        logits = next_char_logits(net, context)  # (num_samples, vocab_size)
         if top_k is not None and top_k < logits.shape[1]:
             kth = torch.topk(logits, top_k, dim=1).values[:, -1:]
             logits = logits.masked_fill(logits < kth, float("-inf"))
-        probs = F.softmax(logits, dim=-1)
+        probs = F.softmax(scaled(logits, temperature), dim=-1)
         ix = torch.multinomial(probs, 1, generator=generator).squeeze(1) * alive
         out[:, t] = ix
         alive &= ix != 0

@@ -5,9 +5,20 @@ options on top of the base config. TPE proposes the options; a median pruner sto
 at a validation is worse than the median of the earlier trials' at the same step (`PruneOnValidation`,
 a Lightning callback). The study lives in a database (SQLite by default, under --root): several workers
 (`--workers`, each a process) share it, and a search that was killed resumes where it stopped when run
-again with the same options; only the trials in flight are lost (marked failed after their heartbeat
-stops). Selection is on val_loss only; at the end the best trial's checkpoint is tested once, and the
-trials table, the best settings as a ready config, and Optuna's history and importance plots are written.
+again with the same options. Selection is on val_loss only; at the end the best trial's checkpoint is tested
+once, and the trials table, the best settings as a ready config, and Optuna's history and importance plots
+are written.
+
+One study, however many commands and processes run it: `--trials N` is the number of finished (complete or
+pruned) trials the study holds in the end, counted in the study, not per process; a trial's draws depend
+only on the study's seed and the trial's number (`StudySampler`), so a study continued, resumed or shared
+samples as one process would, and no two trials get the same settings unless the space has no others left.
+A trial is run only if it is among the study's first N (`claim`); one that lost a race for the last places
+is marked failed, not run, and left out of the report. A trial whose process died (no heartbeat for
+GRACE_PERIOD seconds) is marked failed and queued again with its settings (Optuna's heartbeat and
+RetryHeartbeatStaleTrialCallback); the command that reports waits for every running trial to end or be
+found dead first. A database that holds tables and is not an Optuna study is refused before anything is
+written to it (`check_storage`).
 
 A search space file:
 
@@ -21,11 +32,18 @@ A search space file:
 """
 
 import contextlib
+import difflib
+import hashlib
+import inspect
 import io
+import itertools
 import json
+import logging
 import math
+import sqlite3
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Optional
@@ -36,6 +54,11 @@ import yaml
 from makemore.errors import ConfigError, MakemoreError
 
 _TRIAL: Any = None  # the optuna trial this process is running, for PruneOnValidation
+
+HEARTBEAT_INTERVAL = 5  # seconds between a running trial's heartbeats in the study's database
+GRACE_PERIOD = 30  # seconds without a heartbeat after which a running trial's process is taken for dead
+MAX_RETRY = 2  # times a trial whose process died is run again with its settings before it stays failed
+COUNTED = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")  # the states of the trials that take a place in the study
 
 
 class PruneOnValidation(L.Callback):
@@ -79,6 +102,7 @@ def read_space(path: Path) -> tuple[dict[str, dict], dict, dict[str, Any]]:
         if "choices" in spec:
             if not isinstance(spec["choices"], list) or not spec["choices"] or set(spec) != {"choices"}:
                 raise ConfigError(f"{where}: choices must be a non-empty list, alone")
+            distribution(spec, where)
             continue
         if not {"low", "high"} <= set(spec) <= {"low", "high", "log", "step"}:
             raise ConfigError(f"{where}: a range is {{low, high}} with optional log or step, got {sorted(spec)}")
@@ -89,9 +113,11 @@ def read_space(path: Path) -> tuple[dict[str, dict], dict, dict[str, Any]]:
             raise ConfigError(f"{where}: an empty or inverted range (low {low}, high {high})")
         if spec.get("log") and low <= 0:
             raise ConfigError(f"{where}: a log range needs low above 0 (got {low})")
+        distribution(spec, where)
     pruner = content.get("pruner") or {}
     if not isinstance(pruner, dict):
         raise ConfigError(f"{path}: pruner must be a mapping of optuna.pruners.MedianPruner's arguments")
+    median_pruner(pruner, path)
     fixed = content.get("fixed") or {}
     if not isinstance(fixed, dict):
         raise ConfigError(f"{path}: fixed must be a mapping of CLI options to the value every trial sets")
@@ -101,14 +127,184 @@ def read_space(path: Path) -> tuple[dict[str, dict], dict, dict[str, Any]]:
     return content["space"], pruner, fixed
 
 
-def suggest(trial: Any, option: str, spec: dict) -> Any:
-    if "choices" in spec:
-        return trial.suggest_categorical(option, spec["choices"])
-    if isinstance(spec["low"], int) and isinstance(spec["high"], int) and not spec.get("log"):
-        return trial.suggest_int(option, spec["low"], spec["high"], step=spec.get("step", 1))
-    if isinstance(spec["low"], int) and isinstance(spec["high"], int):
-        return trial.suggest_int(option, spec["low"], spec["high"], log=True)
-    return trial.suggest_float(option, spec["low"], spec["high"], log=bool(spec.get("log")), step=spec.get("step"))
+def distribution(spec: dict, where: str = "") -> Any:
+    """The Optuna distribution of a space entry: integers when low and high are (and step, if given)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    step = spec.get("step")
+    try:
+        if "choices" in spec:
+            return CategoricalDistribution(spec["choices"])
+        if all(isinstance(spec.get(k, 1), int) for k in ("low", "high", "step")):
+            return IntDistribution(
+                spec["low"], spec["high"], log=bool(spec.get("log")), step=1 if step is None else step
+            )
+        if isinstance(spec["low"], int) and isinstance(spec["high"], int):
+            raise ValueError(f"an integer range needs an integer step, got {step}")
+        return FloatDistribution(spec["low"], spec["high"], log=bool(spec.get("log")), step=step)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def median_pruner(arguments: dict, path: Path) -> Any:
+    """optuna.pruners.MedianPruner(**arguments); ConfigError naming the search file for a bad name or value."""
+    import optuna
+
+    names = [name for name in inspect.signature(optuna.pruners.MedianPruner).parameters if name != "self"]
+    for key in arguments:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"{path}: pruner: unknown argument {key!r}{hint}; MedianPruner takes {', '.join(names)}")
+    try:
+        return optuna.pruners.MedianPruner(**arguments)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{path}: pruner: {err}") from None
+
+
+def suggest(trial: Any, option: str, dist: Any) -> Any:
+    """The trial's value of an option, drawn from its distribution (as the study's sampler proposed it)."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(option, dist.choices)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(option, dist.low, dist.high, step=dist.step, log=dist.log)
+    return trial.suggest_float(option, dist.low, dist.high, step=dist.step, log=dist.log)
+
+
+def values_of(dist: Any) -> Optional[list]:
+    """Every value a distribution can take, in order; None for a continuous one."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    if isinstance(dist, CategoricalDistribution):
+        return list(dist.choices)
+    if isinstance(dist, IntDistribution):
+        return list(range(dist.low, dist.high + 1, dist.step))
+    if dist.step is None:
+        return None
+    return [k * dist.step + dist.low for k in range(round((dist.high - dist.low) / dist.step) + 1)]
+
+
+def setting(space: dict[str, Any], params: dict[str, Any]) -> Optional[tuple]:
+    """A trial's settings as a comparable key (a float on a step grid by its grid index); None if not of the space."""
+    from optuna.distributions import FloatDistribution
+
+    if set(params) != set(space):
+        return None
+    key = []
+    for name in sorted(space):
+        dist, value = space[name], params[name]
+        if isinstance(dist, FloatDistribution) and dist.step is not None:
+            value = round((value - dist.low) / dist.step)
+        key.append((name, value))
+    return tuple(key)
+
+
+def space_size(space: dict[str, Any]) -> Optional[int]:
+    """How many settings the space has; None when it has a continuous option."""
+    sizes = [values_of(dist) for dist in space.values()]
+    return math.prod(len(values) for values in sizes) if all(v is not None for v in sizes) else None
+
+
+def taken(study: Any, space: dict[str, Any], number: int) -> set[tuple]:
+    """The settings of the study's trials that hold a place in it (finished, running or queued), but trial `number`."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False, states=tuple(TrialState[state] for state in COUNTED))
+    return {setting(space, t.params) for t in trials if t.number != number} - {None}
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """The seed of trial `number`'s draws: the study's seed and the trial's number, whoever runs it, whenever."""
+    return int.from_bytes(hashlib.sha256(f"makemore search {seed} {number}".encode()).digest()[:4], "little")
+
+
+def _study_sampler() -> type:
+    import numpy as np
+    import optuna
+    from optuna.trial import TrialState
+
+    class StudySampler(optuna.samplers.BaseSampler):
+        """TPE (random for its first trials) whose draws for trial N are seeded by (seed, N), never by the process:
+        a study continued, resumed or shared by several processes samples as one process would. It does not
+        propose the settings of a trial the study holds (finished, running or queued) while the space has others.
+        """
+
+        ATTEMPTS = 10  # draws of TPE (or random) before an untried setting is picked at random
+
+        def __init__(self, seed: int, space: dict[str, Any]) -> None:
+            self.seed, self.space = seed, space
+            self._seed_for(-1)
+
+        def _seed_for(self, number: int) -> None:
+            seed = trial_seed(self.seed, number)
+            self._tpe = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+            self._random = optuna.samplers.RandomSampler(seed=seed)
+            self._rng = np.random.RandomState(seed)
+
+        def reseed_rng(self) -> None:  # the draws are seeded per trial, in before_trial
+            pass
+
+        def before_trial(self, study: Any, trial: Any) -> None:
+            self._seed_for(trial.number)
+            self._tpe.before_trial(study, trial)
+
+        def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
+            return {name: dist for name, dist in self.space.items() if not dist.single()}
+
+        def sample_relative(self, study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
+            if not search_space or trial.params or "fixed_params" in trial.system_attrs:  # a retried or queued trial
+                return {}
+            seen = taken(study, self.space, trial.number)
+            states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+            earlier = study.get_trials(deepcopy=False, states=states)
+            # TPE models the options whose distribution every earlier trial shares (a space file may have changed)
+            modelled = {n: d for n, d in search_space.items() if all(t.distributions.get(n, d) == d for t in earlier)}
+            params: dict[str, Any] = {}
+            for _ in range(self.ATTEMPTS):
+                params = self._tpe.sample_relative(study, trial, modelled) if modelled else {}  # {}: random trials
+                params = {
+                    name: params[name] if name in params else self._random.sample_independent(study, trial, name, dist)
+                    for name, dist in search_space.items()
+                }
+                if setting(self.space, {**params, **self._single()}) not in seen:
+                    return params
+            return self._untried(seen) or params  # none left: the space is exhausted, a setting is repeated
+
+        def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
+            return self._tpe.sample_independent(study, trial, param_name, param_distribution)
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            self._tpe.after_trial(study, trial, state, values)
+
+        def _single(self) -> dict[str, Any]:
+            """The options whose distribution has one value (Optuna does not sample them)."""
+            return {
+                name: getattr(d, "choices", [getattr(d, "low", None)])[0]
+                for name, d in self.space.items()
+                if d.single()
+            }
+
+        def _untried(self, seen: set[tuple]) -> Optional[dict[str, Any]]:
+            """A setting of a discrete space no trial holds, drawn uniformly; None if there is none."""
+            names = [name for name, dist in self.space.items() if not dist.single()]
+            grids = [values_of(self.space[name]) for name in names]
+            size = space_size(self.space)
+            if size is None or size <= len(seen):
+                return None
+            if size > 100_000:  # few taken of many: drawing finds a free one at once
+                draws: Any = ([grid[self._rng.randint(len(grid))] for grid in grids] for _ in range(1000))
+            else:
+                every = list(itertools.product(*grids))
+                draws = (every[i] for i in self._rng.permutation(len(every)))
+            for draw in draws:
+                params = dict(zip(names, draw))
+                if setting(self.space, {**params, **self._single()}) not in seen:
+                    return params
+            return None
+
+    return StudySampler
 
 
 def flags(values: dict[str, Any]) -> list[str]:
@@ -136,37 +332,148 @@ def check_options(config: Path, space: dict[str, dict], fixed: dict[str, Any], s
             raise ConfigError(f"{search_path}: the options do not parse with {config}") from None
 
 
-def open_study(storage: str, name: str, seed: int, pruner: dict) -> Any:
-    import optuna
+OPTUNA_TABLES = {"studies", "trials", "version_info"}  # tables every Optuna study database has
+
+
+def check_storage(storage: str) -> None:
+    """Refuse a database that holds tables and is not an Optuna study database, before Optuna opens it (Optuna would
+    add its tables to it). An SQLite file is opened read-only with sqlite3; another database is only read."""
+    import sqlalchemy
     import sqlalchemy.exc
 
     try:
-        with warnings.catch_warnings():  # Optuna marks the heartbeat experimental
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            store = optuna.storages.RDBStorage(storage, heartbeat_interval=30, grace_period=120)
+        url = sqlalchemy.engine.make_url(storage)
+    except sqlalchemy.exc.ArgumentError:
+        raise ConfigError(f"--storage {storage}: not a database URL (for example sqlite:///study.db)") from None
+    tables: set[str] = set()
+    try:
+        if url.get_backend_name() == "sqlite":
+            path = url.database
+            if not path or path == ":memory:" or not Path(path).exists():
+                return  # a new database
+            with contextlib.closing(sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)) as db:
+                tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        else:
+            engine = sqlalchemy.create_engine(url)
+            try:
+                tables = set(sqlalchemy.inspect(engine).get_table_names())
+            finally:
+                engine.dispose()
+    except (sqlite3.Error, sqlalchemy.exc.SQLAlchemyError, ImportError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"{shown_storage(storage)}: not a usable Optuna study database ({message})") from None
+    if tables and not OPTUNA_TABLES <= tables:
+        listed = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise ConfigError(
+            f"{shown_storage(storage)}: not an Optuna study database (it holds the tables {listed}); nothing was"
+            " written to it. Give --storage a new file or a study's database"
+        )
+
+
+def open_study(storage: str, name: str, seed: int, pruner: Any, space: dict[str, Any]) -> Any:
+    """The study, created or loaded, on a checked database: heartbeats on, a dead trial retried, the StudySampler."""
+    import optuna
+    import sqlalchemy.exc
+
+    check_storage(storage)
+    with warnings.catch_warnings():  # Optuna marks the heartbeat and its retry callback experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        try:
+            store = optuna.storages.RDBStorage(
+                storage,
+                heartbeat_interval=HEARTBEAT_INTERVAL,
+                grace_period=GRACE_PERIOD,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+            )
+        except (sqlalchemy.exc.SQLAlchemyError, RuntimeError, ValueError, ImportError) as err:
+            message = str(err).splitlines()[0]
+            raise ConfigError(f"{shown_storage(storage)}: not a usable Optuna study database ({message})") from None
+    try:
         return optuna.create_study(
             storage=store,
             study_name=name,
             direction="minimize",
-            sampler=optuna.samplers.TPESampler(seed=seed),
-            pruner=optuna.pruners.MedianPruner(**pruner),
+            sampler=_study_sampler()(seed, space),
+            pruner=pruner,
             load_if_exists=True,
         )
-    except (sqlalchemy.exc.SQLAlchemyError, RuntimeError, ValueError, TypeError) as err:
-        raise ConfigError(f"{storage}: not a usable Optuna study database ({str(err).splitlines()[0]})") from None
+    except (sqlalchemy.exc.SQLAlchemyError, RuntimeError, ValueError) as err:
+        raise ConfigError(f"{shown_storage(storage)}: study {name}: {str(err).splitlines()[0]}") from None
+
+
+def check_space_fits(study: Any, space: dict[str, Any], search_path: Path) -> None:
+    """An option the study's trials drew from a distribution Optuna cannot change to this one (other choices, another
+    kind, log or not): ConfigError naming the search file, before any trial."""
+    from optuna.distributions import check_distribution_compatibility
+
+    for trial in study.get_trials(deepcopy=False):
+        for option, drawn in trial.distributions.items():
+            if option in space:
+                try:
+                    check_distribution_compatibility(drawn, space[option])
+                except ValueError as err:
+                    raise ConfigError(
+                        f"{search_path}: {option}: not the distribution study {study.study_name!r} drew it from ({err});"
+                        " give this space another --study"
+                    ) from None
+
+
+class NotRun(Exception):
+    """A trial that is not run (see `claim`); marked failed, with the reason in its user attribute `not_run`."""
+
+
+class _QuietNotRun(logging.Filter):
+    """Drops Optuna's failure warnings (with a traceback) of the trials that were not run: they are no failures."""
+
+    numbers: set[int] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(record.getMessage().startswith(f"Trial {n} failed") for n in self.numbers)
+
+
+_QUIET_NOT_RUN = _QuietNotRun()
+
+
+def claim(study: Any, trial: Any, space: dict[str, Any], trials: int) -> Optional[str]:
+    """None if the trial may run, else why not: it runs only if fewer than `trials` trials numbered before it hold a
+    place in the study (finished, running or queued) and, while the space has other settings, none of them has its
+    settings. The database numbers trials one after another, so of two processes racing for a place the later
+    trial yields."""
+    from optuna.trial import TrialState
+
+    states = tuple(TrialState[state] for state in COUNTED)
+    earlier = [t for t in study.get_trials(deepcopy=False, states=states) if t.number < trial.number]
+    if len(earlier) >= trials:
+        return f"the study already has its {trials} trials"
+    mine, size = setting(space, trial.params), space_size(space)
+    keys = {setting(space, t.params) for t in earlier} - {None}
+    if mine in keys and (size is None or len(keys) < size):
+        return f"the settings of trial {next(t.number for t in earlier if setting(space, t.params) == mine)}"
+    return None
+
+
+def fail_dead_trials(study: Any) -> None:
+    """Running trials without a heartbeat for GRACE_PERIOD seconds: failed, and queued again with their settings."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 def run_trials(
     study: Any,
     config: Path,
-    space: dict[str, dict],
+    space: dict[str, Any],
     fixed: dict[str, Any],
     root: Path,
     trials: int,
     timeout: Optional[float] = None,
+    wait: bool = True,
 ) -> None:
     """This process's share of the trials, until the study holds `trials` finished (complete or pruned) ones,
-    starting none after `timeout` seconds."""
+    starting none after `timeout` seconds. With `wait`, then until no trial of the study is running: each
+    finishes, or is found dead (failed, queued again and, while time is left, run here)."""
     import optuna
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
@@ -175,11 +482,20 @@ def run_trials(
 
     def objective(trial: Any) -> float:
         global _TRIAL
-        values = {option: suggest(trial, option, spec) for option, spec in space.items()}
+        values = {option: suggest(trial, option, dist) for option, dist in space.items()}
+        why = claim(study, trial, space, trials)
+        if why is not None:
+            trial.set_user_attr("not_run", why)
+            _QUIET_NOT_RUN.numbers.add(trial.number)
+            print(f"makemore search: trial {trial.number}: not run ({why})", file=sys.stderr, flush=True)
+            raise NotRun(why)
         folder = root / f"trial_{trial.number}"
         args = ["fit", "--config", str(config), *flags({**fixed, **values}), "--trainer.default_root_dir", str(folder)]
         args += ["--trainer.callbacks+=makemore.search.PruneOnValidation", "--trainer.enable_progress_bar", "false"]
-        print(f"makemore search: trial {trial.number}: {' '.join(flags(values))}", file=sys.stderr, flush=True)
+        frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+        retry = frozen.system_attrs.get("retry_history")
+        again = f" (trial {retry[-1]} again: its process died)" if retry else ""
+        print(f"makemore search: trial {trial.number}: {' '.join(flags(values))}{again}", file=sys.stderr, flush=True)
         _TRIAL = trial
         try:
             cli = run(args)
@@ -200,19 +516,45 @@ def run_trials(
 
     def stop_after_failures(study: Any, trial: Any) -> None:
         """A trial that fails (diverged, bad settings) is recorded and the search goes on; three in a row stop it."""
+        if "not_run" in trial.user_attrs:
+            return
         failures[:] = [*failures, trial.number] if trial.state == TrialState.FAIL else []
         if len(failures) >= 3:
             study.stop()
 
-    states = (TrialState.COMPLETE, TrialState.PRUNED)
-    if len(study.get_trials(deepcopy=False, states=states)) < trials:
-        callbacks = [MaxTrialsCallback(trials, states=states), stop_after_failures]
-        study.optimize(objective, callbacks=callbacks, catch=(MakemoreError,), timeout=timeout)
-    if len(failures) >= 3:
-        raise ConfigError(
-            f"trials {', '.join(map(str, failures))} failed one after another (their errors are above); the search"
-            " stopped. Check the base config and the space"
-        )
+    logging.getLogger("optuna.study._optimize").addFilter(_QUIET_NOT_RUN)
+    finished, placed = (
+        (TrialState.COMPLETE, TrialState.PRUNED),
+        (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING),
+    )
+    deadline = None if timeout is None else time.monotonic() + timeout
+    waited: set[int] = set()
+    while True:
+        fail_dead_trials(study)
+        now = study.get_trials(deepcopy=False)
+        left = None if deadline is None else deadline - time.monotonic()
+        place = sum(t.state in placed for t in now) < trials or any(t.state == TrialState.WAITING for t in now)
+        if sum(t.state in finished for t in now) < trials and place and (left is None or left > 0):
+            callbacks = [MaxTrialsCallback(trials, states=placed), stop_after_failures]
+            study.optimize(objective, callbacks=callbacks, catch=(MakemoreError, NotRun), timeout=left)
+            if len(failures) >= 3:
+                raise ConfigError(
+                    f"trials {', '.join(map(str, failures))} failed one after another (their errors are above); the"
+                    " search stopped. Check the base config and the space"
+                )
+            continue
+        running = [t.number for t in now if t.state == TrialState.RUNNING]
+        if not wait or not running:
+            return
+        for number in sorted(set(running) - waited):
+            print(
+                f"makemore search: waiting for trial {number}, running in another process (if that process died,"
+                f" the trial is failed and run again after {GRACE_PERIOD} s without a heartbeat)",
+                file=sys.stderr,
+                flush=True,
+            )
+        waited |= set(running)
+        time.sleep(1)
 
 
 def report(study: Any, config: Path, fixed: dict[str, Any], root: Path, storage: str) -> str:
@@ -221,18 +563,26 @@ def report(study: Any, config: Path, fixed: dict[str, Any], root: Path, storage:
 
     from makemore.lightning_cli import run, shown
 
-    finished = study.get_trials(deepcopy=False)
+    drawn = study.get_trials(deepcopy=False)
+    finished = [t for t in drawn if "not_run" not in t.user_attrs]  # the trials that ran (or run, or wait to)
     complete = [t for t in finished if t.state == TrialState.COMPLETE]
     pruned = [t for t in finished if t.state == TrialState.PRUNED]
-    options = list(finished[0].params) if finished else []
+    failed = [t for t in finished if t.state == TrialState.FAIL]
+    options = list(dict.fromkeys(option for t in finished for option in t.params))
+    again = {t.system_attrs["retry_history"][-1]: t.number for t in finished if t.system_attrs.get("retry_history")}
     lines = [f"# Search: study `{study.study_name}` ({shown_storage(storage)})", ""]
     lines.append("| trial | state | val_loss | steps | " + " | ".join(f"`{o}`" for o in options) + " |")
     lines.append("|---" * (4 + len(options)) + "|")
     for t in finished:
+        number = f"{t.number}"
+        if t.system_attrs.get("retry_history"):
+            number += f" (trial {t.system_attrs['retry_history'][-1]} again)"
+        if t.number in again:
+            number += f" (its process died; run again as trial {again[t.number]})"
         value = f"{t.value:.4f}" if t.value is not None else "-"
         cells = [cell(t.params.get(o, "-")) for o in options]
         lines.append(
-            f"| {t.number} | {t.state.name.lower()} | {value} | {t.user_attrs.get('steps', '-')} | "
+            f"| {number} | {t.state.name.lower()} | {value} | {t.user_attrs.get('steps', '-')} | "
             + " | ".join(cells)
             + " |"
         )
@@ -244,6 +594,13 @@ def report(study: Any, config: Path, fixed: dict[str, Any], root: Path, storage:
     lines += ["", f"{len(finished)} trials: {len(complete)} complete, {len(pruned)} pruned"]
     if saved is not None and pruned:
         lines[-1] += f" (stopped early, {saved:,} of their {len(pruned) * max_steps:,} SGD steps not trained)"
+    if failed:
+        lines[-1] += f", {len(failed)} failed"
+    if len(drawn) > len(finished):
+        lines[-1] += (
+            f"; {len(drawn) - len(finished)} more drawn but not run (the study had its trials or their settings),"
+            " not listed"
+        )
     if not complete:
         return "\n".join(lines + ["", "No trial completed: no best settings yet."])
     best = study.best_trial
@@ -345,13 +702,14 @@ def search(
     Args:
         config: the base config (for example configs/challenge.yaml); each trial changes only the searched options.
         search: the search space file (see configs/search/challenge.yaml).
-        trials: finished trials (complete or pruned) the study should hold; running again with more continues it.
+        trials: finished trials (complete or pruned) the study holds in the end, counted in the study, whichever
+            command or process ran them; running again with more continues it.
         workers: processes running trials at once, sharing the study (0: only run trials, as each extra worker
-            process does; no report).
+            process does; no waiting for other processes' trials, no report).
         root: where the trials' run folders, the database and the results go.
         storage: the study's database URL (default: sqlite:///ROOT/study.db).
         study: the study's name (default: the search file's name).
-        seed: seed of the TPE sampler.
+        seed: the study's seed: trial N's draws depend on it, N and the trials before N, whichever process draws them.
         timeout: seconds after which no worker starts another trial (the ones running finish); none: no limit.
     """
     config_path, search_path, root_path = Path(config), Path(search), Path(root).resolve()
@@ -366,21 +724,21 @@ def search(
     storage = storage or f"sqlite:///{root_path / 'study.db'}"
     name = study or search_path.stem
     check_options(config_path, space, fixed, search_path)
-    optuna_study = open_study(storage, name, seed, pruner)
+    distributions = {option: distribution(spec) for option, spec in space.items()}
+    optuna_study = open_study(storage, name, seed, median_pruner(pruner, search_path), distributions)
+    check_space_fits(optuna_study, distributions, search_path)
     common = ["--config", str(config_path), "--search", str(search_path), "--trials", str(trials)]
     common += ["--root", str(root_path), "--storage", storage, "--study", name]
     common += ["--timeout", str(timeout)] if timeout is not None else []
     others = [
-        subprocess.Popen(
-            [sys.executable, "-m", "makemore", "search", *common, "--seed", str(seed + i), "--workers", "0"]
-        )
-        for i in range(1, workers)
+        subprocess.Popen([sys.executable, "-m", "makemore", "search", *common, "--seed", str(seed), "--workers", "0"])
+        for _ in range(1, workers)
     ]
-    run_trials(optuna_study, config_path, space, fixed, root_path, trials, timeout)
+    run_trials(optuna_study, config_path, distributions, fixed, root_path, trials, timeout, wait=workers > 0)
     if workers == 0:
         return
     if any(worker.wait() for worker in others):
-        print("makemore search: a worker process failed; its trials are marked failed", file=sys.stderr)
+        print("makemore search: a worker process failed (its error is above)", file=sys.stderr)
     text = report(optuna_study, config_path, fixed, root_path, storage)
     (root_path / "search.md").write_text(text + "\n")
     print(text)

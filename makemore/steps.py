@@ -32,6 +32,7 @@ training loader), `step_callbacks` (the LightningModule's configure_callbacks), 
 """
 
 import math
+import sys
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Iterator, Optional, Protocol, runtime_checkable
@@ -39,6 +40,7 @@ from typing import Any, Iterator, Optional, Protocol, runtime_checkable
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from lightning.pytorch.plugins.precision import Precision
 from lightning.pytorch.strategies import SingleDeviceStrategy
 from lightning.pytorch.utilities import rank_zero_info
@@ -376,6 +378,13 @@ class StepProgressBar(TQDMProgressBar):
             bar.n = bar.initial = bar.last_print_n = trainer.global_step
             self._new_fit = False
         bar.set_description(f"Epoch {trainer.current_epoch}")
+
+    def init_validation_tqdm(self) -> Tqdm:
+        # Under the training bar, Lightning's validation bar moves the cursor up a line: in a log file (no terminal)
+        # that prints escape codes, so there it shows none (the scores reach the training bar's postfix).
+        if self.trainer.state.fn != "validate" and not sys.stdout.isatty():
+            return Tqdm(disable=True)
+        return super().init_validation_tqdm()
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int

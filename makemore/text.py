@@ -9,6 +9,7 @@ reading use this module without paying Lightning's import.
 import codecs
 import hashlib
 import random
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Union
@@ -20,6 +21,32 @@ from makemore.errors import DataError
 # The start/end token: index 0 in every vocabulary, so it may not appear inside a word.
 TOKEN = "."
 
+# Unicode's control characters (category Cc: U+0000..U+001F and U+007F..U+009F), refused inside a word: NUL bytes
+# come from a file in another encoding, and a tab or newline would break the tab-separated columns `sample` prints.
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+# Byte order marks of the encodings that are not UTF-8 (UTF-32LE's starts with UTF-16LE's: it comes first).
+WIDE_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+NUL_HINT = "; a word list is UTF-8 text: NUL bytes come from another encoding (UTF-16, UTF-32) or a binary file"
+
+
+def encoding_hint(raw: bytes) -> str:
+    """'; <the encoding the bytes look like>' for UTF-16 or UTF-32 text (with or without a byte order mark), else ''."""
+    convert = "convert the file to UTF-8 (for example iconv -f {} -t UTF-8)"
+    for bom, name in WIDE_BOMS:
+        if raw.startswith(bom):
+            return f"; it starts with a {name} byte order mark: " + convert.format(name)
+    # UTF-16 without a byte order mark: the NUL bytes of ASCII characters fill every other byte, odd or even.
+    even, odd = raw[0::2].count(0), raw[1::2].count(0)
+    if max(even, odd) >= len(raw) // 4 > 0 and min(even, odd) <= max(even, odd) // 10:
+        name = "UTF-16LE" if odd > even else "UTF-16BE"
+        return f"; NUL bytes alternate with the characters: it looks like {name} text, " + convert.format(name)
+    return ""
+
 
 def default_path() -> Path:
     """The copy of names.txt shipped with the package (see makemore/assets/README.md)."""
@@ -29,9 +56,10 @@ def default_path() -> Path:
 def read_words(path: Union[str, Path]) -> list[str]:
     """Read one word per line; surrounding whitespace and blank lines are dropped.
 
-    Windows line endings and a UTF-8 byte order mark are accepted. Raises DataError naming the file
-    (and line) for a missing or unreadable file, bytes that are not UTF-8, a word containing the
-    reserved `.`, or a file with no words at all.
+    Lines end where str.splitlines ends them (\\n, \\r\\n, \\r, and the rarer breaks it knows); Windows line
+    endings and a UTF-8 byte order mark are accepted. Raises DataError naming the file (and line) for a
+    missing or unreadable file, bytes that are not UTF-8, a word containing the reserved `.` or a control
+    character (Unicode category Cc: NUL, tab, escape, ...), or a file with no words at all.
     """
     path = Path(path)
     if path.exists() and not path.is_dir() and not path.is_file():  # a FIFO or a device would block or never end
@@ -49,11 +77,19 @@ def read_words(path: Union[str, Path]) -> list[str]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: not valid UTF-8 (byte {raw[err.start]:#04x})") from None
+        line = len((raw[: err.start].decode("utf-8") + "?").splitlines())  # counted as the lines below are
+        raise DataError(f"{path}:{line}: not valid UTF-8 (byte {raw[err.start]:#04x}){encoding_hint(raw)}") from None
     words = []
     for number, line in enumerate(text.splitlines(), start=1):
         word = line.strip()
+        control = CONTROL.search(word)
+        if control:
+            char = control.group()
+            hint = (encoding_hint(raw) or NUL_HINT) if char == "\0" else ""
+            raise DataError(
+                f"{path}:{number}: the word {word!r} contains the control character {char!r} (U+{ord(char):04X}) at"
+                f" column {line.index(char) + 1}; words may not contain control characters{hint}"
+            )
         if TOKEN in word:
             raise DataError(
                 f"{path}:{number}: the word {word!r} contains {TOKEN!r}, which is reserved as the start/end token"

@@ -1,5 +1,9 @@
 """`makemore search`: an Optuna study over CLI options, shared by worker processes, resumable, with clear errors."""
 
+import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -38,14 +42,28 @@ SPACE = {
 }
 
 
+def load(root: Path, name: str = "space") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{root / 'study.db'}")
+
+
+def ran(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials that ran or run, not those drawn and not run (a lost race for the last place)."""
+    return [t for t in study.trials if "not_run" not in t.user_attrs]
+
+
+def settings(trials: list[optuna.trial.FrozenTrial]) -> list[tuple]:
+    return [tuple(sorted(t.params.items())) for t in trials]
+
+
 def test_search_runs_trials_in_workers_and_resumes(words_path, tmp_path, capsys):
     config, root = base_config(words_path, tmp_path), tmp_path / "search"
     space = space_file(tmp_path, SPACE, fixed={"trainer.max_steps": 40})  # every trial shorter than the base's 60
     args = ["search", "--config", str(config), "--search", str(space), "--root", str(root)]
     main([*args, "--trials", "3", "--workers", "2"])
     study = optuna.load_study(study_name="space", storage=f"sqlite:///{root / 'study.db'}")
-    finished = [t for t in study.trials if t.state.is_finished()]
-    assert len(finished) >= 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in finished)
+    finished = ran(study)  # the two processes ran 3 trials in all, with 3 settings
+    assert len(finished) == 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in finished)
+    assert len(set(settings(finished))) == 3
     for trial in finished:  # each trial is a normal run folder, with its TensorBoard logs
         assert list(Path(trial.user_attrs["run"]).glob("events.out.tfevents.*"))
         assert set(trial.params) == set(SPACE) and trial.user_attrs["steps"] == 40
@@ -70,8 +88,8 @@ def test_search_runs_trials_in_workers_and_resumes(words_path, tmp_path, capsys)
     # run again asking for more: the study continues, the earlier trials stay
     main([*args, "--trials", str(len(finished) + 2)])
     study = optuna.load_study(study_name="space", storage=f"sqlite:///{root / 'study.db'}")
-    again = [t for t in study.trials if t.state.is_finished()]
-    assert len(again) >= len(finished) + 2
+    again = ran(study)
+    assert len(again) == len(finished) + 2 and len(set(settings(again))) == len(again)
     assert [t.params for t in again[: len(finished)]] == [t.params for t in finished]
 
 
@@ -101,8 +119,9 @@ def test_a_pruned_trial_stops_at_the_validation(words_path, tmp_path, run_cli, m
         ({"model.learning_rate": {"low": 0.1, "high": 0.01}}, ".*model.learning_rate: an empty or inverted range"),
         ({"data.block_size": {"choices": []}}, ".*data.block_size: choices must be a non-empty list"),
         ({"model.learning_rate": {"low": 0.0, "high": 0.1, "log": True}}, ".*a log range needs low above 0"),
+        ({"model.net.init_args.n_hidden": {"low": 16, "high": 64, "step": 0}}, ".*space.yaml: .*n_hidden: .*step"),
     ],
-    ids=["unknown option", "inverted", "empty choices", "log from 0"],
+    ids=["unknown option", "inverted", "empty choices", "log from 0", "zero step"],
 )
 def test_bad_search_spaces_are_one_line(words_path, tmp_path, space, pattern):
     config = base_config(words_path, tmp_path)
@@ -162,3 +181,118 @@ def test_the_challenge_search_space_fits_the_challenge_config():
     assert pruner["n_startup_trials"] >= 1
     assert fixed["model.lr_scheduler.init_args.T_max"] == fixed["trainer.max_steps"]  # the cosine ends with the trial
     assert pruner["n_warmup_steps"] < fixed["trainer.max_steps"]  # the pruner gets to act
+
+
+def test_a_continued_search_draws_new_settings_as_one_search_would(words_path, tmp_path):
+    """The same command again with a larger --trials: new settings, the very ones one longer run draws."""
+    config, space = base_config(words_path, tmp_path), space_file(tmp_path, SPACE)
+
+    def search(root: Path, trials: int) -> None:
+        main(["search", "--config", str(config), "--search", str(space), "--root", str(root), "--trials", str(trials)])
+
+    search(tmp_path / "continued", 1)
+    search(tmp_path / "continued", 2)
+    search(tmp_path / "at_once", 2)
+    continued = load(tmp_path / "continued").trials
+    assert [t.state for t in continued] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert len(set(settings(continued))) == 2  # not trial 0's settings again (the sampler's seed of each run)
+    assert settings(continued) == settings(load(tmp_path / "at_once").trials)
+
+
+def test_no_two_trials_share_settings_until_the_space_has_no_others(words_path, tmp_path):
+    config, root = base_config(words_path, tmp_path), tmp_path / "search"
+    space = space_file(tmp_path, {"model.net.init_args.n_hidden": {"choices": [16, 32]}})  # two settings
+    args = ["search", "--config", str(config), "--search", str(space), "--root", str(root)]
+    main([*args, "--trials", "1"])
+    main([*args, "--trials", "3"])  # the second run takes the other setting, the third trial repeats one
+    trials = ran(load(root))
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    assert {t.params["model.net.init_args.n_hidden"] for t in trials[:2]} == {16, 32}
+
+    # other choices for the same study: Optuna cannot change them in a study, so the search file is the error
+    space = space_file(tmp_path, {"model.net.init_args.n_hidden": {"choices": [16, 64]}})
+    cli_error([*args, "--trials", "4"], r".*space.yaml: model.net.init_args.n_hidden: not the distribution study")
+    assert len(load(root).trials) == 3
+
+
+def start_search(args: list[str], root: Path, log: Path) -> subprocess.Popen:
+    """`python -m makemore search ARGS` in a process of its own, returned once its trial 0's fit has started."""
+    with open(log, "w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "makemore", *args], stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while not (root / "trial_0" / "lightning_logs").exists():
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.01)
+    return process
+
+
+def test_two_searches_at_once_run_the_trials_asked_for_with_distinct_settings(words_path, tmp_path):
+    config, root = base_config(words_path, tmp_path), tmp_path / "search"
+    space = space_file(tmp_path, SPACE, fixed={"trainer.max_steps": 200})  # trials long enough to overlap
+    args = ["search", "--config", str(config), "--search", str(space), "--root", str(root), "--trials", "3"]
+    other = start_search(args, root, tmp_path / "other.log")
+    try:
+        main(args)  # the same command, while the other one runs its trials
+    finally:
+        assert other.wait(timeout=300) == 0, (tmp_path / "other.log").read_text()
+    trials = ran(load(root))
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3  # 3 in all, none running
+    assert len(set(settings(trials))) == 3
+    assert "3 trials: 3 complete" in (root / "search.md").read_text()
+
+
+def test_a_trial_whose_process_was_killed_is_failed_and_run_again(words_path, tmp_path, monkeypatch):
+    config, space, root = base_config(words_path, tmp_path), space_file(tmp_path, SPACE), tmp_path / "search"
+    args = ["search", "--config", str(config), "--search", str(space), "--root", str(root), "--trials", "2"]
+    killed = start_search(args, root, tmp_path / "killed.log")
+    killed.kill()  # kill -9 during trial 0's fit
+    killed.wait()
+    assert [t.state for t in load(root).trials] == [optuna.trial.TrialState.RUNNING]  # as the dead process left it
+
+    monkeypatch.setattr(search_module, "HEARTBEAT_INTERVAL", 1)
+    monkeypatch.setattr(search_module, "GRACE_PERIOD", 2)  # found dead after 2 s without a heartbeat (not 30)
+    main(args)  # the same command again
+    study = load(root)
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL
+    assert optuna.trial.TrialState.RUNNING not in [t.state for t in study.trials]
+    again = [t for t in study.trials if t.system_attrs.get("retry_history") == [0]]
+    assert len(again) == 1 and again[0].params == study.trials[0].params  # run again with its settings
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 2 and again[0] in complete and len(set(settings(complete))) == 2
+    text = (root / "search.md").read_text()
+    assert f"| 0 (its process died; run again as trial {again[0].number}) | fail |" in text
+
+
+def test_a_database_of_something_else_is_refused_and_left_as_it_was(words_path, tmp_path):
+    contacts = tmp_path / "contacts.db"
+    with sqlite3.connect(contacts) as db:
+        db.execute("CREATE TABLE contacts (name TEXT, phone TEXT)")
+        db.execute("INSERT INTO contacts VALUES ('Ada', '555-0100')")
+    db.close()
+    before = contacts.read_bytes()
+    config, space, root = base_config(words_path, tmp_path), space_file(tmp_path, SPACE), tmp_path / "search"
+    args = ["search", "--config", str(config), "--search", str(space), "--root", str(root)]
+    cli_error(
+        [*args, "--storage", f"sqlite:///{contacts}"],
+        r".*contacts.db: not an Optuna study database \(it holds the tables contacts\); nothing was written to it",
+    )
+    assert contacts.read_bytes() == before  # byte for byte: no Optuna tables added
+    assert not list(root.glob("trial_*"))
+
+
+@pytest.mark.parametrize(
+    "pruner, pattern",
+    [
+        (
+            {"n_startup_trial": 2},
+            r".*space.yaml: pruner: unknown argument 'n_startup_trial' \(did you mean n_startup_trials\?\)",
+        ),
+        ({"n_warmup_steps": -1}, r".*space.yaml: pruner: Number of warmup steps cannot be negative"),
+    ],
+    ids=["misspelt", "negative"],
+)
+def test_a_bad_pruner_is_an_error_of_the_search_file(words_path, tmp_path, pruner, pattern):
+    config, root = base_config(words_path, tmp_path), tmp_path / "search"
+    space = space_file(tmp_path, SPACE, pruner=pruner)
+    cli_error(["search", "--config", str(config), "--search", str(space), "--root", str(root)], pattern)
+    assert not (root / "study.db").exists()  # named before any database is opened

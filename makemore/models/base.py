@@ -5,6 +5,12 @@ from typing import Callable, Iterator, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
+from jsonargparse.typing import PositiveInt as PositiveInt  # re-exported: the networks' sizes
+from jsonargparse.typing import restricted_number_type
+
+# Ranges of the networks' options, in their signatures: the CLI refuses a value outside one in one line naming the
+# option, and `--model.net.help` shows them. (Plain ints and floats from Python pass unchecked.)
+DropoutRate = restricted_number_type("DropoutRate", float, [(">=", 0), ("<", 1)], join="and")
 
 
 @runtime_checkable

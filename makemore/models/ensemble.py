@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from makemore.models.base import NetworkCallable
+from makemore.models.base import NetworkCallable, PositiveInt
 
 
 class Ensemble(nn.Module):
@@ -28,7 +28,7 @@ class Ensemble(nn.Module):
         members: how many; data.batch_size is their total (each trains on batch_size / members a step).
     """
 
-    def __init__(self, vocab_size: int, block_size: int, member: NetworkCallable, members: int = 3) -> None:
+    def __init__(self, vocab_size: int, block_size: int, member: NetworkCallable, members: PositiveInt = 3) -> None:
         super().__init__()
         if members < 1:
             raise ValueError(f"Ensemble: members must be at least 1, got {members}")

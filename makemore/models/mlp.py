@@ -9,6 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from makemore.models.base import DropoutRate, PositiveInt
+
 
 def affine(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
     """x @ weight + bias, in one op (addmm) when there is a bias."""
@@ -65,11 +67,11 @@ class MLP(nn.Module):
         self,
         vocab_size: int,
         block_size: int,
-        n_embd: int = 10,
-        n_hidden: int = 200,
-        n_layers: int = 1,
+        n_embd: PositiveInt = 10,
+        n_hidden: PositiveInt = 200,
+        n_layers: PositiveInt = 1,
         batch_norm: bool = False,
-        dropout: float = 0.0,
+        dropout: DropoutRate = 0.0,
         init: Literal["torch", "kaiming", "randn"] = "torch",
         out_scale: float = 1.0,
     ) -> None:

@@ -5,7 +5,7 @@ from typing import Literal, Optional
 import torch
 import torch.nn as nn
 
-from makemore.models.base import sequence_loss, window_positions, word_start_aligned
+from makemore.models.base import DropoutRate, PositiveInt, sequence_loss, window_positions, word_start_aligned
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -33,10 +33,10 @@ class Recurrent(nn.Module):
         vocab_size: int,
         block_size: int,
         cell: Literal["rnn", "gru", "lstm"] = "gru",
-        n_embd: int = 64,
-        n_hidden: int = 64,
-        n_layers: int = 1,
-        dropout: float = 0.0,
+        n_embd: PositiveInt = 64,
+        n_hidden: PositiveInt = 64,
+        n_layers: PositiveInt = 1,
+        dropout: DropoutRate = 0.0,
     ) -> None:
         super().__init__()
         if cell not in CELLS:

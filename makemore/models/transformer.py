@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from makemore.models.base import sequence_loss, window_positions, word_start_aligned
+from makemore.models.base import DropoutRate, PositiveInt, sequence_loss, window_positions, word_start_aligned
 
 
 class Block(nn.Module):
@@ -52,10 +52,10 @@ class Transformer(nn.Module):
         self,
         vocab_size: int,
         block_size: int,
-        n_layer: int = 4,
-        n_head: int = 4,
-        n_embd: int = 64,
-        dropout: float = 0.0,
+        n_layer: PositiveInt = 4,
+        n_head: PositiveInt = 4,
+        n_embd: PositiveInt = 64,
+        dropout: DropoutRate = 0.0,
     ) -> None:
         super().__init__()
         if n_embd % n_head:

@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from makemore.models.base import PositiveInt
 from makemore.models.mlp import Affine, affine
 
 
@@ -30,8 +31,8 @@ class WaveNet(nn.Module):
         self,
         vocab_size: int,
         block_size: int,
-        n_embd: int = 24,
-        n_hidden: int = 128,
+        n_embd: PositiveInt = 24,
+        n_hidden: PositiveInt = 128,
         group: int = 2,
         out_scale: float = 0.1,
     ) -> None:

@@ -1,0 +1,168 @@
+"""Bad values are one line naming the option, partial evaluations say so, checkpoints choose no imports."""
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import cli_error, small_run_args
+
+from makemore.api import scalars
+from makemore.checkpoint import read_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model.net.n_hidden", "0"], r"model.net.n_hidden: not of type PositiveInt: 0 does not conform"),
+        (["--model.net.dropout", "1"], r"model.net.dropout: not of type DropoutRate: 1 does not conform"),
+        (
+            ["--model.net", "makemore.models.Transformer", "--model.net.n_layer", "0"],
+            "model.net.n_layer: not of type PositiveInt",
+        ),
+        (["--model.learning_rate", "-1"], r"model.learning_rate=-1.0: Invalid learning rate: -1.0"),
+        (["--model.optimizer.momentum", "-1"], r"model.optimizer.init_args.momentum=-1.0: Invalid momentum value"),
+        (
+            ["--model.net", "makemore.models.Transformer", "--model.net.n_head", "3"],
+            r"model.net.init_args.n_head=3: Transformer: n_embd \(64\) must be a multiple of n_head \(3\)",
+        ),
+        (
+            ["--model.net.n_hidden", "1000000000"],
+            r"model.net \(makemore.models.mlp.MLP\): not enough memory to build it \([\d,.]+ GiB asked for\)",
+        ),
+        (
+            [
+                "--model.optimizer",
+                "torch.optim.AdamW",
+                "--model.optimizer.betas",
+                "[0.9, 1.5]",
+            ],
+            r"model.optimizer.init_args.betas=\(0.9, 1.5\): Invalid beta parameter at index 1: 1.5",
+        ),
+    ],
+)
+def test_a_value_the_network_or_optimizer_cannot_take_is_one_line_and_leaves_no_run_folder(
+    args, message, words_path, tmp_path
+):
+    cli_error(["fit", *small_run_args(words_path, tmp_path), *args], message)
+    assert not list(tmp_path.glob("lightning_logs/version_*")), "a failed start leaves no run folder"
+
+
+def test_a_schedule_beyond_max_steps_is_said_once(words_path, tmp_path, caplog, run_cli):
+    args = small_run_args(words_path, tmp_path, max_steps=50)
+    schedule = ["--model.lr_scheduler", "torch.optim.lr_scheduler.MultiStepLR"]
+    run_cli("fit", *args, *schedule, "--model.lr_scheduler.milestones", "[20, 500]")
+    said = [r.getMessage() for r in caplog.records if "beyond trainer.max_steps" in r.getMessage()]
+    assert said == [
+        "makemore: model.lr_scheduler (MultiStepLR): milestones [500] beyond trainer.max_steps (50): the fit ends"
+        " before the schedule does"
+    ]
+
+
+@pytest.fixture
+def trained(words_path, tmp_path, run_cli):
+    cli = run_cli("fit", *small_run_args(words_path, tmp_path, max_steps=50))
+    return Path(cli.trainer.log_dir, "checkpoints", "last.ckpt")
+
+
+def test_a_partial_test_is_named_partial_in_its_output_and_in_tensorboard(trained, words_path, tmp_path, run_cli):
+    args = [*small_run_args(words_path, tmp_path), "--ckpt_path", str(trained), "--data.eval_batch_size", "20"]
+    whole = run_cli("test", *args)
+    assert "test_loss" in whole.trainer.callback_metrics
+    partial = run_cli("test", *args, "--trainer.limit_test_batches", "0.5")
+    metrics = partial.trainer.callback_metrics
+    assert "test_loss" not in metrics and "test_loss_partial" in metrics
+    assert metrics["test_loss_partial"] != whole.trainer.callback_metrics["test_loss"]
+    run = trained.parent.parent
+    assert [step for step, _ in scalars(run, "test_loss_partial")] == [50]
+    assert len(scalars(run, "test_loss")) == 1  # the whole split's, once
+
+
+@pytest.mark.parametrize("subcommand, limit", [("test", "limit_test_batches"), ("validate", "limit_val_batches")])
+def test_evaluating_nothing_is_refused(subcommand, limit, trained, words_path, tmp_path):
+    args = [subcommand, *small_run_args(words_path, tmp_path), "--ckpt_path", str(trained), f"--trainer.{limit}", "0"]
+    cli_error(args, f"{subcommand} would evaluate nothing: trainer.{limit} is 0")
+
+
+def forged(trained: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A checkpoint whose network is a class of a module that leaves a marker file when it is imported."""
+    module = tmp_path / "forged_net.py"
+    marker = tmp_path / "imported"
+    module.write_text(f"open({str(marker)!r}, 'w').close()\nimport torch\nclass Net(torch.nn.Module):\n    pass\n")
+    checkpoint = torch.load(trained, weights_only=True)
+    checkpoint["hyper_parameters"]["net"]["class_path"] = "forged_net.Net"
+    path = tmp_path / "forged.ckpt"
+    torch.save(checkpoint, path)
+    return path, marker
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["test", "--ckpt_path", "{ckpt}"],
+        ["fit", "--ckpt_path", "{ckpt}"],
+        ["fit", "--weights_from", "{ckpt}"],
+        ["sample", "--ckpt_path", "{ckpt}"],
+    ],
+)
+def test_a_checkpoint_cannot_make_makemore_import_a_module(command, trained, words_path, tmp_path):
+    path, marker = forged(trained, tmp_path)
+    args = [part.format(ckpt=path) for part in command]
+    if args[0] != "sample":
+        args += small_run_args(words_path, tmp_path / "runs")
+    env = {"PYTHONPATH": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "makemore", *args], cwd=ROOT, capture_output=True, text=True, env={**_env(), **env}
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"makemore: error: {path}: it names the class forged_net.Net, and importing it would run its module's code;"
+        " makemore imports only its own and torch's classes from a checkpoint: if you trust it, name it with"
+        " --allow_class forged_net.Net (or --model.net)"
+    )
+    assert not marker.exists(), "the forged module was imported"
+    # named by the user, it is imported (and then found not to be a makemore network)
+    allowed = subprocess.run(
+        [sys.executable, "-m", "makemore", *args, "--allow_class", "forged_net.Net"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**_env(), **env},
+    )
+    assert marker.exists(), allowed.stderr[-2000:]
+
+
+def _env() -> dict:
+    import os
+
+    return dict(os.environ)
+
+
+def test_an_unwritable_run_folder_still_evaluates_and_says_it_logs_nothing(
+    trained, words_path, tmp_path, run_cli, monkeypatch, capsys
+):
+    import makemore.lightning_cli
+
+    run = trained.parent.parent
+    before = sorted(p.name for p in run.iterdir())
+    access = makemore.lightning_cli.os.access  # as a user without write permission there (the tests run as root)
+    monkeypatch.setattr(
+        makemore.lightning_cli.os, "access", lambda path, mode, **kw: Path(path) != run and access(path, mode, **kw)
+    )
+    cli = run_cli("test", *small_run_args(words_path, tmp_path), "--ckpt_path", str(trained))
+    assert "test_loss" in cli.trainer.callback_metrics
+    err = capsys.readouterr().err
+    assert f"makemore: {run} is read-only: the scores are printed, not logged" in err
+    assert sorted(p.name for p in run.iterdir()) == before
+    assert read_checkpoint(str(trained))["global_step"] == 50
+
+
+def test_the_tensorboard_command_is_quoted(words_path, tmp_path, run_cli, capsys):
+    root = tmp_path / "my runs"
+    run_cli("fit", *small_run_args(words_path, root, max_steps=20))
+    out = capsys.readouterr().out
+    assert f"watch it: tensorboard --logdir {shlex.quote(str(root / 'lightning_logs'))}" in out
