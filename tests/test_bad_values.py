@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import cli_error
+from conftest import cli_error, small_run_args
 
 from makemore.cli import main
 from makemore.sampling import scaled
@@ -27,19 +27,7 @@ def made_up_words(n: int = 60) -> list[str]:
 
 
 def fit_args(words: Path, root: Path, *extra: str) -> list[str]:
-    return [
-        "fit",
-        "--data.path", str(words),
-        "--trainer.max_steps", "20",
-        "--data.steps_per_batch", "10",
-        "--data.steps_per_epoch", "10",
-        "--trainer.default_root_dir", str(root),
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false",
-        "--trainer.accelerator", "cpu",
-        "--seed_everything", "0",
-        *extra,
-    ]  # fmt: skip
+    return ["fit", *small_run_args(words, root, max_steps=20, data__steps_per_epoch="10"), *extra]
 
 
 def one_line(message: str) -> str:
