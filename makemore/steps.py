@@ -214,7 +214,7 @@ def log_interval(trainer: L.Trainer) -> int:
     """trainer.log_every_n_steps in SGD steps, for the current fit (Lightning holds it in batches meanwhile)."""
     for callback in trainer.callbacks:
         if isinstance(callback, StepIntervals) and callback.steps:
-            return callback._counted.get("log_every_n_steps", trainer.log_every_n_steps * callback.steps)
+            return callback.counted_steps.get("log_every_n_steps", trainer.log_every_n_steps * callback.steps)
     return trainer.log_every_n_steps
 
 
@@ -244,6 +244,11 @@ class StepIntervals(L.Callback):
         self._saved: Optional[dict[str, Any]] = None
         self._taken: Optional[dict[str, Any]] = None  # the trainer's step options, while makemore applies them
         self._trainer: Optional[L.Trainer] = None
+
+    @property
+    def counted_steps(self) -> dict[str, int]:
+        """The trainer's batch-counted intervals of the current fit, in SGD steps (log_every_n_steps, ...)."""
+        return dict(self._counted)
 
     def take_step_options(self, trainer: L.Trainer) -> StepOptions:
         """The trainer's StepOptions; the trainer holds neutral values until the fit ends (Lightning refuses them
