@@ -3,8 +3,9 @@
 Left alive to Python's finalization, a gloo process group's worker thread could drop the last reference to a finished
 collective's tensors while the interpreter was being torn down; taking the GIL then ended the thread and the C++
 unwind called std::terminate ("terminate called without an active exception", exit status 134) after the run had
-printed its run folder: in about one run in six, so one run proves little and the runs are repeated. The probe run
-checks the cause directly, in each process at its very end: no process group, and none of its threads.
+printed its run folder: once in six runs where it was seen, far more rarely on other machines, so the runs are
+repeated, and the probe run checks the cause directly, in each process at its very end: no process group, none of its
+threads.
 """
 
 import json
@@ -38,15 +39,19 @@ def ddp_fit(words: Path, root: Path, *command: str) -> subprocess.CompletedProce
     )
 
 
+def check_clean(result: subprocess.CompletedProcess, run: str) -> None:
+    """Exit status 0 after the run's summary, no abort in any process, no sync_dist advice."""
+    where = f"{run}: exit status {result.returncode}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, where
+    assert "makemore: run folder" in result.stdout and "last checkpoint (step 50)" in result.stdout, where
+    assert "terminate called" not in result.stderr, where  # rank 1's stderr too: it shares the pipe
+    # val_loss, val_bpc, val_perplexity and step are exact on every process already
+    assert "sync_dist" not in result.stderr, where
+
+
 def test_ddp_fits_exit_0_every_time_without_sync_dist_advice(words_path, tmp_path):
-    for attempt in range(3):
-        result = ddp_fit(words_path, tmp_path / f"run{attempt}", "-m", "makemore")
-        where = f"run {attempt + 1}: exit status {result.returncode}\n{result.stderr[-3000:]}"
-        assert result.returncode == 0, where
-        assert "makemore: run folder" in result.stdout and "last checkpoint (step 50)" in result.stdout, where
-        assert "terminate called" not in result.stderr, where  # rank 1's stderr too (it shares the pipe)
-        # val_loss, val_bpc, val_perplexity and step are exact on every process already
-        assert "sync_dist" not in result.stderr, where
+    for attempt in range(2):  # and a third in the next test: each DDP fit takes about 15 s on two busy cores
+        check_clean(ddp_fit(words_path, tmp_path / f"run{attempt}", "-m", "makemore"), f"run {attempt + 1}")
 
 
 def test_a_ddp_fit_leaves_no_process_group_or_its_threads_to_the_interpreter_exit(words_path, tmp_path):
@@ -79,7 +84,7 @@ def test_a_ddp_fit_leaves_no_process_group_or_its_threads_to_the_interpreter_exi
         )
     )
     result = ddp_fit(words_path, tmp_path / "run", str(probe))
-    assert result.returncode == 0, result.stderr[-3000:]
+    check_clean(result, "the probed run")
     states = sorted((json.loads(path.read_text()) for path in tmp_path.glob("exit-*.json")), key=lambda s: s["rank"])
     assert [state["rank"] for state in states] == ["0", "1"], result.stderr[-3000:]
     for state in states:
