@@ -23,7 +23,7 @@ from makemore.batchnorm import cpu_sync_plugins
 from makemore.callbacks import LOG_EVERY_N_STEPS, fit_callbacks, lr_find_figure, run_lr_sweep, smooth
 from makemore.callbacks import suggest_learning_rate as suggest
 from makemore.data import CharDataModule
-from makemore.lightning_cli import claim_run_folder
+from makemore.lightning_cli import claim_run_folder, silence_noise
 from makemore.module import MakemoreModule
 from makemore.runlog import RunLogger
 
@@ -47,6 +47,7 @@ def make_trainer(max_steps: int = 200_000, root: Union[str, Path] = ".", **kwarg
     kwargs go to L.Trainer (`accelerator`, `val_check_interval`, `enable_progress_bar`, ...); `callbacks`
     given there are added to these.
     """
+    silence_noise()
     callbacks = [*fit_callbacks(), *kwargs.pop("callbacks", [])]
     kwargs.setdefault("log_every_n_steps", LOG_EVERY_N_STEPS)
     if kwargs.get("sync_batchnorm"):  # torch's SyncBatchNorm runs on GPUs only (docs/diagnostics.md)
@@ -71,6 +72,7 @@ def lr_find(
     sweep is too short to tell. The model's weights are put back afterwards and its learning_rate is left as
     it is. trainer_kwargs go to the sweep's L.Trainer (`accelerator`, ...); it writes no run folder.
     """
+    silence_noise()
     with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
         # The module logs `step` for its logger; the sweep has none. The sweep's length is num_training steps.
         warnings.filterwarnings("ignore", message=r"You called `self.log\('step'.* but have no logger configured")

@@ -17,9 +17,6 @@ import torch.nn as nn
 
 from makemore.errors import CheckpointError, ConfigError
 
-# Checkpoints written before the network became a parameter held the MLP's arguments at the top level.
-_MLP_ARGUMENTS = ("n_embd", "n_hidden", "n_layers", "batch_norm", "dropout")
-
 
 def _factory_class(factory: Any) -> tuple[Any, dict]:
     """(the class, its keyword arguments) of a class or of a functools.partial of one (the class may be None)."""
@@ -136,11 +133,8 @@ def read_checkpoint(path: str, map_location: str = "cpu") -> dict:
             ) from None
         raise CheckpointError(f"{path}: not a checkpoint (truncated, corrupt, or not written by torch.save)") from None
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-    if not isinstance(hparams, dict) or "vocab" not in hparams or "state_dict" not in checkpoint:
+    if not isinstance(hparams, dict) or not {"vocab", "net"} <= hparams.keys() or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path}: not a makemore checkpoint (no makemore hyperparameters or weights)")
-    if "net" not in hparams:  # written before the network was a parameter: the lecture's MLP
-        init_args = {key: hparams.pop(key) for key in _MLP_ARGUMENTS if key in hparams}
-        hparams["net"] = {"class_path": "makemore.models.MLP", "init_args": init_args}
     return checkpoint
 
 

@@ -56,18 +56,18 @@ NOISE = (
     "💡 Tip: For seamless cloud",  # advertisements for Lightning's services
     "The following callbacks returned in `LightningModule.configure_callbacks` will override",  # our step bar
 )
-warnings.filterwarnings(
-    "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated"
-)  # Lightning on torch 2.13
-# Testing or resuming a checkpoint in a new run folder: its callbacks' paths are from the old one, as they should be.
-warnings.filterwarnings("ignore", message=r"The dirpath has changed from .* won't be reloaded")
-# MakemoreCLI.parse_arguments parses the command line without --print_config first, given as a list.
-warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
-# Under DDP Lightning recommends sync_dist=True for each tensor logged per epoch. MakemoreModule._log_split's need
-# none: {val,test}_{loss,bpc,perplexity}[_partial] come from MeanMetric.compute(), already the exact example-weighted
-# mean over all processes (a sync_dist mean of it again would change nothing), and `step` is the same on every process.
-warnings.filterwarnings(
-    "ignore", message=r"It is recommended to use `self\.log\('(step|(val|test)_(loss|bpc|perplexity)(_partial)?)', "
+# Warnings of the same kind, silenced by their text when silence_noise() is called.
+SILENCED = (
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # Lightning on torch 2.13
+    # Testing or resuming a checkpoint in a new run folder: its callbacks' paths are from the old one, as they should be.
+    r"The dirpath has changed from .* won't be reloaded",
+    # MakemoreCLI.parse_arguments parses the command line without --print_config first, given as a list.
+    r"LightningCLI's args parameter is intended to run from within Python",
+    # Under DDP Lightning recommends sync_dist=True for each tensor logged per epoch. MakemoreModule._log_split's need
+    # none: {val,test}_{loss,bpc,perplexity}[_partial] come from MeanMetric.compute(), already the exact
+    # example-weighted mean over all processes (a sync_dist mean of it again would change nothing), and `step` is the
+    # same on every process.
+    r"It is recommended to use `self\.log\('(step|(val|test)_(loss|bpc|perplexity)(_partial)?)', ",
 )
 
 
@@ -76,13 +76,26 @@ class _Quiet(logging.Filter):
         return not str(record.msg).startswith(NOISE)
 
 
-for name in ("lightning.pytorch", "lightning.fabric"):
-    for handler in logging.getLogger(name).handlers:
-        handler.addFilter(_Quiet())
+_QUIET = _Quiet()
+
+
+def silence_noise() -> None:
+    """Silence the NOISE lines of Lightning's loggers and the SILENCED warnings (for the CLI and makemore.api; importing
+    makemore changes no warning or logging setting)."""
+    for message in SILENCED:
+        warnings.filterwarnings("ignore", message=message)
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        for handler in logging.getLogger(name).handlers:
+            handler.addFilter(_QUIET)
 
 
 class Parser(LightningArgumentParser):
     """Lightning's parser with one-line errors (and the closest option for a typo) instead of a usage dump."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        # jsonargparse makes a parser of this class for `--model.net.help CLASS`, named after sys.argv[0] unless told
+        kwargs.setdefault("prog", "makemore")
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str, ex: Optional[Exception] = None) -> None:
         message = " ".join(str(message).split())
@@ -106,7 +119,7 @@ class Parser(LightningArgumentParser):
         raise ConfigError(message)
 
 
-class Trainer(L.Trainer):
+class LrFindTrainer(L.Trainer):
     """Lightning's Trainer with an `lr_find` subcommand."""
 
     def lr_find(
@@ -374,11 +387,12 @@ class MakemoreCLI(LightningCLI):
 
 def run(argv: Optional[list[str]]) -> MakemoreCLI:
     """fit, validate, test or lr_find, with makemore's defaults (argv None: sys.argv); MakemoreError for errors."""
+    silence_noise()
     try:
         return MakemoreCLI(
             MakemoreModule,
             CharDataModule,
-            trainer_class=Trainer,
+            trainer_class=LrFindTrainer,
             parser_class=Parser,
             parser_kwargs={"prog": "makemore"},
             trainer_defaults={"log_every_n_steps": LOG_EVERY_N_STEPS, "callbacks": fit_callbacks()},

@@ -72,20 +72,14 @@ def test_a_class_that_is_not_an_nn_module_is_a_clear_error(words_path, tmp_path,
         run_cli("fit", *small_run_args(words_path, tmp_path), "--model.net", f"{__name__}.NotAModule")
 
 
-def test_checkpoints_from_before_the_network_was_a_parameter_still_load(words_path, tmp_path, run_cli, capsys):
-    fit = run_cli("fit", *small_run_args(words_path, tmp_path, max_steps=50), "--model.net.n_hidden", "30")
+def test_a_checkpoint_without_its_network_is_refused(words_path, tmp_path, run_cli):
+    fit = run_cli("fit", *small_run_args(words_path, tmp_path, max_steps=50))
     checkpoint = torch.load(fit.trainer.checkpoint_callback.best_model_path, weights_only=True)
-    hparams = checkpoint["hyper_parameters"]
-    hparams.update(hparams.pop("net")["init_args"])  # the old layout: the MLP's arguments at the top level
-    old = tmp_path / "old.ckpt"
-    torch.save(checkpoint, old)
-    capsys.readouterr()
-    module = load_checkpoint(str(old))
-    assert module.hparams.net["init_args"]["n_hidden"] == 30
-    for a, b in zip(module.parameters(), fit.model.parameters()):
-        assert torch.equal(a, b)
-    run_cli("sample", "--ckpt_path", str(old), "--num_samples", "3")
-    assert len(capsys.readouterr().out.splitlines()) == 3
+    del checkpoint["hyper_parameters"]["net"]
+    torch.save(checkpoint, tmp_path / "netless.ckpt")
+    for command in (["sample"], ["test", *small_run_args(words_path, tmp_path)]):
+        with pytest.raises(SystemExit, match="netless.ckpt: not a makemore checkpoint"):
+            run_cli(*command, "--ckpt_path", str(tmp_path / "netless.ckpt"))
 
 
 def test_the_module_takes_a_network_in_python(words_path):

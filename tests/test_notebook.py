@@ -122,6 +122,24 @@ def test_importing_makemore_leaves_the_matplotlib_backend_alone():
     assert result.stdout.strip() == "svg"
 
 
+def test_importing_makemore_changes_no_warning_or_logging_setting():
+    """Silencing Lightning's noise is something the CLI and makemore.api do when called, not an import's side effect."""
+    code = (
+        "import logging, pkgutil, importlib, warnings, lightning, makemore\n"
+        "before = list(warnings.filters)\n"
+        "handlers = {h: list(h.filters) for n in ('lightning.pytorch', 'lightning.fabric')"
+        " for h in logging.getLogger(n).handlers}\n"
+        "for m in pkgutil.walk_packages(makemore.__path__, 'makemore.'):\n"
+        "    if m.name != 'makemore.__main__':\n"
+        "        importlib.import_module(m.name)\n"
+        "ours = [f for f in warnings.filters if f not in before and f[1] is not None and 'urllib3' not in repr(f)]\n"
+        "print(len(ours), sum(h.filters != f for h, f in handlers.items()))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "0"]
+
+
 def test_public_names_resolve():
     import makemore
 
