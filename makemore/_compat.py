@@ -1,6 +1,6 @@
 """Every private name of Lightning and torch that makemore relies on, each with why, in one place.
 
-Each is read through a function here, never directly elsewhere. tests/test_compat.py exercises every one
+Each is read through a function here, never directly elsewhere (torch.nn.modules.batchnorm is read through its public classes). tests/test_compat.py exercises every one
 on the installed versions and fails naming the symbol when an upgrade removes or renames it; the version
 lower bounds in pyproject.toml are what CI runs, and the upper bounds only exclude the next major versions.
 """
@@ -81,3 +81,25 @@ def mark_saved_after_the_batch_counted(checkpoint: dict) -> None:
     """
     state = checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]
     state["_batches_that_stepped"] -= 1
+
+
+def attached_trainer(module: L.LightningModule) -> Optional[L.Trainer]:
+    """The trainer a LightningModule is attached to, or None (LightningModule.trainer raises when there is none).
+
+    check_fits_checkpoint runs both inside a fit and when a checkpoint is loaded from Python, without a trainer.
+    """
+    return module._trainer
+
+
+def option_strings(parser: Any) -> list[str]:
+    """Every option string of an argparse (jsonargparse) parser, for the closest option to a typo.
+
+    argparse keeps its actions in the private `_actions` list; there is no public way to list a parser's options.
+    """
+    return [option for action in parser._actions for option in action.option_strings]
+
+
+def restart_rate(bar: Any, n: int) -> None:
+    """Make a tqdm bar count from `n`, its rate measured from there (tqdm keeps the last printed count, which its
+    rate is computed from, in `last_print_n`, which has no setter)."""
+    bar.n = bar.initial = bar.last_print_n = n

@@ -25,10 +25,13 @@ from lightning.pytorch.plugins.layer_sync import TorchSyncBatchNorm
 from makemore import _compat
 from makemore.errors import ConfigError
 
+# torch's BatchNorm layers (the lazy ones are subclasses of these).
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
-def batch_norms(net: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+
+def batch_norms(net: nn.Module) -> list[nn.Module]:
     """The network's BatchNorm layers that keep running statistics."""
-    return [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    return [m for m in net.modules() if isinstance(m, BATCH_NORMS) and m.track_running_stats]
 
 
 @torch.no_grad()
@@ -161,7 +164,8 @@ class SyncBatchNorm(nn.BatchNorm1d):
             group = dist.group.WORLD
         if not self.training or not self.track_running_stats or group is None or dist.get_world_size(group) == 1:
             return super().forward(input)
-        self._check_input_dim(input)
+        if input.dim() not in (2, 3):  # BatchNorm1d's own check
+            raise ValueError(f"expected 2D or 3D input (got {input.dim()}D input)")
         channels = input.shape[1]
         dims = [0, *range(2, input.dim())]
         count = input.new_tensor([input.numel() / channels])
@@ -190,16 +194,24 @@ class SyncBatchNormPlugin(TorchSyncBatchNorm):
     """
 
     def apply(self, model: nn.Module) -> nn.Module:
-        for module in model.modules():
-            if type(module) is nn.BatchNorm1d:
-                module.__class__ = SyncBatchNorm
-        return model
+        return _replace_layers(model, nn.BatchNorm1d, SyncBatchNorm)
 
     def revert(self, model: nn.Module) -> nn.Module:
-        for module in model.modules():
-            if type(module) is SyncBatchNorm:
-                module.__class__ = nn.BatchNorm1d
-        return model
+        return _replace_layers(model, SyncBatchNorm, nn.BatchNorm1d)
+
+
+def _replace_layers(model: nn.Module, old: type, new: type) -> nn.Module:
+    """Every layer of exactly type `old` in `model` replaced by a `new` holding the same parameters and buffers (the
+    very tensors, so an optimizer already holding them keeps working), as torch's convert_sync_batchnorm does."""
+    for parent in model.modules():
+        for name, child in list(parent.named_children()):
+            if type(child) is old:
+                layer = new(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
+                for key, value in [*child.named_parameters(recurse=False), *child.named_buffers(recurse=False)]:
+                    setattr(layer, key, value)
+                layer.train(child.training)
+                setattr(parent, name, layer)
+    return model
 
 
 def cpu_sync_plugins(plugins: Any, accelerator: Any) -> list:

@@ -20,6 +20,7 @@ from lightning.pytorch.tuner import Tuner
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
+from makemore import _compat
 from makemore.batchnorm import cpu_sync_plugins
 from makemore.callbacks import LOG_EVERY_N_STEPS, LastCheckpoint, fit_callbacks, report_lr_find, run_lr_sweep
 from makemore.checkpoint import (
@@ -107,7 +108,7 @@ class Parser(LightningArgumentParser):
             message = message.replace(": Not of type ", ": not of type ")
         typo = re.search(r"unrecognized arguments: (--[\w.]+)", message, re.IGNORECASE)
         if typo:
-            options = [option for action in self._actions for option in action.option_strings]
+            options = _compat.option_strings(self)
             try:  # and the options of the configured classes (the network's, the optimizer's)
                 options += [
                     "--" + key.replace(".init_args.", ".") for key in flatten(self.get_defaults().as_dict(), "")

@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MeanMetric
 
-from makemore import steps
+from makemore import _compat, steps
 from makemore.checkpoint import (
     callable_config,
     check_imports,
@@ -403,7 +403,7 @@ def check_fits_checkpoint(module: MakemoreModule, checkpoint: dict) -> None:
     """
     saved = checkpoint.get("hyper_parameters") or {}
     hparams = module.hparams
-    trainer = module._trainer
+    trainer = _compat.attached_trainer(module)
     source = f"{trainer.ckpt_path}: " if trainer is not None and trainer.ckpt_path else ""
     if "vocab" in saved and saved["vocab"] != hparams.vocab:
         raise CheckpointError(

@@ -66,7 +66,10 @@ class PruneOnValidation(L.Callback):
 
     The last validation (at trainer.max_steps) is reported but never prunes: the trial has trained to the end.
 
-    Does nothing outside `makemore search`.
+    Does nothing outside `makemore search`. Not optuna-integration's PyTorchLightningPruningCallback: that one
+    reports each value at `current_epoch`, and makemore validates every few thousand SGD steps, several times an
+    epoch, where Optuna keeps the first value of a step and ignores the rest (the pruner would judge stale values);
+    it also needs the trial at construction, which a trial run through the CLI from strings cannot pass.
     """
 
     pruned = False

@@ -379,8 +379,7 @@ class StepProgressBar(TQDMProgressBar):
         bar = self.train_progress_bar
         if self._new_fit:
             bar.reset(total=self._total_steps(trainer))
-            # tqdm's rate counts from `initial` and `last_print_n`: start both at the steps already done
-            bar.n = bar.initial = bar.last_print_n = trainer.global_step
+            _compat.restart_rate(bar, trainer.global_step)  # count, and measure the rate, from the steps done
             self._new_fit = False
         bar.set_description(f"Epoch {trainer.current_epoch}")
 

@@ -89,3 +89,30 @@ def test_batches_that_stepped_in_a_checkpoint(tmp_path):
     assert state["_batches_that_stepped"] == 3, "fit_loop 'epoch_loop.state_dict' _batches_that_stepped"
     _compat.mark_saved_after_the_batch_counted(checkpoint)
     assert state["_batches_that_stepped"] == 2
+
+
+def test_lightning_module_trainer_attribute():
+    """LightningModule._trainer: the trainer or None (the public property raises when none is attached)."""
+    module = L.LightningModule()
+    assert _compat.attached_trainer(module) is None, "LightningModule._trainer"
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    module.trainer = trainer
+    assert _compat.attached_trainer(module) is trainer
+
+
+def test_argparse_actions():
+    """ArgumentParser._actions: the options a typo is compared with."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser()
+    parser.add_argument("--block_size", type=int)
+    assert "--block_size" in _compat.option_strings(parser), "argparse.ArgumentParser._actions"
+
+
+def test_tqdm_last_print_n():
+    """tqdm's last_print_n: the count its rate is measured from."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=100, disable=True)
+    _compat.restart_rate(bar, 40)
+    assert (bar.n, bar.initial, bar.last_print_n) == (40, 40, 40), "tqdm.last_print_n"
