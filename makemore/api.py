@@ -20,10 +20,11 @@ from lightning.pytorch.tuner import Tuner
 from matplotlib.figure import Figure
 
 from makemore.batchnorm import cpu_sync_plugins
-from makemore.callbacks import LOG_EVERY_N_STEPS, fit_callbacks, lr_find_figure, run_lr_sweep, smooth
-from makemore.callbacks import suggest_learning_rate as suggest
+from makemore.callbacks import LOG_EVERY_N_STEPS, fit_callbacks
 from makemore.data import CharDataModule
 from makemore.lightning_cli import claim_run_folder, silence_noise
+from makemore.lr_finder import lr_find_figure, run_lr_sweep, smooth
+from makemore.lr_finder import suggest_learning_rate as suggest
 from makemore.module import MakemoreModule
 from makemore.runlog import RunLogger
 
@@ -68,7 +69,7 @@ def lr_find(
     """Sweep the learning rate as `makemore lr_find` does; (suggested rate, the loss-vs-rate figure).
 
     The rate grows exponentially from min_lr to max_lr over num_training SGD steps; the suggestion is where the
-    smoothed loss falls fastest (see makemore.callbacks.suggest_learning_rate), None (and no figure) when the
+    smoothed loss falls fastest (see makemore.lr_finder.suggest_learning_rate), None (and no figure) when the
     sweep is too short to tell. The model's weights are put back afterwards and its learning_rate is left as
     it is. trainer_kwargs go to the sweep's L.Trainer (`accelerator`, ...); it writes no run folder.
     """

@@ -1,15 +1,15 @@
-"""Callbacks and figures: the embedding figure, the learning-rate finder's suggestion and plot.
+"""The callbacks of every fit (best and last checkpoints, the embedding figure) and per-step weight averaging.
 
 Figures are built with matplotlib.figure.Figure, not pyplot: nothing changes matplotlib's backend or
 pyplot's list of open figures (a notebook keeps its inline plots).
 """
 
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import LearningRateFinder, ModelCheckpoint, WeightAveraging
+from lightning.pytorch.callbacks import ModelCheckpoint, WeightAveraging
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from matplotlib.figure import Figure
@@ -119,121 +119,6 @@ class EmbeddingVisualizer(L.Callback):
         writer.add_figure("plots/embeddings", embedding_figure(weight, labels), trainer.global_step)
         writer.add_embedding(weight, metadata=labels, tag="character_embeddings", global_step=trainer.global_step)
         writer.flush()
-
-
-def smooth(losses: list[float], beta: float = 0.98) -> list[float]:
-    """Exponential moving average with bias correction: the first point is the first loss itself.
-
-    (Lightning's finder divides its first average by 1 - beta^2 rather than 1 - beta, so its curve starts
-    at about half the untrained loss and then jumps up; makemore smooths the raw losses itself.)
-    """
-    smoothed, average = [], 0.0
-    for k, loss in enumerate(losses):
-        average = beta * average + (1 - beta) * loss
-        smoothed.append(average / (1 - beta ** (k + 1)))
-    return smoothed
-
-
-def suggest_learning_rate(
-    lrs: list[float], losses: list[float], skip_begin: int = 10, skip_end: int = 1
-) -> Optional[float]:
-    """The rate where the (smoothed) loss falls fastest against log(rate), before its minimum.
-
-    The slope at each point is taken across a window of a twentieth of the sweep on each side, so that a
-    wiggle of the noisy curve does not count as a fall; points after the lowest loss (where the rate is
-    already too high) are not considered. Lightning's `suggestion()` takes the slope against the rate
-    itself, which on an exponential sweep favours the smallest rates.
-    """
-    lrs = torch.tensor(lrs, dtype=torch.float64)[skip_begin:-skip_end]
-    losses = torch.tensor(losses, dtype=torch.float64)[skip_begin:-skip_end]
-    finite = torch.isfinite(losses)
-    lrs, losses = lrs[finite], losses[finite]
-    if len(losses) < 3:
-        return None
-    end = int(losses.argmin()) + 1  # the fall happens before the lowest loss
-    half = max(1, len(losses) // 20)
-    if end - half <= half:  # too short a fall for the window: neighbouring points
-        half = 1
-    if end - half <= half:
-        return float(lrs[max(end - 1, 0)])
-    x = lrs.log()
-    centre = torch.arange(half, end - half)
-    slope = (losses[centre + half] - losses[centre - half]) / (x[centre + half] - x[centre - half])
-    return float(lrs[centre[slope.argmin()]])
-
-
-def lr_find_figure(lrs: list[float], raw: list[float], smoothed: list[float], suggestion: float) -> Figure:
-    """The loss against the learning rate (log axis): raw and smoothed, with the suggestion marked."""
-    fig = Figure(figsize=(7, 4.5))
-    ax = fig.subplots()
-    ax.plot(lrs, raw, color="tab:blue", alpha=0.25, label="loss of each step")
-    ax.plot(lrs, smoothed, color="tab:blue", label="smoothed")
-    ax.set_xscale("log")
-    ax.plot(suggestion, smoothed[lrs.index(suggestion)], marker="o", markersize=10, color="red", label="suggestion")
-    ax.set_ylim(top=max(raw[0], smoothed[0]) * 1.5)  # the divergence at the end would squash the curve
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("training loss")
-    ax.set_title(f"learning-rate finder: suggestion {suggestion:.3g} (steepest fall against log rate)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return fig
-
-
-def run_lr_sweep(trainer: L.Trainer, pl_module: L.LightningModule, sweep) -> tuple[Any, list[float]]:
-    """Run `sweep()` (Lightning's finder) while the module records the raw loss of every step; (finder, losses)."""
-    pl_module.sweep_losses = []
-    try:
-        return sweep(), pl_module.sweep_losses
-    finally:
-        del pl_module.sweep_losses
-
-
-def report_lr_find(trainer: L.Trainer, finder: Any, raw: list[float]) -> Optional[float]:
-    """Print the suggested learning rate of a finished sweep (Lightning's finder object and the raw losses), save
-    the plot as PNG and to TensorBoard."""
-    lrs = finder.results["lr"][: len(raw)]
-    smoothed = smooth(raw)
-    suggestion = suggest_learning_rate(lrs, smoothed)
-    if trainer.is_global_zero and suggestion is not None:
-        fig = lr_find_figure(lrs, raw, smoothed, suggestion)
-        path = run_dir(trainer) / "lr_find.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
-        writer = tensorboard(trainer)
-        if writer is not None:
-            writer.add_figure("plots/lr_find", fig, trainer.global_step)
-            writer.flush()
-        lightning = finder.suggestion()
-        print(
-            f"suggested learning rate: {suggestion:.4g} (Lightning's own heuristic: "
-            + (f"{lightning:.4g}" if lightning is not None else "none")
-            + f"; plot: {path})"
-        )
-    return suggestion
-
-
-class FindLearningRate(LearningRateFinder):
-    """Lightning's LearningRateFinder with the lecture's sweep (1e-3 to 1 over 1,000 steps) and a saved plot.
-
-    Add it to fit's callbacks to sweep first and train with the suggested rate.
-
-    Args:
-        min_lr: lowest learning rate of the sweep.
-        max_lr: highest learning rate of the sweep.
-        num_training_steps: SGD steps in the sweep.
-    """
-
-    def __init__(self, min_lr: float = 1e-3, max_lr: float = 1.0, num_training_steps: int = 1000) -> None:
-        super().__init__(min_lr=min_lr, max_lr=max_lr, num_training_steps=num_training_steps, attr_name="learning_rate")
-
-    def lr_find(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        _, raw = run_lr_sweep(trainer, pl_module, lambda: super(FindLearningRate, self).lr_find(trainer, pl_module))
-        suggestion = report_lr_find(trainer, self.optimal_lr, raw) if self.optimal_lr is not None else None
-        if suggestion is not None:  # train with our suggestion, not Lightning's (see suggest_learning_rate)
-            pl_module.learning_rate = suggestion
-            for optimizer in trainer.optimizers:
-                for group in optimizer.param_groups:
-                    group["lr"] = suggestion
 
 
 class SWAWeightAveraging(WeightAveraging):

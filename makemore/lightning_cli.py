@@ -16,13 +16,12 @@ from typing import Optional, Union
 import lightning as L
 import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.tuner import Tuner
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from makemore import _compat
 from makemore.batchnorm import cpu_sync_plugins
-from makemore.callbacks import LOG_EVERY_N_STEPS, LastCheckpoint, fit_callbacks, report_lr_find, run_lr_sweep
+from makemore.callbacks import LOG_EVERY_N_STEPS, LastCheckpoint, fit_callbacks
 from makemore.checkpoint import (
     check_imports,
     class_paths,
@@ -34,6 +33,7 @@ from makemore.checkpoint import (
 )
 from makemore.data import CharDataModule
 from makemore.errors import CheckpointError, ConfigError, MakemoreError
+from makemore.lr_finder import LrFindTrainer
 from makemore.models import MLP
 from makemore.module import RESUMABLE_CHANGES, MakemoreModule, differences, flatten
 from makemore.runlog import RunLogger
@@ -118,36 +118,6 @@ class Parser(LightningArgumentParser):
             close = difflib.get_close_matches(typo.group(1), options, n=1, cutoff=0.7)
             message += f" (did you mean {close[0]}?)" if close else ""
         raise ConfigError(message)
-
-
-class LrFindTrainer(L.Trainer):
-    """Lightning's Trainer with an `lr_find` subcommand."""
-
-    def lr_find(
-        self,
-        model: L.LightningModule,
-        datamodule: Optional[L.LightningDataModule] = None,
-        min_lr: float = 1e-3,
-        max_lr: float = 1.0,
-        num_training: int = 1000,
-    ) -> Optional[float]:
-        """Sweep the learning rate exponentially, print the suggestion, save the loss-vs-rate plot.
-
-        Args:
-            model: the module to sweep (its weights are restored afterwards).
-            datamodule: the data.
-            min_lr: lowest learning rate of the sweep.
-            max_lr: highest learning rate of the sweep.
-            num_training: SGD steps in the sweep.
-        """
-        finder, raw = run_lr_sweep(
-            self,
-            model,
-            lambda: Tuner(self).lr_find(
-                model, datamodule=datamodule, min_lr=min_lr, max_lr=max_lr, num_training=num_training, update_attr=False
-            ),
-        )
-        return report_lr_find(self, finder, raw)
 
 
 def shown(path: Union[str, Path]) -> str:

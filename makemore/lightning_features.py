@@ -61,7 +61,7 @@ CALLBACKS: dict[str, tuple[str, str]] = {
     "LambdaCallback": (HOOKS, "its functions' hooks decide"),
     "LearningRateFinder": (
         SAME,
-        "sweeps one SGD step per batch before training; makemore.callbacks.FindLearningRate adds makemore's"
+        "sweeps one SGD step per batch before training; makemore.lr_finder.FindLearningRate adds makemore's"
         " suggestion and plot",
     ),
     "LearningRateMonitor": (BATCH, "reads the learning rate at every batch"),

@@ -49,6 +49,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from makemore import _compat
 from makemore.errors import ConfigError, DivergedError
 from makemore.lightning_features import batch_readers, refuse_unsupported
+from makemore.lr_finder import record_sweep_losses
 
 
 @runtime_checkable
@@ -546,10 +547,7 @@ def train_steps(module: L.LightningModule, batch: tuple[torch.Tensor, torch.Tens
     if not losses:
         return torch.zeros(0, device=Y.device)
     losses = torch.stack(losses)
-    if _compat.lr_finder_running(module.trainer):  # a sweep diverges on purpose at its end: the finder stops it
-        if isinstance(getattr(module, "sweep_losses", None), list):
-            module.sweep_losses.extend(losses.tolist())  # the raw losses of makemore's sweep (one step a batch)
-    else:
+    if not record_sweep_losses(module, losses):  # a sweep diverges on purpose at its end: the finder stops it
         check_divergence(losses, module.global_step - steps, getattr(module, "max_loss", math.inf))
     return losses
 

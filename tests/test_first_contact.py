@@ -9,8 +9,8 @@ import yaml
 from conftest import small_run_args
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from makemore.callbacks import smooth
 from makemore.cli import SUBCOMMANDS, main
+from makemore.lr_finder import smooth
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -125,7 +125,7 @@ def test_fit_can_run_the_lr_finder_first(words_path, tmp_path, run_cli):
     cli = run_cli(
         "fit",
         *small_run_args(words_path, tmp_path, max_steps=100),
-        "--trainer.callbacks+=makemore.callbacks.FindLearningRate",
+        "--trainer.callbacks+=makemore.lr_finder.FindLearningRate",
         "--trainer.callbacks.num_training_steps",
         "60",
     )
@@ -154,7 +154,7 @@ def test_same_seed_same_run(words_path, tmp_path, run_cli):
 
 
 def test_lr_suggestion_is_the_steepest_fall_against_log_rate():
-    from makemore.callbacks import suggest_learning_rate
+    from makemore.lr_finder import suggest_learning_rate
 
     lrs = torch.logspace(-3, 0, 100, dtype=torch.float64)
     # a loss that falls fastest (in log rate) at 0.05 and blows up past 0.5
@@ -163,7 +163,7 @@ def test_lr_suggestion_is_the_steepest_fall_against_log_rate():
 
 
 def test_lr_suggestion_ignores_wiggles_after_the_fall():
-    from makemore.callbacks import suggest_learning_rate
+    from makemore.lr_finder import suggest_learning_rate
 
     lrs = torch.logspace(-3, 0, 200, dtype=torch.float64)
     # the loss falls around 0.02, flattens, and the plateau has a sharp wiggle near 0.3 (noise in a real sweep)
