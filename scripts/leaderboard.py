@@ -51,7 +51,6 @@ LADDER = {
     "rnn": (None, "none published"),
     "gru": (None, "none published"),
     "lstm": (None, "none published"),
-    "bow": (None, "none published"),
     "transformer": (1.92, "makemore.py's README: test loss on its own 1,000-word test set, from 10 batches"),
     "transformer_long": (1.92, "as transformer; this config needs a GPU for the 20-minute budget"),
     "transformer_ensemble": (1.90, "the ladder's goal for its best model, below every names.txt number we know of"),
