@@ -197,7 +197,14 @@ def test_text_file_is_not_a_checkpoint(trained, tmp_path):
 def test_checkpoint_of_another_model(tmp_path):
     ckpt = tmp_path / "other.ckpt"
     torch.save(
-        {"hyper_parameters": {"vocab": ".ab", "block_size": 3}, "state_dict": {"net.other.weight": torch.zeros(2)}},
+        {
+            "hyper_parameters": {
+                "vocab": ".ab",
+                "block_size": 3,
+                "net": {"class_path": "makemore.models.MLP", "init_args": {}},
+            },
+            "state_dict": {"net.other.weight": torch.zeros(2)},
+        },
         ckpt,
     )
     with pytest.raises(CheckpointError, match=re.escape(f"{ckpt}: not a makemore checkpoint (its weights do not fit")):
