@@ -51,6 +51,7 @@ LADDER = {
     "rnn": (None, "none published"),
     "gru": (None, "none published"),
     "lstm": (None, "none published"),
+    "bow": (None, "none published"),
     "transformer": (1.92, "makemore.py's README: test loss on its own 1,000-word test set, from 10 batches"),
     "transformer_long": (1.92, "as transformer; this config needs a GPU for the 20-minute budget"),
     "transformer_ensemble": (1.90, "the ladder's goal for its best model, below every names.txt number we know of"),
@@ -251,7 +252,7 @@ def plot(runs: dict[str, dict], path: Path) -> None:
 
     fig = Figure(figsize=(9, 5.5))
     ax = fig.subplots()
-    colours = plt.get_cmap("tab10")
+    colours = plt.get_cmap("tab20")  # a colour per model: the ladder has more than ten
     for i, model in enumerate(LADDER):
         for j, r in enumerate(sorted((r for r in runs.values() if r["model"] == model), key=lambda r: r["seed"])):
             steps, values = zip(*r["val_curve"])

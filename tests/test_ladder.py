@@ -2,6 +2,7 @@
 
 import copy
 import math
+import sys
 from functools import partial
 from pathlib import Path
 
@@ -11,13 +12,14 @@ import torch.nn.functional as F
 from conftest import cli_error, small_run_args
 
 from makemore.checkpoint import read_checkpoint
-from makemore.models import Bigram, Ensemble, Recurrent, Transformer, WaveNet, eval_mode, next_char_logits
+from makemore.models import Bigram, BoW, Ensemble, Recurrent, Transformer, WaveNet, eval_mode, next_char_logits
 from makemore.models.base import word_start_aligned
 from makemore.module import load_checkpoint
 from makemore.text import Vocabulary, build_examples
 
 ROOT = Path(__file__).resolve().parents[1]
-LADDER = ["bigram", "mlp", "mlp_batchnorm", "wavenet", "rnn", "gru", "lstm", "transformer", "transformer_ensemble"]
+sys.path.insert(0, str(ROOT / "scripts"))
+from leaderboard import LADDER  # noqa: E402  the one list of the ladder (its order and anchors)
 
 
 @pytest.mark.parametrize("model", LADDER)
@@ -63,6 +65,36 @@ def test_sequence_models_score_the_same_events_as_whole_word_evaluation(net_clas
     ends = Y == 0
     _, train_loss = net(X[ends], Y[ends])
     assert train_loss.item() == pytest.approx(windowed, abs=1e-5)
+
+
+def test_bow_predicts_from_the_characters_so_far_as_makemore_py_averages_them():
+    words = ["emma", "olivia", "ava", "x", "isabella"]
+    vocabulary = Vocabulary.from_words(words)
+    torch.manual_seed(0)
+    net = BoW(len(vocabulary), 12).eval()
+    X, Y = build_examples(words, vocabulary, 12)
+    windowed = F.cross_entropy(next_char_logits(net, X), Y).item()  # what validation and test compute
+    assert windowed == pytest.approx(event_nll_by_whole_words(net, words, vocabulary), abs=1e-5)
+    ends = Y == 0
+    assert net(X[ends], Y[ends])[1].item() == pytest.approx(windowed, abs=1e-5)  # training on whole words
+    word = torch.tensor([[0, *vocabulary.encode("isabella")]])
+    logits, _ = net(word)
+    # makemore.py's CausalBoW: a softmax over a causal mask of zeros, each position averaging itself and before
+    t = word.shape[1]
+    x = net.embedding(word) + net.position(torch.arange(t))
+    average = torch.zeros(t, t).masked_fill(torch.ones(t, t).tril() == 0, float("-inf")).softmax(-1)
+    x = x + average @ x
+    torch.testing.assert_close(logits, net.head(x + net.mlp(x)))
+    # causal: the prediction at each position depends only on the characters up to it
+    generator = torch.Generator().manual_seed(0)
+    for position in range(t - 1):
+        changed = word.clone()
+        changed[0, position + 1 :] = torch.randint(1, len(vocabulary), (t - position - 1,), generator=generator)
+        torch.testing.assert_close(net(changed)[0][:, : position + 1], logits[:, : position + 1])
+    # a short word's outputs are the same alone as beside a long one (the batch's width is the long word's)
+    ava = X[ends][2:3]
+    real = torch.cat([ava[:, 1:] != 0, torch.ones(1, 1, dtype=torch.bool)], 1)
+    torch.testing.assert_close(net(ava)[0][real], net(X[ends])[0][2:3][real])
 
 
 def test_an_ensemble_predicts_its_members_mean_and_trains_each_on_its_own_share():

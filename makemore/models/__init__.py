@@ -7,12 +7,27 @@ under configs/ (the ladder: docs/leaderboard.md).
                  backward by hand (the fused step): part 4
     WaveNet      part 5: neighbours fused level by level
     Recurrent    makemore.py's RNN and GRU, and an LSTM
+    BoW          makemore.py's bag of words: a causal average of the embeddings, then an MLP
     Transformer  makemore.py's small GPT
     Ensemble     several of one network, trained side by side, averaging their predictions
+
+A sequence model of your own (logits at every position) uses the same public helpers as Recurrent, BoW and
+Transformer: word_start_aligned and window_positions (positions counted from the word's start token) and
+sequence_loss (the loss of every real prediction of a window); see docs/networks.md.
 """
 
-from makemore.models.base import Network, NetworkCallable, eval_mode, next_char_logits, sequence_loss, split_nll
+from makemore.models.base import (
+    Network,
+    NetworkCallable,
+    eval_mode,
+    next_char_logits,
+    sequence_loss,
+    split_nll,
+    window_positions,
+    word_start_aligned,
+)
 from makemore.models.bigram import Bigram
+from makemore.models.bow import BoW
 from makemore.models.ensemble import Ensemble
 from makemore.models.mlp import MLP, Affine
 from makemore.models.recurrent import Recurrent
@@ -22,6 +37,7 @@ from makemore.models.wavenet import WaveNet
 __all__ = [
     "Affine",
     "Bigram",
+    "BoW",
     "Ensemble",
     "MLP",
     "Network",
@@ -33,4 +49,6 @@ __all__ = [
     "next_char_logits",
     "sequence_loss",
     "split_nll",
+    "window_positions",
+    "word_start_aligned",
 ]
