@@ -152,13 +152,19 @@ def class_paths(config: Any) -> list[str]:
     return []
 
 
-def check_imports(checkpoint: dict, path: str, allowed: Iterable[str] = ()) -> None:
-    """Refuse a checkpoint that names a class outside makemore and torch that the user did not name (`allowed`).
+def named_classes(given: Union[str, Iterable[str], None]) -> set[str]:
+    """The class paths of --allow_class: one, several, or none."""
+    return {given} if isinstance(given, str) else set(given or ())
+
+
+def check_imports(checkpoint: dict, path: str, allowed: Union[str, Iterable[str], None] = ()) -> None:
+    """Refuse a checkpoint that names a class outside makemore and torch that the user did not name (`allowed`: a
+    class path or several, as --allow_class takes them).
 
     Loading a checkpoint imports the classes it names, and importing a module runs its code: a shared checkpoint
     must not choose which.
     """
-    allowed = set(allowed)
+    allowed = named_classes(allowed)
     for class_path in class_paths(checkpoint.get("hyper_parameters")):
         if not class_path.startswith(IMPORTED_WITHOUT_ASKING) and class_path not in allowed:
             raise CheckpointError(

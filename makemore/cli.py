@@ -98,7 +98,7 @@ def sample(
         ckpt_path = str(named_checkpoint(ckpt_path))
         print(f"makemore: --ckpt_path: {ckpt_path}", file=sys.stderr)
     checkpoint = read_checkpoint(ckpt_path, device)
-    check_imports(checkpoint, ckpt_path, [allow_class] if isinstance(allow_class, str) else allow_class or [])
+    check_imports(checkpoint, ckpt_path, allow_class)
     net, hparams = network_of(checkpoint, ckpt_path, device), checkpoint["hyper_parameters"]
     vocabulary = Vocabulary(hparams["vocab"])
     try:

@@ -28,6 +28,7 @@ from makemore.checkpoint import (
     import_class,
     load_network,
     named_checkpoint,
+    named_classes,
     read_checkpoint,
     version_number,
 )
@@ -267,13 +268,12 @@ class MakemoreCLI(LightningCLI):
             config.ckpt_path = str(named_checkpoint(ckpt_path, root))
             print(f"makemore: --ckpt_path {ckpt_path}: {config.ckpt_path}", file=sys.stderr)
         # Classes a checkpoint may make makemore import: those of this command's model settings and --allow_class.
-        given = config.get("allow_class") or []
-        allowed = [*class_paths(config.model.as_dict()), *([given] if isinstance(given, str) else given)]
+        allowed = {*class_paths(config.model.as_dict()), *named_classes(config.get("allow_class"))}
         self._checkpoint_block_size = None
-        if ckpt_path in ("last", "best") or (
-            ckpt_path
-            and not (ckpt_path in ("untrained", "hpc") or ckpt_path.startswith("registry") or "://" in ckpt_path)
-        ):  # a local file (Lightning resolves the other special names itself)
+        if ckpt_path and not (
+            ckpt_path in ("untrained", "hpc") or ckpt_path.startswith("registry") or "://" in ckpt_path
+        ):
+            # a local file, `last` and `best` resolved (Lightning resolves the other special names itself)
             checkpoint = read_checkpoint(config.ckpt_path)
             check_imports(checkpoint, config.ckpt_path, allowed)
             self._checkpoint_block_size = checkpoint["hyper_parameters"].get("block_size")

@@ -304,7 +304,7 @@ class StepIntervals(L.Callback):
         self._aligned = {name: n for name, n in aligned.items() if n > 0}
         lengths = [n for n in [*counted.values(), *self._aligned.values()] if n > 0]
         readers = batch_readers(trainer, pl_module)
-        if readers and data.steps_per_batch > 1 and trainer.is_global_zero:
+        if readers and data.steps_per_batch > 1:
             rank_zero_info(
                 f"makemore: {', '.join(readers)} act(s) on every Lightning batch: this fit takes one SGD step per"
                 " batch (slower for small models; see docs/performance.md)"
@@ -467,7 +467,7 @@ def fused_step_blocker(module: L.LightningModule) -> Optional[str]:
             "it runs on one device in 32-bit precision only, with no on_before_backward, on_after_backward or"
             " on_before_optimizer_step hook"
         )
-    options = getattr(module, "step_options", None) or StepOptions()
+    options = step_options(module.trainer)
     if options.accumulate > 1 or options.clip_val:
         return "it is the plain update of one mini-batch's gradient, without accumulation or clipping"
     optimizer = module.optimizers().optimizer
@@ -501,7 +501,7 @@ def train_steps(module: L.LightningModule, batch: tuple[torch.Tensor, torch.Tens
     scheduler = module.lr_schedulers()
     configs = module.trainer.lr_scheduler_configs
     step_scheduler = scheduler is not None and configs[0].interval == "step"
-    options = getattr(module, "step_options", None) or StepOptions()
+    options = step_options(module.trainer)
     k = options.accumulate
     max_steps = module.trainer.max_steps
     steps = len(Y) // k if max_steps < 0 else min(len(Y) // k, max_steps - module.global_step)

@@ -107,37 +107,38 @@ def test_kept_outputs_are_in_the_repository():
     assert QUICKSTART.stat().st_size < 1_000_000
 
 
-def test_importing_makemore_leaves_the_matplotlib_backend_alone():
-    """A notebook's inline plots need the backend it chose: no makemore module may switch it."""
+def after_importing_every_module(before: str, after: str) -> str:
+    """What a fresh Python prints running `before`, importing every makemore module, then `after`."""
     code = (
-        "import matplotlib, pkgutil, importlib, makemore\n"
-        "matplotlib.use('svg')\n"
+        before + "import importlib, pkgutil, makemore\n"
         "for m in pkgutil.walk_packages(makemore.__path__, 'makemore.'):\n"
         "    if m.name != 'makemore.__main__':\n"
-        "        importlib.import_module(m.name)\n"
-        "print(matplotlib.get_backend())\n"
+        "        importlib.import_module(m.name)\n" + after
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "svg"
+    return result.stdout
+
+
+def test_importing_makemore_leaves_the_matplotlib_backend_alone():
+    """A notebook's inline plots need the backend it chose: no makemore module may switch it."""
+    before = "import matplotlib\nmatplotlib.use('svg')\n"
+    assert after_importing_every_module(before, "print(matplotlib.get_backend())\n").strip() == "svg"
 
 
 def test_importing_makemore_changes_no_warning_or_logging_setting():
     """Silencing Lightning's noise is something the CLI and makemore.api do when called, not an import's side effect."""
-    code = (
-        "import logging, pkgutil, importlib, warnings, lightning, makemore\n"
+    before = (
+        "import logging, warnings, lightning\n"
         "before = list(warnings.filters)\n"
         "handlers = {h: list(h.filters) for n in ('lightning.pytorch', 'lightning.fabric')"
         " for h in logging.getLogger(n).handlers}\n"
-        "for m in pkgutil.walk_packages(makemore.__path__, 'makemore.'):\n"
-        "    if m.name != 'makemore.__main__':\n"
-        "        importlib.import_module(m.name)\n"
+    )
+    after = (
         "ours = [f for f in warnings.filters if f not in before and f[1] is not None and 'urllib3' not in repr(f)]\n"
         "print(len(ours), sum(h.filters != f for h, f in handlers.items()))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["0", "0"]
+    assert after_importing_every_module(before, after).split() == ["0", "0"]
 
 
 def test_public_names_resolve():
