@@ -8,9 +8,9 @@ For each config, in one process, the sides interleaved (A B A B ...), same threa
   makemore  `python -m makemore fit --config configs/MODEL.yaml` in-process as a user runs it (logger,
             progress bar to a log file, a validation and checkpoint at the end); µs/step of training from
             the StepTimer callback (first training batch to on_train_end, less the validation). The plain MLP
-            trains with the fused step (the hand-written backward), as its config does by default.
+            trains with the hand-written step (the hand-written backward), as its config does by default.
             The validation's own cost is reported apart, per SGD step at the config's interval
-            (data.steps_per_epoch): the plain loop does not validate at all.
+            (data.val_every_n_steps): the plain loop does not validate at all.
 
     nice python benchmarks/ladder_speed.py                    # every ladder config, 2,000 steps, 3 repeats
     python benchmarks/ladder_speed.py --models mlp wavenet --steps 300 --repeats 1
@@ -78,7 +78,7 @@ def run_makemore(config_path: Path, steps: int, workdir: Path, *options: str) ->
     """µs per SGD step of training, and seconds of one validation (`options`: more CLI options)."""
     root = Path(tempfile.mkdtemp(prefix="run-", dir=workdir))
     args = ["fit", "--config", str(config_path), "--trainer.max_steps", str(steps), *options]
-    args += ["--data.steps_per_epoch", str(steps), "--trainer.default_root_dir", str(root)]
+    args += ["--data.val_every_n_steps", str(steps), "--trainer.default_root_dir", str(root)]
     args += ["--trainer.accelerator", "cpu", "--trainer.callbacks+=step_timer.StepTimer"]
     args += ["--num_threads", str(torch.get_num_threads())]
     with output_to(root / "output.log"):
@@ -119,7 +119,7 @@ def main() -> None:
                 )
             plain, makemore, validation = (statistics.median(times[side]) for side in times)
             data = config.get("data", {})
-            every = data.get("steps_per_epoch") or args.steps
+            every = data.get("val_every_n_steps") or args.steps
             rows.append((model, data.get("batch_size", 32), plain, makemore, validation / every * 1e6, every))
     print(
         f"\n| model | batch | plain loop µs/step (median of {args.repeats}) | makemore µs/step | × plain"

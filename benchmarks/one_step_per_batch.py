@@ -3,8 +3,8 @@
 A fit with weight averaging, a learning-rate monitor, a profiler or any callback of one's own that overrides
 on_train_batch_start/end takes one SGD step per batch (makemore/lightning_features.py), so that it sees every
 step. For each config, in one process, the sides interleaved, same threads: `python -m makemore fit --config
-configs/MODEL.yaml` as a user runs it, with the config's batches (up to data.steps_per_batch steps each) and
-with `--data.steps_per_batch 1`; µs per SGD step of training from the StepTimer callback (validation excluded).
+configs/MODEL.yaml` as a user runs it, with the config's batches (up to data.max_steps_per_batch steps each) and
+with `--data.max_steps_per_batch 1`; µs per SGD step of training from the StepTimer callback (validation excluded).
 
     nice python benchmarks/one_step_per_batch.py --models mlp transformer --steps 2000 --repeats 3
 """
@@ -34,7 +34,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(machine_facts(args.threads))
     print(f"{args.steps} SGD steps per run, {args.repeats} repeat(s) interleaved, CPU\n")
-    sides = {"many": (), "one": ("--data.steps_per_batch", "1")}
+    sides = {"many": (), "one": ("--data.max_steps_per_batch", "1")}
     rows = []
     with tempfile.TemporaryDirectory(prefix="makemore-one-step-") as tmp:
         for model in args.models:

@@ -35,7 +35,7 @@ from makemore import steps as makemore_steps  # noqa: E402
 from makemore.models import MLP  # noqa: E402
 from makemore.steps import TrainBatches  # noqa: E402
 
-STEPS_PER_BATCH = 1000  # configs/mlp.yaml's batches (log_every_n_steps 1000, data.steps_per_batch 1000)
+STEPS_PER_BATCH = 1000  # configs/mlp.yaml's batches (log_every_n_steps 1000, data.max_steps_per_batch 1000)
 
 
 def run_module_optim(data, vocab_size: int, steps: int) -> dict:

@@ -8,11 +8,11 @@ of steps, batch 32, three sides run interleaved (A B C A B C ...):
   plain+optim  the same loop with torch.optim.SGD (zero_grad/step) and MultiStepLR([steps // 2])
   makemore     makemore.cli.main(["fit", "--config", "configs/mlp.yaml", ...]) as a user runs it:
                TensorBoard logger, progress bar (sent to a log file), checkpointing and validation
-               at every epoch end (the config's data.steps_per_epoch, 10,000) all on.
+               at every epoch end (the config's data.val_every_n_steps, 10,000) all on.
                µs/step = (on_train_end - on_train_start) / global_step.
                It trains on the CPU like the plain loops (--accelerator; the config says auto).
-               The config's fused step: the hand-written backward and the SGD update, no autograd.
-  makemore autograd  the same with --model.fused_step false: autograd and torch.optim.SGD.
+               The config's hand-written step: the hand-written backward and the SGD update, no autograd.
+  makemore autograd  the same with --model.hand_backward false: autograd and torch.optim.SGD.
 
 Per side the table gives the median of the repeats, the fastest repeat ("best": other processes on
 a shared machine only ever slow a run down) and process CPU time (all threads). The StepTimer
@@ -115,7 +115,12 @@ def run_plain(data, vocab_size: int, steps: int, optim: bool, init: str) -> dict
 
 
 def run_makemore(
-    data, steps: int, steps_per_epoch: Optional[int], workdir: Path, accelerator: str = "cpu", extra: Sequence[str] = ()
+    data,
+    steps: int,
+    val_every_n_steps: Optional[int],
+    workdir: Path,
+    accelerator: str = "cpu",
+    extra: Sequence[str] = (),
 ) -> dict:
     """makemore's fit through the CLI with configs/mlp.yaml; `extra` arguments come last."""
     root = Path(tempfile.mkdtemp(prefix="run-", dir=workdir))
@@ -127,7 +132,7 @@ def run_makemore(
         str(steps),
         "--model.lr_scheduler.init_args.milestones",
         f"[{steps // 2}]",
-        *(["--data.steps_per_epoch", str(steps_per_epoch)] if steps_per_epoch else []),
+        *(["--data.val_every_n_steps", str(val_every_n_steps)] if val_every_n_steps else []),
         "--trainer.default_root_dir",
         str(root),
         "--trainer.accelerator",
@@ -221,10 +226,10 @@ def benchmark(args) -> None:
     print(machine_facts(threads))
     data, vocabulary = plain_loop.build_data()
     steps = args.steps
-    steps_per_epoch = args.steps_per_epoch
+    val_every_n_steps = args.val_every_n_steps
     print(
         f"{steps} SGD steps of batch {plain_loop.BATCH_SIZE}, lr 0.1 -> 0.01 at step {steps // 2}; makemore: "
-        f"data.steps_per_epoch={steps_per_epoch or 'as configs/mlp.yaml'} (validation + checkpoint each epoch end), "
+        f"data.val_every_n_steps={val_every_n_steps or 'as configs/mlp.yaml'} (validation + checkpoint each epoch end), "
         f"trainer.accelerator={args.accelerator}; "
         f"{args.repeats} repeat(s) interleaved\n"
     )
@@ -233,8 +238,8 @@ def benchmark(args) -> None:
         for r in range(args.repeats):
             for side in SIDES:
                 if side.startswith("makemore"):
-                    extra = ["--model.fused_step", "false"] if side == "makemore autograd" else []
-                    res = run_makemore(data, steps, steps_per_epoch, Path(tmp), args.accelerator, extra)
+                    extra = ["--model.hand_backward", "false"] if side == "makemore autograd" else []
+                    res = run_makemore(data, steps, val_every_n_steps, Path(tmp), args.accelerator, extra)
                 else:
                     res = run_plain(data, len(vocabulary), steps, optim=side == "plain+optim", init=args.init)
                 results[side].append(res)
@@ -370,7 +375,10 @@ def main() -> None:
         help="torch threads for every side (makemore's default is 1: more do not help this model)",
     )
     parser.add_argument(
-        "--steps-per-epoch", type=int, default=None, help="makemore data.steps_per_epoch (default: configs/mlp.yaml's)"
+        "--steps-per-epoch",
+        type=int,
+        default=None,
+        help="makemore data.val_every_n_steps (default: configs/mlp.yaml's)",
     )
     parser.add_argument(
         "--accelerator",

@@ -35,7 +35,9 @@ def module_for(data: CharDataModule, **kwargs: Any) -> MakemoreModule:
     kwargs are MakemoreModule's other arguments: `net` (a network class, or a functools.partial of one with
     its options), `learning_rate`, `optimizer`, `lr_scheduler` (a partial of a torch scheduler), ...
     """
-    return MakemoreModule(vocab=data.vocab, block_size=data.hparams.block_size, split=data.split, **kwargs)
+    return MakemoreModule(
+        vocab=data.vocab, block_size=data.hparams.block_size, split_fingerprint=data.split_fingerprint, **kwargs
+    )
 
 
 def make_trainer(max_steps: int = 200_000, root: Union[str, Path] = ".", **kwargs: Any) -> L.Trainer:

@@ -139,7 +139,7 @@ def training_splits(checkpoint: dict, ckpt_path: str, words: Optional[str]) -> t
     from makemore.text import default_path, read_words, split_fingerprint, split_words
 
     data = checkpoint.get("datamodule_hyper_parameters") or {}
-    saved = checkpoint["hyper_parameters"].get("split")
+    saved = checkpoint["hyper_parameters"].get("split_fingerprint")
     if not data or not saved:
         raise ConfigError(f"--novelty: {ckpt_path} does not record the data it was trained on")
     path = words or data.get("path") or default_path()

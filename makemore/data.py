@@ -45,8 +45,8 @@ class CharDataModule(L.LightningDataModule):
         train_fraction: share of the (shuffled) words used for training.
         val_fraction: share used for validation; the rest is the test split.
         seed: seed of `random.shuffle` for the split and of the mini-batch draws.
-        steps_per_batch: the most SGD steps one Lightning batch carries, for speed. A batch holds
-            steps_per_batch x batch_size x (block_size + 1) int64 ids (1 MB for the lecture's settings; with
+        max_steps_per_batch: the most SGD steps one Lightning batch carries, for speed. A batch holds
+            max_steps_per_batch x batch_size x (block_size + 1) int64 ids (1 MB for the lecture's settings; with
             batch_size 32,768 over 1 GB, and a few times that while it is drawn: lower this for large
             batches, which need fewer steps per batch to be fast anyway). A fit makes batches as
             large as this allows while every interval the trainer counts (log_every_n_steps, an integer
@@ -54,7 +54,8 @@ class CharDataModule(L.LightningDataModule):
             a batch boundary, and those intervals, global_step, max_steps, the progress bar, checkpoint names
             and logged steps all count SGD steps (see makemore.steps). A callback that acts on every batch
             makes the fit take one SGD step per batch.
-        steps_per_epoch: SGD steps per epoch (validation runs at epoch ends by default); default one pass in
+        val_every_n_steps: SGD steps between validations: makemore's epoch, at whose end validation runs (and
+            with it the best checkpoint and last.ckpt). Default: one pass over the training examples in
             expectation, ceil(train examples / (batch_size * processes * trainer.accumulate_grad_batches)).
         eval_batch_size: examples per forward pass in validation and test (speed and memory, not results);
             passes of a few thousand keep the activations in the CPU's cache.
@@ -75,8 +76,8 @@ class CharDataModule(L.LightningDataModule):
         train_fraction: float = 0.8,
         val_fraction: float = 0.1,
         seed: int = 42,
-        steps_per_batch: int = 1000,
-        steps_per_epoch: Optional[int] = None,
+        max_steps_per_batch: int = 1000,
+        val_every_n_steps: Optional[int] = None,
         eval_batch_size: int = 4096,
         train_on: Literal["characters", "words"] = "characters",
         batch_seed: Optional[int] = None,
@@ -85,9 +86,9 @@ class CharDataModule(L.LightningDataModule):
         for name, value in [
             ("block_size", block_size),
             ("batch_size", batch_size),
-            ("steps_per_batch", steps_per_batch),
+            ("max_steps_per_batch", max_steps_per_batch),
             ("eval_batch_size", eval_batch_size),
-            ("steps_per_epoch", steps_per_epoch or 1),
+            ("val_every_n_steps", val_every_n_steps or 1),
         ]:
             if value < 1:
                 raise DataError(f"data.{name} must be at least 1, got {value}")
@@ -119,12 +120,12 @@ class CharDataModule(L.LightningDataModule):
         self.examples: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @property
-    def steps_per_batch(self) -> int:
+    def max_steps_per_batch(self) -> int:
         """The most SGD steps one training batch may carry (makemore.steps sizes each fit's batches)."""
-        return self.hparams.steps_per_batch
+        return self.hparams.max_steps_per_batch
 
     @property
-    def split(self) -> dict[str, Any]:
+    def split_fingerprint(self) -> dict[str, Any]:
         """The split's fingerprint, independent of the file's path: word counts and a hash of each split's words.
 
         Kept in checkpoints (linked to the model by the CLI): a checkpoint evaluated on another split, which
@@ -160,17 +161,17 @@ class CharDataModule(L.LightningDataModule):
         return X, Y
 
     def epoch_steps(self) -> int:
-        """SGD steps per epoch: data.steps_per_epoch, or one pass over this process's share in expectation (an SGD
+        """SGD steps per epoch: data.val_every_n_steps, or one pass over this process's share in expectation (an SGD
         step takes trainer.accumulate_grad_batches mini-batches)."""
-        if self.hparams.steps_per_epoch:
-            return self.hparams.steps_per_epoch
+        if self.hparams.val_every_n_steps:
+            return self.hparams.val_every_n_steps
         self.setup("fit")
         examples_per_step = self.hparams.batch_size * self._rank()[1] * step_options(self.trainer).accumulate
         return math.ceil(len(self.train_pool()[1]) / examples_per_step)
 
     def train_dataloader(self) -> TrainBatches:
         X, Y = self.train_pool()
-        steps = batch_steps(self.trainer, self.hparams.steps_per_batch)
+        steps = batch_steps(self.trainer, self.hparams.max_steps_per_batch)
         rank = self._rank()[0]
         seed = self.hparams.seed if self.hparams.batch_seed is None else self.hparams.batch_seed
         accumulate = step_options(self.trainer).accumulate

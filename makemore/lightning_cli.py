@@ -10,8 +10,9 @@ import re
 import shlex
 import sys
 import warnings
+from importlib import resources
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import lightning as L
 import torch
@@ -39,17 +40,17 @@ from makemore.models import MLP
 from makemore.module import RESUMABLE_CHANGES, MakemoreModule, differences, flatten
 from makemore.runlog import RunLogger
 
-# The lecture's run ("Building makemore Part 2: MLP"): what `fit` trains with no --config. configs/mlp.yaml
-# spells the same settings out (tests/test_first_contact.py checks that they agree).
-LECTURE_DEFAULTS = {
-    "seed_everything": 42,
-    "trainer.max_steps": 200_000,
-    "data.steps_per_epoch": 10_000,  # validate every 10,000 SGD steps
-    "model.lr_scheduler": {
-        "class_path": "torch.optim.lr_scheduler.MultiStepLR",
-        "init_args": {"milestones": [100_000], "gamma": 0.1},  # lr 0.1, then 0.01 after step 100,000
-    },
-}
+
+def lecture_defaults() -> dict:
+    """The lecture's run ("Building makemore Part 2: MLP") as parser defaults: configs/mlp.yaml, shipped with the
+    package as makemore.configs, is what `fit` trains with no --config (its one source)."""
+    import yaml
+
+    config = yaml.safe_load((resources.files("makemore.configs") / "mlp.yaml").read_text(encoding="utf-8"))
+    sections = {key: value for key, value in config.items() if isinstance(value, dict)}
+    defaults = {key: value for key, value in config.items() if key not in sections}
+    defaults.update({f"{name}.{key}": value for name, section in sections.items() for key, value in section.items()})
+    return defaults
 
 
 # What Lightning and torch print that a makemore user cannot act on, silenced by its exact text (not by
@@ -166,10 +167,10 @@ class MakemoreCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         self._parsers = [*getattr(self, "_parsers", []), parser]  # for parse_arguments
-        parser.set_defaults(LECTURE_DEFAULTS)
+        parser.set_defaults(lecture_defaults())
         parser.link_arguments("data.block_size", "model.block_size")
         parser.link_arguments("data.vocab", "model.vocab", apply_on="instantiate")
-        parser.link_arguments("data.split", "model.split", apply_on="instantiate")
+        parser.link_arguments("data.split_fingerprint", "model.split_fingerprint", apply_on="instantiate")
         parser.add_argument(
             "--allow_other_split",
             type=bool,
@@ -216,7 +217,10 @@ class MakemoreCLI(LightningCLI):
             # Lightning has replaced the model settings with the checkpoint's: a resumed run continues the
             # same run, so settings the user gave that differ are refused rather than silently dropped.
             found = differences(
-                config.model.as_dict(), self._given_model.as_dict(), "model", RESUMABLE_CHANGES | {"vocab", "split"}
+                config.model.as_dict(),
+                self._given_model.as_dict(),
+                "model",
+                RESUMABLE_CHANGES | {"vocab", "split_fingerprint"},
             )
             if found:
                 raise CheckpointError(
@@ -356,8 +360,12 @@ class MakemoreCLI(LightningCLI):
             raise CheckpointError(f"{path}: its network's weights do not fit this run's model.net") from None
 
 
-def run(argv: Optional[list[str]]) -> MakemoreCLI:
-    """fit, validate, test or lr_find, with makemore's defaults (argv None: sys.argv); MakemoreError for errors."""
+def run(argv: Optional[list[str]], callbacks: Sequence[L.Callback] = ()) -> MakemoreCLI:
+    """fit, validate, test or lr_find, with makemore's defaults (argv None: sys.argv); MakemoreError for errors.
+
+    `callbacks`: Lightning callbacks added to the trainer's, built by the caller (objects a command line cannot
+    name, such as `makemore search`'s pruning callback, which holds its Optuna trial).
+    """
     silence_noise()
     try:
         return MakemoreCLI(
@@ -366,7 +374,7 @@ def run(argv: Optional[list[str]]) -> MakemoreCLI:
             trainer_class=LrFindTrainer,
             parser_class=Parser,
             parser_kwargs={"prog": "makemore"},
-            trainer_defaults={"log_every_n_steps": LOG_EVERY_N_STEPS, "callbacks": fit_callbacks()},
+            trainer_defaults={"log_every_n_steps": LOG_EVERY_N_STEPS, "callbacks": [*fit_callbacks(), *callbacks]},
             args=argv,
         )
     except ValueError as err:  # jsonargparse wraps what a class raised while it was built: makemore's own is one line

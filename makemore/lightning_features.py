@@ -35,7 +35,7 @@ SAME = "unchanged"
 REFUSED = "refused"
 
 BATCH_HOOKS = ("on_train_batch_start", "on_train_batch_end")
-_EPOCHS = "acts at epoch ends (an epoch is data.steps_per_epoch SGD steps)"
+_EPOCHS = "acts at epoch ends (an epoch is data.val_every_n_steps SGD steps)"
 
 # Lightning's callbacks (lightning.pytorch.callbacks.__all__), by class name; a subclass takes its first listed base's.
 CALLBACKS: dict[str, tuple[str, str]] = {
@@ -101,8 +101,8 @@ TRAINER_OPTIONS: dict[str, tuple[str, str]] = {
     "logger": (SAME, "the x-axis of every logged value is the SGD step"),
     "callbacks": (SAME, "see the callbacks above"),
     "fast_dev_run": (STEP, "n SGD steps"),
-    "max_epochs": (STEP, "epochs of data.steps_per_epoch SGD steps"),
-    "min_epochs": (STEP, "epochs of data.steps_per_epoch SGD steps"),
+    "max_epochs": (STEP, "epochs of data.val_every_n_steps SGD steps"),
+    "min_epochs": (STEP, "epochs of data.val_every_n_steps SGD steps"),
     "max_steps": (STEP, "SGD steps (batches end on it)"),
     "min_steps": (STEP, "SGD steps"),
     "max_time": (BATCH, "adds Timer"),
@@ -116,7 +116,7 @@ TRAINER_OPTIONS: dict[str, tuple[str, str]] = {
         "an int counts SGD steps, a float is a share of the epoch's steps; a wall-clock interval is checked at"
         " every batch (one step a batch)",
     ),
-    "check_val_every_n_epoch": (SAME, "epochs of data.steps_per_epoch SGD steps"),
+    "check_val_every_n_epoch": (SAME, "epochs of data.val_every_n_steps SGD steps"),
     "num_sanity_val_steps": (SAME, "evaluation batches"),
     "log_every_n_steps": (STEP, "SGD steps; train_loss is the mean of the steps since the last log"),
     "enable_checkpointing": (SAME, ""),

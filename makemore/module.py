@@ -47,12 +47,12 @@ class MakemoreModule(L.LightningModule):
         max_loss_factor: training stops, with an error naming the step, when a step's loss is not finite or
             above max_loss_factor x ln(vocab_size) (ln(vocab_size) is the loss of uniform guessing; the
             lecture's badly initialised MLP starts near 8 x). null: only a non-finite loss stops it.
-        fused_step: train with the network's hand-written backward and the update p -= lr * grad, with no
+        hand_backward: train with the network's hand-written backward and the update p -= lr * grad, with no
             autograd graph (makemore.models.MLP has one, lecture part 4): what torch.optim.SGD without momentum or
             weight decay does, faster. It applies with that optimizer, on one device in 32-bit, without dropout.
             null: wherever it applies and is faster (not with BatchNorm); true: wherever it applies, and a fit
             where it cannot says why once; false: never.
-        split: the fingerprint of the data's train/val/test split; linked from the data by the CLI and kept in
+        split_fingerprint: the fingerprint of the data's train/val/test split; linked from the data by the CLI and kept in
             checkpoints, so that a checkpoint is not evaluated on a split that holds its training words.
     """
 
@@ -61,7 +61,7 @@ class MakemoreModule(L.LightningModule):
     _checkpoint_step: Optional[int] = None  # the global_step of the checkpoint loaded, for validate/test
     _train_losses: Optional[list[torch.Tensor]] = None  # the step losses since train_loss was last logged
     _said_partial: bool = False  # whether a partial evaluation was said (once per module)
-    fused_step_active: bool = False  # whether this fit trains with the fused step (set when training starts)
+    hand_backward_active: bool = False  # whether this fit trains with the hand-written step (set when training starts)
 
     def __init__(
         self,
@@ -75,8 +75,8 @@ class MakemoreModule(L.LightningModule):
         num_samples: int = 10,
         max_sample_length: int = 50,
         max_loss_factor: Optional[float] = 10.0,
-        fused_step: Optional[bool] = None,
-        split: Optional[dict] = None,
+        hand_backward: Optional[bool] = None,
+        split_fingerprint: Optional[dict] = None,
     ) -> None:
         super().__init__()
         # Everything saved is plain data, so checkpoints load with weights_only=True. The callables (network,
@@ -146,13 +146,13 @@ class MakemoreModule(L.LightningModule):
             )
 
     def on_train_start(self) -> None:
-        self.fused_step_active = False
-        asked = self.hparams.fused_step
+        self.hand_backward_active = False
+        asked = self.hparams.hand_backward
         if asked or (asked is None and getattr(self.net, "hand_backward_is_faster", True)):
-            reason = steps.fused_step_blocker(self)
+            reason = steps.hand_backward_blocker(self)
             if reason and asked:
-                rank_zero_info(f"model.fused_step is not used: {reason}. Training with autograd and the optimizer.")
-            self.fused_step_active = reason is None
+                rank_zero_info(f"model.hand_backward is not used: {reason}. Training with autograd and the optimizer.")
+            self.hand_backward_active = reason is None
         if self.global_step == 0 and self.trainer.is_global_zero and isinstance(self.logger, TensorBoardLogger):
             self._log_untrained_loss()
         unreached = schedule_beyond(self.hparams.lr_scheduler, self.hparams.lr_scheduler_interval, self.trainer)
@@ -390,7 +390,15 @@ def differences(saved: Any, current: Any, prefix: str, skip: frozenset = frozens
 
 # Settings a resumed run may change: they decide speed, logging or safety checks, not the training itself.
 RESUMABLE_CHANGES = frozenset(
-    {"num_samples", "max_sample_length", "max_loss_factor", "fused_step", "path", "steps_per_batch", "eval_batch_size"}
+    {
+        "num_samples",
+        "max_sample_length",
+        "max_loss_factor",
+        "hand_backward",
+        "path",
+        "max_steps_per_batch",
+        "eval_batch_size",
+    }
 )
 
 
@@ -417,8 +425,13 @@ def check_fits_checkpoint(module: MakemoreModule, checkpoint: dict) -> None:
         )
     fitting = trainer is not None and trainer.state.fn == "fit"
     if not fitting:
-        split = differences(saved.get("split"), hparams.get("split"), "split")
-        if split and saved.get("split") and hparams.get("split") and not module.allow_other_split:
+        split = differences(saved.get("split_fingerprint"), hparams.get("split_fingerprint"), "split")
+        if (
+            split
+            and saved.get("split_fingerprint")
+            and hparams.get("split_fingerprint")
+            and not module.allow_other_split
+        ):
             names = sorted({key.split(".")[1].split("_")[0] for key in split}, key=("train", "val", "test").index)
             raise CheckpointError(
                 f"{source}the checkpoint was trained on another split of the words (its {'/'.join(names)} words"

@@ -16,7 +16,16 @@ from makemore.module import flatten
 
 # Saved with the run (hparams.yaml) but not hyperparameters to compare runs by in TensorBoard's HParams tab.
 NOT_COMPARED = frozenset(
-    {"vocab", "split", "path", "num_samples", "max_sample_length", "steps_per_batch", "eval_batch_size", "fused_step"}
+    {
+        "vocab",
+        "split_fingerprint",
+        "path",
+        "num_samples",
+        "max_sample_length",
+        "max_steps_per_batch",
+        "eval_batch_size",
+        "hand_backward",
+    }
 )
 # The metrics of the HParams tab: TensorBoard shows each run's latest value of these scalars.
 METRICS = ("val_loss", "test_loss")

@@ -2,7 +2,7 @@
 
 Why. The lecture's model has 12k parameters and trains on batches of 32: on a CPU a step is about
 150 µs of arithmetic, less than what Lightning does around each batch (hooks, logging, progress bar,
-checkpoint checks). So a training batch here is a stack of up to `data.steps_per_batch` mini-batches
+checkpoint checks). So a training batch here is a stack of up to `data.max_steps_per_batch` mini-batches
 (`TrainBatches`), and `train_steps` takes one real torch.optim step on each (manual optimisation):
 Lightning's per-batch work is paid once per few hundred steps.
 
@@ -13,7 +13,7 @@ the progress bar (`StepProgressBar`), and the trainer's intervals that Lightning
 `log_every_n_steps`, an integer `val_check_interval` (a float is a share of the epoch's steps),
 `limit_train_batches`, a ModelCheckpoint's `every_n_train_steps` and a callback's `aligned_steps` (e.g.
 `makemore.diagnostics.Diagnostics`). For each fit `StepIntervals`
-makes the batches as large as `steps_per_batch` allows while each of those intervals, and max_steps,
+makes the batches as large as `max_steps_per_batch` allows while each of those intervals, and max_steps,
 ends on a batch boundary, and hands Lightning the intervals in batches (the trainer's own values are put back
 afterwards). The trainer's gradient clipping and accumulation (`StepOptions`) are applied at every SGD step.
 A fit with something that acts on every batch (weight averaging, a learning-rate monitor, a callback of
@@ -23,7 +23,7 @@ Lightning's learning-rate finder gets one step per batch too.
 What it costs a user. An interval with few divisors (a prime number of steps, max_steps included) makes
 batches small and training slower, and so does a callback that acts on every batch. A resumed run keeps
 the batch size it was trained with (refused when that does not divide the new intervals). A batch holds
-`steps_per_batch x accumulate_grad_batches x batch_size x (block_size + 1)` int64 token ids (about 1 MB
+`max_steps_per_batch x accumulate_grad_batches x batch_size x (block_size + 1)` int64 token ids (about 1 MB
 for the lecture's settings).
 
 The surface the rest of the package uses: `TrainBatches`, `batch_steps` and `step_options` (the data module's
@@ -56,7 +56,7 @@ from makemore.lr_finder import record_sweep_losses
 class StepData(Protocol):
     """What the step machinery needs of a DataModule (makemore.data.CharDataModule has it)."""
 
-    steps_per_batch: int  # the most SGD steps one training batch may carry
+    max_steps_per_batch: int  # the most SGD steps one training batch may carry
 
     def epoch_steps(self) -> int:
         """SGD steps per epoch."""
@@ -124,7 +124,7 @@ class TrainBatches:
         Y: torch.Tensor,
         batch_size: int,
         steps: int,
-        steps_per_epoch: int,
+        epoch_steps: int,
         seed: int,
         rank: int,
         accumulate: int = 1,
@@ -133,24 +133,24 @@ class TrainBatches:
         self.batch_size = batch_size
         self.steps = steps
         self.accumulate = accumulate
-        self.steps_per_epoch = steps_per_epoch
+        self.epoch_steps = epoch_steps
         self.key = int(_mix(torch.tensor([seed * _RANKS + rank]))[0])  # the stream of this seed and process
         self.epoch = 0
         self.served = 0  # batches of `epoch` handed out so far
 
     def __len__(self) -> int:
-        return math.ceil(self.steps_per_epoch / self.steps)
+        return math.ceil(self.epoch_steps / self.steps)
 
     def batch(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch i of the current epoch: X (steps * accumulate, batch_size, block_size), Y (steps * accumulate,
         batch_size)."""
         first = i * self.steps
-        count = min(self.steps, self.steps_per_epoch - first) * self.accumulate  # mini-batches in this batch
+        count = min(self.steps, self.epoch_steps - first) * self.accumulate  # mini-batches in this batch
         n = len(self.Y)
         if n <= self.batch_size:  # a pool no bigger than a batch (overfit_batches): the whole pool each step
             ix = torch.arange(n).expand(count, n)
         else:  # draw k of mini-batch m is a pure function of (seed, rank, m, k): the same whatever the batching
-            start = (self.epoch * self.steps_per_epoch + first) * self.accumulate
+            start = (self.epoch * self.epoch_steps + first) * self.accumulate
             minibatch = start + torch.arange(count).unsqueeze(1)  # (count, 1)
             ix = uniform_indices(minibatch * self.batch_size + torch.arange(self.batch_size), self.key, n)
         return self.X[ix], self.Y[ix]
@@ -178,7 +178,7 @@ class TrainBatches:
         if steps != self.steps:  # `served` counts batches: with another size they would be other steps
             raise ConfigError(
                 f"the checkpoint was trained with {steps} SGD steps per batch, this run has {self.steps};"
-                " resume with the trainer.log_every_n_steps, val_check_interval and data.steps_per_batch it was"
+                " resume with the trainer.log_every_n_steps, val_check_interval and data.max_steps_per_batch it was"
                 " trained with (they decide the steps per batch)"
             )
         self.epoch, self.served = state["epoch"], state["served"]
@@ -279,7 +279,7 @@ class StepIntervals(L.Callback):
             if trainer.check_val_every_n_epoch is not None and val > epoch and trainer.limit_val_batches > 0:
                 raise ConfigError(
                     f"trainer.val_check_interval ({val} SGD steps) is longer than an epoch ({epoch} steps, see"
-                    " data.steps_per_epoch); shorten it, or set trainer.check_val_every_n_epoch to null to count"
+                    " data.val_every_n_steps); shorten it, or set trainer.check_val_every_n_epoch to null to count"
                     " it across epochs"
                 )
             counted["val_check_interval"] = val
@@ -299,17 +299,17 @@ class StepIntervals(L.Callback):
         }
         aligned["trainer.max_steps"] = max(trainer.max_steps, 0)
         if "val_check_interval" in counted and trainer.check_val_every_n_epoch is None:
-            aligned["the epoch (data.steps_per_epoch)"] = epoch
+            aligned["the epoch (data.val_every_n_steps)"] = epoch
         self._counted = counted
         self._aligned = {name: n for name, n in aligned.items() if n > 0}
         lengths = [n for n in [*counted.values(), *self._aligned.values()] if n > 0]
         readers = batch_readers(trainer, pl_module)
-        if readers and data.steps_per_batch > 1:
+        if readers and data.max_steps_per_batch > 1:
             rank_zero_info(
                 f"makemore: {', '.join(readers)} act(s) on every Lightning batch: this fit takes one SGD step per"
                 " batch (slower for small models; see docs/performance.md)"
             )
-        self._apply(trainer, steps_per_batch_for(lengths, 1 if readers else data.steps_per_batch))
+        self._apply(trainer, steps_per_batch_for(lengths, 1 if readers else data.max_steps_per_batch))
 
     def _apply(self, trainer: L.Trainer, steps: int) -> None:
         self._trainer = trainer
@@ -362,10 +362,10 @@ class StepProgressBar(TQDMProgressBar):
     def _total_steps(self, trainer: L.Trainer) -> Optional[int]:
         if trainer.max_steps > 0:
             return trainer.max_steps
-        steps_per_epoch = getattr(trainer.train_dataloader, "steps_per_epoch", None)
-        if steps_per_epoch is None or trainer.max_epochs is None or trainer.max_epochs < 0:
+        epoch_steps = getattr(trainer.train_dataloader, "epoch_steps", None)
+        if epoch_steps is None or trainer.max_epochs is None or trainer.max_epochs < 0:
             return None  # tqdm's "unknown total"
-        return steps_per_epoch * trainer.max_epochs
+        return epoch_steps * trainer.max_epochs
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
@@ -448,10 +448,10 @@ def direct_steps(module: L.LightningModule) -> bool:
     )
 
 
-def fused_step_blocker(module: L.LightningModule) -> Optional[str]:
-    """Why the fused step cannot stand in for autograd + torch.optim in this fit; None when it can.
+def hand_backward_blocker(module: L.LightningModule) -> Optional[str]:
+    """Why the hand-written step cannot stand in for autograd + torch.optim in this fit; None when it can.
 
-    The fused step is the network's hand-written forward and backward (`net.loss_and_grads`, no autograd
+    the hand-written step is the network's hand-written forward and backward (`net.loss_and_grads`, no autograd
     graph) and the update `p -= lr * grad` of every parameter: exactly what torch.optim.SGD without momentum,
     weight decay, nesterov or maximize does, on one device in 32-bit, with no hook that expects a backward.
     """
@@ -492,8 +492,8 @@ def train_steps(module: L.LightningModule, batch: tuple[torch.Tensor, torch.Tens
     SGD step); stops at the trainer's max_steps. The module must use manual optimisation. With the trainer's
     accumulate_grad_batches k (`module.step_options`), each SGD step takes k consecutive mini-batches of the
     batch and the gradient of their mean loss; with gradient_clip_val, the gradient is clipped before each step
-    (`configure_gradient_clipping`, as Lightning does). With `module.fused_step_active` (see
-    `fused_step_blocker`) each step is the network's hand-written backward and the SGD update, with no
+    (`configure_gradient_clipping`, as Lightning does). With `module.hand_backward_active` (see
+    `hand_backward_blocker`) each step is the network's hand-written backward and the SGD update, with no
     autograd graph and no call into torch.optim.
     """
     X, Y = batch
@@ -508,10 +508,10 @@ def train_steps(module: L.LightningModule, batch: tuple[torch.Tensor, torch.Tens
     direct = direct_steps(module)
     net, torch_optimizer = module.net, optimizer.optimizer
     losses = []
-    if getattr(module, "fused_step_active", False):
+    if getattr(module, "hand_backward_active", False):
         group = torch_optimizer.param_groups[0]  # its lr is read at every step: schedules and the LR finder set it
         # torch's schedules warn when they step before the optimizer ever did: step it once with no gradients,
-        # which changes nothing (the fused step sets no .grad).
+        # which changes nothing (the hand-written step sets no .grad).
         torch_optimizer.zero_grad()
         torch_optimizer.step()
         with torch.no_grad():

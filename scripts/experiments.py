@@ -167,9 +167,9 @@ def new_version(root: Path, before: set[Path]) -> Path:
 def shortened(config: dict, max_steps: int) -> list[str]:
     """CLI overrides for a smoke run: max_steps, and validation at the configs' rate (20 times per run)."""
     full = config.get("trainer", {}).get("max_steps") or max_steps
-    per_epoch = config.get("data", {}).get("steps_per_epoch") or full
+    per_epoch = config.get("data", {}).get("val_every_n_steps") or full
     every = max(1, round(per_epoch * max_steps / full))
-    return ["--trainer.max_steps", str(max_steps), "--data.steps_per_epoch", str(every)]
+    return ["--trainer.max_steps", str(max_steps), "--data.val_every_n_steps", str(every)]
 
 
 # --- reading the runs back -------------------------------------------------------------------------

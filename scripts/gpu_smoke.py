@@ -45,7 +45,7 @@ def main_check() -> int:
     where = {}
 
     start = time.perf_counter()
-    fit = main(["fit", *common, "--trainer.max_steps", str(args.steps), "--data.steps_per_epoch", str(args.steps)])
+    fit = main(["fit", *common, "--trainer.max_steps", str(args.steps), "--data.val_every_n_steps", str(args.steps)])
     where["fit"] = str(fit.trainer.strategy.root_device)  # the model is moved back to the CPU after a run
     print(
         f"fit: {args.steps} SGD steps in {time.perf_counter() - start:.1f} s on {where['fit']},"

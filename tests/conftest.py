@@ -47,8 +47,8 @@ def small_run_args(words: Path, root: Path, max_steps: int = 200, **overrides) -
     50, no progress bar."""
     options = {
         "data.path": str(words),
-        "data.steps_per_batch": "10",
-        "data.steps_per_epoch": "50",
+        "data.max_steps_per_batch": "10",
+        "data.val_every_n_steps": "50",
         "trainer.log_every_n_steps": "10",
         "trainer.max_steps": str(max_steps),
         "trainer.accelerator": "cpu",

@@ -27,7 +27,7 @@ def made_up_words(n: int = 60) -> list[str]:
 
 
 def fit_args(words: Path, root: Path, *extra: str) -> list[str]:
-    return ["fit", *small_run_args(words, root, max_steps=20, data__steps_per_epoch="10"), *extra]
+    return ["fit", *small_run_args(words, root, max_steps=20, data__val_every_n_steps="10"), *extra]
 
 
 def one_line(message: str) -> str:

@@ -76,14 +76,14 @@ def test_datamodule_builds_each_split_once(words_path):
 
 def test_train_batches_are_reproducible_and_differ_by_rank():
     X, Y = torch.arange(1000).view(-1, 1), torch.arange(1000)
-    loader = TrainBatches(X, Y, batch_size=32, steps=10, steps_per_epoch=95, seed=1, rank=0)
+    loader = TrainBatches(X, Y, batch_size=32, steps=10, epoch_steps=95, seed=1, rank=0)
     first = list(loader)
     assert len(first) == len(loader) == 10
     assert [len(y) for _, y in first] == [10] * 9 + [5]  # 95 SGD steps, the last batch short
     assert first[0][1].shape == (10, 32)
-    again = TrainBatches(X, Y, batch_size=32, steps=10, steps_per_epoch=95, seed=1, rank=0)
+    again = TrainBatches(X, Y, batch_size=32, steps=10, epoch_steps=95, seed=1, rank=0)
     assert all(torch.equal(a[1], b[1]) for a, b in zip(first, again))
-    other_rank = TrainBatches(X, Y, batch_size=32, steps=10, steps_per_epoch=95, seed=1, rank=1)
+    other_rank = TrainBatches(X, Y, batch_size=32, steps=10, epoch_steps=95, seed=1, rank=1)
     assert not torch.equal(next(iter(other_rank))[1], first[0][1])
     second_epoch = list(loader)
     assert not torch.equal(second_epoch[0][1], first[0][1])
@@ -93,7 +93,7 @@ def test_train_batches_resume_where_they_stopped():
     X, Y = torch.arange(1000).view(-1, 1), torch.arange(1000)
 
     def make():
-        return TrainBatches(X, Y, batch_size=8, steps=5, steps_per_epoch=30, seed=3, rank=0)
+        return TrainBatches(X, Y, batch_size=8, steps=5, epoch_steps=30, seed=3, rank=0)
 
     reference = make()
     expected = list(reference) + list(reference)  # two epochs

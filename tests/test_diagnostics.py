@@ -72,13 +72,13 @@ def test_the_measurement_is_what_the_lecture_computes():
 @pytest.mark.parametrize(
     "options",
     [["--model.net.batch_norm", "true", "--model.net.dropout", "0.2"], []],
-    ids=["batchnorm and dropout", "fused step"],
+    ids=["batchnorm and dropout", "hand-written step"],
 )
 def test_diagnostics_change_nothing_training_sees(words_path, tmp_path, run_cli, options):
-    """Same weights with and without the callback: BatchNorm statistics, dropout masks, gradients, fused step."""
+    """Same weights with and without the callback: BatchNorm statistics, dropout masks, gradients, hand-written step."""
     plain = run_cli("fit", *small_run_args(words_path, tmp_path / "plain", max_steps=60), *options)
     watched = run_cli("fit", *small_run_args(words_path, tmp_path / "watched", max_steps=60), *options, *DIAGNOSTICS)
-    assert plain.model.fused_step_active == watched.model.fused_step_active == (not options)
+    assert plain.model.hand_backward_active == watched.model.hand_backward_active == (not options)
     for (name, a), b in zip(plain.model.net.state_dict().items(), watched.model.net.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
 

@@ -1,4 +1,4 @@
-"""Lecture part 4: the MLP's hand-written backward equals autograd, and the fused step trains as autograd does."""
+"""Lecture part 4: the MLP's hand-written backward equals autograd, and the hand-written step trains as autograd does."""
 
 import logging
 import math
@@ -42,8 +42,8 @@ def test_hand_backward_refuses_dropout():
         MLP(27, 3, dropout=0.2).loss_and_grads(torch.zeros(4, 3, dtype=torch.long), torch.zeros(4, dtype=torch.long))
 
 
-def test_fused_step_trains_as_autograd_and_sgd_do(words_path, tmp_path, run_cli):
-    # a schedule that changes the rate mid-run: the fused step reads the optimizer's lr at every step
+def test_hand_written_step_trains_as_autograd_and_sgd_do(words_path, tmp_path, run_cli):
+    # a schedule that changes the rate mid-run: the hand-written step reads the optimizer's lr at every step
     schedule = ["--model.lr_scheduler", "torch.optim.lr_scheduler.MultiStepLR"]
     schedule += ["--model.lr_scheduler.init_args.milestones", "[100]"]
     runs = {}
@@ -51,9 +51,9 @@ def test_fused_step_trains_as_autograd_and_sgd_do(words_path, tmp_path, run_cli)
         root = tmp_path / fused
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            runs[fused] = run_cli("fit", *small_run_args(words_path, root), *schedule, "--model.fused_step", fused)
+            runs[fused] = run_cli("fit", *small_run_args(words_path, root), *schedule, "--model.hand_backward", fused)
         assert not [w for w in caught if "lr_scheduler.step()" in str(w.message)]  # the schedule steps after it
-    assert runs["true"].model.fused_step_active and not runs["false"].model.fused_step_active
+    assert runs["true"].model.hand_backward_active and not runs["false"].model.hand_backward_active
     assert runs["true"].trainer.global_step == runs["false"].trainer.global_step == 200
     fused, autograd = runs["true"].model.state_dict(), runs["false"].model.state_dict()
     for name in autograd:
@@ -72,23 +72,25 @@ def test_fused_step_trains_as_autograd_and_sgd_do(words_path, tmp_path, run_cli)
     ],
     ids=["adamw", "momentum", "dropout"],
 )
-def test_fused_step_falls_back_saying_why_once(words_path, tmp_path, run_cli, args, reason):
+def test_hand_written_step_falls_back_saying_why_once(words_path, tmp_path, run_cli, args, reason):
     messages = []
     handler = logging.Handler()
     handler.emit = lambda record: messages.append(record.getMessage())
     lightning_log = logging.getLogger("lightning.pytorch")  # where Lightning's info lines go (not propagated)
     lightning_log.addHandler(handler)
     try:
-        cli = run_cli("fit", *small_run_args(words_path, tmp_path, max_steps=20), "--model.fused_step", "true", *args)
+        cli = run_cli(
+            "fit", *small_run_args(words_path, tmp_path, max_steps=20), "--model.hand_backward", "true", *args
+        )
     finally:
         lightning_log.removeHandler(handler)
-    assert not cli.model.fused_step_active
+    assert not cli.model.hand_backward_active
     assert cli.trainer.global_step == 20
-    said = [message for message in messages if "model.fused_step is not used" in message]
+    said = [message for message in messages if "model.hand_backward is not used" in message]
     assert len(said) == 1 and reason in said[0], said
 
 
-def test_fused_step_is_used_quietly_where_it_applies_by_default(words_path, tmp_path, run_cli):
+def test_hand_written_step_is_used_quietly_where_it_applies_by_default(words_path, tmp_path, run_cli):
     plain = run_cli("fit", *small_run_args(words_path, tmp_path / "plain", max_steps=20))
     adamw = run_cli(
         "fit", *small_run_args(words_path, tmp_path / "adamw", max_steps=20), "--model.optimizer", "torch.optim.AdamW"
@@ -96,9 +98,9 @@ def test_fused_step_is_used_quietly_where_it_applies_by_default(words_path, tmp_
     batch_norm = run_cli(
         "fit", *small_run_args(words_path, tmp_path / "bn", max_steps=20), "--model.net.init_args.batch_norm", "true"
     )
-    assert plain.model.hparams.fused_step is None
-    assert plain.model.fused_step_active and not adamw.model.fused_step_active
-    assert not batch_norm.model.fused_step_active  # autograd's fused BatchNorm kernels are faster here
+    assert plain.model.hparams.hand_backward is None
+    assert plain.model.hand_backward_active and not adamw.model.hand_backward_active
+    assert not batch_norm.model.hand_backward_active  # autograd's fused BatchNorm kernels are faster here
 
 
 def test_a_kaiming_model_with_a_small_output_layer_starts_at_uniform_guessing(words_path, tmp_path, run_cli):

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TAGS = ("train_loss", "val_loss", "lr")
 
 CASES = {
-    "sgd": ["--model.fused_step", "false"],
+    "sgd": ["--model.hand_backward", "false"],
     "adamw": ["--model.optimizer", "torch.optim.AdamW", "--model.learning_rate", "0.01"],
     "cosine schedule": [
         "--model.lr_scheduler",
@@ -40,7 +40,7 @@ CASES = {
     "swa": ["--trainer.callbacks+=makemore.callbacks.SWAWeightAveraging", "--trainer.callbacks.start", "0.5"],
     "batchnorm": ["--model.net.batch_norm", "true"],
     "dropout": ["--model.net.dropout", "0.2", "--model.net.n_layers", "2"],
-    "fused step": ["--model.fused_step", "true"],
+    "hand-written step": ["--model.hand_backward", "true"],
 }
 
 
@@ -57,9 +57,9 @@ def assert_same_run(a_params, b_params, a_logs, b_logs) -> None:
 @pytest.mark.parametrize("case", CASES)
 def test_one_step_per_batch_and_many_train_and_log_the_same(case, words_path, tmp_path, run_cli):
     runs = []
-    for steps_per_batch in ("1", "10"):
+    for max_steps_per_batch in ("1", "10"):
         args = small_run_args(
-            words_path, tmp_path / steps_per_batch, max_steps=100, data__steps_per_batch=steps_per_batch
+            words_path, tmp_path / max_steps_per_batch, max_steps=100, data__max_steps_per_batch=max_steps_per_batch
         )
         runs.append(run_cli("fit", *args, *CASES[case]))
     one, many = runs
@@ -78,7 +78,7 @@ def test_a_resumed_run_logs_and_ends_as_an_uninterrupted_one(averaging, words_pa
     options = {"trainer__log_every_n_steps": "20", "model__net__dropout": "0.2"}
     whole = run_cli(
         "fit",
-        *small_run_args(words_path, tmp_path / "whole", max_steps=100, data__steps_per_batch="1", **options),
+        *small_run_args(words_path, tmp_path / "whole", max_steps=100, data__max_steps_per_batch="1", **options),
         *averaging,
     )
     first = run_cli("fit", *small_run_args(words_path, tmp_path / "parts", max_steps=50, **options), *averaging)
@@ -100,16 +100,16 @@ def test_a_resumed_run_logs_and_ends_as_an_uninterrupted_one(averaging, words_pa
 def test_two_ddp_processes_train_and_log_the_same_with_one_step_per_batch(words_path, tmp_path):
     ddp = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
     folders = []
-    for steps_per_batch in ("1", "10"):
+    for max_steps_per_batch in ("1", "10"):
         args = small_run_args(
-            words_path, tmp_path / steps_per_batch, max_steps=60, data__steps_per_batch=steps_per_batch
+            words_path, tmp_path / max_steps_per_batch, max_steps=60, data__max_steps_per_batch=max_steps_per_batch
         )
         args += ["--trainer.gradient_clip_val", "0.5", "--trainer.accumulate_grad_batches", "2", *ddp]
         done = subprocess.run(
             [sys.executable, "-m", "makemore", "fit", *args], cwd=ROOT, capture_output=True, text=True
         )
         assert done.returncode == 0, done.stderr[-3000:]
-        folders.append(tmp_path / steps_per_batch / "lightning_logs" / "version_0")
+        folders.append(tmp_path / max_steps_per_batch / "lightning_logs" / "version_0")
     weights = [read_checkpoint(str(folder / "checkpoints" / "last.ckpt"))["state_dict"] for folder in folders]
     assert weights[0].keys() == weights[1].keys()
     assert_same_run(sorted(weights[0].items()), [v for _, v in sorted(weights[1].items())], *map(logged, folders))
@@ -134,7 +134,7 @@ def test_accumulation_and_clipping_take_the_clipped_gradient_of_the_mean_of_k_mi
 ):
     from makemore.api import make_trainer, module_for
 
-    data = CharDataModule(path=str(words_path), batch_size=8, steps_per_epoch=50, seed=3)
+    data = CharDataModule(path=str(words_path), batch_size=8, val_every_n_steps=50, seed=3)
     L.seed_everything(0)
     model = module_for(data, learning_rate=0.1)
     net = type(model.net)(len(model.vocabulary), 3)
@@ -152,7 +152,7 @@ def test_accumulation_and_clipping_take_the_clipped_gradient_of_the_mean_of_k_mi
     trainer.fit(model, data)
     assert (trainer.accumulate_grad_batches, trainer.gradient_clip_val) == (3, clip_norm or None)  # put back
     X, Y = data.examples["train"]
-    batches = TrainBatches(X, Y, batch_size=8, steps=1, steps_per_epoch=50, seed=3, rank=0, accumulate=3)
+    batches = TrainBatches(X, Y, batch_size=8, steps=1, epoch_steps=50, seed=3, rank=0, accumulate=3)
     Xb, Yb = batches.batch(0)
     assert Xb.shape[:2] == (3, 8)
     expected = hand_step(net, Xb, Yb, lr=0.1, clip_norm=clip_norm)
@@ -162,8 +162,8 @@ def test_accumulation_and_clipping_take_the_clipped_gradient_of_the_mean_of_k_mi
 
 def test_mini_batches_of_an_accumulated_step_are_the_draws_that_follow_each_other():
     X, Y = torch.arange(1000).view(-1, 1), torch.arange(1000)
-    plain = TrainBatches(X, Y, batch_size=8, steps=12, steps_per_epoch=12, seed=3, rank=0).batch(0)[1]
-    twice = TrainBatches(X, Y, batch_size=8, steps=6, steps_per_epoch=6, seed=3, rank=0, accumulate=2).batch(0)[1]
+    plain = TrainBatches(X, Y, batch_size=8, steps=12, epoch_steps=12, seed=3, rank=0).batch(0)[1]
+    twice = TrainBatches(X, Y, batch_size=8, steps=6, epoch_steps=6, seed=3, rank=0, accumulate=2).batch(0)[1]
     assert torch.equal(plain, twice)  # mini-batch j of step s is draw s * 2 + j
 
 

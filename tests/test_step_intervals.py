@@ -19,7 +19,7 @@ def scalar_steps(cli, tag: str) -> list[int]:
     return [event.step for event in events.Scalars(tag)]
 
 
-def test_steps_per_batch_divides_every_interval():
+def test_max_steps_per_batch_divides_every_interval():
     assert steps_per_batch_for([], 1000) == 1000
     assert steps_per_batch_for([1000], 1000) == 1000
     assert steps_per_batch_for([2500], 1000) == 625
@@ -36,8 +36,8 @@ def test_val_check_interval_and_log_every_n_steps_count_sgd_steps(words_path, tm
             words_path,
             tmp_path,
             max_steps=150,
-            data__steps_per_batch="100",
-            data__steps_per_epoch="70",
+            data__max_steps_per_batch="100",
+            data__val_every_n_steps="70",
             trainer__val_check_interval="20",
             trainer__log_every_n_steps="10",
         ),
@@ -59,8 +59,8 @@ def test_val_check_interval_across_epochs(words_path, tmp_path, run_cli):
             words_path,
             tmp_path,
             max_steps=120,
-            data__steps_per_batch="100",
-            data__steps_per_epoch="50",
+            data__max_steps_per_batch="100",
+            data__val_every_n_steps="50",
             trainer__val_check_interval="40",
             trainer__check_val_every_n_epoch="null",
             trainer__log_every_n_steps="40",
@@ -78,8 +78,8 @@ def test_fractional_val_check_interval_is_a_share_of_the_epochs_steps(words_path
             words_path,
             tmp_path,
             max_steps=100,
-            data__steps_per_batch="100",
-            data__steps_per_epoch="100",
+            data__max_steps_per_batch="100",
+            data__val_every_n_steps="100",
             trainer__val_check_interval="0.25",
             trainer__log_every_n_steps="50",
         ),
@@ -94,8 +94,8 @@ def test_checkpoint_every_n_train_steps_and_limit_train_batches_count_sgd_steps(
             words_path,
             tmp_path,
             max_steps=90,
-            data__steps_per_batch="100",
-            data__steps_per_epoch="1000",
+            data__max_steps_per_batch="100",
+            data__val_every_n_steps="1000",
             trainer__limit_train_batches="45",
             trainer__log_every_n_steps="45",
         ),
@@ -149,6 +149,6 @@ def test_extending_a_finished_run_continues_exactly_as_an_uninterrupted_one(word
 
 def test_mini_batches_do_not_depend_on_how_steps_are_grouped():
     X, Y = torch.arange(1000).view(-1, 1), torch.arange(1000)
-    by_ten = torch.cat([y for _, y in TrainBatches(X, Y, batch_size=8, steps=10, steps_per_epoch=60, seed=3, rank=0)])
-    by_four = torch.cat([y for _, y in TrainBatches(X, Y, batch_size=8, steps=4, steps_per_epoch=60, seed=3, rank=0)])
+    by_ten = torch.cat([y for _, y in TrainBatches(X, Y, batch_size=8, steps=10, epoch_steps=60, seed=3, rank=0)])
+    by_four = torch.cat([y for _, y in TrainBatches(X, Y, batch_size=8, steps=4, epoch_steps=60, seed=3, rank=0)])
     assert by_ten.shape == (60, 8) and torch.equal(by_ten, by_four)

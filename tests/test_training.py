@@ -80,7 +80,7 @@ def test_optimizer_keeps_torchs_implementation_choice(words_path):
     assert explicit.configure_optimizers().param_groups[0]["foreach"] is True
 
 
-def test_epoch_scheduler_steps_per_epoch(words_path, tmp_path, run_cli):
+def test_epoch_scheduler_val_every_n_steps(words_path, tmp_path, run_cli):
     cli = run_cli(
         "fit",
         *small_run_args(words_path, tmp_path, max_steps=150),
@@ -99,7 +99,7 @@ def test_epoch_scheduler_steps_per_epoch(words_path, tmp_path, run_cli):
 def test_lr_finder_sweeps_one_sgd_step_per_point(words_path, tmp_path):
     import lightning as L
 
-    data = CharDataModule(str(words_path), steps_per_batch=10)
+    data = CharDataModule(str(words_path), max_steps_per_batch=10)
     module = MakemoreModule(data.vocab)
     trainer = L.Trainer(
         default_root_dir=tmp_path, accelerator="cpu", max_steps=100, logger=False, enable_progress_bar=False

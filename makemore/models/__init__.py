@@ -4,7 +4,7 @@ under configs/ (the ladder: docs/leaderboard.md).
 
     Bigram       lecture part 1: a table of next-character logits
     MLP          part 2: the embedding-MLP; deep, Kaiming-initialised and with BatchNorm: part 3; its
-                 backward by hand (the fused step): part 4
+                 backward by hand (model.hand_backward): part 4
     WaveNet      part 5: neighbours fused level by level
     Recurrent    makemore.py's RNN and GRU, and an LSTM
     BoW          makemore.py's bag of words: a causal average of the embeddings, then an MLP

@@ -1,0 +1,1 @@
+"""The YAML configs, shipped inside the package as makemore.configs (`fit` without --config reads mlp.yaml)."""
