@@ -2,9 +2,10 @@
 
 Each trial is a normal `fit` (its own run folder under --root, with TensorBoard logs) with the trial's
 options on top of the base config. TPE proposes the options; a median pruner stops a trial whose val_loss
-at a validation is worse than the median of the earlier trials' at the same step (`PruneOnValidation`,
-a Lightning callback). The study lives in a database (SQLite by default, under --root): several workers
-(`--workers`, each a process) share it, and a search that was killed resumes where it stopped when run
+at a validation is worse than the median of the earlier trials' at the same SGD step (`pruning_callback`:
+optuna-integration's Lightning pruning callback, reporting at the SGD step, given to the trial's fit through
+`makemore.lightning_cli.run`'s callbacks). The study lives in a database (SQLite by default, under --root):
+several workers (`--workers`, each a process) share it, and a search that was killed resumes where it stopped when run
 again with the same options. Selection is on val_loss only; at the end the best trial's checkpoint is tested
 once, and the trials table, the best settings as a ready config, and Optuna's history and importance plots
 are written.
@@ -53,36 +54,50 @@ import yaml
 
 from makemore.errors import ConfigError, MakemoreError
 
-_TRIAL: Any = None  # the optuna trial this process is running, for PruneOnValidation
-
 HEARTBEAT_INTERVAL = 5  # seconds between a running trial's heartbeats in the study's database
 GRACE_PERIOD = 30  # seconds without a heartbeat after which a running trial's process is taken for dead
 MAX_RETRY = 2  # times a trial whose process died is run again with its settings before it stays failed
 COUNTED = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")  # the states of the trials that take a place in the study
 
 
-class PruneOnValidation(L.Callback):
-    """Reports val_loss to the running Optuna trial at each validation and stops the fit when it is pruned.
+def pruning_callback(trial: Any) -> L.Callback:
+    """optuna-integration's PyTorchLightningPruningCallback for `trial` on val_loss, reporting at the SGD step.
 
-    The last validation (at trainer.max_steps) is reported but never prunes: the trial has trained to the end.
-
-    Does nothing outside `makemore search`. Not optuna-integration's PyTorchLightningPruningCallback: that one
-    reports each value at `current_epoch`, and makemore validates every few thousand SGD steps, several times an
-    epoch, where Optuna keeps the first value of a step and ignores the rest (the pruner would judge stale values);
-    it also needs the trial at construction, which a trial run through the CLI from strings cannot pass.
+    A subclass that overrides one method, on_validation_end: the library's is wrong for makemore in three ways
+    (the first two measured by tests/test_search.py::test_the_library_callback_reports_epochs_and_crashes_the_fit):
+    - it reports val_loss at `current_epoch`. A makemore epoch is data.val_every_n_steps SGD steps, while the
+      search file's pruner counts SGD steps (n_warmup_steps 4000 in configs/search/challenge.yaml, where a trial
+      validates at steps 2000, 4000, ..., 10000, epochs 0 to 4: a warmup that never ends, nothing is pruned).
+      And with trainer.val_check_interval several validations share an epoch: Optuna keeps the first value of a
+      step and ignores the others with a warning, so the pruner would judge a stale one. Here: trainer.global_step.
+    - it stops a pruned trial by raising TrialPruned inside the fit, which Lightning handles as a crash: the fit
+      ends before the validation's checkpoint is saved (a pruned trial keeps none, not even last.ckpt), its logger
+      is finalized as failed, and `run` returns no trainer, so the trial's run folder and SGD steps (search.md's
+      steps saved by pruning) are unknown. Here it sets trainer.should_stop: the fit ends at that validation as a
+      fit does, and the objective raises TrialPruned after it, when `pruned` is set.
+    - it prunes at the last validation too (at trainer.max_steps), a trial trained to the end. Here that one is
+      reported and never prunes: the trial completes.
+    Inherited: __init__ (the trial, the monitor) and on_fit_start (its storage check under DDP; a search trial runs
+    in one process: under DDP Lightning starts the other ranks by running the `makemore search` command again).
+    Its hooks are on_fit_start and on_validation_end, none per batch: the fit keeps many SGD steps a Lightning
+    batch (makemore.lightning_features.batch_readers names nothing; tested).
     """
+    from optuna_integration import PyTorchLightningPruningCallback
 
-    pruned = False
+    class PruneAtSGDStep(PyTorchLightningPruningCallback):
+        pruned = False
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if _TRIAL is None or trainer.sanity_checking or "val_loss" not in trainer.callback_metrics:
-            return
-        _TRIAL.report(float(trainer.callback_metrics["val_loss"]), trainer.global_step)
-        if trainer.global_step >= trainer.max_steps > 0:  # trained to the end: nothing left to save, it completes
-            return
-        if _TRIAL.should_prune():
-            self.pruned = True
-            trainer.should_stop = True
+        def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+            if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+                return
+            self._trial.report(float(trainer.callback_metrics[self.monitor]), trainer.global_step)
+            if trainer.global_step >= trainer.max_steps > 0:  # trained to the end: nothing left to save, it completes
+                return
+            if self._trial.should_prune():
+                self.pruned = True
+                trainer.should_stop = True
+
+    return PruneAtSGDStep(trial, monitor="val_loss")
 
 
 def read_space(path: Path) -> tuple[dict[str, dict], dict, dict[str, Any]]:
@@ -484,7 +499,6 @@ def run_trials(
     from makemore.lightning_cli import run
 
     def objective(trial: Any) -> float:
-        global _TRIAL
         values = {option: suggest(trial, option, dist) for option, dist in space.items()}
         why = claim(study, trial, space, trials)
         if why is not None:
@@ -494,21 +508,17 @@ def run_trials(
             raise NotRun(why)
         folder = root / f"trial_{trial.number}"
         args = ["fit", "--config", str(config), *flags({**fixed, **values}), "--trainer.default_root_dir", str(folder)]
-        args += ["--trainer.callbacks+=makemore.search.PruneOnValidation", "--trainer.enable_progress_bar", "false"]
+        args += ["--trainer.enable_progress_bar", "false"]
         frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
         retry = frozen.system_attrs.get("retry_history")
         again = f" (trial {retry[-1]} again: its process died)" if retry else ""
         print(f"makemore search: trial {trial.number}: {' '.join(flags(values))}{again}", file=sys.stderr, flush=True)
-        _TRIAL = trial
-        try:
-            cli = run(args)
-        finally:
-            _TRIAL = None
-        trainer = cli.trainer
+        pruning = pruning_callback(trial)
+        trainer = run(args, callbacks=[pruning]).trainer
         trial.set_user_attr("run", str(Path(trainer.log_dir)))
         trial.set_user_attr("steps", trainer.global_step)
-        if any(isinstance(c, PruneOnValidation) and c.pruned for c in trainer.callbacks):
-            raise optuna.TrialPruned()
+        if pruning.pruned:
+            raise optuna.TrialPruned(f"pruned at step {trainer.global_step}")
         best = trainer.checkpoint_callback.best_model_score
         if best is None or not math.isfinite(float(best)):
             raise ConfigError(f"trial {trial.number} has no validation loss (did it validate?)")
