@@ -1,10 +1,12 @@
-"""Per SGD step, every ladder config: makemore's fit against a plain torch loop of the same network.
+"""Per SGD step, every ladder config (or any config): makemore's fit against a plain torch loop of the same network.
 
 For each config, in one process, the sides interleaved (A B A B ...), same threads, same batch size:
 
   plain     the network class and options of the config, its optimizer (torch.optim) and schedule, on the
             same training pool (whole words for data.train_on words), batches drawn with torch.randint:
-            forward, zero_grad, backward, step, scheduler step; nothing else.
+            forward, zero_grad, backward, gradient clipping when the config clips, step, scheduler step;
+            nothing else. On a text, windows are gathered from the split's token ids as nanoGPT's get_batch
+            gathers them.
   makemore  `python -m makemore fit --config configs/MODEL.yaml` in-process as a user runs it (logger,
             progress bar to a log file, a validation and checkpoint at the end); µs/step of training from
             the StepTimer callback (first training batch to on_train_end, less the validation). The plain MLP
@@ -14,6 +16,7 @@ For each config, in one process, the sides interleaved (A B A B ...), same threa
 
     nice python benchmarks/ladder_speed.py                    # every ladder config, 2,000 steps, 3 repeats
     python benchmarks/ladder_speed.py --models mlp wavenet --steps 300 --repeats 1
+    python benchmarks/ladder_speed.py --configs configs/shakespeare/gpt_cpu.yaml --steps 300
 """
 
 import argparse
@@ -54,7 +57,22 @@ def run_plain(config: dict, steps: int) -> float:
     """µs per SGD step of the plain loop."""
     data = CharDataModule(**config.get("data", {}))
     data.setup("fit")
-    X, Y = data.train_pool()  # the pool makemore draws from (whole words for data.train_on words)
+    block_size = data.hparams.block_size
+    if data.hparams.format == "text":  # nanoGPT's get_batch: block_size characters before a random one
+        ids = data.examples["train"].ids
+        back = torch.arange(-block_size, 0)
+
+        def draw(batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+            ix = torch.randint(block_size, len(ids), (batch_size,))
+            return ids[ix.unsqueeze(1) + back].long(), ids[ix].long()
+    else:
+        X, Y = data.train_pool().tensors()  # the pool makemore draws from (whole words for data.train_on words)
+
+        def draw(batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+            ix = torch.randint(0, len(Y), (batch_size,))
+            return X[ix], Y[ix]
+
+    clip = (config.get("trainer") or {}).get("gradient_clip_val")
     model = config["model"]
     torch.manual_seed(0)
     net = network_factory({"init_args": {}, **model["net"]})(len(data.vocabulary), data.hparams.block_size)
@@ -64,10 +82,11 @@ def run_plain(config: dict, steps: int) -> float:
     net.train()
     start = time.perf_counter()
     for _ in range(steps):
-        ix = torch.randint(0, len(Y), (batch_size,))
-        _, loss = net(X[ix], Y[ix])
+        _, loss = net(*draw(batch_size))
         optimizer.zero_grad()
         loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
@@ -94,6 +113,7 @@ def run_makemore(config_path: Path, steps: int, workdir: Path, *options: str) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(LADDER), choices=list(LADDER))
+    parser.add_argument("--configs", nargs="+", type=Path, default=[], help="config files instead of --models")
     parser.add_argument("--steps", type=int, default=2000, help="SGD steps per run (default 2000)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each side, interleaved (default 3)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads on both sides (default 1)")
@@ -103,8 +123,9 @@ def main() -> None:
     print(f"{args.steps} SGD steps per run, {args.repeats} repeat(s) interleaved, CPU\n")
     rows = []
     with tempfile.TemporaryDirectory(prefix="makemore-ladder-") as tmp:
-        for model in args.models:
-            path = ROOT / "configs" / f"{model}.yaml"
+        paths = args.configs or [ROOT / "configs" / f"{model}.yaml" for model in args.models]
+        for path in paths:
+            model = path.stem if not args.configs else str(path)
             config = load_yaml(path)
             times = {"plain": [], "makemore": [], "validation": []}
             for repeat in range(args.repeats):

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.data import TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -44,7 +45,9 @@ def run_module_optim(data, vocab_size: int, steps: int) -> dict:
     net = MLP(vocab_size, plain_loop.BLOCK_SIZE, plain_loop.N_EMBD, plain_loop.N_HIDDEN)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1, foreach=False)  # what torch picks on a CPU
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[steps // 2], gamma=0.1)
-    batches = TrainBatches(*data["train"], plain_loop.BATCH_SIZE, STEPS_PER_BATCH, steps, seed=42, rank=0)
+    batches = TrainBatches(
+        TensorDataset(*data["train"]), plain_loop.BATCH_SIZE, STEPS_PER_BATCH, steps, seed=42, rank=0
+    )
     start, cpu = time.perf_counter(), time.process_time()
     for X, Y in batches:
         for x, y in zip(X.unbind(), Y.unbind()):

@@ -151,7 +151,7 @@ def run_makemore(
         raise RuntimeError("the makemore run lacks its progress bar, checkpointing or logger")
     if timer.steps != steps:
         raise RuntimeError(f"the makemore run took {timer.steps} steps, expected {steps}")
-    dm_train = cli.datamodule.examples["train"]
+    dm_train = cli.datamodule.examples["train"].tensors()
     if not (torch.equal(dm_train[0], data["train"][0]) and torch.equal(dm_train[1], data["train"][1])):
         raise RuntimeError("the makemore run trained on different examples than the plain loop")
     net = cli.model.net.eval()
@@ -375,7 +375,7 @@ def main() -> None:
         help="torch threads for every side (makemore's default is 1: more do not help this model)",
     )
     parser.add_argument(
-        "--steps-per-epoch",
+        "--val-every-n-steps",
         type=int,
         default=None,
         help="makemore data.val_every_n_steps (default: configs/mlp.yaml's)",

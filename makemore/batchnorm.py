@@ -12,7 +12,7 @@ as one process would. Lightning does that with torch's SyncBatchNorm, which runs
 CLI hands Lightning `SyncBatchNormPlugin` instead, whose layers also synchronise CPU processes (gloo).
 """
 
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import lightning as L
 import torch
@@ -24,6 +24,7 @@ from lightning.pytorch.plugins.layer_sync import TorchSyncBatchNorm
 
 from makemore import _compat
 from makemore.errors import ConfigError
+from makemore.text import Contexts
 
 # torch's BatchNorm layers (the lazy ones are subclasses of these).
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
@@ -35,7 +36,7 @@ def batch_norms(net: nn.Module) -> list[nn.Module]:
 
 
 @torch.no_grad()
-def calibrate(net: nn.Module, X: torch.Tensor, batch_size: int = 4096) -> int:
+def calibrate(net: nn.Module, X: Union[torch.Tensor, Contexts], batch_size: int = 4096) -> int:
     """Set every BatchNorm's running mean and variance to those of its inputs over all of X, exactly.
 
     The network runs in eval mode (no dropout), one BatchNorm at a time in forward order: the inputs of each
@@ -45,6 +46,7 @@ def calibrate(net: nn.Module, X: torch.Tensor, batch_size: int = 4096) -> int:
     Returns how many layers were calibrated; ValueError if the network has none.
     """
     norms = batch_norms(net)
+    device = next(net.parameters()).device
     if not norms:
         raise ValueError(f"{type(net).__name__} has no BatchNorm layer with running statistics to calibrate")
     order: list[nn.Module] = []
@@ -52,7 +54,7 @@ def calibrate(net: nn.Module, X: torch.Tensor, batch_size: int = 4096) -> int:
     was_training = net.training
     net.eval()
     try:
-        net(X[:2])  # the order the forward applies them in
+        net(X[:2].to(device))  # the order the forward applies them in
         for hook in hooks:
             hook.remove()
         for norm in order:
@@ -67,7 +69,7 @@ def calibrate(net: nn.Module, X: torch.Tensor, batch_size: int = 4096) -> int:
 
 
 def input_moments(
-    net: nn.Module, layer: nn.Module, X: torch.Tensor, batch_size: int
+    net: nn.Module, layer: nn.Module, X: Union[torch.Tensor, Contexts], batch_size: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The mean and unbiased variance per channel of `layer`'s input over a forward of all of X (float64 sums)."""
     sums: list[torch.Tensor] = []
@@ -79,8 +81,9 @@ def input_moments(
 
     hook = layer.register_forward_pre_hook(accumulate)
     try:
+        device = next(net.parameters()).device
         for start in range(0, len(X), batch_size):
-            net(X[start : start + batch_size])
+            net(X[start : start + batch_size].to(device))
     finally:
         hook.remove()
     n, total, squares = torch.stack(sums).sum(0)
@@ -126,8 +129,8 @@ class CalibrateBatchNorm(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
         if trainer.global_step < trainer.max_steps or _compat.lr_finder_running(trainer):
             return
-        X, _ = trainer.datamodule.train_pool()
-        layers = calibrate(pl_module.net, X.to(pl_module.device), self.batch_size)
+        X = trainer.datamodule.train_pool().contexts  # gathered batch by batch
+        layers = calibrate(pl_module.net, X, self.batch_size)
         self.calibrated_at, self.validated = trainer.global_step, False
         if trainer.is_global_zero:
             print(

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from makemore import _compat
 from makemore.errors import ConfigError
+from makemore.text import Vocabulary
 
 # Counted in SGD steps (makemore.steps): train_loss is the mean of this many steps. It also caps the steps one
 # Lightning batch carries, so a small value costs speed.
@@ -109,7 +110,7 @@ class EmbeddingVisualizer(L.Callback):
         writer = tensorboard(trainer)
         if writer is None:
             return
-        labels = list(pl_module.hparams.vocab)
+        labels = Vocabulary(pl_module.hparams.vocab).labels()
         tables = [
             m for m in pl_module.net.modules() if isinstance(m, torch.nn.Embedding) and m.num_embeddings == len(labels)
         ]

@@ -8,9 +8,14 @@ makemore.lightning_cli.
 import difflib
 import re
 import sys
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from makemore.errors import ConfigError, MakemoreError
+
+if TYPE_CHECKING:  # not imported at run time: `makemore --help` imports no torch
+    import torch
+
+    from makemore.text import Vocabulary
 
 # The seeds torch.Generator.manual_seed takes (a negative one counts from 2**64).
 SEEDS = (-(2**63), 2**64 - 1)
@@ -20,7 +25,7 @@ SUBCOMMANDS = {
     "validate": "val_loss of a checkpoint on the whole validation split (--ckpt_path FILE, best or last)",
     "test": "test_loss of a checkpoint on the whole test split (--ckpt_path FILE, best or last)",
     "lr_find": "sweep the learning rate, print a suggestion, save the loss-vs-rate plot",
-    "sample": "print names drawn from a checkpoint (needs nothing but the checkpoint)",
+    "sample": "print names (or a text's passage) drawn from a checkpoint (needs nothing but the checkpoint)",
     "search": "search hyperparameters with Optuna: --config BASE.yaml --search SPACE.yaml",
 }
 
@@ -39,7 +44,7 @@ OVERVIEW = (
 
 def sample(
     ckpt_path: str,
-    num_samples: int = 20,
+    num_samples: Optional[int] = None,
     seed: int = 42,
     device: str = "cpu",
     temperature: float = 1.0,
@@ -50,13 +55,15 @@ def sample(
     novelty: bool = False,
     words: Optional[str] = None,
     allow_class: Union[str, list[str], None] = None,
+    prompt: Optional[str] = None,
+    max_new_chars: int = 500,
 ) -> list[str]:
-    """Print names drawn from a trained model, one per line; needs only the checkpoint.
+    """Print names drawn from a trained model, one per line, or a text's passage; needs only the checkpoint.
 
     Args:
         ckpt_path: a checkpoint written by `fit` (for example lightning_logs/version_0/checkpoints/last.ckpt),
             or best or last: that checkpoint of the newest run in ./lightning_logs.
-        num_samples: how many names to draw.
+        num_samples: how many names to draw (default 20); of a text's checkpoint, how many passages (default 1).
         seed: seed of the sampling generator; the same seed gives the same names. From -2**63 to 2**64 - 1, what
             torch.Generator.manual_seed takes.
         device: where to run the model (cpu or cuda).
@@ -73,6 +80,10 @@ def sample(
             checkpoint's (checked by its fingerprint).
         allow_class: a class (or a list of them) outside makemore and torch that the checkpoint may make makemore
             import (a network of your own); a checkpoint naming another is refused before anything is imported.
+        prompt: a text's checkpoint: the passage starts with these characters and continues them (a prompt longer
+            than the model's block_size is read from its last block_size characters). Default: from the start.
+        max_new_chars: a text's checkpoint: how many characters to draw after the prompt; they are printed as they
+            are drawn.
     """
     import torch
 
@@ -80,8 +91,10 @@ def sample(
     from makemore.checkpoint import check_imports, named_checkpoint, network_of, read_checkpoint
     from makemore.text import Vocabulary
 
-    if num_samples < 1:
+    if num_samples is not None and num_samples < 1:
         raise ConfigError(f"--num_samples must be at least 1, got {num_samples}")
+    if max_new_chars < 1:
+        raise ConfigError(f"--max_new_chars must be at least 1, got {max_new_chars}")
     try:  # before the checkpoint is read
         sampling.check_sampling(temperature, top_k)
     except ValueError as err:
@@ -101,6 +114,28 @@ def sample(
     check_imports(checkpoint, ckpt_path, allow_class)
     net, hparams = network_of(checkpoint, ckpt_path, device), checkpoint["hyper_parameters"]
     vocabulary = Vocabulary(hparams["vocab"])
+    generator = torch.Generator(device).manual_seed(seed)
+    if vocabulary.is_text:
+        given = {"--prefix": prefix, "--max_length": max_length, "--log_prob": log_prob, "--novelty": novelty}
+        for option, value in given.items():
+            if value:
+                raise ConfigError(f"{option}: {ckpt_path} was trained on a text: it samples passages (--prompt)")
+        return sample_passages(
+            net,
+            vocabulary,
+            hparams["block_size"],
+            num_samples or 1,
+            prompt or "",
+            max_new_chars,
+            generator,
+            temperature,
+            top_k,
+        )
+    if prompt is not None:
+        raise ConfigError(
+            f"--prompt: {ckpt_path} was trained on a word list: it samples names (--prefix starts each name)"
+        )
+    num_samples = 20 if num_samples is None else num_samples
     try:
         sampling.check_prefix(vocabulary, prefix)
     except ValueError as err:
@@ -109,7 +144,6 @@ def sample(
     if max_length < max(len(prefix), 1):
         raise ConfigError(f"--max_length {max_length} leaves no room for a name after --prefix {prefix!r}")
     splits = training_splits(checkpoint, ckpt_path, words) if novelty else None
-    generator = torch.Generator(device).manual_seed(seed)
     names = sampling.sample_words(
         net, vocabulary, hparams["block_size"], num_samples, max_length, generator, temperature, top_k, prefix
     )
@@ -131,6 +165,39 @@ def sample(
         )
         print(f"makemore: {len(names)} names: {counts}", file=sys.stderr)
     return names
+
+
+def sample_passages(
+    net: "torch.nn.Module",
+    vocabulary: "Vocabulary",
+    block_size: int,
+    count: int,
+    prompt: str,
+    max_new_chars: int,
+    generator: "torch.Generator",
+    temperature: float,
+    top_k: Optional[int],
+) -> list[str]:
+    """Print `count` passages of a text's model, each the prompt and its continuation, streamed as drawn; blank lines
+    between them."""
+    from makemore.sampling import check_prefix, generate_text
+
+    try:
+        check_prefix(vocabulary, prompt, "prompt")
+    except ValueError as err:
+        raise ConfigError(f"--{err}") from None
+    passages = []
+    for number in range(count):
+        if number:
+            print("\n")
+        print(prompt, end="", flush=True)
+        drawn = []
+        for char in generate_text(net, vocabulary, block_size, prompt, max_new_chars, generator, temperature, top_k):
+            print(char, end="", flush=True)
+            drawn.append(char)
+        passages.append(prompt + "".join(drawn))
+    print()
+    return passages
 
 
 def training_splits(checkpoint: dict, ckpt_path: str, words: Optional[str]) -> tuple[list[str], list[str], list[str]]:

@@ -1,4 +1,5 @@
-"""The DataModule: train/val/test examples from a word list, split as in the lecture, and their batches."""
+"""The DataModule: train/val/test examples from a word list or a text, split as the lectures split them, and their
+batches."""
 
 import math
 from pathlib import Path
@@ -9,7 +10,19 @@ import torch
 
 from makemore.errors import DataError
 from makemore.steps import TrainBatches, batch_steps, step_options
-from makemore.text import Vocabulary, build_examples, default_path, read_words, split_fingerprint, split_words
+from makemore.text import (
+    Examples,
+    Vocabulary,
+    default_path,
+    read_text,
+    read_words,
+    split_fingerprint,
+    split_text,
+    split_words,
+    storage_dtype,
+)
+
+SPLITS = ("train", "val", "test")
 
 
 def line_of(path: Path, word: str) -> int:
@@ -21,34 +34,78 @@ def line_of(path: Path, word: str) -> int:
 
 
 class EvalBatches:
-    """A whole split in a few large batches, this process's share only (no padding, so exact)."""
+    """A whole split in a few large batches of examples, this process's share only (every rank-th example; no
+    padding, so exact): X (n, block_size), Y (n,), gathered when a batch is taken."""
 
-    def __init__(self, X: torch.Tensor, Y: torch.Tensor, batch_size: int, rank: int, world_size: int) -> None:
-        self.X, self.Y = X[rank::world_size], Y[rank::world_size]
-        self.batch_size = batch_size
+    def __init__(self, examples: Examples, batch_size: int, rank: int, world_size: int) -> None:
+        self.examples, self.batch_size, self.rank, self.world_size = examples, batch_size, rank, world_size
+        self.count = len(range(rank, len(examples), world_size))
 
     def __len__(self) -> int:
-        return math.ceil(len(self.Y) / self.batch_size)
+        return math.ceil(self.count / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for i in range(0, len(self.Y), self.batch_size):
-            yield self.X[i : i + self.batch_size], self.Y[i : i + self.batch_size]
+        for i in range(0, self.count, self.batch_size):
+            share = torch.arange(i, min(i + self.batch_size, self.count)) * self.world_size + self.rank
+            yield self.examples[share]
+
+
+class EvalWindows:
+    """A text split as consecutive windows of block_size characters, this process's share (every rank-th window):
+    the metric of a text, each character scored once from the characters before it in its window.
+
+    Window k holds targets k*block_size ... k*block_size + L - 1 (L = block_size but in the last window). A batch is
+    (X (n, block_size + L - 1), Y (n, L)): X holds the block_size characters before each window's first target and
+    the window's inputs, so that a sequence network reads its inputs X[:, block_size - 1:] once per window and a
+    network of fixed context reads the block_size characters before each target (`window_logits`). The last,
+    shorter window comes alone in the last batch.
+    """
+
+    def __init__(self, examples: Examples, batch_size: int, rank: int, world_size: int) -> None:
+        self.examples, self.block_size = examples, examples.block_size
+        self.per_batch = max(1, batch_size // self.block_size)  # windows per batch: about batch_size targets
+        total = math.ceil(len(examples) / self.block_size)
+        windows = list(range(rank, total, world_size))
+        full = [k for k in windows if (k + 1) * self.block_size <= len(examples)]
+        self.batches = [full[i : i + self.per_batch] for i in range(0, len(full), self.per_batch)]
+        self.batches += [[k] for k in windows if (k + 1) * self.block_size > len(examples)]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        B, n = self.block_size, len(self.examples)
+        for windows in self.batches:
+            first = torch.tensor(windows) * B
+            length = min(B, n - int(first[-1]))
+            span = first.unsqueeze(1) + torch.arange(length)  # the targets' positions, (n, L)
+            # the block_size ids before each window's first target, then the window's inputs
+            history = self.examples.contexts_at(first)  # (n, B)
+            X = torch.cat([history, self.examples.ids[span[:, :-1]].long()], 1)
+            yield X, self.examples.ids[span].long()
 
 
 class CharDataModule(L.LightningDataModule):
-    """Train/val/test (context, next character) examples from a word list, split as in the lecture.
+    """Train/val/test (context, next character) examples from a word list or a text, split as the lectures do.
 
     Args:
-        path: UTF-8 text file with one word per line; by default the names.txt shipped with makemore.
+        path: the data file (UTF-8); by default the copy shipped with makemore of names.txt (format words) or of
+            tiny shakespeare (format text).
+        format: what the file is. "words": one word per line, each word an example sequence starting after the
+            start token `.` and ending with `.` (the makemore lectures). "text": one stream of characters, newlines
+            included (the GPT lecture's tiny shakespeare, any corpus): splits are contiguous, each character's
+            context is the characters before it, and validation and test score consecutive windows of block_size
+            characters (docs/text.md).
         block_size: how many previous characters the model sees (the context length).
         batch_size: examples per SGD step.
-        train_fraction: share of the (shuffled) words used for training.
-        val_fraction: share used for validation; the rest is the test split.
-        seed: seed of `random.shuffle` for the split and of the mini-batch draws.
+        train_fraction: share used for training: of the (shuffled) words, or the first share of a text's characters.
+        val_fraction: share used for validation (the words after the training ones; a text's next characters); the
+            rest is the test split, which a text may leave empty (train_fraction + val_fraction = 1).
+        seed: seed of `random.shuffle` for a word list's split and of the mini-batch draws.
         max_steps_per_batch: the most SGD steps one Lightning batch carries, for speed. A batch holds
             max_steps_per_batch x batch_size x (block_size + 1) int64 ids (1 MB for the lecture's settings; with
             batch_size 32,768 over 1 GB, and a few times that while it is drawn: lower this for large
-            batches, which need fewer steps per batch to be fast anyway). A fit makes batches as
+            batches and long contexts, which need fewer steps per batch to be fast anyway). A fit makes batches as
             large as this allows while every interval the trainer counts (log_every_n_steps, an integer
             val_check_interval, limit_train_batches, a ModelCheckpoint's every_n_train_steps) still ends on
             a batch boundary, and those intervals, global_step, max_steps, the progress bar, checkpoint names
@@ -57,20 +114,24 @@ class CharDataModule(L.LightningDataModule):
         val_every_n_steps: SGD steps between validations: makemore's epoch, at whose end validation runs (and
             with it the best checkpoint and last.ckpt). Default: one pass over the training examples in
             expectation, ceil(train examples / (batch_size * processes * trainer.accumulate_grad_batches)).
-        eval_batch_size: examples per forward pass in validation and test (speed and memory, not results);
-            passes of a few thousand keep the activations in the CPU's cache.
-        train_on: what a training example is. "characters": one (context, next character) pair per character and
-            word end, as in the lecture. "words": one window per word, holding the whole word (block_size must
+        eval_batch_size: examples (characters) per forward pass in validation and test (speed and memory, not
+            results); passes of a few thousand keep the activations in the CPU's cache.
+        train_on: what a training example is. "characters": one (context, next character) pair per character (and
+            word end), as in the lectures; a sequence model trains on every position of its context window, as
+            nanoGPT trains. "words" (word lists only): one window per word, holding the whole word (block_size must
             exceed the longest training word), for sequence models (makemore.models.Recurrent, Transformer) that
             predict at every position, as makemore.py trains them. Validation and test always score every
             character once, so the numbers compare.
         batch_seed: seed of the mini-batch draws; null uses data.seed. Change it (not data.seed, which decides
             the split) to repeat a run with other mini-batches on the same split.
+        storage: the integer type each split's token ids are held in (one per character): uint8, int16 or int32;
+            null: the smallest that holds the vocabulary (uint8 up to 256 characters).
     """
 
     def __init__(
         self,
         path: Optional[str] = None,
+        format: Literal["words", "text"] = "words",
         block_size: int = 3,
         batch_size: int = 32,
         train_fraction: float = 0.8,
@@ -81,6 +142,7 @@ class CharDataModule(L.LightningDataModule):
         eval_batch_size: int = 4096,
         train_on: Literal["characters", "words"] = "characters",
         batch_seed: Optional[int] = None,
+        storage: Optional[Literal["uint8", "int16", "int32"]] = None,
     ) -> None:
         super().__init__()
         for name, value in [
@@ -92,32 +154,61 @@ class CharDataModule(L.LightningDataModule):
         ]:
             if value < 1:
                 raise DataError(f"data.{name} must be at least 1, got {value}")
-        if not (0 < train_fraction and 0 < val_fraction and train_fraction + val_fraction < 1):
+        text = format == "text"
+        leaves_test = train_fraction + val_fraction < 1 or (text and train_fraction + val_fraction <= 1)
+        if not (0 < train_fraction and 0 < val_fraction and leaves_test):
             raise DataError(
                 f"data.train_fraction ({train_fraction}) and data.val_fraction ({val_fraction}) must be positive"
-                " and sum to less than 1, leaving a test split"
+                + (" and sum to at most 1" if text else " and sum to less than 1, leaving a test split")
             )
+        if text and train_on == "words":
+            raise DataError("data.train_on words trains on whole words: it needs data.format words, not text")
         self.save_hyperparameters(ignore=["_instantiator"])  # the CLI's, not a setting
-        self.path = Path(path) if path else default_path()
+        self.path = Path(path) if path else default_path(format)
         # Read now: the vocabulary decides the model's shape (linked to the model by the CLI).
-        self.words = read_words(self.path)
-        self.vocabulary = Vocabulary.from_words(self.words)
-        self.splits = split_words(self.words, train_fraction, val_fraction, seed)
+        if text:
+            self.text = read_text(self.path)
+            self.vocabulary = Vocabulary.from_text(self.text)
+            self.splits: tuple = split_text(self.text, train_fraction, val_fraction)
+            self._check_text_splits()
+        else:
+            self.words = read_words(self.path)
+            self.vocabulary = Vocabulary.from_words(self.words)
+            self.splits = split_words(self.words, train_fraction, val_fraction, seed)
+            self._check_word_splits()
+        try:
+            self.dtype = storage_dtype(len(self.vocabulary), storage)
+        except ValueError as err:
+            raise DataError(f"{self.path}: {err}") from None
+        self._fingerprint = split_fingerprint(self.splits, "chars" if text else "words")
+        self.examples: dict[str, Examples] = {}
+        self._pool: Optional[tuple[int, Examples]] = None
+
+    def _check_word_splits(self) -> None:
         if not all(self.splits):
             sizes = "/".join(str(len(s)) for s in self.splits)
             raise DataError(
                 f"{self.path}: {len(self.words)} words give train/val/test splits of {sizes} words;"
                 " every split needs at least one word"
             )
-        if train_on == "words":
+        if self.hparams.train_on == "words":
             longest = max(self.splits[0], key=len)
-            if len(longest) + 1 > block_size:
+            if len(longest) + 1 > self.hparams.block_size:
                 raise DataError(
                     f"{self.path}:{line_of(self.path, longest)}: data.train_on words trains on whole words, and the"
                     f" training word {longest!r} has {len(longest)} characters: data.block_size must be at least"
-                    f" {len(longest) + 1} to hold it and the `.` before it (it is {block_size})"
+                    f" {len(longest) + 1} to hold it and the `.` before it (it is {self.hparams.block_size})"
                 )
-        self.examples: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _check_text_splits(self) -> None:
+        needed = self.hparams.block_size + 1
+        for name, split in zip(SPLITS, self.splits):
+            if (split or name != "test") and len(split) < needed:
+                sizes = "/".join(f"{len(s):,}" for s in self.splits)
+                raise DataError(
+                    f"{self.path}: its {len(self.text):,} characters give train/val/test splits of {sizes}"
+                    f" characters; the {name} split needs at least data.block_size + 1 = {needed:,}"
+                )
 
     @property
     def max_steps_per_batch(self) -> int:
@@ -126,39 +217,45 @@ class CharDataModule(L.LightningDataModule):
 
     @property
     def split_fingerprint(self) -> dict[str, Any]:
-        """The split's fingerprint, independent of the file's path: word counts and a hash of each split's words.
+        """The split's fingerprint, independent of the file's path: the words (or characters) of each split and a
+        hash of them.
 
         Kept in checkpoints (linked to the model by the CLI): a checkpoint evaluated on another split, which
-        could hold its training words, is refused.
+        could hold its training data, is refused.
         """
-        return split_fingerprint(self.splits)
+        return self._fingerprint
 
     @property
     def vocab(self) -> str:
-        """The vocabulary as one string, `.` first: what the model is linked to and checkpoints keep."""
+        """The vocabulary as one string, the start token first: what the model is linked to and checkpoints keep."""
         return str(self.vocabulary)
 
     def setup(self, stage: str) -> None:
         if self.examples:  # setup runs once per stage; the examples do not change
             return
-        for name, words in zip(("train", "val", "test"), self.splits):
-            self.examples[name] = build_examples(words, self.vocabulary, self.hparams.block_size)
+        build = Examples.from_text if self.hparams.format == "text" else Examples.from_words
+        for name, split in zip(SPLITS, self.splits):
+            if split:
+                self.examples[name] = build(split, self.vocabulary, self.hparams.block_size, self.dtype)
 
     def _rank(self) -> tuple[int, int]:
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
-    def train_pool(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_pool(self) -> Examples:
         """The training examples the mini-batches are drawn from (after setup): one per character, or per word
         with train_on words; with Lightning's overfit_batches, that many batches' worth."""
-        X, Y = self.examples["train"]
         overfit = self.trainer.overfit_batches if self.trainer is not None else 0
+        if self._pool is not None and self._pool[0] == overfit:
+            return self._pool[1]
+        pool = self.examples["train"]
         if self.hparams.train_on == "words":  # the window ending at each word's end holds the whole word
-            X, Y = X[Y == 0], Y[Y == 0]
+            pool = pool.word_ends()
         if overfit:  # Lightning's overfit_batches: a fixed pool of that many mini-batches, no shuffling
-            n = overfit * self.hparams.batch_size if isinstance(overfit, int) else max(1, int(overfit * len(Y)))
-            X, Y = X[:n], Y[:n]
-        return X, Y
+            n = overfit * self.hparams.batch_size if isinstance(overfit, int) else max(1, int(overfit * len(pool)))
+            pool = pool.subset(torch.arange(min(n, len(pool))))
+        self._pool = (overfit, pool)
+        return pool
 
     def epoch_steps(self) -> int:
         """SGD steps per epoch: data.val_every_n_steps, or one pass over this process's share in expectation (an SGD
@@ -167,21 +264,33 @@ class CharDataModule(L.LightningDataModule):
             return self.hparams.val_every_n_steps
         self.setup("fit")
         examples_per_step = self.hparams.batch_size * self._rank()[1] * step_options(self.trainer).accumulate
-        return math.ceil(len(self.train_pool()[1]) / examples_per_step)
+        return math.ceil(len(self.train_pool()) / examples_per_step)
 
     def train_dataloader(self) -> TrainBatches:
-        X, Y = self.train_pool()
         steps = batch_steps(self.trainer, self.hparams.max_steps_per_batch)
         rank = self._rank()[0]
         seed = self.hparams.seed if self.hparams.batch_seed is None else self.hparams.batch_seed
         accumulate = step_options(self.trainer).accumulate
-        return TrainBatches(X, Y, self.hparams.batch_size, steps, self.epoch_steps(), seed, rank, accumulate)
+        return TrainBatches(
+            self.train_pool(), self.hparams.batch_size, steps, self.epoch_steps(), seed, rank, accumulate
+        )
 
-    def _eval_batches(self, split: str) -> EvalBatches:
-        return EvalBatches(*self.examples[split], self.hparams.eval_batch_size, *self._rank())
+    def _eval_batches(self, split: str) -> "EvalBatches | EvalWindows":
+        if split not in self.examples:
+            raise DataError(
+                f"{self.path}: the text has no {split} split: data.train_fraction + data.val_fraction is 1; lower"
+                " them to leave one"
+            )
+        batches = EvalWindows if self.hparams.format == "text" else EvalBatches
+        return batches(self.examples[split], self.hparams.eval_batch_size, *self._rank())
 
-    def val_dataloader(self) -> EvalBatches:
+    def whole_split(self, split: str) -> "EvalBatches | EvalWindows":
+        """The evaluation batches of a whole split, on any process (after setup)."""
+        batches = EvalWindows if self.hparams.format == "text" else EvalBatches
+        return batches(self.examples[split], self.hparams.eval_batch_size, 0, 1)
+
+    def val_dataloader(self) -> "EvalBatches | EvalWindows":
         return self._eval_batches("val")
 
-    def test_dataloader(self) -> EvalBatches:
+    def test_dataloader(self) -> "EvalBatches | EvalWindows":
         return self._eval_batches("test")

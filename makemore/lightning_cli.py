@@ -156,6 +156,15 @@ def claim_run_folder(root: Path) -> int:
         raise ConfigError(f"{logs}: cannot create the run folder there: {err.strerror or err}") from None
 
 
+def node_rank() -> int:
+    """This machine's rank among the nodes of a multi-node run, before the trainer exists.
+
+    rank_zero_only.rank is read at import from RANK, LOCAL_RANK or SLURM_PROCID: on a node other than 0 started by
+    hand (NODE_RANK, Lightning's LightningEnvironment) the first process has none of them and would count as rank 0.
+    """
+    return int(os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", 0)))
+
+
 class MakemoreCLI(LightningCLI):
     """Links what the data decides (vocabulary, block size) into the model; adds the lr_find subcommand."""
 
@@ -309,7 +318,7 @@ class MakemoreCLI(LightningCLI):
             if evaluated is not None:
                 # Scores of a run's checkpoint go to that run's folder (its config.yaml is there already).
                 version, self.save_config_callback = evaluated, None
-            elif rank_zero_only.rank == 0:
+            elif rank_zero_only.rank == 0 and node_rank() == 0:
                 # Lightning's default logger picks version_N by listing folders: runs started together
                 # collide. Claim the folder first (rank 0 only: other DDP processes log nothing).
                 version = claim_run_folder(root)

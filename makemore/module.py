@@ -24,8 +24,15 @@ from makemore.checkpoint import (
     read_checkpoint,
 )
 from makemore.errors import CheckpointError, ConfigError, MakemoreError
-from makemore.models import MLP, NetworkCallable, eval_mode, next_char_logits, split_nll
-from makemore.sampling import check_prefix, novelty, sample_words
+from makemore.models import (
+    MLP,
+    NetworkCallable,
+    eval_mode,
+    is_sequence_model,
+    next_char_logits,
+    window_logits,
+)
+from makemore.sampling import check_prefix, generate_text, novelty, sample_words
 from makemore.text import Vocabulary
 
 
@@ -42,8 +49,9 @@ class MakemoreModule(L.LightningModule):
         optimizer: the torch.optim class and its other arguments; called with the parameters and lr.
         lr_scheduler: learning-rate schedule, called with the optimizer; None keeps the rate constant.
         lr_scheduler_interval: step the schedule after every SGD step ("step") or every epoch ("epoch").
-        num_samples: names sampled to TensorBoard text at each validation.
+        num_samples: names sampled to TensorBoard text at each validation (a word list).
         max_sample_length: longest name sampling will produce.
+        passage_length: characters of the passage sampled to TensorBoard text at each validation (a text).
         max_loss_factor: training stops, with an error naming the step, when a step's loss is not finite or
             above max_loss_factor x ln(vocab_size) (ln(vocab_size) is the loss of uniform guessing; the
             lecture's badly initialised MLP starts near 8 x). null: only a non-finite loss stops it.
@@ -62,6 +70,7 @@ class MakemoreModule(L.LightningModule):
     _train_losses: Optional[list[torch.Tensor]] = None  # the step losses since train_loss was last logged
     _said_partial: bool = False  # whether a partial evaluation was said (once per module)
     hand_backward_active: bool = False  # whether this fit trains with the hand-written step (set when training starts)
+    _sequence_model: Optional[bool] = None  # whether the network predicts at every position (text evaluation)
 
     def __init__(
         self,
@@ -74,6 +83,7 @@ class MakemoreModule(L.LightningModule):
         lr_scheduler_interval: Literal["step", "epoch"] = "step",
         num_samples: int = 10,
         max_sample_length: int = 50,
+        passage_length: int = 500,
         max_loss_factor: Optional[float] = 10.0,
         hand_backward: Optional[bool] = None,
         split_fingerprint: Optional[dict] = None,
@@ -165,11 +175,17 @@ class MakemoreModule(L.LightningModule):
         A well initialised model starts near uniform guessing; far above it, the first steps only undo an
         over-confident output layer (see MLP's init and out_scale).
         """
-        examples = getattr(self.trainer.datamodule, "examples", {}).get("val")
-        if examples is None:
+        whole_split = getattr(self.trainer.datamodule, "whole_split", None)
+        if whole_split is None:
             return
+        total, count = 0.0, 0
+        with eval_mode(self.net):
+            for X, Y in whole_split("val"):
+                logits, targets = self._scored(X.to(self.device), Y.to(self.device))
+                total += F.cross_entropy(logits, targets, reduction="sum").item()
+                count += len(targets)
         uniform = math.log(len(self.vocabulary))
-        self.logger.log_metrics({"untrained_val_loss": split_nll(self.net, *examples), "uniform_loss": uniform}, step=0)
+        self.logger.log_metrics({"untrained_val_loss": total / count, "uniform_loss": uniform}, step=0)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Many SGD steps, one per mini-batch of the batch: X (steps, b, block_size), Y (steps, b)."""
@@ -196,10 +212,19 @@ class MakemoreModule(L.LightningModule):
             scheduler.step()
 
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], metric: MeanMetric) -> None:
-        X, Y = batch
         # One metric for every network: the cross-entropy of each character (and word end) of the split, once,
         # whatever loss the network trains on. Example-weighted: exact whatever the batch sizes.
-        metric.update(F.cross_entropy(next_char_logits(self.net, X), Y), weight=len(Y))
+        logits, Y = self._scored(*batch)
+        metric.update(F.cross_entropy(logits, Y), weight=len(Y))
+
+    def _scored(self, X: torch.Tensor, Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (n, vocab_size), targets (n,)) of an evaluation batch: a word list's examples, or a text's windows
+        (data.EvalWindows), where each character is predicted from those before it in its window."""
+        if Y.dim() == 1:
+            return next_char_logits(self.net, X), Y
+        if self._sequence_model is None:
+            self._sequence_model = is_sequence_model(self.net, self.hparams.block_size)
+        return window_logits(self.net, X, self.hparams.block_size, self._sequence_model).flatten(0, 1), Y.flatten()
 
     def _log_split(self, stage: str, metric: MeanMetric) -> None:
         loss = metric.compute()  # reduced over processes
@@ -247,6 +272,10 @@ class MakemoreModule(L.LightningModule):
             and self.trainer.is_global_zero
         ):
             generator = torch.Generator(self.device).manual_seed(self.global_step)
+            if self.vocabulary.is_text:  # a passage, its lines kept (Markdown: two spaces before a line break)
+                passage = "".join(self.sample_text("", self.hparams.passage_length, generator))
+                self.logger.experiment.add_text("samples", passage.replace("\n", "  \n"), self.global_step)
+                return
             names = self.sample(self.hparams.num_samples, generator)
             self.logger.experiment.add_text("samples", "  \n".join(names), self.global_step)
             splits = getattr(self.trainer.datamodule, "splits", None)
@@ -284,6 +313,22 @@ class MakemoreModule(L.LightningModule):
         length = hparams.max_sample_length if max_length is None else max_length
         return sample_words(
             self.net, self.vocabulary, hparams.block_size, num_samples, length, generator, temperature, top_k, prefix
+        )
+
+    def sample_text(
+        self,
+        prompt: str,
+        max_new_chars: int,
+        generator: Optional[torch.Generator] = None,
+        temperature: float = 1.0,
+        top_k: Optional[int] = None,
+    ) -> Iterator[str]:
+        """Continue `prompt` with max_new_chars characters of a text, one at a time as drawn (a text's checkpoint);
+        see makemore.sampling.generate_text."""
+        if not self.vocabulary.is_text:
+            raise ValueError("the model was trained on a word list: it samples names (sample), not a text")
+        return generate_text(
+            self.net, self.vocabulary, self.hparams.block_size, prompt, max_new_chars, generator, temperature, top_k
         )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -393,11 +438,13 @@ RESUMABLE_CHANGES = frozenset(
     {
         "num_samples",
         "max_sample_length",
+        "passage_length",
         "max_loss_factor",
         "hand_backward",
         "path",
         "max_steps_per_batch",
         "eval_batch_size",
+        "storage",
     }
 )
 

@@ -22,8 +22,10 @@ NOT_COMPARED = frozenset(
         "path",
         "num_samples",
         "max_sample_length",
+        "passage_length",
         "max_steps_per_batch",
         "eval_batch_size",
+        "storage",
         "hand_backward",
     }
 )

@@ -1,7 +1,7 @@
-"""Drawing words from any makemore network (no Lightning: `makemore sample` starts fast)."""
+"""Drawing words, or a text's passages, from any makemore network (no Lightning: `makemore sample` starts fast)."""
 
 import math
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -22,12 +22,13 @@ def check_sampling(temperature: float, top_k: Optional[int]) -> None:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
 
 
-def check_prefix(vocabulary: Vocabulary, prefix: str) -> None:
-    """ValueError naming the characters of `prefix` outside the vocabulary (the start token `.` included)."""
+def check_prefix(vocabulary: Vocabulary, prefix: str, option: str = "prefix") -> None:
+    """ValueError naming `option` and the characters of `prefix` outside the vocabulary (the start token included)."""
     unknown = sorted(set(prefix) - set(vocabulary.itos[1:]))
     if unknown:
+        shown = repr("".join(vocabulary.itos[1:]))
         raise ValueError(
-            f"prefix {prefix!r}: {', '.join(map(repr, unknown))} not in the model's vocabulary ({''.join(vocabulary.itos[1:])})"
+            f"{option} {prefix!r}: {', '.join(map(repr, unknown))} not in the model's vocabulary ({shown[1:-1]})"
         )
 
 
@@ -102,6 +103,39 @@ def sample_words(
         ids = generate(net, block_size, num_samples, max_length, generator, temperature, top_k, prefix_ids)
     # generate() fills everything from a word's `.` on with 0, so the nonzero ids are the word
     return [vocabulary.decode(row[row != 0].tolist()) for row in ids.cpu()]
+
+
+@torch.no_grad()
+def generate_text(
+    net: nn.Module,
+    vocabulary: Vocabulary,
+    block_size: int,
+    prompt: str,
+    max_new_chars: int,
+    generator: Optional[torch.Generator] = None,
+    temperature: float = 1.0,
+    top_k: Optional[int] = None,
+) -> Iterator[str]:
+    """Continue `prompt` with max_new_chars characters of a text, yielding each as it is drawn (in eval mode).
+
+    The network sees the last block_size characters (a longer prompt is cropped to them; before the text starts,
+    the start token). The start token itself is never drawn; the rest is drawn as `generate` draws.
+    """
+    check_sampling(temperature, top_k)
+    check_prefix(vocabulary, prompt, "prompt")
+    device = next(net.parameters()).device
+    ids = [0] * block_size + vocabulary.encode(prompt)
+    context = torch.tensor([ids[-block_size:]], dtype=torch.long, device=device)
+    with eval_mode(net):
+        for _ in range(max_new_chars):
+            logits = next_char_logits(net, context)
+            logits[:, 0] = float("-inf")  # the start token is not a character of the text
+            if top_k is not None and top_k < logits.shape[1] - 1:
+                kth = torch.topk(logits, top_k, dim=1).values[:, -1:]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            ix = torch.multinomial(F.softmax(scaled(logits, temperature), dim=-1), 1, generator=generator)
+            context = torch.cat([context[:, 1:], ix], dim=1)
+            yield vocabulary.itos[int(ix)]
 
 
 def word_log_probs(net: nn.Module, vocabulary: Vocabulary, block_size: int, words: list[str]) -> list[float]:

@@ -50,6 +50,7 @@ from makemore import _compat
 from makemore.errors import ConfigError, DivergedError
 from makemore.lightning_features import batch_readers, refuse_unsupported
 from makemore.lr_finder import record_sweep_losses
+from makemore.text import Examples
 
 
 @runtime_checkable
@@ -108,7 +109,8 @@ def uniform_indices(counter: torch.Tensor, key: int, n: int) -> torch.Tensor:
 
 
 class TrainBatches:
-    """Training batches: each one stacks `steps` random mini-batches, one per SGD step.
+    """Training batches: each one stacks `steps` random mini-batches, one per SGD step, gathered from `examples`
+    when the batch is taken.
 
     Mini-batches are drawn uniformly with replacement, as the lecture's `torch.randint` does. The
     mini-batch of each SGD step depends only on (seed, rank, step), not on how steps are grouped into
@@ -120,8 +122,7 @@ class TrainBatches:
 
     def __init__(
         self,
-        X: torch.Tensor,
-        Y: torch.Tensor,
+        examples: Examples,
         batch_size: int,
         steps: int,
         epoch_steps: int,
@@ -129,7 +130,7 @@ class TrainBatches:
         rank: int,
         accumulate: int = 1,
     ) -> None:
-        self.X, self.Y = X, Y
+        self.examples = examples
         self.batch_size = batch_size
         self.steps = steps
         self.accumulate = accumulate
@@ -146,14 +147,14 @@ class TrainBatches:
         batch_size)."""
         first = i * self.steps
         count = min(self.steps, self.epoch_steps - first) * self.accumulate  # mini-batches in this batch
-        n = len(self.Y)
+        n = len(self.examples)
         if n <= self.batch_size:  # a pool no bigger than a batch (overfit_batches): the whole pool each step
             ix = torch.arange(n).expand(count, n)
         else:  # draw k of mini-batch m is a pure function of (seed, rank, m, k): the same whatever the batching
             start = (self.epoch * self.epoch_steps + first) * self.accumulate
             minibatch = start + torch.arange(count).unsqueeze(1)  # (count, 1)
             ix = uniform_indices(minibatch * self.batch_size + torch.arange(self.batch_size), self.key, n)
-        return self.X[ix], self.Y[ix]
+        return self.examples[ix]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self.served >= len(self):  # the previous epoch was served in full

@@ -232,9 +232,9 @@ def evaluate(best: Path) -> dict:
         "n_hidden": hp.net["init_args"].get("n_hidden"),
         "params": sum(p.numel() for p in module.parameters()),
         "best_step": checkpoint["global_step"],
-        "train": split_nll(module.net, *data.examples["train"], batch_size=32768),
-        "val_recomputed": split_nll(module.net, *data.examples["val"], batch_size=32768),
-        "train_examples": len(data.examples["train"][1]),
+        "train": split_nll(module.net, *data.examples["train"].tensors(), batch_size=32768),
+        "val_recomputed": split_nll(module.net, *data.examples["val"].tensors(), batch_size=32768),
+        "train_examples": len(data.examples["train"]),
     }
 
 

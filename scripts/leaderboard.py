@@ -90,8 +90,8 @@ def bigram_anchor(best: Path) -> float:
     from makemore.models import Bigram, split_nll
 
     data = experiments.datamodule_for(read_checkpoint(str(best)))
-    counts = Bigram.from_counts(*data.examples["train"], len(data.vocabulary))
-    return split_nll(counts, *data.examples["val"])
+    counts = Bigram.from_counts(*data.examples["train"].tensors(), len(data.vocabulary))
+    return split_nll(counts, *data.examples["val"].tensors())
 
 
 def settings(config: Path, max_steps: Optional[int]) -> str:

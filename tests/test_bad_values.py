@@ -200,7 +200,7 @@ def test_seeds_at_the_ends_of_the_range_sample(ckpt, capsys):
 @pytest.mark.parametrize(
     "option, value, expected",
     [
-        ("--num_samples", "abc", "expects an integer, got abc"),
+        ("--num_samples", "abc", "expects an integer or null, got abc"),
         ("--seed", "1.5", "expects an integer, got 1.5"),
         ("--top_k", "1.5", "expects an integer or null, got 1.5"),
         ("--temperature", "warm", "expects a number, got warm"),

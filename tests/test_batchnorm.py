@@ -54,7 +54,7 @@ def test_a_fit_ends_calibrated_and_validated(words_path, tmp_path, run_cli):
     args = small_run_args(words_path, tmp_path, max_steps=100)  # validation at 50 and 100
     cli = run_cli("fit", *args, "--model.net.batch_norm", "true", *CALIBRATE)
     net = cli.model.net
-    X, _ = cli.datamodule.train_pool()
+    X, _ = cli.datamodule.train_pool().tensors()
     expected = MLP(len(cli.datamodule.vocabulary), 3, n_embd=10, n_hidden=200, batch_norm=True)
     expected.load_state_dict(net.state_dict())
     calibrate(expected, X)  # the same weights calibrated again: nothing changes

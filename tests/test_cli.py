@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 from conftest import small_run_args
 
+from makemore.text import default_path, read_text
+
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+TEXT_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "shakespeare").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
@@ -17,6 +20,15 @@ def test_every_config_parses_and_builds(config, words_path, tmp_path, run_cli):
     )
     assert cli.trainer.global_step == 1
     assert cli.model.hparams.block_size == cli.datamodule.hparams.block_size  # linked, not configured twice
+
+
+@pytest.mark.parametrize("config", TEXT_CONFIGS, ids=[c.stem for c in TEXT_CONFIGS])
+def test_every_text_config_parses_and_builds(config, tmp_path, run_cli):
+    text = tmp_path / "plays.txt"
+    text.write_text(read_text(default_path("text"))[:4000], encoding="utf-8")
+    cli = run_cli("fit", "--config", str(config), *small_run_args(text, tmp_path), "--trainer.fast_dev_run", "true")
+    assert cli.trainer.global_step == 1 and cli.datamodule.hparams.format == "text"
+    assert cli.model.hparams.block_size == cli.datamodule.hparams.block_size
 
 
 def test_fit_test_sample_round_trip(words_path, tmp_path, run_cli, capsys):

@@ -4,6 +4,7 @@ import hashlib
 
 import torch
 from conftest import NAMES_SHA256
+from torch.utils.data import TensorDataset
 
 from makemore.data import CharDataModule, EvalBatches
 from makemore.steps import TrainBatches
@@ -68,22 +69,24 @@ def test_splits_are_disjoint_complete_and_seeded(names_path):
 def test_datamodule_builds_each_split_once(words_path):
     data = CharDataModule(str(words_path), block_size=4)
     data.setup("fit")
-    X, Y = data.examples["train"]
+    train = data.examples["train"]
     data.setup("test")  # a second stage reuses the examples
-    assert data.examples["train"][0] is X
-    assert X.shape[1] == 4 and len(X) == sum(len(w) + 1 for w in data.splits[0])
+    assert data.examples["train"] is train
+    X, Y = train.tensors()
+    assert X.shape[1] == 4 and len(X) == len(train) == sum(len(w) + 1 for w in data.splits[0])
+    assert train.ids.dtype == torch.uint8  # held once, one byte per character
 
 
 def test_train_batches_are_reproducible_and_differ_by_rank():
     X, Y = torch.arange(1000).view(-1, 1), torch.arange(1000)
-    loader = TrainBatches(X, Y, batch_size=32, steps=10, epoch_steps=95, seed=1, rank=0)
+    loader = TrainBatches(TensorDataset(X, Y), batch_size=32, steps=10, epoch_steps=95, seed=1, rank=0)
     first = list(loader)
     assert len(first) == len(loader) == 10
     assert [len(y) for _, y in first] == [10] * 9 + [5]  # 95 SGD steps, the last batch short
     assert first[0][1].shape == (10, 32)
-    again = TrainBatches(X, Y, batch_size=32, steps=10, epoch_steps=95, seed=1, rank=0)
+    again = TrainBatches(TensorDataset(X, Y), batch_size=32, steps=10, epoch_steps=95, seed=1, rank=0)
     assert all(torch.equal(a[1], b[1]) for a, b in zip(first, again))
-    other_rank = TrainBatches(X, Y, batch_size=32, steps=10, epoch_steps=95, seed=1, rank=1)
+    other_rank = TrainBatches(TensorDataset(X, Y), batch_size=32, steps=10, epoch_steps=95, seed=1, rank=1)
     assert not torch.equal(next(iter(other_rank))[1], first[0][1])
     second_epoch = list(loader)
     assert not torch.equal(second_epoch[0][1], first[0][1])
@@ -93,7 +96,7 @@ def test_train_batches_resume_where_they_stopped():
     X, Y = torch.arange(1000).view(-1, 1), torch.arange(1000)
 
     def make():
-        return TrainBatches(X, Y, batch_size=8, steps=5, epoch_steps=30, seed=3, rank=0)
+        return TrainBatches(TensorDataset(X, Y), batch_size=8, steps=5, epoch_steps=30, seed=3, rank=0)
 
     reference = make()
     expected = list(reference) + list(reference)  # two epochs
@@ -112,6 +115,6 @@ def test_eval_batches_cover_a_split_exactly_across_processes():
     X, Y = torch.arange(103).view(-1, 1), torch.arange(103)
     seen = []
     for rank in range(2):
-        for _, y in EvalBatches(X, Y, batch_size=20, rank=rank, world_size=2):
+        for _, y in EvalBatches(TensorDataset(X, Y), batch_size=20, rank=rank, world_size=2):
             seen += y.tolist()
     assert sorted(seen) == list(range(103))

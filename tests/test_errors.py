@@ -127,9 +127,7 @@ def test_characters_outside_ascii_are_more_tokens(tmp_path):
     assert set("ëłøs美咲") <= set(data.vocab) and data.vocab[0] == "."
     data.setup("fit")
     assert data.vocabulary.decode(data.vocabulary.encode("łucja")) == "łucja"
-    assert sum(len(data.examples[split][1]) for split in ("train", "val", "test")) == sum(
-        len(w) + 1 for w in data.words
-    )
+    assert sum(len(data.examples[split]) for split in ("train", "val", "test")) == sum(len(w) + 1 for w in data.words)
 
 
 def test_too_few_words_for_three_splits(tmp_path):

@@ -14,6 +14,7 @@ import lightning as L
 import pytest
 import torch
 from conftest import cli_error, small_run_args
+from torch.utils.data import TensorDataset
 
 from makemore import lightning_features
 from makemore.api import scalars
@@ -151,8 +152,7 @@ def test_accumulation_and_clipping_take_the_clipped_gradient_of_the_mean_of_k_mi
     )
     trainer.fit(model, data)
     assert (trainer.accumulate_grad_batches, trainer.gradient_clip_val) == (3, clip_norm or None)  # put back
-    X, Y = data.examples["train"]
-    batches = TrainBatches(X, Y, batch_size=8, steps=1, epoch_steps=50, seed=3, rank=0, accumulate=3)
+    batches = TrainBatches(data.examples["train"], batch_size=8, steps=1, epoch_steps=50, seed=3, rank=0, accumulate=3)
     Xb, Yb = batches.batch(0)
     assert Xb.shape[:2] == (3, 8)
     expected = hand_step(net, Xb, Yb, lr=0.1, clip_norm=clip_norm)
@@ -162,8 +162,10 @@ def test_accumulation_and_clipping_take_the_clipped_gradient_of_the_mean_of_k_mi
 
 def test_mini_batches_of_an_accumulated_step_are_the_draws_that_follow_each_other():
     X, Y = torch.arange(1000).view(-1, 1), torch.arange(1000)
-    plain = TrainBatches(X, Y, batch_size=8, steps=12, epoch_steps=12, seed=3, rank=0).batch(0)[1]
-    twice = TrainBatches(X, Y, batch_size=8, steps=6, epoch_steps=6, seed=3, rank=0, accumulate=2).batch(0)[1]
+    plain = TrainBatches(TensorDataset(X, Y), batch_size=8, steps=12, epoch_steps=12, seed=3, rank=0).batch(0)[1]
+    twice = TrainBatches(TensorDataset(X, Y), batch_size=8, steps=6, epoch_steps=6, seed=3, rank=0, accumulate=2).batch(
+        0
+    )[1]
     assert torch.equal(plain, twice)  # mini-batch j of step s is draw s * 2 + j
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from conftest import small_run_args
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.data import TensorDataset
 
 from makemore.checkpoint import read_checkpoint
 from makemore.cli import main
@@ -149,6 +150,10 @@ def test_extending_a_finished_run_continues_exactly_as_an_uninterrupted_one(word
 
 def test_mini_batches_do_not_depend_on_how_steps_are_grouped():
     X, Y = torch.arange(1000).view(-1, 1), torch.arange(1000)
-    by_ten = torch.cat([y for _, y in TrainBatches(X, Y, batch_size=8, steps=10, epoch_steps=60, seed=3, rank=0)])
-    by_four = torch.cat([y for _, y in TrainBatches(X, Y, batch_size=8, steps=4, epoch_steps=60, seed=3, rank=0)])
+    by_ten = torch.cat(
+        [y for _, y in TrainBatches(TensorDataset(X, Y), batch_size=8, steps=10, epoch_steps=60, seed=3, rank=0)]
+    )
+    by_four = torch.cat(
+        [y for _, y in TrainBatches(TensorDataset(X, Y), batch_size=8, steps=4, epoch_steps=60, seed=3, rank=0)]
+    )
     assert by_ten.shape == (60, 8) and torch.equal(by_ten, by_four)

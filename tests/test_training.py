@@ -18,7 +18,7 @@ def test_initial_loss_is_near_uniform(words_path):
     data = CharDataModule(str(words_path))
     data.setup("fit")
     module = MakemoreModule(data.vocab)
-    _, loss = module(*data.examples["val"])
+    _, loss = module(*data.examples["val"].tensors())
     assert abs(loss.item() - math.log(len(data.vocab))) < 0.3
 
 
@@ -40,7 +40,7 @@ def memorisation_floor(X: torch.Tensor, Y: torch.Tensor) -> float:
 
 def test_overfit_one_batch(words_path, tmp_path, run_cli):
     cli = run_cli("fit", *small_run_args(words_path, tmp_path, max_steps=2000, trainer__overfit_batches="1"))
-    X, Y = cli.datamodule.examples["train"]
+    X, Y = cli.datamodule.examples["train"].tensors()
     floor = memorisation_floor(X[:32], Y[:32])  # overfit_batches=1: the first batch of 32 examples
     loss = cli.trainer.callback_metrics["train_loss"].item()
     assert loss < floor + 0.05  # from about ln(vocab_size) = 2.6 down to what memorising the batch allows

@@ -20,9 +20,11 @@ from makemore.models.base import (
     Network,
     NetworkCallable,
     eval_mode,
+    is_sequence_model,
     next_char_logits,
     sequence_loss,
     split_nll,
+    window_logits,
     window_positions,
     word_start_aligned,
 )
@@ -46,9 +48,11 @@ __all__ = [
     "Transformer",
     "WaveNet",
     "eval_mode",
+    "is_sequence_model",
     "next_char_logits",
     "sequence_loss",
     "split_nll",
+    "window_logits",
     "window_positions",
     "word_start_aligned",
 ]

@@ -42,6 +42,32 @@ def next_char_logits(net: torch.nn.Module, idx: torch.Tensor) -> torch.Tensor:
     return logits[:, -1] if logits.dim() == 3 else logits
 
 
+def is_sequence_model(net: torch.nn.Module, block_size: int) -> bool:
+    """Whether the network predicts at every position of its window, (b, t, vocab_size) logits, as a sequence model
+    does; else it predicts the next character only, from a fixed context of block_size characters."""
+    device = next(net.parameters()).device
+    with eval_mode(net):
+        logits, _ = net(torch.zeros(1, block_size, dtype=torch.long, device=device))
+    return logits.dim() == 3
+
+
+def window_logits(net: torch.nn.Module, X: torch.Tensor, block_size: int, sequence: bool) -> torch.Tensor:
+    """The logits (n, L, vocab_size) of each target of text windows, as data.EvalWindows gives them: X (n,
+    block_size + L - 1) holds the block_size characters before each window's first target, then its inputs.
+
+    A sequence model (`is_sequence_model`) reads each window's L inputs once, and each target is predicted from the
+    characters before it in its window, as nanoGPT's windows are. A network of fixed context reads the block_size
+    characters before each target (its whole context), one prediction per forward row.
+    """
+    n, width = X.shape
+    length = width - block_size + 1
+    if sequence:
+        logits, _ = net(X[:, block_size - 1 :])
+        return logits
+    contexts = X.unfold(1, block_size, 1)  # (n, L, block_size): the block_size characters before each target
+    return next_char_logits(net, contexts.reshape(n * length, block_size)).view(n, length, -1)
+
+
 @contextmanager
 def eval_mode(net: torch.nn.Module) -> Iterator[torch.nn.Module]:
     """The network in eval mode (BatchNorm's running statistics, no dropout) and without gradients; its mode after."""
