@@ -20,9 +20,8 @@ from lightning.pytorch.tuner import Tuner
 from matplotlib.figure import Figure
 
 from makemore.batchnorm import cpu_sync_plugins
-from makemore.callbacks import LOG_EVERY_N_STEPS, fit_callbacks
 from makemore.data import CharDataModule
-from makemore.lightning_cli import claim_run_folder, silence_noise
+from makemore.lightning_cli import claim_run_folder, silence_noise, trainer_defaults
 from makemore.lr_finder import lr_find_figure, run_lr_sweep, smooth
 from makemore.lr_finder import suggest_learning_rate as suggest
 from makemore.module import MakemoreModule
@@ -51,13 +50,12 @@ def make_trainer(max_steps: int = 200_000, root: Union[str, Path] = ".", **kwarg
     given there are added to these.
     """
     silence_noise()
-    callbacks = [*fit_callbacks(), *kwargs.pop("callbacks", [])]
-    kwargs.setdefault("log_every_n_steps", LOG_EVERY_N_STEPS)
+    kwargs = {**trainer_defaults(kwargs.pop("callbacks", [])), **kwargs}  # as the CLI's
     if kwargs.get("sync_batchnorm"):  # torch's SyncBatchNorm runs on GPUs only (docs/diagnostics.md)
         kwargs["plugins"] = cpu_sync_plugins(kwargs.get("plugins"), kwargs.get("accelerator"))
     if "logger" not in kwargs:
         kwargs["logger"] = RunLogger(str(root), version=claim_run_folder(Path(root)), fresh=True)
-    return L.Trainer(max_steps=max_steps, default_root_dir=str(root), callbacks=callbacks, **kwargs)
+    return L.Trainer(max_steps=max_steps, default_root_dir=str(root), **kwargs)
 
 
 def lr_find(

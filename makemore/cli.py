@@ -20,13 +20,23 @@ if TYPE_CHECKING:  # not imported at run time: `makemore --help` imports no torc
 # The seeds torch.Generator.manual_seed takes (a negative one counts from 2**64).
 SEEDS = (-(2**63), 2**64 - 1)
 
+# Every subcommand, declared alike: its one-line help and what runs it, imported only when it runs. LIGHTNING: Lightning's
+# CLI (makemore.lightning_cli.run: a trainer, the data and the model from a config); otherwise a function whose
+# typed, documented arguments are the subcommand's options (jsonargparse).
+LIGHTNING = "makemore.lightning_cli:run"
 SUBCOMMANDS = {
-    "fit": "train a model: the lecture's MLP and schedule by default; --config configs/<name>.yaml for others",
-    "validate": "val_loss of a checkpoint on the whole validation split (--ckpt_path FILE, best or last)",
-    "test": "test_loss of a checkpoint on the whole test split (--ckpt_path FILE, best or last)",
-    "lr_find": "sweep the learning rate, print a suggestion, save the loss-vs-rate plot",
-    "sample": "print names (or a text's passage) drawn from a checkpoint (needs nothing but the checkpoint)",
-    "search": "search hyperparameters with Optuna: --config BASE.yaml --search SPACE.yaml",
+    "fit": (
+        "train a model: the lecture's MLP and schedule by default; --config configs/<name>.yaml for others",
+        LIGHTNING,
+    ),
+    "validate": ("val_loss of a checkpoint on the whole validation split (--ckpt_path FILE, best or last)", LIGHTNING),
+    "test": ("test_loss of a checkpoint on the whole test split (--ckpt_path FILE, best or last)", LIGHTNING),
+    "lr_find": ("sweep the learning rate, print a suggestion, save the loss-vs-rate plot", LIGHTNING),
+    "sample": (
+        "print names (or a text's passage) drawn from a checkpoint (needs nothing but the checkpoint)",
+        "makemore.cli:sample",
+    ),
+    "search": ("search hyperparameters with Optuna: --config BASE.yaml --search SPACE.yaml", "makemore.search:search"),
 }
 
 OVERVIEW = (
@@ -35,7 +45,7 @@ OVERVIEW = (
     + "} [options]\n\n"
     + (
         "Character-level language models with PyTorch Lightning (the makemore lectures).\n\nsubcommands:\n"
-        + "".join(f"  {name:<9} {text}\n" for name, text in SUBCOMMANDS.items())
+        + "".join(f"  {name:<9} {text}\n" for name, (text, _) in SUBCOMMANDS.items())
         + "\nOptions of each: makemore <subcommand> --help. Runs go to lightning_logs/version_N;"
         " watch them with tensorboard --logdir lightning_logs."
     )
@@ -219,14 +229,19 @@ def training_splits(checkpoint: dict, ckpt_path: str, words: Optional[str]) -> t
     return splits
 
 
+def imported(target: str) -> Any:
+    """The object a `module:name` target names, imported now."""
+    import importlib
+
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def run_function(command: str, argv: list[str]) -> None:
-    """`sample` or `search`: the function's arguments as options (jsonargparse), errors as one line."""
+    """A subcommand that is a function (sample, search): its arguments as options (jsonargparse), errors as one line."""
     from jsonargparse import ArgumentParser
 
-    if command == "search":
-        from makemore.search import search as function
-    else:
-        function = sample
+    function = imported(SUBCOMMANDS[command][1])
     parser = ArgumentParser(
         prog=f"makemore {command}", description=function.__doc__.splitlines()[0], exit_on_error=False
     )
@@ -270,11 +285,10 @@ def main(args: Optional[list[str]] = None) -> Optional[Any]:
             close = difflib.get_close_matches(command, SUBCOMMANDS, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ConfigError(f"unknown subcommand {command!r}{hint}; choose from {', '.join(SUBCOMMANDS)}")
-        if command in ("sample", "search"):
+        if SUBCOMMANDS[command][1] != LIGHTNING:
             run_function(command, argv[1:])
             return None
-        from makemore.lightning_cli import run
-
+        run = imported(LIGHTNING)
         ours = not process_group_running()  # a DDP run's: Lightning starts it in run()
         cli = run(args)  # None: Lightning reads sys.argv itself
         if ours:

@@ -369,6 +369,12 @@ class MakemoreCLI(LightningCLI):
             raise CheckpointError(f"{path}: its network's weights do not fit this run's model.net") from None
 
 
+def trainer_defaults(callbacks: Sequence[L.Callback] = ()) -> dict:
+    """What every makemore fit's Trainer has beyond Lightning's defaults, for the CLI and makemore.api alike: the
+    checkpoints and the embedding figure (fit_callbacks, then `callbacks`) and train_loss every 1,000 SGD steps."""
+    return {"log_every_n_steps": LOG_EVERY_N_STEPS, "callbacks": [*fit_callbacks(), *callbacks]}
+
+
 def run(argv: Optional[list[str]], callbacks: Sequence[L.Callback] = ()) -> MakemoreCLI:
     """fit, validate, test or lr_find, with makemore's defaults (argv None: sys.argv); MakemoreError for errors.
 
@@ -383,7 +389,7 @@ def run(argv: Optional[list[str]], callbacks: Sequence[L.Callback] = ()) -> Make
             trainer_class=LrFindTrainer,
             parser_class=Parser,
             parser_kwargs={"prog": "makemore"},
-            trainer_defaults={"log_every_n_steps": LOG_EVERY_N_STEPS, "callbacks": [*fit_callbacks(), *callbacks]},
+            trainer_defaults=trainer_defaults(callbacks),
             args=argv,
         )
     except ValueError as err:  # jsonargparse wraps what a class raised while it was built: makemore's own is one line

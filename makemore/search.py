@@ -215,6 +215,8 @@ def setting(space: dict[str, Any], params: dict[str, Any]) -> Optional[tuple]:
         dist, value = space[name], params[name]
         if isinstance(dist, FloatDistribution) and dist.step is not None:
             value = round((value - dist.low) / dist.step)
+        elif isinstance(value, (list, dict)):  # a choice that is a list (betas: [0.9, 0.99]) or a mapping
+            value = json.dumps(value, sort_keys=True)
         key.append((name, value))
     return tuple(key)
 

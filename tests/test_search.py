@@ -346,3 +346,14 @@ def test_a_bad_pruner_is_an_error_of_the_search_file(words_path, tmp_path, prune
     space = space_file(tmp_path, SPACE, pruner=pruner)
     cli_error(["search", "--config", str(config), "--search", str(space), "--root", str(root)], pattern)
     assert not (root / "study.db").exists()  # named before any database is opened
+
+
+def test_choices_that_are_lists_are_settings_too():
+    """A choice may be a list (AdamW's betas): the trials' settings still compare, so none is drawn twice."""
+    from optuna.distributions import CategoricalDistribution
+
+    from makemore.search import setting
+
+    space = {"model.optimizer.init_args.betas": CategoricalDistribution([[0.9, 0.99], [0.9, 0.95]])}
+    keys = {setting(space, {"model.optimizer.init_args.betas": betas}) for betas in ([0.9, 0.99], [0.9, 0.95])}
+    assert len(keys) == 2 and setting(space, {"model.optimizer.init_args.betas": [0.9, 0.99]}) in keys

@@ -19,6 +19,7 @@ sequence_loss (the loss of every real prediction of a window); see docs/networks
 from makemore.models.base import (
     Network,
     NetworkCallable,
+    embed_from_word_start,
     eval_mode,
     is_sequence_model,
     next_char_logits,
@@ -47,6 +48,7 @@ __all__ = [
     "Recurrent",
     "Transformer",
     "WaveNet",
+    "embed_from_word_start",
     "eval_mode",
     "is_sequence_model",
     "next_char_logits",

@@ -132,6 +132,22 @@ def word_start_aligned(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return idx.gather(1, columns), shift
 
 
+def embed_from_word_start(
+    idx: torch.Tensor, embedding: torch.nn.Embedding, position: torch.nn.Embedding
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """How a sequence model's forward starts: token plus learned position embeddings of its windows, each aligned to
+    its word's start (`word_start_aligned`), so positions count from the word's start token.
+
+    Returns x (b, width, n_embd), width <= t, and the shift that `window_positions` undoes. ValueError for windows
+    longer than `position` has rows (the network's block_size).
+    """
+    t, rows = idx.shape[1], position.num_embeddings
+    if t > rows:
+        raise ValueError(f"a context of {t} positions, but the network's block_size is {rows}")
+    aligned, shift = word_start_aligned(idx)
+    return embedding(aligned) + position(torch.arange(aligned.shape[1], device=idx.device)), shift
+
+
 def window_positions(x: torch.Tensor, shift: torch.Tensor, t: int) -> torch.Tensor:
     """Rotate per-position outputs x (b, width, c) of `word_start_aligned` windows back to the windows' t positions.
 

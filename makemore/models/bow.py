@@ -5,7 +5,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from makemore.models.base import PositiveInt, sequence_loss, window_positions, word_start_aligned
+from makemore.models.base import PositiveInt, embed_from_word_start, sequence_loss, window_positions
 
 
 class BoW(nn.Module):
@@ -38,12 +38,8 @@ class BoW(nn.Module):
         self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None
     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         t = idx.shape[1]
-        if t > self.block_size:
-            raise ValueError(f"BoW: a context of {t} positions, but block_size is {self.block_size}")
-        aligned, shift = word_start_aligned(idx)  # each window from its word's start token: position 0
-        width = aligned.shape[1]
-        positions = torch.arange(width, device=idx.device)
-        x = self.embedding(aligned) + self.position(positions)  # (b, width, n_embd): width <= t
+        x, shift = embed_from_word_start(idx, self.embedding, self.position)  # (b, width, n_embd): width <= t
+        width = x.shape[1]
         counts = torch.arange(1, width + 1, device=idx.device, dtype=x.dtype).unsqueeze(1)  # (width, 1)
         x = x + x.cumsum(1) / counts  # (b, width, n_embd): + the mean of positions 0..t at each t
         x = x + self.mlp(x)  # (b, width, n_embd)

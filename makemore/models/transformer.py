@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from makemore.models.base import DropoutRate, PositiveInt, sequence_loss, window_positions, word_start_aligned
+from makemore.models.base import DropoutRate, PositiveInt, embed_from_word_start, sequence_loss, window_positions
 
 
 class Block(nn.Module):
@@ -72,11 +72,8 @@ class Transformer(nn.Module):
         self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None
     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         t = idx.shape[1]
-        if t > self.block_size:
-            raise ValueError(f"Transformer: a context of {t} positions, but block_size is {self.block_size}")
-        aligned, shift = word_start_aligned(idx)  # each window from its word's start token: position 0
-        positions = torch.arange(aligned.shape[1], device=idx.device)
-        x = self.drop(self.embedding(aligned) + self.position(positions))  # (b, width, n_embd): width <= t
+        x, shift = embed_from_word_start(idx, self.embedding, self.position)  # (b, width, n_embd): width <= t
+        x = self.drop(x)
         for block in self.blocks:
             x = block(x)
         logits = window_positions(self.head(self.ln_f(x)), shift, t)  # (b, t, vocab_size)
