@@ -231,3 +231,9 @@ def test_bits_per_character_beside_the_loss(text_path, tmp_path, run_cli):
     cli = run_cli("fit", *text_args(text_path, tmp_path, max_steps=20))
     metrics = cli.trainer.callback_metrics
     assert metrics["val_bpc"].item() == pytest.approx(metrics["val_loss"].item() / math.log(2), rel=1e-6)
+
+
+def test_lr_find_sweeps_a_text(text_path, tmp_path, run_cli, capsys):
+    cli = run_cli("lr_find", *text_args(text_path, tmp_path), "--num_training", "80")
+    assert "suggested learning rate" in capsys.readouterr().out
+    assert (Path(cli.trainer.log_dir) / "lr_find.png").stat().st_size > 0
