@@ -173,10 +173,11 @@ class MakemoreModule(L.LightningModule):
         """The untrained model's val loss at step 0, beside uniform guessing's ln(vocab_size) (lecture part 3).
 
         A well initialised model starts near uniform guessing; far above it, the first steps only undo an
-        over-confident output layer (see MLP's init and out_scale).
+        over-confident output layer (see MLP's init and out_scale). It costs one validation of the whole split, so
+        a fit whose validation is limited (trainer.limit_val_batches) logs none.
         """
         whole_split = getattr(self.trainer.datamodule, "whole_split", None)
-        if whole_split is None:
+        if whole_split is None or self.trainer.limit_val_batches != 1.0:
             return
         total, count = 0.0, 0
         with eval_mode(self.net):
@@ -202,8 +203,13 @@ class MakemoreModule(L.LightningModule):
         # names read it).
         self.log("step", float(self.global_step), on_step=True, on_epoch=False, logger=True)
         if self.global_step % interval == 0 or self.global_step == self.trainer.max_steps:
-            self.log("train_loss", torch.cat(self._train_losses).mean(), on_step=True, on_epoch=False, prog_bar=True)
-            self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
+            train_loss, lr = torch.cat(self._train_losses).mean(), self.optimizers().param_groups[0]["lr"]
+            self.log("train_loss", train_loss, on_step=True, on_epoch=False, prog_bar=True)
+            self.log("lr", lr, on_step=True, on_epoch=False)
+            if self.global_step % interval and self.logger is not None and self.trainer.is_global_zero:
+                # The run ends between two logging steps: Lightning writes a batch's logs every log_every_n_steps
+                # only, so the last window's train_loss goes to the logger here.
+                self.logger.log_metrics({"train_loss": float(train_loss), "lr": lr}, step=self.global_step)
         return losses.mean()  # this batch's (Lightning's learning-rate finder records it)
 
     def on_train_epoch_end(self) -> None:

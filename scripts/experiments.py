@@ -14,6 +14,8 @@ timing the fit, then reads every number back from what the runs left behind: the
 the best checkpoint's val_loss from the fit's TensorBoard events, test_loss from the events the test adds to the run's folder, and
 the loss on the whole train split by evaluating the best checkpoint in this process (its own data
 options, from the checkpoint). It also runs `python -m makemore lr_find --config configs/mlp.yaml`.
+A text config (data.format text) is scored by the text metric, train included (docs/text.md); where its split
+has no test share (the lecture's 90/10), test is not run and its test is none.
 
 Written to --docs (default docs/): results.md (a Markdown table, with the command that produced it),
 results.json, val_loss.png (all validation curves, x = SGD step), embeddings_2d.png (the 2-D character
@@ -95,6 +97,7 @@ def shown(path: Path) -> str:
 
 
 def config_path(name: str) -> Path:
+    """A config by name (configs/NAME.yaml, NAME may hold a subfolder: shakespeare/gpt_cpu) or by path."""
     path = Path(name)
     if path.suffix in (".yaml", ".yml") and path.exists():
         return path.resolve()
@@ -102,6 +105,16 @@ def config_path(name: str) -> Path:
     if not path.exists():
         sys.exit(f"experiments.py: no config {name!r} (looked for {path})")
     return path
+
+
+def run_name(config: Path) -> str:
+    """A run's name: its config's path under configs/ without .yaml (mlp, shakespeare/bigram), so that configs of
+    the same file name in different folders get different run folders; a config elsewhere: its file name."""
+    config = Path(config).resolve()
+    configs = REPO / "configs"
+    if config.is_relative_to(configs):
+        return config.relative_to(configs).with_suffix("").as_posix()
+    return config.stem
 
 
 def load_yaml(path: Path) -> dict:
@@ -215,16 +228,47 @@ def datamodule_for(checkpoint: dict):
     return data
 
 
-def evaluate(best: Path) -> dict:
-    """Parameters, shape and the full-split train (and, as a check, val) loss of a checkpoint."""
+def window_nll(net, data, split: str) -> float:
+    """The mean negative log-likelihood, in nats, of a text's split by the text metric, as validation computes it
+    (data.EvalWindows, MakemoreModule._scored): each character once, from the characters before it in its window of
+    block_size. A sequence network reads each window once: no N x block_size tensor, no forward per character."""
+    import torch.nn.functional as F
+
+    from makemore.models import eval_mode, is_sequence_model, window_logits
+
+    block_size = data.hparams.block_size
+    device = next(net.parameters()).device
+    sequence = is_sequence_model(net, block_size)
+    total, count = 0.0, 0
+    with eval_mode(net):
+        for X, Y in data.whole_split(split):
+            logits = window_logits(net, X.to(device), block_size, sequence)
+            total += F.cross_entropy(logits.flatten(0, 1), Y.to(device).flatten(), reduction="sum").item()
+            count += Y.numel()
+    return total / count
+
+
+def evaluate(best: Path, data=None) -> dict:
+    """Parameters, shape and the full-split train (and, as a check, val) loss of a checkpoint; `data`: its
+    datamodule_for, if already built. A text is scored by its own metric (window_nll), on the GPU if there is one
+    (as its fit ran: accelerator auto); a word list's examples one by one, on the CPU."""
+    import torch
+
     from makemore.checkpoint import read_checkpoint
     from makemore.models import split_nll
     from makemore.module import load_checkpoint
 
     checkpoint = read_checkpoint(str(best))
     module = load_checkpoint(str(best)).eval()
-    data = datamodule_for(checkpoint)
+    data = datamodule_for(checkpoint) if data is None else data
     hp = module.hparams
+    if data.hparams.format == "text":
+        net = module.net.to("cuda" if torch.cuda.is_available() else "cpu")
+        train, val = window_nll(net, data, "train"), window_nll(net, data, "val")
+        module.cpu()
+    else:
+        train = split_nll(module.net, *data.examples["train"].tensors(), batch_size=32768)
+        val = split_nll(module.net, *data.examples["val"].tensors(), batch_size=32768)
     return {
         "module": module,
         "block_size": hp.block_size,
@@ -232,14 +276,18 @@ def evaluate(best: Path) -> dict:
         "n_hidden": hp.net["init_args"].get("n_hidden"),
         "params": sum(p.numel() for p in module.parameters()),
         "best_step": checkpoint["global_step"],
-        "train": split_nll(module.net, *data.examples["train"].tensors(), batch_size=32768),
-        "val_recomputed": split_nll(module.net, *data.examples["val"].tensors(), batch_size=32768),
+        "train": train,
+        "val_recomputed": val,
         "train_examples": len(data.examples["train"]),
     }
 
 
 def run_experiment(config: Path, args: argparse.Namespace, extra: list[str]) -> dict:
-    name = config.stem
+    """Fit `config`, test its best checkpoint (when its split has a test share: a text's may not) and read the
+    numbers back; test is None where there is no test split."""
+    from makemore.checkpoint import read_checkpoint
+
+    name = run_name(config)
     root = (args.root / name).resolve()
     overrides = extra + (shortened(load_yaml(config), args.max_steps) if args.max_steps else [])
 
@@ -260,18 +308,22 @@ def run_experiment(config: Path, args: argparse.Namespace, extra: list[str]) -> 
             f" (was it sent SIGTERM?); see {root / 'fit.log'}"
         )
     best = best_checkpoint(fit_dir)
+    data = datamodule_for(read_checkpoint(str(best)))  # the run's own data options, from its checkpoint
 
-    before = versions(root)
-    makemore(
-        ["test", "--config", str(config), "--trainer.default_root_dir", str(root), *extra, "--ckpt_path", str(best)],
-        root / "test.log",
-        f"{name} test",
-    )
-    if versions(root) != before:
-        sys.exit(f"experiments.py: {name}: test made a new run folder; it should log into the run it evaluates")
-    test_dir = fit_dir  # `test` of a run's checkpoint logs into that run's folder
+    # A text split as the lecture splits it (train_fraction + val_fraction = 1) has no test share: `makemore test`
+    # refuses it, and test is None.
+    test_dir = None
+    if "test" in data.examples:
+        before = versions(root)
+        test_args = ["--trainer.default_root_dir", str(root), *extra, "--ckpt_path", str(best)]
+        makemore(["test", "--config", str(config), *test_args], root / "test.log", f"{name} test")
+        if versions(root) != before:
+            sys.exit(f"experiments.py: {name}: test made a new run folder; it should log into the run it evaluates")
+        test_dir = fit_dir  # `test` of a run's checkpoint logs into that run's folder
+    else:
+        print(f"{name}: the split has no test share (data.train_fraction + data.val_fraction = 1): no test", flush=True)
 
-    result = evaluate(best)
+    result = evaluate(best, data)
     module = result.pop("module")
     val_curve = scalars(fit_dir, "val_loss")
     at_best = [value for step, value in val_curve if step == result["best_step"]]
@@ -282,9 +334,10 @@ def run_experiment(config: Path, args: argparse.Namespace, extra: list[str]) -> 
     # too must give the logged number, or this process did not rebuild the run's data and model.
     if not math.isclose(val, result["val_recomputed"], rel_tol=1e-4, abs_tol=1e-5):
         sys.exit(f"experiments.py: {name}: logged val_loss {val} but {result['val_recomputed']} recomputed from {best}")
-    test = scalars(test_dir, "test_loss")[-1][1]
+    test = scalars(test_dir, "test_loss")[-1][1] if test_dir is not None else None
     print(
-        f"{name}: train {result['train']:.4f}  val {val:.4f}  test {test:.4f}  params {result['params']}"
+        f"{name}: train {result['train']:.4f}  val {val:.4f}  test {'none' if test is None else f'{test:.4f}'}"
+        f"  params {result['params']}"
         f"  steps {steps}  fit {wall:.0f} s",
         flush=True,
     )
@@ -299,7 +352,7 @@ def run_experiment(config: Path, args: argparse.Namespace, extra: list[str]) -> 
         "package": CODE_USED[f"{name} fit"],
         "val_curve": val_curve,
         "fit_dir": shown(fit_dir),
-        "test_dir": shown(test_dir),
+        "test_dir": None if test_dir is None else shown(test_dir),
         "best_checkpoint": shown(best),
         "_embedding": module.net.embedding.weight.detach().clone() if hasattr(module.net, "embedding") else None,
         "_vocab": module.hparams.vocab,
@@ -345,7 +398,7 @@ def table(runs: list[dict]) -> str:
                 f"{r['steps']:,}",
                 f"{r['train']:.4f}",
                 f"{r['val']:.4f}",
-                f"{r['test']:.4f}",
+                "—" if r["test"] is None else f"{r['test']:.4f}",
                 minutes(r["wall_time_s"]),
             ]
         )

@@ -6,6 +6,7 @@
     python scripts/leaderboard.py --table                     # only rewrite the table, plot and README
     python scripts/leaderboard.py --models bigram mlp --seeds 0 --max_steps 200 \\
         --root /tmp/lb --docs /tmp/lb/docs --readme none     # a smoke run
+    nice python scripts/leaderboard.py --models shakespeare/bigram shakespeare/gpt_cpu   # the text table
 
 Each (model, seed) runs exactly what a user types, in subprocesses (scripts/experiments.py does the running
 and the reading back):
@@ -19,9 +20,17 @@ run. Every number is read back from what the runs left: val from the best checkp
 checkpoint on the whole train split with the same metric (each character and word end once, in nats). The
 bigram's anchor is computed here in closed form: the counting bigram with +1 smoothing on the same train split.
 
+The text models (TEXT: configs/shakespeare/*.yaml, tiny shakespeare, data.format text) get a table of their own,
+run only when named in --models. They are scored by the text metric (docs/text.md: every character of a split
+once, from the characters before it in its window of block_size), the train loss too. Their configs use the
+lecture's and nanoGPT's 90/10 split, which has no test share: no test is run and the table shows none, with
+bits per character from val. Their bigram's anchor is the counting bigram of the same train split, in closed
+form, scored by the same metric.
+
 Results are merged by (model, seed) into --docs/leaderboard.json; leaderboard.md and leaderboard.png (the
-validation curves) are rewritten from all of it, and the table goes into README.md between its
-`<!-- leaderboard -->` markers. Each run records a fingerprint of its settings (the parsed config and
+validation curves of the names ladder) are rewritten from all of it, and the table goes into README.md between
+its `<!-- leaderboard -->` markers (the text table between `<!-- leaderboard-text -->` markers, where it has
+them). Each run records a fingerprint of its settings (the parsed config and
 --max_steps): a model's row averages only the seeds that share its newest run's settings, and names the
 others to rerun, so a changed config never mixes into an old mean.
 """
@@ -56,7 +65,25 @@ LADDER = {
     "transformer_long": (1.92, "as transformer; this config needs a GPU for the 20-minute budget"),
     "transformer_ensemble": (1.90, "the ladder's goal for its best model, below every names.txt number we know of"),
 }
+# The text ladder, tiny shakespeare (data.format text): config name under configs/ -> (anchor val loss or None, its
+# source). Their own table; the bigram's anchor is computed, the GPTs' are nanoGPT's numbers for the same recipes.
+TEXT = {
+    "shakespeare/bigram": (
+        None,
+        "the counting bigram with +1 smoothing on the same train split, in closed form, scored by the same metric",
+    ),
+    "shakespeare/lstm": (None, "none published (char-rnn's model and defaults)"),
+    "shakespeare/gpt_cpu": (
+        1.7357,
+        "nanoGPT's README CPU recipe through its own train.py here, val 1.8857, less the 0.15 margin asked for at"
+        " equal time (docs/text.md, benchmarks/vs_nanogpt.py)",
+    ),
+    "shakespeare/gpt": (1.4697, "nanoGPT's README, GPU"),
+}
+CLOSED_FORM = ("bigram", "shakespeare/bigram")  # anchors computed here, in closed form: val within 0.01 of them
 MARKERS = ("<!-- leaderboard -->", "<!-- /leaderboard -->")
+TEXT_MARKERS = ("<!-- leaderboard-text -->", "<!-- /leaderboard-text -->")
+NO_TEST = "the lecture's 90/10 split has no test share"
 SEEDS = [0, 1, 2]  # a full row: the anchors are goals for the mean over this many seeds
 
 
@@ -66,7 +93,14 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
-    parser.add_argument("--models", nargs="+", default=list(LADDER), choices=list(LADDER), help="default: all")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=list(LADDER),
+        choices=[*LADDER, *TEXT],
+        metavar="MODEL",
+        help=f"default: the names ladder, all of it ({' '.join(LADDER)}); the text models: {' '.join(TEXT)}",
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=SEEDS, help=f"default: {' '.join(map(str, SEEDS))}")
     parser.add_argument("--max_steps", type=int, default=None, help="shorten every run (a smoke run)")
     parser.add_argument("--table", action="store_true", help="run nothing: rewrite the outputs from the JSON")
@@ -85,12 +119,15 @@ def device() -> str:
 
 
 def bigram_anchor(best: Path) -> float:
-    """Val loss of the counting bigram (+1 smoothing) fitted on the run's own train split, in closed form."""
+    """Val loss of the counting bigram (+1 smoothing) fitted on the run's own train split, in closed form; a text's
+    scored by the text metric, as its runs' val is (for a bigram the same number as character by character)."""
     from makemore.checkpoint import read_checkpoint
     from makemore.models import Bigram, split_nll
 
     data = experiments.datamodule_for(read_checkpoint(str(best)))
-    counts = Bigram.from_counts(*data.examples["train"].tensors(), len(data.vocabulary))
+    counts = Bigram.from_counts(*data.examples["train"].tensors(), len(data.vocabulary))  # (N, 1): block_size 1
+    if data.hparams.format == "text":
+        return experiments.window_nll(counts, data, "val")
     return split_nll(counts, *data.examples["val"].tensors())
 
 
@@ -104,7 +141,7 @@ def current(runs: dict[str, dict]) -> tuple[dict[str, dict], dict[str, list[int]
     """The runs a table may average, and per model the seeds left out: those whose settings differ from the
     model's newest run (its config changed since, or a --max_steps smoke run). A mean never mixes settings."""
     kept, stale = {}, {}
-    for model in LADDER:
+    for model in {**LADDER, **TEXT}:
         mine = {key: r for key, r in runs.items() if r["model"] == model}
         if not mine:
             continue
@@ -136,7 +173,7 @@ def run(model: str, seed: int, args: argparse.Namespace) -> dict:
         command=shlex.join(["python", "scripts/leaderboard.py", "--models", model, "--seeds", str(seed)]),
         settings=settings(config, args.max_steps),
     )
-    if model == "bigram":
+    if model in CLOSED_FORM:
         entry["anchor"] = bigram_anchor(REPO / entry["best_checkpoint"])
     return entry
 
@@ -147,16 +184,19 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
-def summary(runs: dict[str, dict]) -> list[dict]:
-    """One row per model of the ladder that has runs: means and standard deviations over its seeds."""
+def summary(runs: dict[str, dict], ladder: dict = LADDER) -> list[dict]:
+    """One row per model of `ladder` (LADDER or TEXT) that has runs: means and standard deviations over its seeds.
+    test_bpc is None where a run has no test (a text split with no test share)."""
     rows = []
-    for model, (anchor, source) in LADDER.items():
+    for model, (anchor, source) in ladder.items():
         mine = sorted((r for r in runs.values() if r["model"] == model), key=lambda r: r["seed"])
         if not mine:
             continue
-        if anchor is None and model == "bigram":
+        if anchor is None and model in CLOSED_FORM:
             anchor = statistics.mean(r["anchor"] for r in mine)
         val = statistics.mean(r["val"] for r in mine)
+        tested = all(r["test"] is not None for r in mine)
+        met = None if anchor is None else (abs(val - anchor) <= 0.01 if model in CLOSED_FORM else val <= anchor)
         rows.append(
             {
                 "model": model,
@@ -169,14 +209,16 @@ def summary(runs: dict[str, dict]) -> list[dict]:
                 "val": [r["val"] for r in mine],
                 "test": [r["test"] for r in mine],
                 "val_mean": val,
-                "test_bpc": statistics.mean(r["test"] for r in mine) / math.log(2),
+                "test_bpc": statistics.mean(r["test"] for r in mine) / math.log(2) if tested else None,
                 "wall_time_s": statistics.mean(r["wall_time_s"] for r in mine),
                 "device": ", ".join(sorted({r["device"] for r in mine})),
                 "anchor": anchor,
                 "anchor_source": source,
-                "met": None if anchor is None else (abs(val - anchor) <= 0.01 if model == "bigram" else val <= anchor),
+                "met": met,
             }
         )
+        if ladder is TEXT:  # bits per character from val: a text's split may have no test share
+            rows[-1]["val_bpc"] = val / math.log(2)
     return rows
 
 
@@ -198,8 +240,7 @@ def table(rows: list[dict]) -> str:
         if r["anchor"] is None:
             anchor = r["anchor_source"]
         else:
-            goal = "val within 0.01" if r["model"] == "bigram" else "val at or below"
-            anchor = f"{r['anchor']:.4f}: {r['anchor_source']}; {goal}: {verdict(r)}"
+            anchor = anchor_cell(r)
         lines.append(
             "| "
             + " | ".join(
@@ -218,6 +259,58 @@ def table(rows: list[dict]) -> str:
             )
             + " |"
         )
+    return "\n".join(lines)
+
+
+def anchor_cell(r: dict) -> str:
+    goal = "val within 0.01" if r["model"] in CLOSED_FORM else "val at or below"
+    return f"{r['anchor']:.4f}: {r['anchor_source']}; {goal}: {verdict(r)}"
+
+
+def test_cell(r: dict) -> str:
+    """A text row's test: mean ± std, or — where its split has no test share."""
+    return "—" if r["test_bpc"] is None else mean_std(r["test"])
+
+
+def text_table(rows: list[dict]) -> str:
+    """The text models' table (docs): test may be absent, so bits per character are val's."""
+    head = ["model", "params", "steps × batch", "train", "val", "test", "val bits/char", "fit time", "device"]
+    lines = ["| " + " | ".join([*head, "anchor (val)"]) + " |", "|" + "---|" * (len(head) + 1)]
+    for r in rows:
+        cells = [
+            f"[`{r['model']}`]({os.path.relpath(REPO / r['config'], REPO / 'docs')})",
+            f"{r['params']:,}",
+            f"{r['steps']:,} × {r['batch_size']}",
+            mean_std(r["train"]),
+            mean_std(r["val"]),
+            test_cell(r),
+            f"{r['val_bpc']:.3f}",
+            experiments.minutes(r["wall_time_s"]),
+            r["device"],
+            r["anchor_source"] if r["anchor"] is None else anchor_cell(r),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def readme_text_table(rows: list[dict]) -> str:
+    """The README's text block: a line saying what it is, the short table, and why test may be absent."""
+    lines = [
+        "Tiny shakespeare (`data.format: text`, [text](docs/text.md)), `configs/shakespeare/`: each character of the"
+        " val split once, in nats; the same script with `--models shakespeare/bigram shakespeare/gpt_cpu`:",
+        "",
+        "| model | params | val | test | val bits/char | anchor |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        anchor = "none published" if r["anchor"] is None else f"{r['anchor']:.3f}: {verdict(r)}"
+        test = "—" if r["test_bpc"] is None else f"{statistics.mean(r['test']):.4f}"
+        lines.append(
+            f"| `{r['model']}` ({seed_count(len(r['seeds']))}) | {r['params']:,} | {statistics.mean(r['val']):.4f}"
+            f" | {test} | {r['val_bpc']:.3f} | {anchor} |"
+        )
+    if any(r["test_bpc"] is None for r in rows):
+        lines += ["", f"—: {NO_TEST}."]
     return "\n".join(lines)
 
 
@@ -267,24 +360,81 @@ def plot(runs: dict[str, dict], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
-def write(runs: dict[str, dict], args: argparse.Namespace) -> tuple[str, dict[str, list[int]]]:
-    """Rewrite the JSON, table, plot and README from `runs`; the table's text and the seeds it left out."""
-    args.docs.mkdir(parents=True, exist_ok=True)
-    kept, stale = current(runs)
-    rows = summary(kept)
-    text = table(rows)
-    (args.docs / "leaderboard.json").write_text(json.dumps({"runs": runs, "summary": rows}, indent=2) + "\n")
-    plot(kept, args.docs / "leaderboard.png")
-    left_out = [
+def left_out(stale: dict[str, list[int]], ladder: dict) -> list[str]:
+    """A note per model of `ladder` with seeds left out of its row, and the command that reruns them."""
+    return [
         f"- **left out**: `{model}` seed{'s' if len(seeds) > 1 else ''} {' '.join(map(str, seeds))} ran other"
         " settings than its newest run (its config changed since, or a shortened run): rerun them with"
         f" `python scripts/leaderboard.py --models {model} --seeds {' '.join(map(str, seeds))}`."
         for model, seeds in stale.items()
+        if model in ladder
     ]
+
+
+def text_section(rows: list[dict], stale: dict[str, list[int]]) -> list[str]:
+    """docs/leaderboard.md's section of the text models (none without their runs)."""
+    if not rows:
+        return []
     seeds = sorted({len(r["seeds"]) for r in rows})
-    lines = [
-        "# The ladder: every model on one split, one metric",
+    notes = [
+        "- **train / val**: the text metric ([text](text.md#the-metric)): the mean negative log-likelihood, in nats, of"
+        " every character of the split, each once, predicted from the characters before it in its window of"
+        " block_size consecutive characters (a sequence network reads each window once). **val** is the best"
+        " checkpoint's (selected on validation only); **train** evaluated by the script on that checkpoint with the"
+        " same metric. **val bits/char**: the mean val loss / ln 2 (val, since a text's split may have no test"
+        " share).",
+    ]
+    if any(r["test_bpc"] is None for r in rows):
+        notes.append(
+            f"- **test**: —: {NO_TEST} (data.train_fraction + data.val_fraction = 1), so no test is run (`makemore"
+            " test` refuses such a config in one line)."
+        )
+    notes += [
+        "- **steps × batch**: SGD steps and training examples per step: characters drawn uniformly, each with the"
+        " block_size characters before it; a sequence network (the GPTs) predicts at every position of each"
+        " example's window, as nanoGPT trains on a batch of random windows. **fit time**: as above.",
+        "- **anchor**: the bigram's is computed here in closed form on the same train split and scored by the same"
+        " metric (val within 0.01). nanoGPT's are its `estimate_loss`: a mean over randomly sampled windows of its"
+        " own 90/10 split of the same text (65 characters, no start token), so they are guides (val at or below).",
+        *left_out(stale, TEXT),
+    ]
+    return [
+        "## Text: tiny shakespeare",
         "",
+        "Written by `python scripts/leaderboard.py --models " + " ".join(r["model"] for r in rows) + "` from the"
+        " runs it made (each row's runs and commands are in [leaderboard.json](leaderboard.json)); nothing typed in."
+        " The text configs (`configs/shakespeare/`, `data.format: text`, [text](text.md)) on the tiny shakespeare"
+        " shipped with makemore, split as the lecture and nanoGPT split it: the first 90% of the characters train,"
+        " the next 10% validate, contiguous. Numbers are mean ± standard deviation over the seeds"
+        f" ({'/'.join(map(str, seeds))} per model), each seed a fresh initialisation and mini-batch order.",
+        "",
+        text_table(rows),
+        "",
+        *notes,
+        "",
+    ]
+
+
+def replace_block(content: str, markers: tuple[str, str], block: str) -> Optional[str]:
+    """`content` with `block` between its `markers`, or None where it has no such block."""
+    start, end = (content.find(marker) for marker in markers)
+    if start < 0 or end < start:
+        return None
+    return content[: start + len(markers[0])] + "\n" + (block + "\n" if block else "") + content[end:]
+
+
+def write(runs: dict[str, dict], args: argparse.Namespace) -> tuple[str, dict[str, list[int]]]:
+    """Rewrite the JSON, tables, plot and README from `runs`; the tables' text and the seeds they left out."""
+    args.docs.mkdir(parents=True, exist_ok=True)
+    kept, stale = current(runs)
+    rows = summary(kept)
+    text_rows = summary(kept, TEXT)
+    text = table(rows) if rows else ""
+    board = {"runs": runs, "summary": rows, "text_summary": text_rows}
+    (args.docs / "leaderboard.json").write_text(json.dumps(board, indent=2) + "\n")
+    plot(kept, args.docs / "leaderboard.png")
+    seeds = sorted({len(r["seeds"]) for r in rows})
+    names = [
         "Written by `python scripts/leaderboard.py` from the runs it made (each row's runs and commands are in"
         " [leaderboard.json](leaderboard.json)); nothing typed in. Numbers are mean ± standard deviation over"
         f" the seeds ({'/'.join(map(str, seeds))} per model), each seed a fresh initialisation and mini-batch order"
@@ -303,19 +453,29 @@ def write(runs: dict[str, dict], args: argparse.Namespace) -> tuple[str, dict[st
         "- **anchor**: the number each model is compared with, and where it comes from. The bigram's is computed"
         " here in closed form on the same train split; the others are other setups' numbers (their own splits;"
         " makemore.py's is a test loss), so they are guides, not exact matches.",
-        *left_out,
+        *left_out(stale, LADDER),
         "",
         "![validation curves](leaderboard.png)",
         "",
     ]
-    (args.docs / "leaderboard.md").write_text("\n".join(lines))
+    # The names ladder's section where it has runs (it always has in the repository), then the text models'.
+    lines = ["# The ladder: every model on one split, one metric", "", *(names if rows else [])]
+    (args.docs / "leaderboard.md").write_text("\n".join([*lines, *text_section(text_rows, stale)]))
     if args.readme != "none":
         readme = Path(args.readme)
-        content = readme.read_text()
-        start, end = (content.find(marker) for marker in MARKERS)
-        if start < 0 or end < start:
+        content = replace_block(readme.read_text(), MARKERS, readme_table(rows) if rows else "")
+        if content is None:
             sys.exit(f"leaderboard.py: {readme} has no {MARKERS[0]} ... {MARKERS[1]} block for the table")
-        readme.write_text(content[: start + len(MARKERS[0])] + "\n" + readme_table(rows) + "\n" + content[end:])
+        with_text = replace_block(content, TEXT_MARKERS, readme_text_table(text_rows) if text_rows else "")
+        if with_text is None and text_rows:
+            print(
+                f"leaderboard.py: {readme} has no {TEXT_MARKERS[0]} ... {TEXT_MARKERS[1]} block: the text table is"
+                f" only in {args.docs / 'leaderboard.md'}",
+                file=sys.stderr,
+            )
+        readme.write_text(content if with_text is None else with_text)
+    if text_rows:
+        text += ("\n\n" if text else "") + text_table(text_rows)
     return text, stale
 
 

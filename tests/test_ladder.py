@@ -19,7 +19,8 @@ from makemore.text import Vocabulary, build_examples
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-from leaderboard import LADDER  # noqa: E402  the one list of the ladder (its order and anchors)
+import experiments  # noqa: E402
+from leaderboard import CLOSED_FORM, LADDER, TEXT  # noqa: E402  the one list of the ladder (its order and anchors)
 
 
 @pytest.mark.parametrize("model", LADDER)
@@ -259,3 +260,45 @@ def test_a_sequence_model_on_whole_words_under_ddp(words_path, tmp_path, run_cli
     logged = float(re.search(r"val_loss=([0-9.]+?)\.ckpt", best.name).group(1))
     single = run_cli("validate", *config, *small_run_args(words_path, tmp_path / "one"), "--ckpt_path", str(best))
     assert single.trainer.callback_metrics["val_loss"].item() == pytest.approx(logged, abs=1e-4)
+
+
+def test_the_text_ladder_is_its_own_list_of_text_configs():
+    assert not set(TEXT) & set(LADDER)  # LADDER stays the names ladder
+    assert set(CLOSED_FORM) == {"bigram", "shakespeare/bigram"}
+    for name in TEXT:
+        data = experiments.load_yaml(experiments.config_path(name))["data"]
+        assert data["format"] == "text", name
+    assert experiments.run_name(experiments.config_path("shakespeare/bigram")) == "shakespeare/bigram"
+    assert experiments.run_name(experiments.config_path("bigram")) == "bigram"
+
+
+def test_a_text_bigram_scores_the_same_windowed_as_character_by_character(tmp_path):
+    """The text bigram's anchor is scored by the text metric (data.EvalWindows); with block_size 1 each window is one
+    character and its context the character before it (the start token at the split's start), so the metric is
+    the per-character mean, and the sequence path of window_nll reads each window once."""
+    from makemore.data import CharDataModule
+    from makemore.models import split_nll
+    from makemore.text import default_path
+
+    path = tmp_path / "text.txt"
+    path.write_text(default_path("text").read_text()[:20000])
+    data = CharDataModule(str(path), format="text", block_size=1, train_fraction=0.9, val_fraction=0.1)
+    data.setup("fit")
+    counts = Bigram.from_counts(*data.examples["train"].tensors(), len(data.vocabulary))
+    for split in ("train", "val"):
+        by_character = split_nll(counts, *data.examples[split].tensors())
+        assert experiments.window_nll(counts, data, split) == pytest.approx(by_character, rel=1e-6)
+    # a sequence model: window_nll is what validation logs (the module's _scored over the same windows)
+    from makemore.module import MakemoreModule
+
+    data = CharDataModule(str(path), format="text", block_size=8, train_fraction=0.9, val_fraction=0.1)
+    data.setup("fit")
+    torch.manual_seed(0)
+    module = MakemoreModule(data.vocab, 8, net=partial(Transformer, n_layer=1, n_head=2, n_embd=16))
+    total, count = 0.0, 0
+    with eval_mode(module.net):
+        for X, Y in data.whole_split("val"):
+            logits, targets = module._scored(X, Y)
+            total += F.cross_entropy(logits, targets, reduction="sum").item()
+            count += len(targets)
+    assert experiments.window_nll(module.net, data, "val") == pytest.approx(total / count, rel=1e-6)

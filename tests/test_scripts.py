@@ -132,6 +132,53 @@ def test_leaderboard_builds_its_table_piece_by_piece(tmp_path):
     assert "| `bigram` (1 seed) |" in readme.read_text()
 
 
+def test_leaderboard_writes_the_text_table(tmp_path):
+    # a text model: its own table, scored by the text metric; the lecture's 90/10 split has no test share
+    docs, root, readme = tmp_path / "docs", tmp_path / "runs", tmp_path / "README.md"
+    readme.write_text(
+        "# title\n\n<!-- leaderboard -->\nold table\n<!-- /leaderboard -->\n\n"
+        "<!-- leaderboard-text -->\nold text table\n<!-- /leaderboard-text -->\n\nmore\n"
+    )
+    script = str(REPO / "scripts" / "leaderboard.py")
+    # 100 steps: a fit much shorter logs no train_loss, which the script reads the steps from (any model)
+    common = ["--max_steps", "100", "--root", str(root), "--docs", str(docs), "--readme", str(readme)]
+    out = run_script(script, "--models", "shakespeare/bigram", "--seeds", "0", *common, cwd=tmp_path)
+
+    board = json.loads((docs / "leaderboard.json").read_text())
+    run = board["runs"]["shakespeare/bigram/0"]
+    assert run["model"] == "shakespeare/bigram" and run["config_path"] == "configs/shakespeare/bigram.yaml"
+    assert run["steps"] == 100 and 0 < run["val"] < 5 and 0 < run["train"] < 5
+    assert run["test"] is None and run["test_dir"] is None  # no test run: the split has no test share
+    assert run["train_examples"] == 1_003_854  # the lecture's train split of tiny shakespeare
+    assert Path(run["fit_dir"]).is_relative_to(root / "seed_0" / "shakespeare" / "bigram")  # not the names bigram's
+    assert not (root / "seed_0" / "shakespeare" / "bigram" / "test.log").exists()
+    assert board["summary"] == []  # the names ladder's rows: none
+    (row,) = board["text_summary"]
+    assert row["model"] == "shakespeare/bigram" and row["test_bpc"] is None
+    assert row["val_bpc"] == pytest.approx(run["val"] / math.log(2))
+    # the anchor: the counting bigram with +1 smoothing on the same train split, scored by the text metric
+    assert run["anchor"] == row["anchor"] and 2.47 < row["anchor"] < 2.49
+
+    table = (docs / "leaderboard.md").read_text()
+    assert "## Text: tiny shakespeare" in table and "the lecture's 90/10 split has no test share" in table
+    (line,) = [line for line in table.splitlines() if line.startswith("| [`shakespeare/bigram`]")]
+    cells = [cell.strip() for cell in line.split("|")[1:-1]]
+    assert cells[1:7] == [
+        "4,356",
+        "100 × 256",
+        f"{run['train']:.4f}",
+        f"{run['val']:.4f}",
+        "—",
+        f"{row['val_bpc']:.3f}",
+    ]
+    assert f"{row['anchor']:.4f}: the counting bigram" in cells[-1] and "not met on 1 seed of 3" in cells[-1]
+    assert "| [`shakespeare/bigram`]" in out  # printed too
+    text = readme.read_text()
+    assert "old table" not in text and "old text table" not in text and text.endswith("\n\nmore\n")
+    assert re.search(r"\| `shakespeare/bigram` \(1 seed\) \| 4,356 \| \d\.\d{4} \| — \| \d\.\d{3} \| 2\.48\d: ", text)
+    assert "—: the lecture's 90/10 split has no test share." in text
+
+
 def test_ladder_speed_benchmark_prints_a_row_per_model(tmp_path):
     script = str(REPO / "benchmarks" / "ladder_speed.py")
     out = run_script(script, "--models", "bigram", "gru", "--steps", "20", "--repeats", "1", cwd=tmp_path)
