@@ -64,25 +64,29 @@ class EvalWindows:
     def __init__(self, examples: Examples, batch_size: int, rank: int, world_size: int) -> None:
         self.examples, self.block_size = examples, examples.block_size
         self.per_batch = max(1, batch_size // self.block_size)  # windows per batch: about batch_size targets
-        total = math.ceil(len(examples) / self.block_size)
-        windows = list(range(rank, total, world_size))
-        full = [k for k in windows if (k + 1) * self.block_size <= len(examples)]
-        self.batches = [full[i : i + self.per_batch] for i in range(0, len(full), self.per_batch)]
-        self.batches += [[k] for k in windows if (k + 1) * self.block_size > len(examples)]
+        complete = len(examples) // self.block_size  # windows of block_size targets; a shorter one may follow
+        self.full = range(rank, complete, world_size)  # this process's
+        self.last = len(examples) % self.block_size and complete % world_size == rank
 
     def __len__(self) -> int:
-        return len(self.batches)
+        return math.ceil(len(self.full) / self.per_batch) + int(self.last)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        B, n = self.block_size, len(self.examples)
-        for windows in self.batches:
-            first = torch.tensor(windows) * B
-            length = min(B, n - int(first[-1]))
-            span = first.unsqueeze(1) + torch.arange(length)  # the targets' positions, (n, L)
-            # the block_size ids before each window's first target, then the window's inputs
-            history = self.examples.contexts_at(first)  # (n, B)
-            X = torch.cat([history, self.examples.ids[span[:, :-1]].long()], 1)
-            yield X, self.examples.ids[span].long()
+        B = self.block_size
+        for i in range(0, len(self.full), self.per_batch):
+            windows = self.full[i : i + self.per_batch]
+            yield self.batch(torch.arange(windows.start, windows.stop, windows.step) * B, B)
+        if self.last:
+            first = (len(self.examples) // B) * B
+            yield self.batch(torch.tensor([first]), len(self.examples) - first)
+
+    def batch(self, first: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The windows starting at targets `first` (n,), `length` targets each: X (n, block_size + length - 1), Y."""
+        span = first.unsqueeze(1) + torch.arange(length)  # the targets' positions, (n, L)
+        # the block_size ids before each window's first target, then the window's inputs
+        history = self.examples.contexts_at(first)  # (n, B)
+        X = torch.cat([history, self.examples.ids[span[:, :-1]].long()], 1)
+        return X, self.examples.ids[span].long()
 
 
 class CharDataModule(L.LightningDataModule):

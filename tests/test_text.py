@@ -101,6 +101,17 @@ def test_windows_score_every_character_once_across_processes(text_path):
     assert sorted(seen) == sorted(val.ids.long().tolist())
 
 
+@pytest.mark.parametrize("world_size", [1, 2, 3])
+def test_a_last_shorter_window_is_scored_once_by_one_process(world_size):
+    text = read_text(default_path("text"))[:403]  # 25 windows of 16 and one of 3
+    vocabulary = Vocabulary.from_text(text)
+    examples = Examples.from_text(text, vocabulary, block_size=16)
+    targets = [Y.flatten() for rank in range(world_size) for _, Y in EvalWindows(examples, 64, rank, world_size)]
+    assert sum(len(EvalWindows(examples, 64, rank, world_size)) for rank in range(world_size)) == len(targets)
+    assert torch.equal(torch.sort(torch.cat(targets)).values, torch.sort(examples.ids.long()).values)
+    assert sorted(len(y) for y in targets)[0] == 3  # the last window, alone in its batch
+
+
 def hand_metric(net: torch.nn.Module, ids: torch.Tensor, block_size: int, sequence: bool) -> float:
     """The text metric by its definition: consecutive windows of block_size characters, each character predicted
     from the characters before it in its window (a sequence model), or from the block_size characters before it
