@@ -81,6 +81,29 @@ def test_fit_without_a_config_is_the_lecture(capsys):
     same(lecture, printed)
 
 
+def test_the_classes_defaults_are_the_lectures_model_and_data():
+    """From Python (makemore.api) the classes' defaults are configs/mlp.yaml's model, optimizer and data."""
+    import inspect
+
+    import torch
+
+    from makemore import CharDataModule, MakemoreModule
+    from makemore.models import MLP
+
+    lecture = yaml.safe_load((ROOT / "configs" / "mlp.yaml").read_text())
+    data = CharDataModule()
+    for key, value in lecture["data"].items():
+        if key != "val_every_n_steps":  # the lecture validates every 10,000 steps; a class default is one pass
+            assert data.hparams[key] == value, key
+    module = inspect.signature(MakemoreModule).parameters
+    assert module["net"].default is MLP and module["optimizer"].default is torch.optim.SGD
+    assert module["learning_rate"].default == lecture["model"]["learning_rate"]
+    net = inspect.signature(MLP).parameters
+    assert {key: net[key].default for key in lecture["model"]["net"]["init_args"]} == lecture["model"]["net"][
+        "init_args"
+    ]
+
+
 def test_a_fit_says_where_its_run_is_and_prints_no_noise(tmp_path, words_path):
     args = small_run_args(words_path, tmp_path, max_steps=60, trainer__enable_progress_bar="true")
     done = makemore("fit", *args, cwd=tmp_path)
