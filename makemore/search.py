@@ -152,7 +152,10 @@ def distribution(spec: dict, where: str = "") -> Any:
     step = spec.get("step")
     try:
         if "choices" in spec:
-            return CategoricalDistribution(spec["choices"])
+            # Optuna's choices are numbers, strings, booleans or null: a list or mapping (AdamW's betas) is searched
+            # as its JSON text, which the command line reads back as the list (and best.yaml writes as one).
+            choices = [json.dumps(c) if isinstance(c, (list, dict)) else c for c in spec["choices"]]
+            return CategoricalDistribution(choices)
         if all(isinstance(spec.get(k, 1), int) for k in ("low", "high", "step")):
             return IntDistribution(
                 spec["low"], spec["high"], log=bool(spec.get("log")), step=1 if step is None else step
@@ -215,8 +218,6 @@ def setting(space: dict[str, Any], params: dict[str, Any]) -> Optional[tuple]:
         dist, value = space[name], params[name]
         if isinstance(dist, FloatDistribution) and dist.step is not None:
             value = round((value - dist.low) / dist.step)
-        elif isinstance(value, (list, dict)):  # a choice that is a list (betas: [0.9, 0.99]) or a mapping
-            value = json.dumps(value, sort_keys=True)
         key.append((name, value))
     return tuple(key)
 
@@ -621,12 +622,15 @@ def report(study: Any, config: Path, fixed: dict[str, Any], root: Path, storage:
     best = study.best_trial
     best_config = root / "best.yaml"
     for option, value in best.params.items():
-        set_option(base, option, value)
+        set_option(base, option, from_json(value))
     header = (
         f"# makemore search: the best of {len(complete)} complete trials of study {study.study_name}, val_loss"
         f" {best.value:.4f}\n# (the base config {config} with the search's fixed and best options)\n"
     )
     best_config.write_text(header + yaml.safe_dump(base, sort_keys=False))
+    if study.user_attrs.get("tested") != best.number and not has_test_split(best.user_attrs["best_checkpoint"]):
+        study.set_user_attr("test_loss", None)  # a text split as the lecture splits it (90/10) has no test share
+        study.set_user_attr("tested", best.number)
     if study.user_attrs.get("tested") != best.number:  # the winner's test loss, evaluated once
         with contextlib.redirect_stdout(io.StringIO()):
             cli = run(
@@ -642,17 +646,34 @@ def report(study: Any, config: Path, fixed: dict[str, Any], root: Path, storage:
             )
         study.set_user_attr("test_loss", float(cli.trainer.callback_metrics["test_loss"]))
         study.set_user_attr("tested", best.number)
+    test_loss = study.user_attrs["test_loss"]
+    tested = "no test split" if test_loss is None else f"test_loss {test_loss:.4f} (its checkpoint tested once)"
     lines += [
         "",
-        f"Best: trial {best.number}, val_loss {best.value:.4f}, test_loss {study.user_attrs['test_loss']:.4f} (its"
-        f" checkpoint tested once); settings: `{shown(best_config)}` (`python -m makemore fit --config"
-        f" {shown(best_config)}`).",
+        f"Best: trial {best.number}, val_loss {best.value:.4f}, {tested}; settings: `{shown(best_config)}` (`python"
+        f" -m makemore fit --config {shown(best_config)}`).",
     ]
     plots(study, root, len(complete))
     for name, title in (("history.png", "optimisation history"), ("importances.png", "parameter importances")):
         if (root / name).exists():
             lines += ["", f"![{title}]({name})"]
     return "\n".join(lines)
+
+
+def from_json(value: Any) -> Any:
+    """A choice searched as JSON text (a list or a mapping, see `distribution`) as that list or mapping again."""
+    if isinstance(value, str) and value[:1] in ("[", "{"):
+        with contextlib.suppress(ValueError):
+            return json.loads(value)
+    return value
+
+
+def has_test_split(checkpoint: str) -> bool:
+    """Whether the data a checkpoint was trained on has a test split (a text's 90/10 split has none)."""
+    from makemore.checkpoint import read_checkpoint
+
+    data = read_checkpoint(checkpoint).get("datamodule_hyper_parameters") or {}
+    return data.get("format") != "text" or data["train_fraction"] + data["val_fraction"] < 1
 
 
 def cell(value: Any) -> str:

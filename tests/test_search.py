@@ -348,12 +348,20 @@ def test_a_bad_pruner_is_an_error_of_the_search_file(words_path, tmp_path, prune
     assert not (root / "study.db").exists()  # named before any database is opened
 
 
-def test_choices_that_are_lists_are_settings_too():
-    """A choice may be a list (AdamW's betas): the trials' settings still compare, so none is drawn twice."""
-    from optuna.distributions import CategoricalDistribution
-
-    from makemore.search import setting
-
-    space = {"model.optimizer.init_args.betas": CategoricalDistribution([[0.9, 0.99], [0.9, 0.95]])}
-    keys = {setting(space, {"model.optimizer.init_args.betas": betas}) for betas in ([0.9, 0.99], [0.9, 0.95])}
-    assert len(keys) == 2 and setting(space, {"model.optimizer.init_args.betas": [0.9, 0.99]}) in keys
+def test_choices_that_are_lists_are_searched_and_written_as_lists(words_path, tmp_path):
+    """A choice may be a list (AdamW's betas): searched as its JSON text (Optuna's choices are plain values), given
+    to the fit as the list, and written to best.yaml as the list."""
+    config, root = base_config(words_path, tmp_path), tmp_path / "search"
+    betas = "model.optimizer.init_args.betas"
+    space = space_file(
+        tmp_path,
+        {betas: {"choices": [[0.9, 0.99], [0.8, 0.9]]}},
+        fixed={"model.optimizer": {"class_path": "torch.optim.AdamW"}},
+    )
+    main(["search", "--config", str(config), "--search", str(space), "--root", str(root), "--trials", "2"])
+    trials = ran(load(root))
+    assert sorted(t.params[betas] for t in trials) == ["[0.8, 0.9]", "[0.9, 0.99]"]
+    best = yaml.safe_load((root / "best.yaml").read_text())
+    assert best["model"]["optimizer"]["init_args"]["betas"] in ([0.9, 0.99], [0.8, 0.9])
+    hparams = [yaml.safe_load(next((root / f"trial_{t.number}").rglob("config.yaml")).read_text()) for t in trials]
+    assert sorted(h["model"]["optimizer"]["init_args"]["betas"] for h in hparams) == [[0.8, 0.9], [0.9, 0.99]]
