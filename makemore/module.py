@@ -206,10 +206,6 @@ class MakemoreModule(L.LightningModule):
             train_loss, lr = torch.cat(self._train_losses).mean(), self.optimizers().param_groups[0]["lr"]
             self.log("train_loss", train_loss, on_step=True, on_epoch=False, prog_bar=True)
             self.log("lr", lr, on_step=True, on_epoch=False)
-            if self.global_step % interval and self.logger is not None and self.trainer.is_global_zero:
-                # The run ends between two logging steps: Lightning writes a batch's logs every log_every_n_steps
-                # only, so the last window's train_loss goes to the logger here.
-                self.logger.log_metrics({"train_loss": float(train_loss), "lr": lr}, step=self.global_step)
         return losses.mean()  # this batch's (Lightning's learning-rate finder records it)
 
     def on_train_epoch_end(self) -> None:
