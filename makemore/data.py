@@ -279,22 +279,22 @@ class CharDataModule(L.LightningDataModule):
             self.train_pool(), self.hparams.batch_size, steps, self.epoch_steps(), seed, rank, accumulate
         )
 
-    def _eval_batches(self, split: str) -> "EvalBatches | EvalWindows":
+    def _eval_batches(self, split: str, rank: int, world_size: int) -> "EvalBatches | EvalWindows":
+        """A split's evaluation batches, the share of process `rank` of `world_size`: examples or a text's windows."""
         if split not in self.examples:
             raise DataError(
                 f"{self.path}: the text has no {split} split: data.train_fraction + data.val_fraction is 1; lower"
                 " them to leave one"
             )
         batches = EvalWindows if self.hparams.format == "text" else EvalBatches
-        return batches(self.examples[split], self.hparams.eval_batch_size, *self._rank())
+        return batches(self.examples[split], self.hparams.eval_batch_size, rank, world_size)
 
     def whole_split(self, split: str) -> "EvalBatches | EvalWindows":
         """The evaluation batches of a whole split, on any process (after setup)."""
-        batches = EvalWindows if self.hparams.format == "text" else EvalBatches
-        return batches(self.examples[split], self.hparams.eval_batch_size, 0, 1)
+        return self._eval_batches(split, 0, 1)
 
     def val_dataloader(self) -> "EvalBatches | EvalWindows":
-        return self._eval_batches("val")
+        return self._eval_batches("val", *self._rank())
 
     def test_dataloader(self) -> "EvalBatches | EvalWindows":
-        return self._eval_batches("test")
+        return self._eval_batches("test", *self._rank())

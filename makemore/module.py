@@ -24,14 +24,7 @@ from makemore.checkpoint import (
     read_checkpoint,
 )
 from makemore.errors import CheckpointError, ConfigError, MakemoreError
-from makemore.models import (
-    MLP,
-    NetworkCallable,
-    eval_mode,
-    is_sequence_model,
-    next_char_logits,
-    window_logits,
-)
+from makemore.models import MLP, NetworkCallable, batches_nll, eval_mode, is_sequence_model, scored
 from makemore.sampling import check_prefix, generate_text, novelty, sample_words
 from makemore.text import Vocabulary
 
@@ -179,14 +172,9 @@ class MakemoreModule(L.LightningModule):
         whole_split = getattr(self.trainer.datamodule, "whole_split", None)
         if whole_split is None or self.trainer.limit_val_batches != 1.0:
             return
-        total, count = 0.0, 0
-        with eval_mode(self.net):
-            for X, Y in whole_split("val"):
-                logits, targets = self._scored(X.to(self.device), Y.to(self.device))
-                total += F.cross_entropy(logits, targets, reduction="sum").item()
-                count += len(targets)
+        untrained = batches_nll(self.net, whole_split("val"), self.hparams.block_size)
         uniform = math.log(len(self.vocabulary))
-        self.logger.log_metrics({"untrained_val_loss": total / count, "uniform_loss": uniform}, step=0)
+        self.logger.log_metrics({"untrained_val_loss": untrained, "uniform_loss": uniform}, step=0)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Many SGD steps, one per mini-batch of the batch: X (steps, b, block_size), Y (steps, b)."""
@@ -222,11 +210,9 @@ class MakemoreModule(L.LightningModule):
     def _scored(self, X: torch.Tensor, Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits (n, vocab_size), targets (n,)) of an evaluation batch: a word list's examples, or a text's windows
         (data.EvalWindows), where each character is predicted from those before it in its window."""
-        if Y.dim() == 1:
-            return next_char_logits(self.net, X), Y
-        if self._sequence_model is None:
+        if Y.dim() == 2 and self._sequence_model is None:
             self._sequence_model = is_sequence_model(self.net, self.hparams.block_size)
-        return window_logits(self.net, X, self.hparams.block_size, self._sequence_model).flatten(0, 1), Y.flatten()
+        return scored(self.net, X, Y, self.hparams.block_size, self._sequence_model)
 
     def _log_split(self, stage: str, metric: MeanMetric) -> None:
         loss = metric.compute()  # reduced over processes

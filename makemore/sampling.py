@@ -43,6 +43,17 @@ def scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     return torch.where(shifted < 0, shifted / temperature, 0.0)  # 0 / a temperature that underflows to 0 is nan
 
 
+def draw(
+    logits: torch.Tensor, generator: Optional[torch.Generator], temperature: float, top_k: Optional[int]
+) -> torch.Tensor:
+    """One token id per row of logits (b, vocab_size), (b, 1): from softmax(logits / temperature), from the top_k
+    most likely only when given (logits already -inf stay impossible)."""
+    if top_k is not None and top_k < logits.shape[1]:
+        kth = torch.topk(logits, top_k, dim=1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    return torch.multinomial(F.softmax(scaled(logits, temperature), dim=-1), 1, generator=generator)
+
+
 @torch.no_grad()
 def generate(
     net: nn.Module,
@@ -73,11 +84,7 @@ def generate(
     alive = torch.ones(num_samples, dtype=torch.bool, device=device)
     for t in range(len(prefix), max_length):
         logits = next_char_logits(net, context)  # (num_samples, vocab_size)
-        if top_k is not None and top_k < logits.shape[1]:
-            kth = torch.topk(logits, top_k, dim=1).values[:, -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        probs = F.softmax(scaled(logits, temperature), dim=-1)
-        ix = torch.multinomial(probs, 1, generator=generator).squeeze(1) * alive
+        ix = draw(logits, generator, temperature, top_k).squeeze(1) * alive
         out[:, t] = ix
         alive &= ix != 0
         if not alive.any():
@@ -130,10 +137,7 @@ def generate_text(
         for _ in range(max_new_chars):
             logits = next_char_logits(net, context)
             logits[:, 0] = float("-inf")  # the start token is not a character of the text
-            if top_k is not None and top_k < logits.shape[1] - 1:
-                kth = torch.topk(logits, top_k, dim=1).values[:, -1:]
-                logits = logits.masked_fill(logits < kth, float("-inf"))
-            ix = torch.multinomial(F.softmax(scaled(logits, temperature), dim=-1), 1, generator=generator)
+            ix = draw(logits, generator, temperature, top_k)
             context = torch.cat([context[:, 1:], ix], dim=1)
             yield vocabulary.itos[int(ix)]
 

@@ -232,20 +232,9 @@ def window_nll(net, data, split: str) -> float:
     """The mean negative log-likelihood, in nats, of a text's split by the text metric, as validation computes it
     (data.EvalWindows, MakemoreModule._scored): each character once, from the characters before it in its window of
     block_size. A sequence network reads each window once: no N x block_size tensor, no forward per character."""
-    import torch.nn.functional as F
+    from makemore.models import batches_nll
 
-    from makemore.models import eval_mode, is_sequence_model, window_logits
-
-    block_size = data.hparams.block_size
-    device = next(net.parameters()).device
-    sequence = is_sequence_model(net, block_size)
-    total, count = 0.0, 0
-    with eval_mode(net):
-        for X, Y in data.whole_split(split):
-            logits = window_logits(net, X.to(device), block_size, sequence)
-            total += F.cross_entropy(logits.flatten(0, 1), Y.to(device).flatten(), reduction="sum").item()
-            count += Y.numel()
-    return total / count
+    return batches_nll(net, data.whole_split(split), data.hparams.block_size)
 
 
 def evaluate(best: Path, data=None) -> dict:

@@ -1,7 +1,7 @@
 """What makemore needs of a network, and the loss every sequence model of the ladder shares."""
 
 from contextlib import contextmanager
-from typing import Callable, Iterator, Protocol, runtime_checkable
+from typing import Callable, Iterable, Iterator, Optional, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +66,34 @@ def window_logits(net: torch.nn.Module, X: torch.Tensor, block_size: int, sequen
         return logits
     contexts = X.unfold(1, block_size, 1)  # (n, L, block_size): the block_size characters before each target
     return next_char_logits(net, contexts.reshape(n * length, block_size)).view(n, length, -1)
+
+
+def scored(
+    net: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, block_size: int, sequence: Optional[bool] = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits (n, vocab_size), targets (n,)) of an evaluation batch, what validation and test score: a word list's
+    examples (Y (n,)), or a text's windows (data.EvalWindows, Y (n, L)) scored by `window_logits`. `sequence`:
+    whether the network is a sequence model, when known (else asked of it)."""
+    if Y.dim() == 1:
+        return next_char_logits(net, X), Y
+    if sequence is None:
+        sequence = is_sequence_model(net, block_size)
+    return window_logits(net, X, block_size, sequence).flatten(0, 1), Y.flatten()
+
+
+def batches_nll(net: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], block_size: int) -> float:
+    """The mean negative log-likelihood, in nats, of every target of evaluation batches (a whole split's, from
+    CharDataModule.whole_split): the metric validation logs, computed outside a fit. In eval mode, on the network's
+    device."""
+    device = next(net.parameters()).device
+    sequence = is_sequence_model(net, block_size)
+    total, count = 0.0, 0
+    with eval_mode(net):
+        for X, Y in batches:
+            logits, targets = scored(net, X.to(device), Y.to(device), block_size, sequence)
+            total += F.cross_entropy(logits, targets, reduction="sum").item()
+            count += len(targets)
+    return total / count
 
 
 @contextmanager
