@@ -669,11 +669,12 @@ def from_json(value: Any) -> Any:
 
 
 def has_test_split(checkpoint: str) -> bool:
-    """Whether the data a checkpoint was trained on has a test split (a text's 90/10 split has none)."""
+    """Whether the data a checkpoint was trained on has a test split (a text's 90/10 split has none), as its split
+    fingerprint records it."""
     from makemore.checkpoint import read_checkpoint
 
-    data = read_checkpoint(checkpoint).get("datamodule_hyper_parameters") or {}
-    return data.get("format") != "text" or data["train_fraction"] + data["val_fraction"] < 1
+    fingerprint = read_checkpoint(checkpoint)["hyper_parameters"]["split_fingerprint"]
+    return any(size > 0 for name, size in fingerprint.items() if name.startswith("test_") and isinstance(size, int))
 
 
 def cell(value: Any) -> str:

@@ -452,7 +452,7 @@ def direct_steps(module: L.LightningModule) -> bool:
 def hand_backward_blocker(module: L.LightningModule) -> Optional[str]:
     """Why the hand-written step cannot stand in for autograd + torch.optim in this fit; None when it can.
 
-    the hand-written step is the network's hand-written forward and backward (`net.loss_and_grads`, no autograd
+    The hand-written step is the network's hand-written forward and backward (`net.loss_and_grads`, no autograd
     graph) and the update `p -= lr * grad` of every parameter: exactly what torch.optim.SGD without momentum,
     weight decay, nesterov or maximize does, on one device in 32-bit, with no hook that expects a backward.
     """

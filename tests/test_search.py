@@ -15,6 +15,7 @@ from makemore import search as search_module
 from makemore.cli import main
 from makemore.lightning_cli import run
 from makemore.lightning_features import batch_readers
+from makemore.text import default_path, read_text
 
 
 def base_config(words: Path, tmp_path: Path) -> Path:
@@ -365,3 +366,16 @@ def test_choices_that_are_lists_are_searched_and_written_as_lists(words_path, tm
     assert best["model"]["optimizer"]["init_args"]["betas"] in ([0.9, 0.99], [0.8, 0.9])
     hparams = [yaml.safe_load(next((root / f"trial_{t.number}").rglob("config.yaml")).read_text()) for t in trials]
     assert sorted(h["model"]["optimizer"]["init_args"]["betas"] for h in hparams) == [[0.8, 0.9], [0.9, 0.99]]
+
+
+def test_a_search_on_a_text_without_a_test_split_reports_validation_only(tmp_path):
+    """A text split as the lecture splits it (90/10) has no test share: the search's report says so instead of
+    failing to test the winner."""
+    text = tmp_path / "plays.txt"
+    text.write_text(read_text(default_path("text"))[:3000], encoding="utf-8")
+    config, root = base_config(text, tmp_path), tmp_path / "search"
+    fixed = {"data.format": "text", "data.train_fraction": 0.9, "data.val_fraction": 0.1, "trainer.max_steps": 20}
+    space = space_file(tmp_path, {"model.learning_rate": {"choices": [0.1, 0.2]}}, fixed=fixed)
+    main(["search", "--config", str(config), "--search", str(space), "--root", str(root), "--trials", "1"])
+    assert "no test split" in (root / "search.md").read_text()
+    assert load(root).user_attrs["test_loss"] is None
