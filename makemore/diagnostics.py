@@ -140,7 +140,7 @@ class Diagnostics(L.Callback):
             return
         # Every process measures (with sync_batchnorm the pass all-reduces, so all must take part); rank 0 writes.
         writer = tensorboard(trainer) if trainer.is_global_zero else None
-        X, Y = batch
+        X, Y = batch[0], batch[1]
         self.measure(writer, pl_module, X[0], Y[0], step, trainer.optimizers[0])
 
     def measure(

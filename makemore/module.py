@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MeanMetric
 
-from makemore import _compat, steps
+from makemore import _compat, distillation, steps
 from makemore.checkpoint import (
     callable_config,
     check_imports,
@@ -55,6 +55,11 @@ class MakemoreModule(L.LightningModule):
             where it cannot says why once; false: never.
         split_fingerprint: the fingerprint of the data's train/val/test split; linked from the data by the CLI and kept in
             checkpoints, so that a checkpoint is not evaluated on a split that holds its training words.
+        teacher: checkpoints to distil from (Hinton et al. 2015; makemore.distillation): before training, their mean
+            predicted distribution for every training character is computed once, and each SGD step also fits it.
+            They must have been trained on this fit's split, vocabulary and block_size. null: no distillation.
+        distill_weight: the teacher's share of the objective, between 0 and 1: (1 - w) x cross-entropy with the
+            targets + w x cross-entropy with the teacher's distribution (train_loss logs the first).
     """
 
     # Set to True to evaluate (validate, test) a checkpoint on a split other than the one it was trained on.
@@ -64,6 +69,7 @@ class MakemoreModule(L.LightningModule):
     _said_partial: bool = False  # whether a partial evaluation was said (once per module)
     hand_backward_active: bool = False  # whether this fit trains with the hand-written step (set when training starts)
     _sequence_model: Optional[bool] = None  # whether the network predicts at every position (text evaluation)
+    teacher_probabilities: Optional[torch.Tensor] = None  # model.teacher's rows, one per training character
 
     def __init__(
         self,
@@ -80,8 +86,11 @@ class MakemoreModule(L.LightningModule):
         max_loss_factor: Optional[float] = 10.0,
         hand_backward: Optional[bool] = None,
         split_fingerprint: Optional[dict] = None,
+        teacher: Optional[list[str]] = None,
+        distill_weight: float = 0.5,
     ) -> None:
         super().__init__()
+        distillation.check_weight(distill_weight, teacher)
         # Everything saved is plain data, so checkpoints load with weights_only=True. The callables (network,
         # optimizer, schedule) are saved below as class paths and arguments; `_instantiator` is the CLI's.
         self.save_hyperparameters(ignore=["net", "optimizer", "lr_scheduler", "_instantiator"])
@@ -147,6 +156,13 @@ class MakemoreModule(L.LightningModule):
                 f" {type(self.net).__name__} predicts only the next character (it would learn only the word"
                 " ends); use data.train_on characters"
             )
+
+    def on_fit_start(self) -> None:
+        teacher, data = self.hparams.teacher, self.trainer.datamodule
+        if teacher and self.teacher_probabilities is None:  # once per module (the LR finder's sweep fits first)
+            if not hasattr(data, "whole_split"):
+                raise ConfigError("model.teacher needs makemore's CharDataModule, which gives the training split")
+            self.teacher_probabilities = distillation.teacher_probabilities(teacher, data, self.device)
 
     def on_train_start(self) -> None:
         self.hand_backward_active = False

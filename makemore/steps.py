@@ -46,7 +46,7 @@ from lightning.pytorch.strategies import SingleDeviceStrategy
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from makemore import _compat
+from makemore import _compat, distillation
 from makemore.errors import ConfigError, DivergedError
 from makemore.lightning_features import batch_readers, refuse_unsupported
 from makemore.lr_finder import record_sweep_losses
@@ -142,9 +142,10 @@ class TrainBatches:
     def __len__(self) -> int:
         return math.ceil(self.epoch_steps / self.steps)
 
-    def batch(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, i: int) -> tuple[torch.Tensor, ...]:
         """Batch i of the current epoch: X (steps * accumulate, batch_size, block_size), Y (steps * accumulate,
-        batch_size)."""
+        batch_size) and, drawn from `Examples`, the positions of the targets in its ids (same shape as Y; what
+        makemore.distillation reads its soft targets by)."""
         first = i * self.steps
         count = min(self.steps, self.epoch_steps - first) * self.accumulate  # mini-batches in this batch
         n = len(self.examples)
@@ -154,6 +155,8 @@ class TrainBatches:
             start = (self.epoch * self.epoch_steps + first) * self.accumulate
             minibatch = start + torch.arange(count).unsqueeze(1)  # (count, 1)
             ix = uniform_indices(minibatch * self.batch_size + torch.arange(self.batch_size), self.key, n)
+        if isinstance(self.examples, Examples):
+            return (*self.examples[ix], self.examples.positions(ix))
         return self.examples[ix]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -457,6 +460,8 @@ def hand_backward_blocker(module: L.LightningModule) -> Optional[str]:
     weight decay, nesterov or maximize does, on one device in 32-bit, with no hook that expects a backward.
     """
     net = module.net
+    if getattr(module, "teacher_probabilities", None) is not None:
+        return "model.teacher's distillation objective is computed with autograd"
     if not callable(getattr(net, "loss_and_grads", None)):
         return f"{type(net).__name__} has no hand-written backward (a loss_and_grads method)"
     try:
@@ -486,8 +491,9 @@ def hand_backward_blocker(module: L.LightningModule) -> Optional[str]:
     return None
 
 
-def train_steps(module: L.LightningModule, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """One SGD step of `module.net` per mini-batch of `batch` (X (steps, b, ...), Y (steps, b)); each step's loss.
+def train_steps(module: L.LightningModule, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """One SGD step of `module.net` per mini-batch of `batch` (X (steps, b, ...), Y (steps, b), and the targets'
+    positions where TrainBatches gives them); each step's loss.
 
     Uses the module's one optimizer and schedule (a schedule with interval "step" is stepped after every
     SGD step); stops at the trainer's max_steps. The module must use manual optimisation. With the trainer's
@@ -495,9 +501,11 @@ def train_steps(module: L.LightningModule, batch: tuple[torch.Tensor, torch.Tens
     batch and the gradient of their mean loss; with gradient_clip_val, the gradient is clipped before each step
     (`configure_gradient_clipping`, as Lightning does). With `module.hand_backward_active` (see
     `hand_backward_blocker`) each step is the network's hand-written backward and the SGD update, with no
-    autograd graph and no call into torch.optim.
+    autograd graph and no call into torch.optim. With `module.teacher_probabilities` (model.teacher) each step
+    minimises makemore.distillation's objective, and the loss returned is still the cross-entropy with the targets.
     """
-    X, Y = batch
+    X, Y, *where = batch
+    soft = getattr(module, "teacher_probabilities", None)
     optimizer = module.optimizers()
     scheduler = module.lr_schedulers()
     configs = module.trainer.lr_scheduler_configs
@@ -526,15 +534,19 @@ def train_steps(module: L.LightningModule, batch: tuple[torch.Tensor, torch.Tens
         backward = torch.Tensor.backward if direct else module.manual_backward
         for step in range(steps):
             torch_optimizer.zero_grad()  # what LightningOptimizer.zero_grad forwards to
-            if k == 1:
+            if k == 1 and soft is None:
                 _, loss = net(X[step], Y[step])
                 backward(loss)
                 loss = loss.detach()
-            else:  # the gradient of the mean of k mini-batches' losses, one mini-batch in memory at a time
+            else:  # the gradient of the mean of k mini-batches' objectives, one mini-batch in memory at a time
                 loss = 0.0
                 for i in range(step * k, step * k + k):
-                    _, part = net(X[i], Y[i])
-                    backward(part / k)
+                    logits, part = net(X[i], Y[i])
+                    minimised = part
+                    if soft is not None:  # model.teacher: the distillation objective
+                        weight = module.hparams.distill_weight
+                        minimised = distillation.objective(logits, part, X[i], where[0][i], soft, weight)
+                    backward(minimised / k)
                     loss = loss + part.detach() / k
             if options.clip_val:
                 module.configure_gradient_clipping(torch_optimizer, options.clip_val, options.clip_algorithm)

@@ -153,7 +153,7 @@ def test_accumulation_and_clipping_take_the_clipped_gradient_of_the_mean_of_k_mi
     trainer.fit(model, data)
     assert (trainer.accumulate_grad_batches, trainer.gradient_clip_val) == (3, clip_norm or None)  # put back
     batches = TrainBatches(data.examples["train"], batch_size=8, steps=1, epoch_steps=50, seed=3, rank=0, accumulate=3)
-    Xb, Yb = batches.batch(0)
+    Xb, Yb, _ = batches.batch(0)
     assert Xb.shape[:2] == (3, 8)
     expected = hand_step(net, Xb, Yb, lr=0.1, clip_norm=clip_norm)
     for name, p in model.net.named_parameters():

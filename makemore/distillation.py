@@ -1,0 +1,97 @@
+"""Distillation (Hinton et al. 2015): trained networks' predicted distributions as soft targets for a new one.
+
+`model.teacher` names checkpoints trained on the same split; before training, `teacher_probabilities` predicts
+every character of the training split with each of them, as the exact metric predicts it (a word's character
+from the word's characters before it; a text's from its window), and keeps the mean of their distributions,
+one row per training character. Each SGD step then minimises
+
+    (1 - model.distill_weight) x cross-entropy(targets) + model.distill_weight x cross-entropy(teacher's rows)
+
+over the same predictions (`objective`): a sequence model's every real position, a fixed-context model's one.
+`train_loss` stays the cross-entropy with the targets, the quantity val_loss measures. Temperature 1, as
+distillation of language models commonly uses: the teacher's distribution as it predicts.
+
+Memory: the rows are float32, training characters x vocabulary size x 4 bytes (20 MB for names.txt, 260 MB for
+tiny shakespeare), held on the training device.
+"""
+
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from makemore.checkpoint import network_of, read_checkpoint
+from makemore.errors import ConfigError
+from makemore.models.base import eval_mode, is_sequence_model, scored
+
+
+def teacher_probabilities(paths: Sequence[str], data, device: torch.device) -> torch.Tensor:
+    """(n, vocab_size) float32 on `device`: row i is the teachers' mean predicted distribution for the training
+    split's character (or word end) i, in the order of its token ids. `data` is a set-up CharDataModule; each
+    checkpoint must have been trained on its split, with its vocabulary and block_size (ConfigError otherwise:
+    a teacher that saw the validation split would leak it into training)."""
+    ids = data.examples["train"].ids
+    total = torch.zeros(len(ids), len(data.vocabulary), device=device)
+    for path in paths:
+        checkpoint = read_checkpoint(path)
+        hparams = checkpoint["hyper_parameters"]
+        mismatch = [
+            f"{name} {hparams.get(key)!r} (this fit: {mine!r})"
+            for name, key, mine in [
+                ("vocabulary", "vocab", data.vocab),
+                ("block_size", "block_size", data.hparams.block_size),
+                ("split fingerprint", "split_fingerprint", data.split_fingerprint),
+            ]
+            if hparams.get(key) != mine
+        ]
+        if mismatch:
+            raise ConfigError(
+                f"model.teacher {path}: trained on other data than this fit, its {'; '.join(mismatch)}; a teacher"
+                " must be trained on this fit's split, or it could pass validation characters into training"
+            )
+        net = network_of(checkpoint, path, str(device))
+        sequence, row = is_sequence_model(net, data.hparams.block_size), 0
+        with eval_mode(net):
+            for X, Y in data.whole_split("train"):
+                logits, _ = scored(net, X.to(device), Y.to(device), data.hparams.block_size, sequence)
+                total[row : row + len(logits)] += F.softmax(logits.float(), dim=-1)
+                row += len(logits)
+        if row != len(ids):  # the evaluation batches cover each character once, in order
+            raise RuntimeError(f"teacher_probabilities: {row} predictions for {len(ids)} training characters")
+    return total / len(paths)
+
+
+def objective(
+    logits: torch.Tensor,
+    loss: torch.Tensor,
+    idx: torch.Tensor,
+    positions: torch.Tensor,
+    probabilities: torch.Tensor,
+    weight: float,
+) -> torch.Tensor:
+    """The distillation objective of one mini-batch: (1 - weight) x `loss` (the network's cross-entropy with the
+    targets) + weight x the cross-entropy of its `logits` with the teacher's rows of the predicted characters.
+
+    logits: (b, vocab_size) of a fixed-context network, or (b, t, vocab_size) of a sequence model over its windows
+    `idx` (b, t) whose last position predicts the target at `positions` (b,); column k then predicts position
+    `positions - (t - 1 - k)`, and columns that predict the padding before a word or text (`sequence_loss`'s
+    rule) are left out.
+    """
+    log_probs = F.log_softmax(logits.float(), dim=-1)
+    if logits.dim() == 2:
+        soft = -(probabilities[positions] * log_probs).sum(-1).mean()
+    else:
+        t = idx.shape[1]
+        columns = (positions.unsqueeze(1) - torch.arange(t - 1, -1, -1, device=idx.device)).clamp(min=0)  # (b, t)
+        real = torch.cat([idx[:, 1:] != 0, torch.ones_like(idx[:, :1], dtype=torch.bool)], 1)
+        per_position = -(probabilities[columns] * log_probs).sum(-1)  # (b, t)
+        soft = per_position[real].mean()
+    return (1 - weight) * loss + weight * soft
+
+
+def check_weight(weight: float, teacher: Optional[Sequence[str]]) -> None:
+    """model.distill_weight is a share in [0, 1]; given without a teacher it would do nothing: say so."""
+    if not 0 <= weight <= 1:
+        raise ConfigError(f"model.distill_weight must be between 0 and 1, got {weight}")
+    if teacher is not None and len(teacher) == 0:
+        raise ConfigError("model.teacher is an empty list: name one or more checkpoints, or leave it null")
