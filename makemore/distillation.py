@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from makemore.checkpoint import network_of, read_checkpoint
 from makemore.errors import ConfigError
-from makemore.models.base import eval_mode, is_sequence_model, scored
+from makemore.models.base import predicts_padding, scored_batches
 
 
 def teacher_probabilities(paths: Sequence[str], data, device: torch.device) -> torch.Tensor:
@@ -49,13 +49,10 @@ def teacher_probabilities(paths: Sequence[str], data, device: torch.device) -> t
                 f"model.teacher {path}: trained on other data than this fit, its {'; '.join(mismatch)}; a teacher"
                 " must be trained on this fit's split, or it could pass validation characters into training"
             )
-        net = network_of(checkpoint, path, str(device))
-        sequence, row = is_sequence_model(net, data.hparams.block_size), 0
-        with eval_mode(net):
-            for X, Y in data.whole_split("train"):
-                logits, _ = scored(net, X.to(device), Y.to(device), data.hparams.block_size, sequence)
-                total[row : row + len(logits)] += F.softmax(logits.float(), dim=-1)
-                row += len(logits)
+        net, row = network_of(checkpoint, path, str(device)), 0
+        for logits, _ in scored_batches(net, data.whole_split("train"), data.hparams.block_size):
+            total[row : row + len(logits)] += F.softmax(logits.float(), dim=-1)
+            row += len(logits)
         if row != len(ids):  # the evaluation batches cover each character once, in order
             raise RuntimeError(f"teacher_probabilities: {row} predictions for {len(ids)} training characters")
     return total / len(paths)
@@ -74,8 +71,8 @@ def objective(
 
     logits: (b, vocab_size) of a fixed-context network, or (b, t, vocab_size) of a sequence model over its windows
     `idx` (b, t) whose last position predicts the target at `positions` (b,); column k then predicts position
-    `positions - (t - 1 - k)`, and columns that predict the padding before a word or text (`sequence_loss`'s
-    rule) are left out.
+    `positions - (t - 1 - k)`, and columns that predict the padding before a word or text (`predicts_padding`, as
+    `sequence_loss` skips them) are left out.
     """
     log_probs = F.log_softmax(logits.float(), dim=-1)
     if logits.dim() == 2:
@@ -83,14 +80,13 @@ def objective(
     else:
         t = idx.shape[1]
         columns = (positions.unsqueeze(1) - torch.arange(t - 1, -1, -1, device=idx.device)).clamp(min=0)  # (b, t)
-        real = torch.cat([idx[:, 1:] != 0, torch.ones_like(idx[:, :1], dtype=torch.bool)], 1)
         per_position = -(probabilities[columns] * log_probs).sum(-1)  # (b, t)
-        soft = per_position[real].mean()
+        soft = per_position[~predicts_padding(idx)].mean()
     return (1 - weight) * loss + weight * soft
 
 
 def check_weight(weight: float, teacher: Optional[Sequence[str]]) -> None:
-    """model.distill_weight is a share in [0, 1]; given without a teacher it would do nothing: say so."""
+    """model.distill_weight is a share in [0, 1], and model.teacher, when given, names at least one checkpoint."""
     if not 0 <= weight <= 1:
         raise ConfigError(f"model.distill_weight must be between 0 and 1, got {weight}")
     if teacher is not None and len(teacher) == 0:

@@ -506,6 +506,7 @@ def train_steps(module: L.LightningModule, batch: tuple[torch.Tensor, ...]) -> t
     """
     X, Y, *where = batch
     soft = getattr(module, "teacher_probabilities", None)
+    weight = module.hparams.distill_weight if soft is not None else 0.0
     optimizer = module.optimizers()
     scheduler = module.lr_schedulers()
     configs = module.trainer.lr_scheduler_configs
@@ -544,7 +545,6 @@ def train_steps(module: L.LightningModule, batch: tuple[torch.Tensor, ...]) -> t
                     logits, part = net(X[i], Y[i])
                     minimised = part
                     if soft is not None:  # model.teacher: the distillation objective
-                        weight = module.hparams.distill_weight
                         minimised = distillation.objective(logits, part, X[i], where[0][i], soft, weight)
                     backward(minimised / k)
                     loss = loss + part.detach() / k

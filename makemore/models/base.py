@@ -81,18 +81,26 @@ def scored(
     return window_logits(net, X, block_size, sequence).flatten(0, 1), Y.flatten()
 
 
-def batches_nll(net: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], block_size: int) -> float:
-    """The mean negative log-likelihood, in nats, of every target of evaluation batches (a whole split's, from
-    CharDataModule.whole_split): the metric validation logs, computed outside a fit. In eval mode, on the network's
-    device."""
+def scored_batches(
+    net: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], block_size: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(logits (n, vocab_size), targets (n,)) of each evaluation batch (a whole split's, from
+    CharDataModule.whole_split, in the split's order), scored as validation scores them (`scored`), outside a fit:
+    in eval mode, without gradients, on the network's device."""
     device = next(net.parameters()).device
     sequence = is_sequence_model(net, block_size)
-    total, count = 0.0, 0
     with eval_mode(net):
         for X, Y in batches:
-            logits, targets = scored(net, X.to(device), Y.to(device), block_size, sequence)
-            total += F.cross_entropy(logits, targets, reduction="sum").item()
-            count += len(targets)
+            yield scored(net, X.to(device), Y.to(device), block_size, sequence)
+
+
+def batches_nll(net: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], block_size: int) -> float:
+    """The mean negative log-likelihood, in nats, of every target of evaluation batches (a whole split's, from
+    CharDataModule.whole_split): the metric validation logs, computed outside a fit."""
+    total, count = 0.0, 0
+    for logits, targets in scored_batches(net, batches, block_size):
+        total += F.cross_entropy(logits, targets, reduction="sum").item()
+        count += len(targets)
     return total / count
 
 
@@ -134,8 +142,15 @@ def sequence_loss(logits: torch.Tensor, idx: torch.Tensor, targets: torch.Tensor
     logits (b, t, vocab_size), idx (b, t), targets (b,).
     """
     following = torch.cat([idx[:, 1:], targets.unsqueeze(1)], 1)  # (b, t)
-    padding = torch.cat([idx[:, 1:] == 0, torch.zeros_like(targets, dtype=torch.bool).unsqueeze(1)], 1)
-    return F.cross_entropy(logits.flatten(0, 1), following.masked_fill(padding, -1).flatten(), ignore_index=-1)
+    return F.cross_entropy(
+        logits.flatten(0, 1), following.masked_fill(predicts_padding(idx), -1).flatten(), ignore_index=-1
+    )
+
+
+def predicts_padding(idx: torch.Tensor) -> torch.Tensor:
+    """(b, t) bool: the positions of windows idx (b, t) whose next token is still the padding `.` before the word
+    (or text) begins; the last position predicts the target, never padding. What `sequence_loss` skips."""
+    return torch.cat([idx[:, 1:] == 0, torch.zeros_like(idx[:, :1], dtype=torch.bool)], 1)
 
 
 def word_start_aligned(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
