@@ -110,7 +110,38 @@ def test_a_teacher_of_another_split_is_refused_in_one_line(words_path, tmp_path,
     assert not list((tmp_path / "student").rglob("*.ckpt"))
 
 
+def test_a_teacher_not_trained_yet_is_named_in_one_line(words_path, tmp_path):
+    missing = tmp_path / "teachers" / "last.ckpt"
+    args = transformer_args(words_path, tmp_path / "student", max_steps=10)
+    cli_error(["fit", *args, "--model.teacher", f"[{missing}]"], f"model.teacher: {missing}: no such checkpoint file")
+    assert not list((tmp_path / "student").rglob("*.ckpt"))
+
+
 @pytest.mark.parametrize("weight", ["-0.1", "1.5"])
 def test_a_distill_weight_outside_0_and_1_is_refused(words_path, tmp_path, weight):
     args = transformer_args(words_path, tmp_path, max_steps=10)
     cli_error(["fit", *args, "--model.distill_weight", weight], "model.distill_weight must be between 0 and 1")
+
+
+def test_a_distilled_fit_with_weight_averaging_resumes_as_an_uninterrupted_one(words_path, tmp_path, run_cli):
+    """The record's recipe (configs/transformer_distilled.yaml: a teacher, EMA per SGD step, dropout) stopped at
+    step 40 and resumed from its last.ckpt ends at the weights, and logs the values, of one run of 60 steps."""
+    from test_lightning_features import TAGS, assert_same_run, logged
+
+    from makemore.api import scalars
+
+    teacher = fit_teacher(run_cli, words_path, tmp_path / "teacher", 0)
+    recipe = [
+        *("--model.teacher", f"[{teacher}]", "--model.distill_weight", "0.5", "--model.net.dropout", "0.1"),
+        *("--trainer.callbacks+=EMAWeightAveraging", "--trainer.callbacks.decay", "0.9"),
+        *("--trainer.log_every_n_steps", "20", "--data.val_every_n_steps", "20"),
+    ]
+    whole = run_cli("fit", *transformer_args(words_path, tmp_path / "whole", max_steps=60), *recipe)
+    first = run_cli("fit", *transformer_args(words_path, tmp_path / "parts", max_steps=40), *recipe)
+    last = Path(first.trainer.log_dir, "checkpoints", "last.ckpt")
+    rest = run_cli(
+        "fit", *transformer_args(words_path, tmp_path / "parts", max_steps=60), *recipe, "--ckpt_path", str(last)
+    )
+    parts = {tag: scalars(first.trainer.log_dir, tag) + scalars(rest.trainer.log_dir, tag) for tag in TAGS}
+    assert [step for step, _ in parts["train_loss"]] == [20, 40, 60]
+    assert_same_run(whole.model.named_parameters(), rest.model.parameters(), logged(whole.trainer.log_dir), parts)
