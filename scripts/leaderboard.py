@@ -64,7 +64,14 @@ LADDER = {
     "transformer": (1.92, "makemore.py's README: test loss on its own 1,000-word test set, from 10 batches"),
     "transformer_long": (1.92, "as transformer; this config needs a GPU for the 20-minute budget"),
     "transformer_ensemble": (1.90, "the ladder's goal for its best model, below every names.txt number we know of"),
+    "transformer_distilled": (1.90, "the goal for one network (one set of weights, one forward pass per prediction)"),
 }
+# Models that learn from a trained model's predictions (model.teacher, makemore.distillation): name -> its teacher,
+# a model of the ladder. The teacher is trained once, seed 0, where its config names it (under TEACHERS_ROOT), and
+# serves every seed of the student; a --max_steps smoke run trains a shortened one of its own under --root.
+TEACHERS = {"transformer_distilled": "transformer_ensemble"}
+TEACHERS_ROOT = REPO / "lightning_logs" / "teachers"
+TRAINED: dict[str, Path] = {}  # teacher model -> the last.ckpt this process trained (one teacher for every seed)
 # The text ladder, tiny shakespeare (data.format text): config name under configs/ -> (anchor val loss or None, its
 # source). Their own table; the bigram's anchor is computed, the GPTs' are nanoGPT's numbers for the same recipes.
 TEXT = {
@@ -131,10 +138,49 @@ def bigram_anchor(best: Path) -> float:
     return split_nll(counts, *data.examples["val"].tensors())
 
 
-def settings(config: Path, max_steps: Optional[int]) -> str:
-    """A fingerprint of what a run of `config` trains: its parsed YAML (comments do not count) and --max_steps."""
-    canonical = json.dumps({"config": experiments.load_yaml(config), "max_steps": max_steps}, sort_keys=True)
+def settings(config: Path, max_steps: Optional[int], teachers: list[Path] = ()) -> str:
+    """A fingerprint of what a run of `config` trains: its parsed YAML (comments do not count), --max_steps and the
+    contents of its teachers' checkpoints (a retrained teacher changes what the student learns)."""
+    canonical = json.dumps(
+        {
+            "config": experiments.load_yaml(config),
+            "max_steps": max_steps,
+            **({"teachers": [hashlib.sha256(Path(t).read_bytes()).hexdigest() for t in teachers]} if teachers else {}),
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def teacher_for(model: str, args: argparse.Namespace) -> tuple[list[Path], list[str]]:
+    """The teacher checkpoints `model` distils from and the CLI overrides that give them to it (none where its
+    config's own are used). A missing teacher is trained first, as its config trains it with seed 0:
+
+        python -m makemore fit --config configs/TEACHER.yaml --seed_everything 0 --data.batch_seed 0 \\
+            --trainer.default_root_dir lightning_logs/teachers/TEACHER
+
+    which, into an empty folder, writes the last.ckpt the student's config names."""
+    if model not in TEACHERS:
+        return [], []
+    named = [REPO / path for path in experiments.load_yaml(experiments.config_path(model))["model"]["teacher"]]
+    if args.max_steps is None and all(path.exists() for path in named):
+        return named, []
+    teacher = TEACHERS[model]
+    if teacher in TRAINED:
+        return [TRAINED[teacher]], ["--model.teacher", f"[{TRAINED[teacher]}]"]
+    config = experiments.config_path(teacher)
+    root = (args.root / "teachers" if args.max_steps else TEACHERS_ROOT) / teacher
+    # a smoke run's teacher validates once, at its end: its curve is not what the run is for
+    shortened = ["--trainer.max_steps", str(args.max_steps), "--data.val_every_n_steps", str(args.max_steps)]
+    before = experiments.versions(root)
+    seed = ["--seed_everything", "0", "--data.batch_seed", "0"]
+    fit = ["fit", "--config", str(config), *seed, "--trainer.default_root_dir", str(root)]
+    fit += shortened if args.max_steps else []
+    experiments.makemore(fit, root / "fit.log", f"{teacher} fit (teacher of {model})")
+    last = TRAINED[teacher] = experiments.new_version(root, before) / "checkpoints" / "last.ckpt"
+    if args.max_steps is None and last not in named:
+        print(f"leaderboard.py: {model}'s config names {named}; this run uses the teacher just trained, {last}")
+    return [last], ["--model.teacher", f"[{last}]"]
 
 
 def current(runs: dict[str, dict]) -> tuple[dict[str, dict], dict[str, list[int]]]:
@@ -157,8 +203,9 @@ def current(runs: dict[str, dict]) -> tuple[dict[str, dict], dict[str, list[int]
 def run(model: str, seed: int, args: argparse.Namespace) -> dict:
     config = experiments.config_path(model)
     options = argparse.Namespace(root=(args.root / f"seed_{seed}").resolve(), max_steps=args.max_steps)
+    teachers, teacher_args = teacher_for(model, args)
     result = experiments.run_experiment(
-        config, options, ["--seed_everything", str(seed), "--data.batch_seed", str(seed)]
+        config, options, ["--seed_everything", str(seed), "--data.batch_seed", str(seed), *teacher_args]
     )
     yaml = experiments.load_yaml(config)
     entry = {
@@ -171,8 +218,10 @@ def run(model: str, seed: int, args: argparse.Namespace) -> dict:
         device=device(),
         date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         command=shlex.join(["python", "scripts/leaderboard.py", "--models", model, "--seeds", str(seed)]),
-        settings=settings(config, args.max_steps),
+        settings=settings(config, args.max_steps, teachers),
     )
+    if teachers:
+        entry["teachers"] = [experiments.shown(path) for path in teachers]
     if model in CLOSED_FORM:
         entry["anchor"] = bigram_anchor(REPO / entry["best_checkpoint"])
     return entry
@@ -360,6 +409,20 @@ def plot(runs: dict[str, dict], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
+def teacher_notes(rows: list[dict]) -> list[str]:
+    """A note per distilled row: its fit time is the student's; the teacher's is a cost of its own, paid once."""
+    fit_times = {r["model"]: r["wall_time_s"] for r in rows}
+    return [
+        f"- **{model}**: one network, distilled from `{teacher}` (seed 0, trained on the same train split, once for"
+        f" every seed: [usage](usage.md#distilling-from-trained-networks)); its fit time is the student's alone, and"
+        f" the teacher costs a fit of its own"
+        + (f" ({experiments.minutes(fit_times[teacher])} in its row)" if teacher in fit_times else "")
+        + "."
+        for model, teacher in TEACHERS.items()
+        if model in fit_times
+    ]
+
+
 def left_out(stale: dict[str, list[int]], ladder: dict) -> list[str]:
     """A note per model of `ladder` with seeds left out of its row, and the command that reruns them."""
     return [
@@ -453,6 +516,7 @@ def write(runs: dict[str, dict], args: argparse.Namespace) -> tuple[str, dict[st
         "- **anchor**: the number each model is compared with, and where it comes from. The bigram's is computed"
         " here in closed form on the same train split; the others are other setups' numbers (their own splits;"
         " makemore.py's is a test loss), so they are guides, not exact matches.",
+        *teacher_notes(rows),
         *left_out(stale, LADDER),
         "",
         "![validation curves](leaderboard.png)",

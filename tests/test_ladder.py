@@ -20,13 +20,19 @@ from makemore.text import Vocabulary, build_examples
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 import experiments  # noqa: E402
-from leaderboard import CLOSED_FORM, LADDER, TEXT  # noqa: E402  the one list of the ladder (its order and anchors)
+from leaderboard import CLOSED_FORM, LADDER, TEACHERS, TEXT  # noqa: E402  the one list of the ladder (its order and anchors)
 
 
 @pytest.mark.parametrize("model", LADDER)
 def test_every_ladder_model_fits_tests_and_samples_from_its_checkpoint(model, words_path, tmp_path, run_cli, capsys):
     config = ROOT / "configs" / f"{model}.yaml"
     args = ["--config", str(config), *small_run_args(words_path, tmp_path, max_steps=100)]
+    if model in TEACHERS:  # a distilled model: its teacher's config, trained briefly on the same split, first
+        teacher = ROOT / "configs" / f"{TEACHERS[model]}.yaml"
+        taught = run_cli(
+            "fit", "--config", str(teacher), *small_run_args(words_path, tmp_path / "teacher", max_steps=50)
+        )
+        args += ["--model.teacher", f"[{Path(taught.trainer.log_dir) / 'checkpoints' / 'last.ckpt'}]"]
     fit = run_cli("fit", *args)
     assert fit.trainer.global_step == 100
     val = fit.trainer.callback_metrics["val_loss"].item()

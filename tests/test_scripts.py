@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from makemore.checkpoint import read_checkpoint
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -130,6 +132,26 @@ def test_leaderboard_builds_its_table_piece_by_piece(tmp_path):
         in (docs / "leaderboard.md").read_text()
     )
     assert "| `bigram` (1 seed) |" in readme.read_text()
+
+
+def test_leaderboard_trains_a_distilled_models_teacher_once_for_its_seeds(tmp_path):
+    docs, root = tmp_path / "docs", tmp_path / "runs"
+    script = str(REPO / "scripts" / "leaderboard.py")
+    common = ["--max_steps", "50", "--root", str(root), "--docs", str(docs), "--readme", "none"]
+    out = run_script(script, "--models", "transformer_distilled", "--seeds", "0", "1", *common, cwd=tmp_path)
+    assert out.count("configs/transformer_ensemble.yaml --seed_everything 0 --data.batch_seed 0") == 1
+    board = json.loads((docs / "leaderboard.json").read_text())
+    (teacher,) = {tuple(board["runs"][f"transformer_distilled/{seed}"]["teachers"]) for seed in (0, 1)}
+    assert Path(teacher[0]).is_relative_to(root / "teachers" / "transformer_ensemble")  # a smoke run's own teacher
+    for seed in (0, 1):
+        best = REPO / board["runs"][f"transformer_distilled/{seed}"]["best_checkpoint"]
+        assert read_checkpoint(str(best))["hyper_parameters"]["teacher"] == [teacher[0]]
+    (row,) = board["summary"]
+    assert row["model"] == "transformer_distilled" and row["seeds"] == [0, 1] and row["anchor"] == 1.90
+    assert (
+        "**transformer_distilled**: one network, distilled from `transformer_ensemble`"
+        in (docs / "leaderboard.md").read_text()
+    )
 
 
 def test_leaderboard_writes_the_text_table(tmp_path):
