@@ -414,7 +414,7 @@ def teacher_notes(rows: list[dict]) -> list[str]:
     fit_times = {r["model"]: r["wall_time_s"] for r in rows}
     return [
         f"- **{model}**: one network, distilled from `{teacher}` (seed 0, trained on the same train split, once for"
-        f" every seed: [usage](usage.md#distilling-from-trained-networks)); its fit time is the student's alone, and"
+        f" every seed: [usage](usage.md#distilling-from-trained-networks)); its fit time is the student's only, and"
         f" the teacher costs a fit of its own"
         + (f" ({experiments.minutes(fit_times[teacher])} in its row)" if teacher in fit_times else "")
         + "."
