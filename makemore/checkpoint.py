@@ -181,10 +181,15 @@ def load_network(path: str, map_location: str = "cpu") -> tuple[nn.Module, dict]
 
 
 def network_of(checkpoint: dict, path: str, map_location: str = "cpu") -> nn.Module:
-    """The trained network (in eval mode) of a checkpoint already read by `read_checkpoint` from `path`."""
+    """The trained network (in eval mode) of a checkpoint already read by `read_checkpoint` from `path`.
+
+    Built on the CPU without touching the global random state: its initial weights are overwritten at once, and a
+    fit that loads a network (model.teacher, after a resume has restored the generator) must draw the same dropout
+    masks as one that does not."""
     hparams = checkpoint["hyper_parameters"]
     try:
-        net = network_factory(network_config(hparams["net"]))(len(hparams["vocab"]), hparams["block_size"])
+        with torch.random.fork_rng(devices=[]):
+            net = network_factory(network_config(hparams["net"]))(len(hparams["vocab"]), hparams["block_size"])
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: not a makemore checkpoint (bad hyperparameters: {err})") from None
     prefix = "net."

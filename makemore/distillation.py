@@ -32,45 +32,35 @@ def teacher_probabilities(paths: Sequence[str], data, device: torch.device) -> t
     a teacher that saw the validation split would leak it into training)."""
     ids = data.examples["train"].ids
     total = torch.zeros(len(ids), len(data.vocabulary), device=device)
-    # Building a teacher's network draws its initial weights from the global generator: fork it, so that a fit
-    # resumed from a checkpoint (which restores the generator, then computes these rows) draws the dropout masks an
-    # uninterrupted fit draws.
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        for path in paths:
-            _add_teacher(total, path, data, device)
-    return total / len(paths)
-
-
-def _add_teacher(total: torch.Tensor, path: str, data, device: torch.device) -> None:
-    """Add one teacher's predicted distributions of the training characters to `total` (teacher_probabilities)."""
-    ids = data.examples["train"].ids
-    try:
-        checkpoint = read_checkpoint(path)
-    except CheckpointError as err:  # most often: the teacher has not been trained yet (or not from this folder)
-        raise CheckpointError(
-            f"model.teacher: {err}; train the teacher first (a relative path is read from the working directory)"
-        ) from None
-    hparams = checkpoint["hyper_parameters"]
-    mismatch = [
-        f"{name} {hparams.get(key)!r} (this fit: {mine!r})"
-        for name, key, mine in [
-            ("vocabulary", "vocab", data.vocab),
-            ("block_size", "block_size", data.hparams.block_size),
-            ("split fingerprint", "split_fingerprint", data.split_fingerprint),
+    for path in paths:
+        try:
+            checkpoint = read_checkpoint(path)
+        except CheckpointError as err:  # most often: the teacher has not been trained yet (or not from this folder)
+            raise CheckpointError(
+                f"model.teacher: {err}; train the teacher first (a relative path is read from the working directory)"
+            ) from None
+        hparams = checkpoint["hyper_parameters"]
+        mismatch = [
+            f"{name} {hparams.get(key)!r} (this fit: {mine!r})"
+            for name, key, mine in [
+                ("vocabulary", "vocab", data.vocab),
+                ("block_size", "block_size", data.hparams.block_size),
+                ("split fingerprint", "split_fingerprint", data.split_fingerprint),
+            ]
+            if hparams.get(key) != mine
         ]
-        if hparams.get(key) != mine
-    ]
-    if mismatch:
-        raise ConfigError(
-            f"model.teacher {path}: trained on other data than this fit, its {'; '.join(mismatch)}; a teacher"
-            " must be trained on this fit's split, or it could pass validation characters into training"
-        )
-    net, row = network_of(checkpoint, path, str(device)), 0
-    for logits, _ in scored_batches(net, data.whole_split("train"), data.hparams.block_size):
-        total[row : row + len(logits)] += F.softmax(logits.float(), dim=-1)
-        row += len(logits)
-    if row != len(ids):  # the evaluation batches cover each character once, in order
-        raise RuntimeError(f"teacher_probabilities: {row} predictions for {len(ids)} training characters")
+        if mismatch:
+            raise ConfigError(
+                f"model.teacher {path}: trained on other data than this fit, its {'; '.join(mismatch)}; a teacher"
+                " must be trained on this fit's split, or it could pass validation characters into training"
+            )
+        net, row = network_of(checkpoint, path, str(device)), 0  # draws no random numbers: resume stays exact
+        for logits, _ in scored_batches(net, data.whole_split("train"), data.hparams.block_size):
+            total[row : row + len(logits)] += F.softmax(logits.float(), dim=-1)
+            row += len(logits)
+        if row != len(ids):  # the evaluation batches cover each character once, in order
+            raise RuntimeError(f"teacher_probabilities: {row} predictions for {len(ids)} training characters")
+    return total / len(paths)
 
 
 def objective(
