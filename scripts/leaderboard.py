@@ -45,7 +45,7 @@ import statistics
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import experiments  # noqa: E402
@@ -138,7 +138,7 @@ def bigram_anchor(best: Path) -> float:
     return split_nll(counts, *data.examples["val"].tensors())
 
 
-def settings(config: Path, max_steps: Optional[int], teachers: list[Path] = ()) -> str:
+def settings(config: Path, max_steps: Optional[int], teachers: Sequence[Path] = ()) -> str:
     """A fingerprint of what a run of `config` trains: its parsed YAML (comments do not count), --max_steps and the
     contents of its teachers' checkpoints (a retrained teacher changes what the student learns)."""
     canonical = json.dumps(
@@ -170,12 +170,11 @@ def teacher_for(model: str, args: argparse.Namespace) -> tuple[list[Path], list[
         return [TRAINED[teacher]], ["--model.teacher", f"[{TRAINED[teacher]}]"]
     config = experiments.config_path(teacher)
     root = (args.root / "teachers" if args.max_steps else TEACHERS_ROOT) / teacher
-    # a smoke run's teacher validates once, at its end: its curve is not what the run is for
-    shortened = ["--trainer.max_steps", str(args.max_steps), "--data.val_every_n_steps", str(args.max_steps)]
-    before = experiments.versions(root)
     seed = ["--seed_everything", "0", "--data.batch_seed", "0"]
     fit = ["fit", "--config", str(config), *seed, "--trainer.default_root_dir", str(root)]
-    fit += shortened if args.max_steps else []
+    if args.max_steps:  # a smoke run's teacher validates once, at its end: its curve is not what the run is for
+        fit += ["--trainer.max_steps", str(args.max_steps), "--data.val_every_n_steps", str(args.max_steps)]
+    before = experiments.versions(root)
     experiments.makemore(fit, root / "fit.log", f"{teacher} fit (teacher of {model})")
     last = TRAINED[teacher] = experiments.new_version(root, before) / "checkpoints" / "last.ckpt"
     if args.max_steps is None and last not in named:
