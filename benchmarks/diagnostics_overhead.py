@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE))  # step_timer (the CLI imports it by class path) a
 from step_timer import StepTimer  # noqa: E402
 from train_speed import machine_facts, output_to  # noqa: E402
 
-from makemore.cli import main as makemore_main  # noqa: E402
+from makemore.cli import run_cli as makemore_main  # noqa: E402
 from makemore.diagnostics import Diagnostics  # noqa: E402
 
 SPENT = {"s": 0.0}  # seconds inside Diagnostics' own work in the current run

@@ -38,7 +38,7 @@ from step_timer import StepTimer  # noqa: E402
 from train_speed import machine_facts, output_to  # noqa: E402
 
 from makemore.checkpoint import import_class, network_factory  # noqa: E402
-from makemore.cli import main as makemore_main  # noqa: E402
+from makemore.cli import run_cli as makemore_main  # noqa: E402
 from makemore.data import CharDataModule  # noqa: E402
 
 

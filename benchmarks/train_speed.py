@@ -6,7 +6,7 @@ of steps, batch 32, three sides run interleaved (A B C A B C ...):
   plain        the notebook loop: randint batch, C[X].view, tanh, cross_entropy, p.grad = None,
                backward, p.data += -lr * p.grad; lr 0.1, then 0.01 from step steps // 2
   plain+optim  the same loop with torch.optim.SGD (zero_grad/step) and MultiStepLR([steps // 2])
-  makemore     makemore.cli.main(["fit", "--config", "configs/mlp.yaml", ...]) as a user runs it:
+  makemore     makemore.cli.run_cli(["fit", "--config", "configs/mlp.yaml", ...]) as a user runs it:
                TensorBoard logger, progress bar (sent to a log file), checkpointing and validation
                at every epoch end (the config's data.val_every_n_steps, 10,000) all on.
                µs/step = (on_train_end - on_train_start) / global_step.
@@ -53,7 +53,7 @@ sys.path.insert(0, str(HERE))  # plain_loop and step_timer; the CLI imports step
 import plain_loop  # noqa: E402
 from step_timer import StepTimer  # noqa: E402
 
-from makemore.cli import main as makemore_main  # noqa: E402
+from makemore.cli import run_cli as makemore_main  # noqa: E402
 from makemore.models import MLP  # noqa: E402
 from makemore.text import Vocabulary, build_examples, default_path, read_words, split_words  # noqa: E402
 

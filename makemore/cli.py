@@ -271,8 +271,15 @@ def parse_error(message: str) -> str:
     return first if not first.rstrip().endswith(":") else " ".join(message.split())
 
 
-def main(args: Optional[list[str]] = None) -> Optional[Any]:
-    """Run the command line; `args` defaults to sys.argv[1:] (tests pass their own). Returns the LightningCLI."""
+def main(args: Optional[list[str]] = None) -> None:
+    """Run the command line (the `makemore` console script and `python -m makemore`); `args` defaults to
+    sys.argv[1:]. Returns None, so that the console script's `sys.exit(main())` exits 0 after a run that succeeded;
+    errors exit non-zero with one line. From Python, `run_cli` returns the LightningCLI."""
+    run_cli(args)
+
+
+def run_cli(args: Optional[list[str]] = None) -> Optional[Any]:
+    """`main`, returning the LightningCLI of fit, validate, test or lr_find (None for the other subcommands)."""
     argv = sys.argv[1:] if args is None else list(args)
     command = argv[0] if argv else None
     if command in (None, "-h", "--help"):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from makemore.cli import main
+from makemore.cli import main, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,7 +62,7 @@ def check(config: str, steps: int, root: Path) -> dict[str, str]:
     common = ["--config", config, "--trainer.default_root_dir", str(root), "--trainer.accelerator", "auto"]
     where = {}
     start = time.perf_counter()
-    fit = main(["fit", *common, "--trainer.max_steps", str(steps), "--data.val_every_n_steps", str(steps)])
+    fit = run_cli(["fit", *common, "--trainer.max_steps", str(steps), "--data.val_every_n_steps", str(steps)])
     seconds = time.perf_counter() - start
     where["fit"] = fit.trainer.strategy.root_device.type  # the model is moved back to the CPU after a run
     data = fit.datamodule.hparams
@@ -74,7 +74,7 @@ def check(config: str, steps: int, root: Path) -> dict[str, str]:
     )
     last = Path(fit.trainer.log_dir) / "checkpoints" / "last.ckpt"
     stage = "test" if "test" in fit.datamodule.examples else "validate"
-    evaluated = main([stage, *common, "--ckpt_path", str(last)])
+    evaluated = run_cli([stage, *common, "--ckpt_path", str(last)])
     where[stage] = evaluated.trainer.strategy.root_device.type
     print(f"{stage}: {stage}_loss {evaluated.trainer.callback_metrics[f'{stage}_loss'].item():.4f} on {where[stage]}")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from makemore.cli import main
+from makemore import cli
 from makemore.text import default_path
 
 # sha256 of the lecture's names.txt (32,033 names; see makemore/assets/README.md)
@@ -38,7 +38,7 @@ def words_path(tmp_path: Path) -> Path:
 def cli_error(args: list[str], pattern: str) -> str:
     """Run the CLI in-process, expect it to exit with `makemore: error: ` and a message matching `pattern`."""
     with pytest.raises(SystemExit, match="^makemore: error: " + pattern) as exit_info:
-        main(args)
+        cli.main(args)
     return str(exit_info.value)
 
 
@@ -66,6 +66,6 @@ def run_cli():
     """Run a subcommand through the real CLI, as `python -m makemore ...` would; returns the LightningCLI."""
 
     def run(subcommand: str, *args: str):
-        return main([subcommand, *args])
+        return cli.run_cli([subcommand, *args])
 
     return run

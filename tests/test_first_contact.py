@@ -9,7 +9,7 @@ import yaml
 from conftest import small_run_args
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from makemore.cli import SUBCOMMANDS, main
+from makemore.cli import SUBCOMMANDS, main, run_cli
 from makemore.lr_finder import smooth
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ def test_help_lists_every_subcommand_and_each_works(capsys):
 
 
 def test_help_and_sample_do_not_import_lightning(tmp_path, words_path):
-    cli = main(["fit", *small_run_args(words_path, tmp_path, max_steps=20)])
+    cli = run_cli(["fit", *small_run_args(words_path, tmp_path, max_steps=20)])
     last = Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt"
     check = "import sys; print(sorted({m.split('.')[0] for m in sys.modules} & {'lightning', 'torch'}))"
     out = python(f"from makemore.cli import main; main(['--help']); {check}", tmp_path)

@@ -83,8 +83,8 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one_readable(words
     script = textwrap.dedent(
         f"""
         import os, shutil, signal
-        from makemore.cli import main
-        cli = main({["fit", *small_run_args(words_path, tmp_path, max_steps=100)]!r})
+        from makemore.cli import run_cli
+        cli = run_cli({["fit", *small_run_args(words_path, tmp_path, max_steps=100)]!r})
         last = cli.trainer.checkpoint_callbacks[1].last_model_path or cli.trainer.checkpoint_callbacks[1].best_model_path
         print("LAST", last, flush=True)
         # die in the middle of the next save: after the bytes are written, before the file is in place

@@ -9,11 +9,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
-    from makemore.cli import main
+    from makemore.cli import run_cli
 
     root = tmp_path_factory.mktemp("run")
     words = write_syllable_words(root / "words.txt")
-    cli = main(["fit", *small_run_args(words, root, max_steps=120)])
+    cli = run_cli(["fit", *small_run_args(words, root, max_steps=120)])
     events = EventAccumulator(cli.trainer.log_dir, size_guidance={"scalars": 0, "images": 0, "tensors": 0})
     events.Reload()
     return cli, events, words, root

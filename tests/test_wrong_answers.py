@@ -14,7 +14,7 @@ import torch
 from conftest import cli_error, small_run_args, write_syllable_words
 
 from makemore.checkpoint import read_checkpoint
-from makemore.cli import main
+from makemore.cli import main, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +24,7 @@ def trained(tmp_path_factory) -> dict:
     """One 100-step fit on a tiny word list: its root, words and checkpoints."""
     root = tmp_path_factory.mktemp("run")
     words = write_syllable_words(root / "words.txt")
-    cli = main(["fit", *small_run_args(words, root, max_steps=100)])
+    cli = run_cli(["fit", *small_run_args(words, root, max_steps=100)])
     checkpoints = Path(cli.trainer.log_dir) / "checkpoints"
     return {"root": root, "words": words, "last": checkpoints / "last.ckpt", "cli": cli,
             "best": Path(cli.trainer.checkpoint_callback.best_model_path)}  # fmt: skip
@@ -41,7 +41,7 @@ def test_evaluating_without_a_checkpoint_is_refused(trained, subcommand):
 
 
 def test_untrained_weights_are_evaluated_only_when_asked(trained, tmp_path):
-    cli = main(["test", *small_run_args(trained["words"], tmp_path), "--ckpt_path", "untrained"])
+    cli = run_cli(["test", *small_run_args(trained["words"], tmp_path), "--ckpt_path", "untrained"])
     assert cli.trainer.callback_metrics["test_loss"] > 2.5  # about ln(15) = 2.7: untrained
 
 
@@ -65,11 +65,11 @@ def test_resuming_with_other_settings_is_refused_naming_them(trained, tmp_path, 
 
 def test_weights_from_starts_a_new_run_from_a_checkpoints_weights(trained, tmp_path):
     args = small_run_args(trained["words"], tmp_path, max_steps=50)
-    cli = main(["fit", *args, "--weights_from", str(trained["last"]), "--model.learning_rate", "0.01"])
+    cli = run_cli(["fit", *args, "--weights_from", str(trained["last"]), "--model.learning_rate", "0.01"])
     assert cli.trainer.global_step == 50  # a new run: its own step count and settings
     assert cli.trainer.optimizers[0].param_groups[0]["lr"] == 0.01
     start = cli.trainer.callback_metrics["val_loss"]
-    fresh = main(
+    fresh = run_cli(
         ["fit", *small_run_args(trained["words"], tmp_path / "fresh", max_steps=50), "--model.learning_rate", "0.01"]
     )
     assert start < fresh.trainer.callback_metrics["val_loss"]  # it began from the trained weights
@@ -81,15 +81,15 @@ def test_weights_from_starts_a_new_run_from_a_checkpoints_weights(trained, tmp_p
 
 def test_last_and_best_pick_the_newest_run_of_the_root(trained, tmp_path, capsys):
     root = tmp_path / "root"
-    first = main(["fit", *small_run_args(trained["words"], root, max_steps=50)])
+    first = run_cli(["fit", *small_run_args(trained["words"], root, max_steps=50)])
     # an unrelated, more recent experiment in a folder below the root
     main(["fit", *small_run_args(trained["words"], root / "other_experiment", max_steps=50)])
     capsys.readouterr()
-    cli = main(["validate", *small_run_args(trained["words"], root), "--ckpt_path", "last"])
+    cli = run_cli(["validate", *small_run_args(trained["words"], root), "--ckpt_path", "last"])
     expected = Path(first.trainer.log_dir) / "checkpoints" / "last.ckpt"
     assert Path(cli.trainer.ckpt_path) == expected
     assert f"--ckpt_path last: {expected}" in capsys.readouterr().err
-    best = main(["test", *small_run_args(trained["words"], root), "--ckpt_path", "best"])
+    best = run_cli(["test", *small_run_args(trained["words"], root), "--ckpt_path", "best"])
     assert Path(best.trainer.ckpt_path) == Path(first.trainer.checkpoint_callback.best_model_path)
 
 
@@ -110,7 +110,7 @@ def test_a_diverging_run_stops_with_an_error_and_keeps_no_checkpoint(trained, tm
 def test_evaluating_on_another_split_is_refused_unless_allowed(trained, tmp_path, other):
     args = ["test", *small_run_args(trained["words"], tmp_path), "--ckpt_path", str(trained["best"]), *other]
     cli_error(args, ".*trained on another split of the words")
-    assert main([*args, "--allow_other_split", "true"]).trainer.callback_metrics["test_loss"] > 0
+    assert run_cli([*args, "--allow_other_split", "true"]).trainer.callback_metrics["test_loss"] > 0
 
 
 # 6. the final state of every fit is saved
@@ -118,7 +118,7 @@ def test_evaluating_on_another_split_is_refused_unless_allowed(trained, tmp_path
 
 def test_last_checkpoint_holds_the_final_step_whatever_the_intervals(trained, tmp_path):
     args = small_run_args(trained["words"], tmp_path, max_steps=100, trainer__val_check_interval="30")
-    cli = main(["fit", *args])
+    cli = run_cli(["fit", *args])
     last = Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt"
     assert read_checkpoint(str(last))["global_step"] == 100
 
