@@ -114,8 +114,13 @@ def network_factory(config: dict) -> Callable[[int, int], nn.Module]:
     return factory({**config, "init_args": init_args}, nn.Module)
 
 
-def read_checkpoint(path: str, map_location: str = "cpu") -> dict:
-    """Load a makemore checkpoint as plain data (weights_only); CheckpointError, naming the file, if it is not one."""
+def read_checkpoint(
+    path: str, map_location: str = "cpu", allowed: Union[str, Iterable[str], None] = (), trust_hint: str = ""
+) -> dict:
+    """Load a makemore checkpoint as plain data (weights_only) and pass it through the one import guard
+    (`check_imports`): CheckpointError, naming the file, if it is not one or if it names something to import that is
+    neither makemore's, torch's nor in `allowed`. Every path that reads a checkpoint reads it here. `trust_hint`:
+    how the user names a class they trust, for the refusal (default: --allow_class)."""
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
@@ -135,6 +140,7 @@ def read_checkpoint(path: str, map_location: str = "cpu") -> dict:
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     if not isinstance(hparams, dict) or not {"vocab", "net"} <= hparams.keys() or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path}: not a makemore checkpoint (no makemore hyperparameters or weights)")
+    check_imports(checkpoint, path, allowed, trust_hint)
     return checkpoint
 
 
@@ -152,31 +158,61 @@ def class_paths(config: Any) -> list[str]:
     return []
 
 
+# A dotted Python name (`package.module.name`): what jsonargparse imports where a class or a callable is expected.
+DOTTED_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
+# The keys under which a parser reads a class to import (Lightning's subclass mode saves `_class_path`), and those
+# whose values it parses by a class's signature, where any argument typed as a callable is imported by name.
+CLASS_KEYS = ("class_path", "_class_path")
+ARGUMENT_KEYS = ("init_args", "dict_kwargs")
+
+
+def import_targets(config: Any, arguments: bool = False) -> list[str]:
+    """Every name in a checkpoint's hyperparameters that a parser could import: each class path, and each dotted name
+    among a class's arguments (a callable option such as LambdaLR's lr_lambda), at any depth."""
+    if isinstance(config, dict):
+        found = [config[key] for key in CLASS_KEYS if isinstance(config.get(key), str)]
+        for key, value in config.items():
+            found += import_targets(value, arguments or key in ARGUMENT_KEYS)
+        return found
+    if isinstance(config, (list, tuple)):
+        return [name for value in config for name in import_targets(value, arguments)]
+    if arguments and isinstance(config, str) and DOTTED_NAME.fullmatch(config.strip()):
+        return [config.strip()]
+    return []
+
+
 def named_classes(given: Union[str, Iterable[str], None]) -> set[str]:
     """The class paths of --allow_class: one, several, or none."""
     return {given} if isinstance(given, str) else set(given or ())
 
 
-def check_imports(checkpoint: dict, path: str, allowed: Union[str, Iterable[str], None] = ()) -> None:
-    """Refuse a checkpoint that names a class outside makemore and torch that the user did not name (`allowed`: a
-    class path or several, as --allow_class takes them).
+def check_imports(
+    checkpoint: dict, path: str, allowed: Union[str, Iterable[str], None] = (), trust_hint: str = ""
+) -> None:
+    """Refuse a checkpoint that names anything to import outside makemore and torch that the user did not name
+    (`allowed`: a class path or several, as --allow_class takes them): a class, or a callable among a class's
+    arguments.
 
-    Loading a checkpoint imports the classes it names, and importing a module runs its code: a shared checkpoint
-    must not choose which.
+    Loading a checkpoint imports the names it holds (makemore rebuilding its network; jsonargparse parsing its
+    hyperparameters when Lightning resumes it), and importing a module runs its code: a shared checkpoint must not
+    choose which. Called by `read_checkpoint`, before anything of the checkpoint is imported.
     """
     allowed = named_classes(allowed)
-    for class_path in class_paths(checkpoint.get("hyper_parameters")):
-        if not class_path.startswith(IMPORTED_WITHOUT_ASKING) and class_path not in allowed:
+    for name in import_targets(checkpoint.get("hyper_parameters")):
+        if not name.startswith(IMPORTED_WITHOUT_ASKING) and name not in allowed:
+            hint = trust_hint or f"name it with --allow_class {name} (or --model.net)"
             raise CheckpointError(
-                f"{path}: it names the class {class_path}, and importing it would run its module's code; makemore"
-                f" imports only its own and torch's classes from a checkpoint: if you trust it, name it with"
-                f" --allow_class {class_path} (or --model.net)"
+                f"{path}: it names {name} to import, and importing it would run its module's code; makemore imports"
+                f" only its own and torch's names from a checkpoint: if you trust it, {hint}"
             )
 
 
-def load_network(path: str, map_location: str = "cpu") -> tuple[nn.Module, dict]:
-    """The trained network of a checkpoint (in eval mode) and the checkpoint's hyperparameters."""
-    checkpoint = read_checkpoint(path, map_location)
+def load_network(
+    path: str, map_location: str = "cpu", allowed: Union[str, Iterable[str], None] = ()
+) -> tuple[nn.Module, dict]:
+    """The trained network of a checkpoint (in eval mode) and the checkpoint's hyperparameters; `allowed`: classes
+    outside makemore and torch it may name (see `check_imports`)."""
+    checkpoint = read_checkpoint(path, map_location, allowed)
     return network_of(checkpoint, path, map_location), checkpoint["hyper_parameters"]
 
 
@@ -216,8 +252,9 @@ def runs_with_checkpoints(root: Path) -> list[Path]:
     return sorted((path for path in runs if version_number(path) is not None), key=version_number)
 
 
-def named_checkpoint(name: str, root: Union[str, Path] = ".") -> Path:
-    """`last` or `best`: that checkpoint of the newest run under root/lightning_logs (the highest version_N)."""
+def named_checkpoint(name: str, root: Union[str, Path] = ".", allowed: Union[str, Iterable[str], None] = ()) -> Path:
+    """`last` or `best`: that checkpoint of the newest run under root/lightning_logs (the highest version_N); `allowed`:
+    classes outside makemore and torch its last.ckpt may name (see `check_imports`)."""
     root = Path(root)
     runs = runs_with_checkpoints(root)
     if not runs:
@@ -228,7 +265,7 @@ def named_checkpoint(name: str, root: Union[str, Path] = ".") -> Path:
     last = runs[-1] / "checkpoints" / "last.ckpt"
     if name == "last":
         return last
-    states = read_checkpoint(str(last)).get("callbacks") or {}
+    states = read_checkpoint(str(last), allowed=allowed).get("callbacks") or {}
     best = [state.get("best_model_path") for state in states.values() if state.get("monitor") == "val_loss"]
     for path in filter(None, best):
         for candidate in (Path(path), last.parent / Path(path).name):  # the run folder may have moved

@@ -98,7 +98,7 @@ def sample(
     import torch
 
     from makemore import sampling
-    from makemore.checkpoint import check_imports, named_checkpoint, network_of, read_checkpoint
+    from makemore.checkpoint import named_checkpoint, network_of, read_checkpoint
     from makemore.text import Vocabulary
 
     if num_samples is not None and num_samples < 1:
@@ -118,10 +118,9 @@ def sample(
     if kind != "cpu" and not getattr(torch, kind).is_available():
         raise ConfigError(f"--device {device}: torch sees no {kind} device on this machine")
     if ckpt_path in ("best", "last"):
-        ckpt_path = str(named_checkpoint(ckpt_path))
+        ckpt_path = str(named_checkpoint(ckpt_path, allowed=allow_class))
         print(f"makemore: --ckpt_path: {ckpt_path}", file=sys.stderr)
-    checkpoint = read_checkpoint(ckpt_path, device)
-    check_imports(checkpoint, ckpt_path, allow_class)
+    checkpoint = read_checkpoint(ckpt_path, device, allow_class)
     net, hparams = network_of(checkpoint, ckpt_path, device), checkpoint["hyper_parameters"]
     vocabulary = Vocabulary(hparams["vocab"])
     generator = torch.Generator(device).manual_seed(seed)

@@ -15,6 +15,7 @@ Memory: the rows are float32, training characters x vocabulary size x 4 bytes (2
 tiny shakespeare), held on the training device.
 """
 
+from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
@@ -25,20 +26,26 @@ from makemore.errors import CheckpointError, ConfigError
 from makemore.models.base import predicts_padding, scored_batches
 
 
-def teacher_probabilities(paths: Sequence[str], data, device: torch.device) -> torch.Tensor:
+def teacher_probabilities(
+    paths: Sequence[str], data, device: torch.device, allowed: Sequence[str] = ()
+) -> torch.Tensor:
     """(n, vocab_size) float32 on `device`: row i is the teachers' mean predicted distribution for the training
     split's character (or word end) i, in the order of its token ids. `data` is a set-up CharDataModule; each
     checkpoint must have been trained on its split, with its vocabulary and block_size (ConfigError otherwise:
-    a teacher that saw the validation split would leak it into training)."""
+    a teacher that saw the validation split would leak it into training). `allowed`: the classes outside makemore and
+    torch a teacher may name (this fit's own), checked before anything of it is imported."""
     ids = data.examples["train"].ids
     total = torch.zeros(len(ids), len(data.vocabulary), device=device)
     for path in paths:
         try:
-            checkpoint = read_checkpoint(path)
-        except CheckpointError as err:  # most often: the teacher has not been trained yet (or not from this folder)
-            raise CheckpointError(
-                f"model.teacher: {err}; train the teacher first (a relative path is read from the working directory)"
-            ) from None
+            checkpoint = read_checkpoint(path, allowed=allowed, trust_hint="name its network in this fit's model.net")
+        except CheckpointError as err:
+            if not Path(path).is_file():  # most often: the teacher has not been trained yet (or not from this folder)
+                raise CheckpointError(
+                    f"model.teacher: {err}; train the teacher first (a relative path is read from the working"
+                    " directory)"
+                ) from None
+            raise CheckpointError(f"model.teacher: {err}") from None
         hparams = checkpoint["hyper_parameters"]
         mismatch = [
             f"{name} {hparams.get(key)!r} (this fit: {mine!r})"

@@ -24,7 +24,6 @@ from makemore import _compat
 from makemore.batchnorm import cpu_sync_plugins
 from makemore.callbacks import LOG_EVERY_N_STEPS, LastCheckpoint, fit_callbacks
 from makemore.checkpoint import (
-    check_imports,
     class_paths,
     import_class,
     load_network,
@@ -156,6 +155,13 @@ def claim_run_folder(root: Path) -> int:
         raise ConfigError(f"{logs}: cannot create the run folder there: {err.strerror or err}") from None
 
 
+def lightning_reinterprets(ckpt_path: str) -> bool:
+    """Whether Lightning reads this --ckpt_path as something other than a local file: `hpc`, a name of its model
+    registry (`registry`, `registry:...`, in any case), or a URL (`s3://...`). Refused as a whole family rather than
+    by Lightning's exact rules, which a new release may widen."""
+    return ckpt_path.lower() == "hpc" or ckpt_path.lower().startswith("registry") or "://" in ckpt_path
+
+
 def node_rank() -> int:
     """This machine's rank among the nodes of a multi-node run, before the trainer exists.
 
@@ -275,20 +281,23 @@ class MakemoreCLI(LightningCLI):
         limit = {"validate": "limit_val_batches", "test": "limit_test_batches"}.get(subcommand)
         if limit and config.trainer.get(limit) == 0:
             raise ConfigError(f"{subcommand} would evaluate nothing: trainer.{limit} is 0")
+        # Classes a checkpoint may make makemore import: those of this command's model settings and --allow_class.
+        self._allowed = allowed = {*class_paths(config.model.as_dict()), *named_classes(config.get("allow_class"))}
+        if lightning_reinterprets(ckpt_path):
+            # Lightning would read such a name its own way (a URL, its model registry, a SLURM folder), past
+            # makemore's guard: every checkpoint Lightning loads must be a file makemore has read first.
+            raise ConfigError(
+                f"--ckpt_path {ckpt_path}: makemore reads checkpoint files only, and Lightning would read this name"
+                " its own way (hpc, registry..., a URL); download the file, or name a local file as ./NAME"
+            )
         if ckpt_path == "untrained":
             config.ckpt_path = None
         elif ckpt_path in ("last", "best"):
-            config.ckpt_path = str(named_checkpoint(ckpt_path, root))
+            config.ckpt_path = str(named_checkpoint(ckpt_path, root, allowed))
             print(f"makemore: --ckpt_path {ckpt_path}: {config.ckpt_path}", file=sys.stderr)
-        # Classes a checkpoint may make makemore import: those of this command's model settings and --allow_class.
-        allowed = {*class_paths(config.model.as_dict()), *named_classes(config.get("allow_class"))}
         self._checkpoint_block_size = None
-        if ckpt_path and not (
-            ckpt_path in ("untrained", "hpc") or ckpt_path.startswith("registry") or "://" in ckpt_path
-        ):
-            # a local file, `last` and `best` resolved (Lightning resolves the other special names itself)
-            checkpoint = read_checkpoint(config.ckpt_path)
-            check_imports(checkpoint, config.ckpt_path, allowed)
+        if config.get("ckpt_path"):  # a local file, `last` and `best` resolved: through the guard before Lightning
+            checkpoint = read_checkpoint(config.ckpt_path, allowed=allowed)
             self._checkpoint_block_size = checkpoint["hyper_parameters"].get("block_size")
         # Lightning next replaces the model settings with a checkpoint's; keep what was asked for, to compare.
         self._given_model = config.model.clone() if subcommand == "fit" and config.get("ckpt_path") else None
@@ -298,7 +307,7 @@ class MakemoreCLI(LightningCLI):
                     "give --weights_from (a new run from a checkpoint's weights) or --ckpt_path (resume"
                     " the same run), not both"
                 )
-            check_imports(read_checkpoint(config.weights_from), config.weights_from, allowed)
+            read_checkpoint(config.weights_from, allowed=allowed)
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
         config = self.config_init[self.subcommand] if self.subcommand else None
@@ -360,7 +369,7 @@ class MakemoreCLI(LightningCLI):
 
     def _load_weights_from(self, path: str) -> None:
         """--weights_from: the network weights of a checkpoint trained on the same vocabulary and block_size."""
-        net, hparams = load_network(path)
+        net, hparams = load_network(path, allowed=self._allowed)
         if hparams["vocab"] != self.model.hparams.vocab or hparams["block_size"] != self.model.hparams.block_size:
             raise CheckpointError(f"{path}: its vocabulary or block_size differs from this run's data")
         try:

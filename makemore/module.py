@@ -17,7 +17,7 @@ from torchmetrics import MeanMetric
 from makemore import _compat, distillation, steps
 from makemore.checkpoint import (
     callable_config,
-    check_imports,
+    class_paths,
     factory,
     network_config,
     network_factory,
@@ -162,7 +162,10 @@ class MakemoreModule(L.LightningModule):
         if teacher and self.teacher_probabilities is None:  # once per module (the LR finder's sweep fits first)
             if not hasattr(data, "whole_split"):
                 raise ConfigError("model.teacher needs makemore's CharDataModule, which gives the training split")
-            self.teacher_probabilities = distillation.teacher_probabilities(teacher, data, self.device)
+            # a teacher may name makemore's and torch's classes, and those this fit names itself
+            self.teacher_probabilities = distillation.teacher_probabilities(
+                teacher, data, self.device, allowed=class_paths(self.hparams)
+            )
 
     def on_train_start(self) -> None:
         self.hand_backward_active = False
@@ -507,8 +510,7 @@ def check_fits_checkpoint(module: MakemoreModule, checkpoint: dict) -> None:
 def load_checkpoint(path: str, map_location: str = "cpu", allow_class: Iterable[str] = ()) -> MakemoreModule:
     """Rebuild a trained module from a checkpoint alone, refusing anything but plain data (weights_only) and classes
     outside makemore and torch that are not in `allow_class` (see makemore.checkpoint.check_imports)."""
-    checkpoint = read_checkpoint(path, map_location)
-    check_imports(checkpoint, path, allow_class)
+    checkpoint = read_checkpoint(path, map_location, allow_class)
     hparams = dict(checkpoint["hyper_parameters"])
     accepted = inspect.signature(MakemoreModule).parameters
     try:

@@ -88,52 +88,86 @@ def test_evaluating_nothing_is_refused(subcommand, limit, trained, words_path, t
     cli_error(args, f"{subcommand} would evaluate nothing: trainer.{limit} is 0")
 
 
-def forged(trained: Path, tmp_path: Path) -> tuple[Path, Path]:
-    """A checkpoint whose network is a class of a module that leaves a marker file when it is imported."""
+def forged(trained: Path, tmp_path: Path, where: str = "net") -> tuple[Path, Path]:
+    """A checkpoint that names something of a module that leaves a marker file when it is imported: its network's
+    class (`where` "net"), or a callable among its schedule's arguments ("lr_lambda": LambdaLR's, which jsonargparse
+    imports by name when Lightning parses a resumed checkpoint's hyperparameters)."""
     module = tmp_path / "forged_net.py"
     marker = tmp_path / "imported"
-    module.write_text(f"open({str(marker)!r}, 'w').close()\nimport torch\nclass Net(torch.nn.Module):\n    pass\n")
+    module.write_text(
+        f"open({str(marker)!r}, 'w').close()\nimport torch\nclass Net(torch.nn.Module):\n    pass\n"
+        "def lr_lambda(step):\n    return 1.0\n"
+    )
     checkpoint = torch.load(trained, weights_only=True)
-    checkpoint["hyper_parameters"]["net"]["class_path"] = "forged_net.Net"
+    hparams = checkpoint["hyper_parameters"]
+    if where == "net":
+        hparams["net"]["class_path"] = "forged_net.Net"
+    else:
+        hparams["lr_scheduler"] = {
+            "class_path": "torch.optim.lr_scheduler.LambdaLR",
+            "init_args": {"lr_lambda": "forged_net.lr_lambda", "last_epoch": -1},
+        }
     path = tmp_path / "forged.ckpt"
     torch.save(checkpoint, path)
     return path, marker
 
 
+def makemore_process(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    """`python -m makemore ARGS` in the checkout, with tmp_path (the forged module's folder) on Python's path."""
+    env = {**_env(), "PYTHONPATH": str(tmp_path)}
+    return subprocess.run([sys.executable, "-m", "makemore", *args], cwd=ROOT, capture_output=True, text=True, env=env)
+
+
 @pytest.mark.parametrize(
-    "command",
+    "command, name",
     [
-        ["test", "--ckpt_path", "{ckpt}"],
-        ["fit", "--ckpt_path", "{ckpt}"],
-        ["fit", "--weights_from", "{ckpt}"],
-        ["sample", "--ckpt_path", "{ckpt}"],
+        (["test", "--ckpt_path", "{ckpt}"], "forged_net.Net"),
+        (["fit", "--ckpt_path", "{ckpt}"], "forged_net.Net"),
+        (["fit", "--weights_from", "{ckpt}"], "forged_net.Net"),
+        (["sample", "--ckpt_path", "{ckpt}"], "forged_net.Net"),
+        (["fit", "--ckpt_path", "{lambda_ckpt}"], "forged_net.lr_lambda"),
+        (["validate", "--ckpt_path", "{lambda_ckpt}"], "forged_net.lr_lambda"),
     ],
 )
-def test_a_checkpoint_cannot_make_makemore_import_a_module(command, trained, words_path, tmp_path):
-    path, marker = forged(trained, tmp_path)
-    args = [part.format(ckpt=path) for part in command]
+def test_a_checkpoint_cannot_make_makemore_import_a_module(command, name, trained, words_path, tmp_path):
+    path, marker = forged(trained, tmp_path, "net" if name.endswith("Net") else "lr_lambda")
+    args = [part.format(ckpt=path, lambda_ckpt=path) for part in command]
     if args[0] != "sample":
         args += small_run_args(words_path, tmp_path / "runs")
-    env = {"PYTHONPATH": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-m", "makemore", *args], cwd=ROOT, capture_output=True, text=True, env={**_env(), **env}
-    )
+    done = makemore_process(args, tmp_path)
     assert done.returncode == 1, done.stderr[-2000:]
     assert done.stderr.strip().splitlines()[-1] == (
-        f"makemore: error: {path}: it names the class forged_net.Net, and importing it would run its module's code;"
-        " makemore imports only its own and torch's classes from a checkpoint: if you trust it, name it with"
-        " --allow_class forged_net.Net (or --model.net)"
+        f"makemore: error: {path}: it names {name} to import, and importing it would run its module's code;"
+        " makemore imports only its own and torch's names from a checkpoint: if you trust it, name it with"
+        f" --allow_class {name} (or --model.net)"
     )
     assert not marker.exists(), "the forged module was imported"
-    # named by the user, it is imported (and then found not to be a makemore network)
-    allowed = subprocess.run(
-        [sys.executable, "-m", "makemore", *args, "--allow_class", "forged_net.Net"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**_env(), **env},
+    if name.endswith("Net"):  # named by the user, it is imported (and then found not to be a makemore network)
+        makemore_process([*args, "--allow_class", name], tmp_path)
+        assert marker.exists()
+
+
+def test_a_teacher_checkpoint_passes_the_same_guard(trained, words_path, tmp_path):
+    path, marker = forged(trained, tmp_path)
+    args = ["fit", *small_run_args(words_path, tmp_path / "runs", max_steps=20), "--model.teacher", f"[{path}]"]
+    done = makemore_process([*args, "--allow_class", "forged_net.Net"], tmp_path)  # --allow_class is for --ckpt_path
+    assert done.returncode == 1 and not marker.exists(), done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"makemore: error: model.teacher: {path}: it names forged_net.Net to import, and importing it would run its"
+        " module's code; makemore imports only its own and torch's names from a checkpoint: if you trust it, name its"
+        " network in this fit's model.net"
     )
-    assert marker.exists(), allowed.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", ["hpc", "registry", "registry:makemore/mlp", "REGISTRY:x:v1", "s3://bucket/x.ckpt"])
+def test_names_lightning_reads_its_own_way_are_refused(name, words_path, tmp_path):
+    for subcommand in ("fit", "test"):
+        message = cli_error(
+            [subcommand, *small_run_args(words_path, tmp_path), "--ckpt_path", name],
+            f"--ckpt_path {name}: makemore reads checkpoint files only",
+        )
+        assert "./NAME" in message
+    assert not list(tmp_path.glob("lightning_logs/version_*"))
 
 
 def _env() -> dict:
