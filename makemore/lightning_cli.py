@@ -66,10 +66,10 @@ SILENCED = (
     # MakemoreCLI.parse_arguments parses the command line without --print_config first, given as a list.
     r"LightningCLI's args parameter is intended to run from within Python",
     # Under DDP Lightning recommends sync_dist=True for each tensor logged per epoch. MakemoreModule._log_split's need
-    # none: {val,test}_{loss,bpc,perplexity}[_partial] come from MeanMetric.compute(), already the exact
+    # none: {val,test}_{loss,bpc,perplexity}[_partial][_other_split] come from MeanMetric.compute(), already the exact
     # example-weighted mean over all processes (a sync_dist mean of it again would change nothing), and `step` is the
     # same on every process.
-    r"It is recommended to use `self\.log\('(step|(val|test)_(loss|bpc|perplexity)(_partial)?)', ",
+    r"It is recommended to use `self\.log\('(step|(val|test)_(loss|bpc|perplexity)(_partial)?(_other_split)?)', ",
 )
 
 
@@ -399,6 +399,9 @@ def run(argv: Optional[list[str]], callbacks: Sequence[L.Callback] = ()) -> Make
             parser_class=Parser,
             parser_kwargs={"prog": "makemore"},
             trainer_defaults=trainer_defaults(callbacks),
+            # Lightning's top-level --optimizer/--lr_scheduler would replace model.optimizer's and model.lr_scheduler's
+            # in training while hparams.yaml and TensorBoard recorded the model's: one way to set each, recorded.
+            auto_configure_optimizers=False,
             args=argv,
         )
     except ValueError as err:  # jsonargparse wraps what a class raised while it was built: makemore's own is one line

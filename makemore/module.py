@@ -67,6 +67,7 @@ class MakemoreModule(L.LightningModule):
     _checkpoint_step: Optional[int] = None  # the global_step of the checkpoint loaded, for validate/test
     _train_losses: Optional[list[torch.Tensor]] = None  # the step losses since train_loss was last logged
     _said_partial: bool = False  # whether a partial evaluation was said (once per module)
+    _other_split: bool = False  # whether validate/test scores a checkpoint on a split it was not trained on
     hand_backward_active: bool = False  # whether this fit trains with the hand-written step (set when training starts)
     _sequence_model: Optional[bool] = None  # whether the network predicts at every position (text evaluation)
     teacher_probabilities: Optional[torch.Tensor] = None  # model.teacher's rows, one per training character
@@ -242,9 +243,10 @@ class MakemoreModule(L.LightningModule):
             self.log("step", float(self.global_step))
         elif self._checkpoint_step is not None:  # validate/test of a checkpoint: at the step it was trained to
             self.log("step", float(self._checkpoint_step))
-        # A limit_val/test_batches that cuts the split short gives another quantity: it gets another name.
+        # A limit_val/test_batches that cuts the split short gives another quantity: it gets another name. So does a
+        # split the checkpoint was not trained on (--allow_other_split): its scores stay out of the run's own series.
         done, total = self._evaluated_batches(stage)
-        partial = "_partial" if done < total else ""
+        partial = ("_partial" if done < total else "") + ("_other_split" if self._other_split else "")
         if partial and not self.trainer.sanity_checking and self.trainer.is_global_zero and not self._said_partial:
             self._said_partial = True
             limit = "limit_test_batches" if stage == "test" else "limit_val_batches"
@@ -480,13 +482,15 @@ def check_fits_checkpoint(module: MakemoreModule, checkpoint: dict) -> None:
     fitting = trainer is not None and trainer.state.fn == "fit"
     if not fitting:
         split = differences(saved.get("split_fingerprint"), hparams.get("split_fingerprint"), "split")
-        if (
-            split
-            and saved.get("split_fingerprint")
-            and hparams.get("split_fingerprint")
-            and not module.allow_other_split
-        ):
+        if split and saved.get("split_fingerprint") and hparams.get("split_fingerprint"):
             names = sorted({key.split(".")[1].split("_")[0] for key in split}, key=("train", "val", "test").index)
+            if module.allow_other_split:
+                module._other_split = True
+                rank_zero_info(
+                    f"makemore: {source}the checkpoint was trained on another split (its {'/'.join(names)} words"
+                    " differ): its scores are named *_other_split, apart from the run's own"
+                )
+                return
             raise CheckpointError(
                 f"{source}the checkpoint was trained on another split of the words (its {'/'.join(names)} words"
                 " differ from this data's): its scores here could count words it trained on. Use the data file,"

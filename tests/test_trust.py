@@ -200,3 +200,14 @@ def test_the_tensorboard_command_is_quoted(words_path, tmp_path, run_cli, capsys
     run_cli("fit", *small_run_args(words_path, root, max_steps=20))
     out = capsys.readouterr().out
     assert f"watch it: tensorboard --logdir {shlex.quote(str(root / 'lightning_logs'))}" in out
+
+
+@pytest.mark.parametrize("option", ["--optimizer", "--lr_scheduler"])
+def test_lightnings_own_optimizer_options_are_not_offered(option, words_path, tmp_path):
+    """They would train with another optimizer than the one hparams.yaml and TensorBoard record: model.optimizer and
+    model.lr_scheduler are the one way to set them."""
+    cli_error(
+        ["fit", *small_run_args(words_path, tmp_path), option, "torch.optim.Adam"],
+        f"unrecognized arguments: {option} torch.optim.Adam \\(did you mean --model.{option[2:]}\\?\\)",
+    )
+    assert not list(tmp_path.glob("lightning_logs/version_*"))

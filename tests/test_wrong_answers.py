@@ -13,6 +13,7 @@ import pytest
 import torch
 from conftest import cli_error, small_run_args, write_syllable_words
 
+from makemore.api import scalars
 from makemore.checkpoint import read_checkpoint
 from makemore.cli import main, run_cli
 
@@ -110,7 +111,18 @@ def test_a_diverging_run_stops_with_an_error_and_keeps_no_checkpoint(trained, tm
 def test_evaluating_on_another_split_is_refused_unless_allowed(trained, tmp_path, other):
     args = ["test", *small_run_args(trained["words"], tmp_path), "--ckpt_path", str(trained["best"]), *other]
     cli_error(args, ".*trained on another split of the words")
-    assert run_cli([*args, "--allow_other_split", "true"]).trainer.callback_metrics["test_loss"] > 0
+    assert run_cli([*args, "--allow_other_split", "true"]).trainer.callback_metrics["test_loss_other_split"] > 0
+
+
+def test_scores_on_another_split_are_logged_apart_from_the_runs_own(trained, tmp_path):
+    run = Path(trained["best"]).parents[1]
+    own = scalars(run, "val_loss")
+    args = small_run_args(trained["words"], trained["root"], data__seed="7")
+    cli = run_cli(["validate", *args, "--ckpt_path", str(trained["best"]), "--allow_other_split", "true"])
+    assert "val_loss" not in cli.trainer.callback_metrics
+    assert scalars(run, "val_loss") == own  # the run's own series is untouched
+    [(step, value)] = scalars(run, "val_loss_other_split")
+    assert step == own[-1][0] and value == pytest.approx(float(cli.trainer.callback_metrics["val_loss_other_split"]))
 
 
 # 6. the final state of every fit is saved
