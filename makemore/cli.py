@@ -118,8 +118,8 @@ def sample(
     if kind != "cpu" and not getattr(torch, kind).is_available():
         raise ConfigError(f"--device {device}: torch sees no {kind} device on this machine")
     if ckpt_path in ("best", "last"):
-        ckpt_path = str(named_checkpoint(ckpt_path, allowed=allow_class))
-        print(f"makemore: --ckpt_path: {ckpt_path}", file=sys.stderr)
+        name, ckpt_path = ckpt_path, str(named_checkpoint(ckpt_path, allowed=allow_class))
+        print(f"makemore: --ckpt_path {name}: {ckpt_path}", file=sys.stderr)
     checkpoint = read_checkpoint(ckpt_path, device, allow_class)
     net, hparams = network_of(checkpoint, ckpt_path, device), checkpoint["hyper_parameters"]
     vocabulary = Vocabulary(hparams["vocab"])

@@ -22,7 +22,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 
 from makemore import _compat
 from makemore.batchnorm import cpu_sync_plugins
-from makemore.callbacks import LOG_EVERY_N_STEPS, LastCheckpoint, fit_callbacks
+from makemore.callbacks import LOG_EVERY_N_STEPS, LastCheckpoint, fit_callbacks, tensorboard
 from makemore.checkpoint import (
     class_paths,
     import_class,
@@ -352,7 +352,8 @@ class MakemoreCLI(LightningCLI):
             if isinstance(callback, LastCheckpoint) and Path(callback.format_checkpoint_name({})).is_file():
                 last = callback.format_checkpoint_name({})
                 lines.append(f"  last checkpoint (step {trainer.global_step}): {shown(last)}")
-        lines.append(f"  watch it: tensorboard --logdir {shlex.quote(shown(Path(log_dir).parent))}")
+        if tensorboard(trainer) is not None:  # another logger (CSVLogger) leaves nothing for TensorBoard
+            lines.append(f"  watch it: tensorboard --logdir {shlex.quote(shown(Path(log_dir).parent))}")
         print("\n".join(lines))
 
     def instantiate_classes(self) -> None:

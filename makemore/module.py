@@ -470,9 +470,10 @@ def check_fits_checkpoint(module: MakemoreModule, checkpoint: dict) -> None:
     trainer = _compat.attached_trainer(module)
     source = f"{trainer.ckpt_path}: " if trainer is not None and trainer.ckpt_path else ""
     if "vocab" in saved and saved["vocab"] != hparams.vocab:
+        trained_on = (checkpoint.get("datamodule_hyper_parameters") or {}).get("path")
         raise CheckpointError(
             f"{source}the checkpoint was trained on the vocabulary {saved['vocab']!r}, but the data has"
-            f" {hparams.vocab!r}; use the data file it was trained on"
+            f" {hparams.vocab!r}; use the data file it was trained on" + (f" ({trained_on})" if trained_on else "")
         )
     if "block_size" in saved and saved["block_size"] != hparams.block_size:
         raise CheckpointError(

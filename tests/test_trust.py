@@ -211,3 +211,27 @@ def test_lightnings_own_optimizer_options_are_not_offered(option, words_path, tm
         f"unrecognized arguments: {option} torch.optim.Adam \\(did you mean --model.{option[2:]}\\?\\)",
     )
     assert not list(tmp_path.glob("lightning_logs/version_*"))
+
+
+def test_the_summary_offers_tensorboard_only_where_it_has_something_to_show(words_path, tmp_path, run_cli, capsys):
+    args = ["--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", str(tmp_path)]
+    run_cli("fit", *small_run_args(words_path, tmp_path, max_steps=20), *args)
+    out = capsys.readouterr().out
+    assert "makemore: run folder " in out and "tensorboard" not in out
+
+
+def test_a_vocabulary_mismatch_names_the_file_the_checkpoint_was_trained_on(trained, words_path, tmp_path):
+    other = tmp_path / "other.txt"
+    other.write_text("xyz\nzyx\nqqq\n" * 20)
+    cli_error(
+        ["test", *small_run_args(other, tmp_path / "runs"), "--ckpt_path", str(trained)],
+        f".*trained on the vocabulary .*; use the data file it was trained on \\({words_path}\\)$",
+    )
+
+
+def test_best_and_last_are_said_alike_by_every_subcommand(trained, words_path, tmp_path, run_cli, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # sample looks in ./lightning_logs
+    run_cli("sample", "--ckpt_path", "last", "--num_samples", "2")
+    run_cli("test", *small_run_args(words_path, tmp_path), "--ckpt_path", "last")
+    said = [line.rsplit(" ", 1) for line in capsys.readouterr().err.splitlines() if "--ckpt_path" in line]
+    assert [(words, Path(path).resolve()) for words, path in said] == [("makemore: --ckpt_path last:", trained)] * 2
