@@ -315,6 +315,16 @@ class StepIntervals(L.Callback):
             )
         self._apply(trainer, steps_per_batch_for(lengths, 1 if readers else data.max_steps_per_batch))
 
+    def on_before_optimizer_step(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        """Clip each SGD step's gradient where Lightning's automatic optimisation clips it: inside
+        `optimizer.step()`, after a mixed-precision plugin has unscaled it (before the step, the clip would cap the
+        scaled gradient: 1/65,536 of the norm asked for under 16-mixed). `train_steps` clips the direct path itself."""
+        options = step_options(trainer)
+        if options.clip_val:
+            pl_module.configure_gradient_clipping(optimizer, options.clip_val, options.clip_algorithm)
+
     def _apply(self, trainer: L.Trainer, steps: int) -> None:
         self._trainer = trainer
         if self._saved is None:
@@ -445,9 +455,9 @@ def direct_steps(module: L.LightningModule) -> bool:
     if type(trainer.strategy) is not SingleDeviceStrategy or type(trainer.precision_plugin) is not Precision:
         return False
     hooks = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
+    callbacks = [cb for cb in trainer.callbacks if not isinstance(cb, StepIntervals)]  # its clipping: done directly
     return not any(
-        is_overridden(hook, module, L.LightningModule)
-        or any(is_overridden(hook, cb, L.Callback) for cb in trainer.callbacks)
+        is_overridden(hook, module, L.LightningModule) or any(is_overridden(hook, cb, L.Callback) for cb in callbacks)
         for hook in hooks
     )
 
@@ -499,7 +509,8 @@ def train_steps(module: L.LightningModule, batch: tuple[torch.Tensor, ...]) -> t
     SGD step); stops at the trainer's max_steps. The module must use manual optimisation. With the trainer's
     accumulate_grad_batches k (`module.step_options`), each SGD step takes k consecutive mini-batches of the
     batch and the gradient of their mean loss; with gradient_clip_val, the gradient is clipped before each step
-    (`configure_gradient_clipping`, as Lightning does). With `module.hand_backward_active` (see
+    (`configure_gradient_clipping`, as Lightning does: through Lightning's optimizer step, in its
+    on_before_optimizer_step, after a mixed-precision plugin has unscaled it; see StepIntervals). With `module.hand_backward_active` (see
     `hand_backward_blocker`) each step is the network's hand-written backward and the SGD update, with no
     autograd graph and no call into torch.optim. With `module.teacher_probabilities` (model.teacher) each step
     minimises makemore.distillation's objective, and the loss returned is still the cross-entropy with the targets.
@@ -548,7 +559,7 @@ def train_steps(module: L.LightningModule, batch: tuple[torch.Tensor, ...]) -> t
                         minimised = distillation.objective(logits, part, X[i], where[0][i], soft, weight)
                     backward(minimised / k)
                     loss = loss + part.detach() / k
-            if options.clip_val:
+            if options.clip_val and direct:  # otherwise StepIntervals clips inside optimizer.step(), once unscaled
                 module.configure_gradient_clipping(torch_optimizer, options.clip_val, options.clip_algorithm)
             if direct:
                 _compat.count_optimizer_step(optimizer, torch_optimizer.step)

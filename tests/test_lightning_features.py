@@ -160,6 +160,51 @@ def test_accumulation_and_clipping_take_the_clipped_gradient_of_the_mean_of_k_mi
         torch.testing.assert_close(p, expected[name], rtol=1e-5, atol=1e-7)
 
 
+class NormRecordingSGD(torch.optim.SGD):
+    """SGD that records the norm of the gradient it steps with: what clipping left of it, once unscaled."""
+
+    norms: list[float] = []
+
+    def step(self, closure=None):
+        grads = [p.grad.float() for group in self.param_groups for p in group["params"] if p.grad is not None]
+        NormRecordingSGD.norms.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+        return super().step(closure)
+
+
+def test_clipping_under_mixed_precision_caps_the_real_gradient(words_path, tmp_path):
+    """Lightning's mixed-precision plugin unscales inside optimizer.step(): a clip before it would cap the scaled
+    gradient. Proven with Lightning's own plugin and a CPU GradScaler: the optimizer sees the same clipped gradient
+    in 16-mixed as in 32-bit, and the fit ends at the same loss."""
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    from makemore.api import make_trainer, module_for
+
+    ends = {}
+    for precision, plugins in [
+        ("32", []),
+        ("16-mixed", [MixedPrecision("16-mixed", device="cpu", scaler=torch.amp.GradScaler("cpu"))]),
+    ]:
+        data = CharDataModule(path=str(words_path), max_steps_per_batch=10, val_every_n_steps=50)
+        L.seed_everything(0)
+        model = module_for(data, learning_rate=0.1, optimizer=NormRecordingSGD, hand_backward=False)
+        NormRecordingSGD.norms = []
+        trainer = make_trainer(
+            max_steps=50,
+            root=tmp_path / precision,
+            accelerator="cpu",
+            gradient_clip_val=1.0,
+            plugins=plugins,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            log_every_n_steps=10,
+        )
+        trainer.fit(model, data)
+        norms = NormRecordingSGD.norms
+        assert len(norms) == 50 and 0.99 < max(norms) <= 1.0 + 1e-4, (precision, max(norms))
+        ends[precision] = float(trainer.callback_metrics["train_loss"])
+    assert ends["16-mixed"] == pytest.approx(ends["32"], abs=0.01), ends
+
+
 def test_mini_batches_of_an_accumulated_step_are_the_draws_that_follow_each_other():
     X, Y = torch.arange(1000).view(-1, 1), torch.arange(1000)
     plain = TrainBatches(TensorDataset(X, Y), batch_size=8, steps=12, epoch_steps=12, seed=3, rank=0).batch(0)[1]
