@@ -118,7 +118,10 @@ class Diagnostics(L.Callback):
         if stage != "fit" or not self.activations:
             return
         net = pl_module.net
-        idx = torch.zeros(2, pl_module.hparams.block_size, dtype=torch.long, device=pl_module.device)
+        # where the weights are now: at setup Lightning already reports the target device (a GPU) as
+        # pl_module.device, while the weights are still on the CPU
+        device = next(net.parameters()).device
+        idx = torch.zeros(2, pl_module.hparams.block_size, dtype=torch.long, device=device)
         was_training = net.training
         net.eval()
         try:
@@ -159,8 +162,10 @@ class Diagnostics(L.Callback):
         named = [(name, p) for name, p in net.named_parameters() if p.requires_grad]
         parameters = dict(named)
         buffers = {name: b.clone() for name, b in net.named_buffers()}  # BatchNorm's running statistics
-        devices = [pl_module.device] if pl_module.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):  # the same dropout masks for training with or without this
+        device = x.device
+        # the same dropout masks for training with or without this: the generator of the device it runs on forked
+        forked = {"devices": [device], "device_type": device.type} if device.type != "cpu" else {"devices": []}
+        with torch.random.fork_rng(**forked):
             with torch.enable_grad():
                 loss, outputs = tanh_outputs(net, x, y)
                 grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)

@@ -90,3 +90,51 @@ def test_a_network_without_tanh_is_one_line(words_path, tmp_path, run_cli):
     assert not list(tmp_path.rglob("*.ckpt"))
     cli = run_cli("fit", *args, *bigram, *DIAGNOSTICS, "--trainer.callbacks.activations", "false")
     assert "gradients/std/logits" in events_of(cli.trainer.log_dir).Tags()["scalars"]
+
+
+class OneDevice(torch.overrides.TorchFunctionMode):
+    """Refuses any operation whose tensors lie on more than one device, as a GPU would (a CPU test cannot mix
+    devices otherwise: a meta tensor beside a CPU one passes)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor) and a.dim() > 0]
+        tensors += [t for a in args if isinstance(a, (list, tuple)) for t in a if isinstance(t, torch.Tensor)]
+        devices = {t.device for t in tensors}
+        if len(devices) > 1:
+            raise RuntimeError(f"{func.__name__} mixes devices {sorted(map(str, devices))}")
+        return func(*args, **kwargs)
+
+
+def test_diagnostics_set_up_where_the_weights_are_not_where_they_will_be(words_path, tmp_path):
+    """At setup Lightning reports the target device as pl_module.device while the weights are still on the CPU (a
+    GPU fit); the probe batch must be built beside the weights. The target here is `meta`."""
+    import lightning as L
+    from lightning.pytorch.accelerators import CPUAccelerator
+    from lightning.pytorch.strategies import SingleDeviceStrategy
+
+    from makemore.api import module_for
+    from makemore.data import CharDataModule
+
+    class MetaAccelerator(CPUAccelerator):
+        def setup_device(self, device: torch.device) -> None:  # CPUAccelerator accepts only the CPU
+            pass
+
+    class SetUp(Exception):
+        pass
+
+    class StopAfterSetup(L.Callback):
+        def setup(self, trainer, pl_module, stage):
+            raise SetUp(f"{pl_module.device}, weights on {next(pl_module.parameters()).device}")
+
+    data = CharDataModule(path=str(words_path), val_every_n_steps=50)
+    trainer = L.Trainer(
+        max_steps=20,
+        default_root_dir=tmp_path,
+        strategy=SingleDeviceStrategy(torch.device("meta"), accelerator=MetaAccelerator()),
+        callbacks=[Diagnostics(every_n_steps=10), StopAfterSetup()],
+        logger=False,
+        enable_progress_bar=False,
+    )
+    with OneDevice(), pytest.raises(SetUp, match="^meta, weights on cpu$"):  # Diagnostics' setup has passed
+        trainer.fit(module_for(data), data)
