@@ -35,7 +35,7 @@ import math
 import sys
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Iterator, Optional, Protocol, runtime_checkable
+from typing import Any, Callable, Iterator, Optional, Protocol, runtime_checkable
 
 import lightning as L
 import torch
@@ -572,7 +572,10 @@ def train_steps(module: L.LightningModule, batch: tuple[torch.Tensor, ...]) -> t
         return torch.zeros(0, device=Y.device)
     losses = torch.stack(losses)
     if not record_sweep_losses(module, losses):  # a sweep diverges on purpose at its end: the finder stops it
-        check_divergence(losses, module.global_step - steps, getattr(module, "max_loss", math.inf))
+        # Under DDP every process decides on the losses of all: one stopping alone would leave the others waiting
+        # in the next gradient all-reduce.
+        gather = module.all_gather if module.trainer.world_size > 1 else None
+        check_divergence(losses, module.global_step - steps, getattr(module, "max_loss", math.inf), gather=gather)
     return losses
 
 
@@ -582,16 +585,28 @@ def _sgd_update(grads: list[tuple[torch.Tensor, torch.Tensor]], lr: float) -> No
         parameter.add_(grad, alpha=-lr)
 
 
-def check_divergence(losses: torch.Tensor, start: int, max_loss: float, name: str = "loss") -> None:
+def check_divergence(
+    losses: torch.Tensor,
+    start: int,
+    max_loss: float,
+    name: str = "loss",
+    gather: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+) -> None:
     """Stop the run (DivergedError) at the first of these steps' losses that is not finite or above max_loss.
 
-    Raised before any checkpoint of the diverged weights is written (one check per batch, one sync).
+    Raised before any checkpoint of the diverged weights is written (one check per batch, one sync). `gather`:
+    under DDP, the processes' all_gather: each process then finds the first bad step of all of them and every
+    process stops, with the same message.
     """
     bad = ~torch.isfinite(losses) | (losses > max_loss)
-    if bad.any():
-        first = int(bad.nonzero()[0])
+    first = torch.where(bad.any(), bad.int().argmax(), len(losses))  # len(losses): none
+    at = torch.stack([first.float(), losses[first.clamp(max=len(losses) - 1)].float()])
+    rows = (gather(at).reshape(-1, 2) if gather is not None else at.reshape(1, 2)).tolist()  # (process, (first, loss))
+    index, value = min(rows, key=lambda row: row[0])  # the earliest bad step; of the lowest rank on a tie
+    if index < len(losses):
+        first = int(index)
         raise DivergedError(
-            f"training diverged at SGD step {start + first + 1}: {name} {losses[first].item():.4g}"
+            f"training diverged at SGD step {start + first + 1}: {name} {value:.4g}"
             + (
                 ""
                 if math.isinf(max_loss)

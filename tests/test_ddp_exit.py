@@ -92,3 +92,44 @@ def test_a_ddp_fit_leaves_no_process_group_or_its_threads_to_the_interpreter_exi
         if state["native_threads"] is not None:  # Linux names torch's threads
             assert not [name for name in state["native_threads"] if name.startswith(GROUP_THREADS)], state
         assert "_AsyncWriterThread" not in state["python_threads"], state  # the TensorBoard writers are closed
+
+
+def test_a_divergence_on_one_process_stops_every_process_with_the_same_line(words_path, tmp_path):
+    """Each process decides on the losses of all: one that stopped alone would leave the others waiting in the next
+    gradient all-reduce (on NCCL until its 30-minute timeout)."""
+    (tmp_path / "rank_net.py").write_text(
+        textwrap.dedent(
+            """
+            import torch.distributed as dist
+            from makemore.models import MLP
+
+            class DivergesOnRankOne(MLP):
+                '''The MLP, whose loss on process 1 jumps far above the divergence limit from its 25th SGD step.'''
+
+                steps = 0
+
+                def forward(self, idx, targets=None):
+                    logits, loss = super().forward(idx, targets)
+                    if self.training and targets is not None:
+                        DivergesOnRankOne.steps += 1
+                        if dist.get_rank() == 1 and DivergesOnRankOne.steps >= 25:
+                            loss = loss * 1000
+                    return logits, loss
+            """
+        )
+    )
+    env = {key: value for key, value in os.environ.items() if key not in ("MASTER_PORT", "LOCAL_RANK", "WORLD_SIZE")}
+    env["PYTHONPATH"] = str(tmp_path)
+    args = [*small_run_args(words_path, tmp_path, max_steps=50), *DDP, "--model.net", "rank_net.DivergesOnRankOne"]
+    result = subprocess.run(
+        [sys.executable, "-m", "makemore", "fit", *args, "--model.hand_backward", "false"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0, result.stderr[-3000:]
+    said = [line for line in result.stderr.splitlines() if line.startswith("makemore: error: ")]
+    assert len(said) == 2 and said[0] == said[1], result.stderr[-3000:]  # both processes, the same line
+    assert said[0].startswith("makemore: error: training diverged at SGD step 25: loss "), said[0]
