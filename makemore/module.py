@@ -341,22 +341,68 @@ class MakemoreModule(L.LightningModule):
         )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # Lightning does not keep the random state: a resumed run needs it for the same dropout masks.
-        checkpoint["torch_rng_state"] = torch.get_rng_state()
+        # Lightning does not keep the random state: a resumed run needs it for the same dropout masks. Every process
+        # saves (only rank 0 writes the file): its states are gathered, one entry per rank.
+        checkpoint["rng_states"] = random_states_of_every_process(self)
         if self._train_losses:
             checkpoint["train_losses"] = torch.cat(self._train_losses).cpu()
-        if torch.cuda.is_available():
-            checkpoint["cuda_rng_states"] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        if "torch_rng_state" in checkpoint:
-            torch.set_rng_state(checkpoint["torch_rng_state"].cpu())
-        if "cuda_rng_states" in checkpoint and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([state.cpu() for state in checkpoint["cuda_rng_states"]])
+        trainer = _compat.attached_trainer(self)
+        missing = restore_random_states(checkpoint.get("rng_states") or [], self.global_rank, self.device)
+        if missing and trainer is not None and trainer.state.fn == "fit":  # only training draws random numbers
+            rank_zero_info(
+                f"makemore: the checkpoint holds no random state for {missing}: from here its dropout masks (if any)"
+                " differ from those of an uninterrupted run"
+            )
         check_fits_checkpoint(self, checkpoint)
         self._checkpoint_step = checkpoint.get("global_step")
         if "train_losses" in checkpoint:
             self._train_losses = [checkpoint["train_losses"].to(self.device)]
+
+
+def random_states(device: torch.device) -> dict[str, torch.Tensor]:
+    """This process's random state: the CPU generator's, and the generator of the device it trains on (CUDA, MPS)."""
+    states = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    elif device.type == "mps":
+        states["mps"] = torch.mps.get_rng_state()
+    return states
+
+
+def random_states_of_every_process(module: L.LightningModule) -> list[dict[str, torch.Tensor]]:
+    """The random states of every process of the fit (`random_states`), one dict per global rank, on the CPU; a
+    collective under DDP (every process saves a checkpoint, rank 0 writes it)."""
+    mine = random_states(module.device)
+    trainer = _compat.attached_trainer(module)
+    if trainer is None or trainer.world_size == 1:
+        return [mine]
+    # all_gather takes tensors on the process's device (NCCL: a GPU); the states are bytes of equal length per kind
+    gathered = {kind: module.all_gather(state.to(module.device)).cpu() for kind, state in mine.items()}
+    # each row its own tensor (clone): a view into the gathered storage would be saved whole, and
+    # torch.set_rng_state reads a view's storage from its start (a crash)
+    return [{kind: states[rank].clone() for kind, states in gathered.items()} for rank in range(trainer.world_size)]
+
+
+def restore_random_states(saved: list[dict[str, torch.Tensor]], rank: int, device: torch.device) -> Optional[str]:
+    """Restore this process's random states from a checkpoint's (`random_states_of_every_process`); what could not
+    be restored, in words (a rank the checkpoint has no state for, or a device kind it did not train on), or None.
+    Restores only the generators of this process's own device: a checkpoint of more GPUs than this machine has
+    loads."""
+    if rank >= len(saved):
+        return f"process {rank} (it was saved by {len(saved)})" if saved else "any process"
+    states = {kind: state.cpu().clone() for kind, state in saved[rank].items()}  # torch's setters want whole tensors
+    torch.set_rng_state(states["cpu"])
+    if device.type == "cpu":
+        return None
+    if device.type not in states:
+        return f"{device.type} (it was trained on {', '.join(sorted(states))})"
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(states["cuda"], device)
+    elif device.type == "mps":
+        torch.mps.set_rng_state(states["mps"])
+    return None
 
 
 # A schedule's arguments that count its steps (or epochs), as torch.optim.lr_scheduler names them.

@@ -1,6 +1,7 @@
 """What a user runs after installing: the `makemore` console script's exit status, and a wheel installed into a fresh
 virtual environment, run from any folder (the checkout included)."""
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -11,6 +12,8 @@ from conftest import small_run_args
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(sysconfig.get_path("scripts")) / "makemore"
+# What a copy of the checkout to build a wheel from leaves out: history, runs, and builds and caches of its own.
+COPIED_NOT = (".git", "lightning_logs", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache")
 
 
 def run(command: list, cwd: Path) -> subprocess.CompletedProcess:
@@ -41,7 +44,12 @@ def test_the_console_script_exits_0_after_every_subcommand_that_succeeds(words_p
 def test_a_wheel_in_a_fresh_environment_runs_from_any_folder_the_checkout_included(words_path, tmp_path):
     """`pip install .` builds such a wheel: its package must be whole, and so must the checkout's makemore/, which
     `python -m makemore` imports when run in the checkout."""
-    built = run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", tmp_path / "dist", ROOT], tmp_path)
+    # built from a copy: pip builds in the source folder, and the checkout keeps no build/ of it
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(*COPIED_NOT))
+    built = run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", tmp_path / "dist", source], tmp_path
+    )
     assert built.returncode == 0, built.stderr[-3000:]
     wheel = next((tmp_path / "dist").glob("makemore-*.whl"))
     venv = tmp_path / "venv"

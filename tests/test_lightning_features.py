@@ -5,6 +5,7 @@ one SGD step per Lightning batch (Lightning's own view) and one with many must e
 same values at the same steps.
 """
 
+import os
 import re
 import subprocess
 import sys
@@ -114,6 +115,69 @@ def test_two_ddp_processes_train_and_log_the_same_with_one_step_per_batch(words_
     weights = [read_checkpoint(str(folder / "checkpoints" / "last.ckpt"))["state_dict"] for folder in folders]
     assert weights[0].keys() == weights[1].keys()
     assert_same_run(sorted(weights[0].items()), [v for _, v in sorted(weights[1].items())], *map(logged, folders))
+
+
+def test_a_resumed_ddp_run_continues_each_processs_dropout_stream(words_path, tmp_path):
+    """Each process's random state is saved and restored as its own: rank 1 resumed with rank 0's would draw other
+    dropout masks than an uninterrupted run. (Every process is seeded alike; the network draws one more number on
+    rank 1 at each step, so that the two streams differ, as they do on GPUs, whose generators each process advances
+    alone.)"""
+    (tmp_path / "rank_net.py").write_text(
+        "import torch, torch.distributed as dist\n"
+        "from makemore.models import MLP\n\n\n"
+        "class DrawsMoreOnRankOne(MLP):\n"
+        "    def forward(self, idx, targets=None):\n"
+        "        if self.training and dist.get_rank() == 1:\n"
+        "            torch.rand(1)\n"
+        "        return super().forward(idx, targets)\n"
+    )
+    ddp = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
+    options = {"model__net": "rank_net.DrawsMoreOnRankOne", "model__net__dropout": "0.2", "model__net__n_layers": "2"}
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+
+    def fit(root: Path, max_steps: int, *extra: str) -> Path:
+        args = [*small_run_args(words_path, root, max_steps=max_steps, **options), *ddp, *extra]
+        command = [sys.executable, "-m", "makemore", "fit", *args]
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return max(root.glob("lightning_logs/version_*/checkpoints/last.ckpt"), key=lambda path: path.stat().st_mtime)
+
+    whole = read_checkpoint(str(fit(tmp_path / "whole", 60)), allowed="rank_net.DrawsMoreOnRankOne")
+    first = fit(tmp_path / "parts", 30)
+    resumed = read_checkpoint(
+        str(fit(tmp_path / "parts", 60, "--ckpt_path", str(first))), allowed="rank_net.DrawsMoreOnRankOne"
+    )
+    for name, value in whole["state_dict"].items():
+        torch.testing.assert_close(resumed["state_dict"][name], value, rtol=0, atol=0, msg=name)
+    assert len(resumed["rng_states"]) == 2  # one per process
+
+
+def test_a_checkpoint_of_more_processes_and_devices_resumes_on_one_cpu(words_path, tmp_path, run_cli, caplog):
+    """A run saved by 3 GPU processes, resumed (or evaluated) on a machine with one CPU: rank 0's CPU stream
+    continues, the GPU states are not restored, and the fit says once what it could not restore."""
+    options = {"model__net__dropout": "0.2"}
+    whole = run_cli("fit", *small_run_args(words_path, tmp_path / "whole", max_steps=60, **options))
+    first = run_cli("fit", *small_run_args(words_path, tmp_path / "parts", max_steps=30, **options))
+    last = Path(first.trainer.log_dir, "checkpoints", "last.ckpt")
+    checkpoint = torch.load(last, weights_only=True)
+    [states] = checkpoint["rng_states"]
+    gpu = torch.zeros(16, dtype=torch.uint8)  # a CUDA generator's state: seed and offset
+    checkpoint["rng_states"] = [{**states, "cuda": gpu}] + [{"cpu": torch.get_rng_state(), "cuda": gpu}] * 2
+    torch.save(checkpoint, last)
+    rest = run_cli(
+        "fit", *small_run_args(words_path, tmp_path / "parts", max_steps=60, **options), "--ckpt_path", str(last)
+    )
+    for (name, value), resumed in zip(whole.model.named_parameters(), rest.model.parameters()):
+        torch.testing.assert_close(resumed, value, rtol=0, atol=0, msg=name)
+    assert not [r for r in caplog.records if "holds no random state" in r.getMessage()]  # the CPU's: all it needs
+    checkpoint["rng_states"] = []
+    torch.save(checkpoint, last)
+    run_cli("fit", *small_run_args(words_path, tmp_path / "again", max_steps=60, **options), "--ckpt_path", str(last))
+    said = [r.getMessage() for r in caplog.records if "holds no random state" in r.getMessage()]
+    assert said == [
+        "makemore: the checkpoint holds no random state for any process: from here its dropout masks (if any) differ"
+        " from those of an uninterrupted run"
+    ]
 
 
 def hand_step(net, X, Y, lr: float, clip_norm: float = 0.0) -> dict[str, torch.Tensor]:
