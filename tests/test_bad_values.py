@@ -267,3 +267,61 @@ def test_wavenet_checkpoint_with_another_block_size_names_the_checkpoints(
         re.escape(f"{ckpt}: the checkpoint was trained with data.block_size 4, but this run has {block_size}"),
     )
     assert "power of" not in one_line(message)
+
+
+# --- settings out of range: one line before any work (no run folder, no data read) -------------------------
+
+COSINE = ["--model.lr_scheduler", "torch.optim.lr_scheduler.CosineAnnealingLR"]
+
+
+@pytest.mark.parametrize(
+    "subcommand, args, message",
+    [
+        # torch divides by T_max at the first SGD step, not when the schedule is built
+        ("fit", [*COSINE, "--model.lr_scheduler.T_max", "0"], "model.lr_scheduler.init_args.T_max=0: integer modulo"),
+        (
+            "fit",
+            ["--model.lr_scheduler", "torch.optim.lr_scheduler.ReduceLROnPlateau"],
+            r"model.lr_scheduler \(torch.optim.lr_scheduler.ReduceLROnPlateau\): .* missing 1 required positional"
+            " argument: 'metrics'",
+        ),
+        ("lr_find", ["--num_training", "0"], "num_training: not of type PositiveInt: 0 does not conform"),
+        ("lr_find", ["--min_lr", "0"], "min_lr: not of type PositiveFloat: 0 does not conform"),
+        ("lr_find", ["--min_lr", "-1"], "min_lr: not of type PositiveFloat: -1 does not conform"),
+        ("lr_find", ["--max_lr", "0"], "max_lr: not of type PositiveFloat: 0 does not conform"),
+        (
+            "lr_find",
+            ["--min_lr", "1", "--max_lr", "0.001"],
+            re.escape("--min_lr 1.0 must be above 0 and below --max_lr 0.001: the sweep rises from the one to the other"),
+        ),
+        (
+            "lr_find",
+            ["--num_training", "13"],
+            re.escape("--num_training 13 is too short a sweep to suggest a rate:") + ".* give at least 14$",
+        ),
+        ("fit", ["--num_threads", "0"], "num_threads: not of type PositiveInt: 0 does not conform"),
+        ("lr_find", ["--num_threads", "-2"], "num_threads: not of type PositiveInt: -2 does not conform"),
+        ("fit", ["--trainer.val_check_interval", "0"], r"trainer.val_check_interval must be an integer of at least 1"),
+        ("fit", ["--trainer.val_check_interval", "0.0"], r"trainer.val_check_interval must be .* got 0.0$"),
+        ("fit", ["--trainer.log_every_n_steps", "0"], r"trainer.log_every_n_steps must be an integer of at least 1"),
+        ("lr_find", ["--trainer.log_every_n_steps", "-3"], r"trainer.log_every_n_steps must be .* got -3$"),
+        ("fit", ["--trainer.check_val_every_n_epoch", "0"], r"trainer.check_val_every_n_epoch must be an integer"),
+        # Lightning's own checks, when it builds the trainer: one line, and the run folder claimed for it goes
+        ("fit", ["--trainer.max_steps", "-5"], r"`max_steps` must be a non-negative integer or -1"),
+        ("fit", ["--trainer.limit_train_batches", "-1"], r"You have passed invalid value -1.0 for limit_train_batches"),
+        ("fit", ["--trainer.val_check_interval", "1.5"], r"trainer.val_check_interval must be .* got 1.5$"),
+    ],
+)
+def test_a_value_out_of_range_is_one_line_before_any_work(tmp_path, subcommand, args, message):
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join(made_up_words()) + "\n")
+    one_line(cli_error([subcommand, *small_run_args(words, tmp_path, max_steps=20), *args], message))
+    assert not (tmp_path / "lightning_logs").exists() or not list((tmp_path / "lightning_logs").iterdir())
+
+
+def test_a_value_out_of_range_is_refused_before_the_data_is_read(tmp_path):
+    """The word list is not there: the range is named, not the file."""
+    args = small_run_args(tmp_path / "missing.txt", tmp_path, max_steps=20)
+    cli_error(["fit", *args, *COSINE, "--model.lr_scheduler.T_max", "0"], "model.lr_scheduler.init_args.T_max=0")
+    cli_error(["lr_find", *args, "--min_lr", "1", "--max_lr", "0.5"], "--min_lr 1.0 must be above 0 and below")
+    assert not (tmp_path / "lightning_logs").exists()
