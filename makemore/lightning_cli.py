@@ -189,6 +189,12 @@ def check_settings(subcommand: Optional[str], config: Namespace) -> None:
         check_sweep(config.min_lr, config.max_lr, config.num_training)
     if subcommand not in ("fit", "lr_find"):
         return
+    share = config.trainer.get("limit_val_batches")
+    if subcommand == "fit" and isinstance(share, float) and 0 < share < 1:
+        raise ConfigError(
+            f"trainer.limit_val_batches {share}: fit validates the whole val split, or none with 0 (its val_loss"
+            " picks the best checkpoint; a share's score is val_loss_partial); validate scores a share"
+        )
     model = config.model
     check_optimization(plain_config(model.optimizer), plain_config(model.lr_scheduler), model.learning_rate)
     note = distillation.unused_weight(model.distill_weight, model.teacher)
