@@ -108,7 +108,11 @@ TRAINER_OPTIONS: dict[str, tuple[str, str]] = {
     "min_steps": (STEP, "SGD steps"),
     "max_time": (BATCH, "adds Timer"),
     "limit_train_batches": (STEP, "an int counts SGD steps, a float is a share of the epoch's steps"),
-    "limit_val_batches": (SAME, "evaluation batches of data.eval_batch_size examples"),
+    "limit_val_batches": (
+        SAME,
+        "evaluation batches of data.eval_batch_size examples; fit validates the whole split or none (0), validate a"
+        " share",
+    ),
     "limit_test_batches": (SAME, "evaluation batches of data.eval_batch_size examples"),
     "limit_predict_batches": (SAME, "makemore has no predict subcommand"),
     "overfit_batches": (STEP, "an int counts mini-batches of data.batch_size, trained on at every step"),
