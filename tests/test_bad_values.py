@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import cli_error, small_run_args
 
-from makemore.cli import main
+from makemore.cli import main, run_cli
 from makemore.sampling import scaled
 from makemore.text import read_words
 
@@ -405,7 +405,7 @@ def test_best_is_the_runs_own_file_never_one_of_the_working_directory(tmp_path, 
     shutil.copytree(run, elsewhere)
     monkeypatch.chdir(elsewhere)
     args = ["validate", *small_run_args(words, run), "--ckpt_path", "best"]
-    cli = main(args)
+    cli = run_cli(args)
     (best,) = (run / "lightning_logs" / "version_0" / "checkpoints").glob("epoch=*.ckpt")
     assert Path(cli.trainer.ckpt_path) == best
     best.unlink()
