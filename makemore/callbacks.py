@@ -11,7 +11,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, WeightAveraging
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from matplotlib.figure import Figure
 
 from makemore import _compat
@@ -157,6 +157,12 @@ class SWAWeightAveraging(WeightAveraging):
                 self._first = max(1, round(self.start * trainer.max_steps))
             else:
                 self._first = self.start
+            if 0 < trainer.max_steps < self._first + self.every_n_steps:
+                rank_zero_info(
+                    f"makemore: SWAWeightAveraging averages nothing: from step {self._first} (start {self.start}) it"
+                    f" would add a step every {self.every_n_steps}, and the fit ends at trainer.max_steps"
+                    f" ({trainer.max_steps}) first; the weights are the trained ones"
+                )
         super().setup(trainer, pl_module, stage)
 
     def should_update(self, step_idx: Optional[int] = None, epoch_idx: Optional[int] = None) -> bool:

@@ -268,9 +268,14 @@ def named_checkpoint(name: str, root: Union[str, Path] = ".", allowed: Union[str
     states = read_checkpoint(str(last), allowed=allowed).get("callbacks") or {}
     best = [state.get("best_model_path") for state in states.values() if state.get("monitor") == "val_loss"]
     for path in filter(None, best):
-        for candidate in (Path(path), last.parent / Path(path).name):  # the run folder may have moved
-            if candidate.is_file():
-                return candidate
+        # Looked for in the run's own checkpoints folder, by name: the path recorded may be relative to another
+        # working directory (or the run folder may have moved), where it could name another run's file.
+        candidate = last.parent / Path(path).name
+        if candidate.is_file():
+            return candidate
+        raise CheckpointError(
+            f"{candidate}: the newest run's best checkpoint is not there any more; use --ckpt_path last or a file"
+        )
     raise CheckpointError(
         f"{runs[-1]}: the newest run has no best checkpoint (it never validated); use --ckpt_path last"
     )

@@ -17,6 +17,8 @@ if TYPE_CHECKING:  # not imported at run time: `makemore --help` imports no torc
 
     from makemore.text import Vocabulary
 
+# The characters of a text's passage that `sample` draws after its prompt unless told.
+PASSAGE_CHARS = 500
 # The seeds torch.Generator.manual_seed takes (a negative one counts from 2**64).
 SEEDS = (-(2**63), 2**64 - 1)
 
@@ -66,7 +68,7 @@ def sample(
     words: Optional[str] = None,
     allow_class: Union[str, list[str], None] = None,
     prompt: Optional[str] = None,
-    max_new_chars: int = 500,
+    max_new_chars: Optional[int] = None,
 ) -> list[str]:
     """Print names drawn from a trained model, one per line, or a text's passage; needs only the checkpoint.
 
@@ -92,8 +94,8 @@ def sample(
             import (a network of your own); a checkpoint naming another is refused before anything is imported.
         prompt: a text's checkpoint: the passage starts with these characters and continues them (a prompt longer
             than the model's block_size is read from its last block_size characters). Default: from the start.
-        max_new_chars: a text's checkpoint: how many characters to draw after the prompt; they are printed as they
-            are drawn.
+        max_new_chars: a text's checkpoint: how many characters to draw after the prompt (default 500); they are
+            printed as they are drawn.
     """
     import torch
 
@@ -103,7 +105,7 @@ def sample(
 
     if num_samples is not None and num_samples < 1:
         raise ConfigError(f"--num_samples must be at least 1, got {num_samples}")
-    if max_new_chars < 1:
+    if max_new_chars is not None and max_new_chars < 1:
         raise ConfigError(f"--max_new_chars must be at least 1, got {max_new_chars}")
     try:  # before the checkpoint is read
         sampling.check_sampling(temperature, top_k)
@@ -135,7 +137,7 @@ def sample(
             hparams["block_size"],
             num_samples or 1,
             prompt or "",
-            max_new_chars,
+            PASSAGE_CHARS if max_new_chars is None else max_new_chars,
             generator,
             temperature,
             top_k,
@@ -143,6 +145,10 @@ def sample(
     if prompt is not None:
         raise ConfigError(
             f"--prompt: {ckpt_path} was trained on a word list: it samples names (--prefix starts each name)"
+        )
+    if max_new_chars is not None:
+        raise ConfigError(
+            f"--max_new_chars: {ckpt_path} was trained on a word list: it samples names (--max_length caps a name)"
         )
     num_samples = 20 if num_samples is None else num_samples
     try:

@@ -97,6 +97,20 @@ def objective(
     return (1 - weight) * loss + weight * soft
 
 
+# model.distill_weight's default: an equal share of the targets and the teacher.
+DEFAULT_WEIGHT = 0.5
+
+
+def unused_weight(weight: float, teacher: Optional[Sequence[str]]) -> Optional[str]:
+    """What to say when model.distill_weight is set but there is no teacher to distil from (None: nothing)."""
+    if teacher or weight == DEFAULT_WEIGHT:
+        return None
+    return (
+        f"model.distill_weight {weight} does nothing without model.teacher: the fit minimises the cross-entropy with"
+        " the targets alone"
+    )
+
+
 def check_weight(weight: float, teacher: Optional[Sequence[str]]) -> None:
     """model.distill_weight is a share in [0, 1], and model.teacher, when given, names at least one checkpoint."""
     if not 0 <= weight <= 1:

@@ -12,15 +12,17 @@ import sys
 import warnings
 from importlib import resources
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import lightning as L
 import torch
+from jsonargparse import Namespace
+from jsonargparse.typing import PositiveInt
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from makemore import _compat
+from makemore import _compat, distillation
 from makemore.batchnorm import cpu_sync_plugins
 from makemore.callbacks import LOG_EVERY_N_STEPS, LastCheckpoint, fit_callbacks, tensorboard
 from makemore.checkpoint import (
@@ -34,9 +36,10 @@ from makemore.checkpoint import (
 )
 from makemore.data import CharDataModule
 from makemore.errors import CheckpointError, ConfigError, MakemoreError
-from makemore.lr_finder import LrFindTrainer
+from makemore.lightning_features import check_trainer_options
+from makemore.lr_finder import LrFindTrainer, check_sweep
 from makemore.models import MLP
-from makemore.module import RESUMABLE_CHANGES, MakemoreModule, differences, flatten
+from makemore.module import RESUMABLE_CHANGES, MakemoreModule, check_optimization, differences, flatten
 from makemore.runlog import RunLogger
 
 
@@ -107,6 +110,15 @@ class Parser(LightningArgumentParser):
             message = ".".join(re.findall(r'Parser key "([\w.]+)"', keys.group(1))) + ": " + keys.group(2)
             message = re.sub(r"^([\w.]+): (\w+): ", r"\1.\2: ", message)  # 'model.net: n_hidden: ...'
             message = message.replace(": Not of type ", ": not of type ")
+            # an Optional[PositiveInt] (--num_threads): the restriction that failed, as for a plain PositiveInt
+            union = re.match(
+                r"([\w.]+): Does not validate against any of the Union subtypes .*? Errors: - Not of type (\w+): (.*?)"
+                r" - .* Given value: (.*)$",
+                message,
+            )
+            if union:
+                key, kind, reason, value = union.groups()
+                message = f"{key}: not of type {kind}: {value} {reason}"
         typo = re.search(r"unrecognized arguments: (--[\w.]+)", message, re.IGNORECASE)
         if typo:
             options = _compat.option_strings(self)
@@ -162,6 +174,34 @@ def lightning_reinterprets(ckpt_path: str) -> bool:
     return ckpt_path.lower() == "hpc" or ckpt_path.lower().startswith("registry") or "://" in ckpt_path
 
 
+def plain_config(value: Any) -> Any:
+    """A jsonargparse Namespace (a class's {class_path, init_args}) as nested dicts; anything else as it is."""
+    return value.as_dict() if isinstance(value, Namespace) else value
+
+
+def check_settings(subcommand: Optional[str], config: Namespace) -> None:
+    """Check every setting's range before any work (the run folder, the data), beyond what the signatures' types
+    (PositiveInt, ...) check while parsing: the Trainer options Lightning checks only when it uses them, the lr_find
+    sweep, the optimizer and schedule (built and stepped once on a throwaway parameter); and say once that a
+    distill_weight without a teacher does nothing."""
+    check_trainer_options(config.trainer.as_dict())
+    if subcommand == "lr_find":
+        check_sweep(config.min_lr, config.max_lr, config.num_training)
+    if subcommand not in ("fit", "lr_find"):
+        return
+    share = config.trainer.get("limit_val_batches")
+    if subcommand == "fit" and isinstance(share, float) and 0 < share < 1:
+        raise ConfigError(
+            f"trainer.limit_val_batches {share}: fit validates the whole val split, or none with 0 (its val_loss"
+            " picks the best checkpoint; a share's score is val_loss_partial); validate scores a share"
+        )
+    model = config.model
+    check_optimization(plain_config(model.optimizer), plain_config(model.lr_scheduler), model.learning_rate)
+    note = distillation.unused_weight(model.distill_weight, model.teacher)
+    if note:
+        rank_zero_info(f"makemore: {note}")
+
+
 def node_rank() -> int:
     """This machine's rank among the nodes of a multi-node run, before the trainer exists.
 
@@ -210,7 +250,7 @@ class MakemoreCLI(LightningCLI):
         )
         parser.add_argument(
             "--num_threads",
-            type=Optional[int],
+            type=Optional[PositiveInt],
             default=1,
             help="torch's intra-op CPU threads (null: torch's default). The model is too small to gain from more,"
             " and several threads slow to a crawl when other processes share the cores.",
@@ -218,6 +258,7 @@ class MakemoreCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        check_settings(self.subcommand, config)
         if config.get("num_threads") is not None:
             torch.set_num_threads(config.num_threads)
         saved = getattr(self, "_checkpoint_block_size", None)
@@ -336,7 +377,12 @@ class MakemoreCLI(LightningCLI):
             kwargs["logger"] = RunLogger(str(root), version=version, fresh=evaluated is None)
         if config is not None and config.trainer.get("sync_batchnorm"):
             kwargs["plugins"] = cpu_sync_plugins(config.trainer.get("plugins"), config.trainer.get("accelerator"))
-        return super().instantiate_trainer(**kwargs)
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except Exception:  # a setting Lightning refuses as it builds the trainer: the run folder just claimed goes
+            if isinstance(kwargs.get("logger"), RunLogger):
+                kwargs["logger"].remove_if_untrained()
+            raise
 
     def after_fit(self) -> None:
         """Say where the run is: its folder, best and last checkpoints, and how to watch it."""

@@ -3,7 +3,8 @@
 One table, read three ways: `refuse_unsupported` stops a fit that uses what cannot work per SGD step (one line,
 before training), `batch_readers` names what makes a fit take one SGD step per Lightning batch, and
 `markdown()` is the table in docs/performance.md ("What a user gives up"; tests/test_lightning_features.py
-checks that the docs, this table and the installed Lightning agree).
+checks that the docs, this table and the installed Lightning agree). Beside it, TRAINER_RANGES: the options whose
+range Lightning checks only when it first uses them, checked by `check_trainer_options` before any work.
 
 The verdicts:
 - per SGD step: Lightning counts it in batches, makemore hands it over in SGD steps (makemore.steps.StepIntervals).
@@ -18,7 +19,7 @@ The verdicts:
 """
 
 import inspect
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import lightning as L
 from lightning.pytorch import callbacks as lightning_callbacks
@@ -107,7 +108,11 @@ TRAINER_OPTIONS: dict[str, tuple[str, str]] = {
     "min_steps": (STEP, "SGD steps"),
     "max_time": (BATCH, "adds Timer"),
     "limit_train_batches": (STEP, "an int counts SGD steps, a float is a share of the epoch's steps"),
-    "limit_val_batches": (SAME, "evaluation batches of data.eval_batch_size examples"),
+    "limit_val_batches": (
+        SAME,
+        "evaluation batches of data.eval_batch_size examples; fit validates the whole split or none (0), validate a"
+        " share",
+    ),
     "limit_test_batches": (SAME, "evaluation batches of data.eval_batch_size examples"),
     "limit_predict_batches": (SAME, "makemore has no predict subcommand"),
     "overfit_batches": (STEP, "an int counts mini-batches of data.batch_size, trained on at every step"),
@@ -179,6 +184,36 @@ def refuse_unsupported(trainer: L.Trainer) -> None:
             "trainer.reload_dataloaders_every_n_epochs cannot work per SGD step in makemore: "
             + TRAINER_OPTIONS["reload_dataloaders_every_n_epochs"][1]
         )
+
+
+def _steps(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _steps_or_share(value: Any) -> bool:
+    return _steps(value) or (isinstance(value, float) and 0 < value <= 1)
+
+
+# Trainer options whose range Lightning does not check when the trainer is built (a value outside it fails at the
+# first step or validation): (does a number fit, what fits). Only numbers are checked: null and a wall-clock
+# val_check_interval pass.
+TRAINER_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "log_every_n_steps": (_steps, "an integer of at least 1 (SGD steps)"),
+    "val_check_interval": (
+        _steps_or_share,
+        "an integer of at least 1 (SGD steps), a share of the epoch above 0 and at most 1, or a wall-clock time",
+    ),
+    "check_val_every_n_epoch": (_steps, "an integer of at least 1, or null"),
+}
+
+
+def check_trainer_options(options: dict[str, Any]) -> None:
+    """Refuse a Trainer option outside its range (TRAINER_RANGES) before the trainer is built: `options` are the
+    trainer settings of a command (its `trainer` section)."""
+    for name, (fits, kind) in TRAINER_RANGES.items():
+        value = options.get(name)
+        if isinstance(value, (int, float)) and not fits(value):
+            raise ConfigError(f"trainer.{name} must be {kind}, got {value}")
 
 
 def batch_readers(trainer: L.Trainer, module: L.LightningModule) -> list[str]:

@@ -7,16 +7,25 @@ records each step's raw loss (`record_sweep_losses`), smooths it with bias corre
 where the smoothed loss falls fastest. Figures are matplotlib.figure.Figure objects: pyplot is never touched.
 """
 
+import math
 from typing import Any, Optional
 
 import lightning as L
 import torch
+from jsonargparse.typing import PositiveFloat, PositiveInt
 from lightning.pytorch.callbacks import LearningRateFinder
 from lightning.pytorch.tuner import Tuner
+from lightning.pytorch.utilities import rank_zero_info
 from matplotlib.figure import Figure
 
 from makemore import _compat
 from makemore.callbacks import run_dir, tensorboard
+from makemore.errors import ConfigError
+
+# The suggestion leaves out the sweep's first steps (the loss still falls from its untrained value whatever the rate)
+# and its last (where the rate is too high), and needs a few points between to take a slope across.
+SKIP_BEGIN, SKIP_END, MIN_POINTS = 10, 1, 3
+MIN_SWEEP_STEPS = SKIP_BEGIN + SKIP_END + MIN_POINTS
 
 
 def smooth(losses: list[float], beta: float = 0.98) -> list[float]:
@@ -33,7 +42,7 @@ def smooth(losses: list[float], beta: float = 0.98) -> list[float]:
 
 
 def suggest_learning_rate(
-    lrs: list[float], losses: list[float], skip_begin: int = 10, skip_end: int = 1
+    lrs: list[float], losses: list[float], skip_begin: int = SKIP_BEGIN, skip_end: int = SKIP_END
 ) -> Optional[float]:
     """The rate where the (smoothed) loss falls fastest against log(rate), before its minimum.
 
@@ -46,7 +55,7 @@ def suggest_learning_rate(
     losses = torch.tensor(losses, dtype=torch.float64)[skip_begin:-skip_end]
     finite = torch.isfinite(losses)
     lrs, losses = lrs[finite], losses[finite]
-    if len(losses) < 3:
+    if len(losses) < MIN_POINTS:
         return None
     end = int(losses.argmin()) + 1  # the fall happens before the lowest loss
     half = max(1, len(losses) // 20)
@@ -92,6 +101,13 @@ def report_lr_find(trainer: L.Trainer, finder: Any, raw: list[float]) -> Optiona
     lrs = finder.results["lr"][: len(raw)]
     smoothed = smooth(raw)
     suggestion = suggest_learning_rate(lrs, smoothed)
+    if suggestion is None:
+        finite = sum(math.isfinite(loss) for loss in smoothed[SKIP_BEGIN:-SKIP_END])
+        rank_zero_info(
+            f"makemore: no suggested learning rate: of the sweep's {len(raw)} steps, {finite} after its first"
+            f" {SKIP_BEGIN} have a finite loss, fewer than the {MIN_POINTS} a slope needs (the loss diverged early:"
+            " lower the sweep's max_lr)"
+        )
     if trainer.is_global_zero and suggestion is not None:
         fig = lr_find_figure(lrs, raw, smoothed, suggestion)
         path = run_dir(trainer) / "lr_find.png"
@@ -110,6 +126,37 @@ def report_lr_find(trainer: L.Trainer, finder: Any, raw: list[float]) -> Optiona
     return suggestion
 
 
+def check_sweep(
+    min_lr: float,
+    max_lr: float,
+    steps: int,
+    min_name: str = "--min_lr",
+    max_name: str = "--max_lr",
+    steps_name: str = "--num_training",
+) -> None:
+    """Refuse, before any work, a sweep that cannot suggest a rate: rates not positive or not rising, or too few steps.
+
+    Args:
+        min_lr: the sweep's lowest rate.
+        max_lr: its highest.
+        steps: its SGD steps.
+        min_name: how the message names min_lr (the first name is its subject: "lr_find: --min_lr").
+        max_name: how it names max_lr.
+        steps_name: how it names the steps.
+    """
+    if not 0 < min_lr < max_lr:
+        raise ConfigError(
+            f"{min_name} {min_lr} must be above 0 and below {max_name} {max_lr}: the sweep rises from the one to the"
+            " other"
+        )
+    if steps < MIN_SWEEP_STEPS:
+        raise ConfigError(
+            f"{steps_name} {steps} is too short a sweep to suggest a rate: the suggestion leaves out its first"
+            f" {SKIP_BEGIN} steps and its last {SKIP_END}, and needs {MIN_POINTS} between; give at least"
+            f" {MIN_SWEEP_STEPS}"
+        )
+
+
 class FindLearningRate(LearningRateFinder):
     """Lightning's LearningRateFinder with the lecture's sweep (1e-3 to 1 over 1,000 steps) and a saved plot.
 
@@ -121,7 +168,10 @@ class FindLearningRate(LearningRateFinder):
         num_training_steps: SGD steps in the sweep.
     """
 
-    def __init__(self, min_lr: float = 1e-3, max_lr: float = 1.0, num_training_steps: int = 1000) -> None:
+    def __init__(
+        self, min_lr: PositiveFloat = 1e-3, max_lr: PositiveFloat = 1.0, num_training_steps: PositiveInt = 1000
+    ) -> None:
+        check_sweep(min_lr, max_lr, num_training_steps, "FindLearningRate: min_lr", "max_lr", "num_training_steps")
         super().__init__(min_lr=min_lr, max_lr=max_lr, num_training_steps=num_training_steps, attr_name="learning_rate")
 
     def lr_find(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -150,9 +200,9 @@ class LrFindTrainer(L.Trainer):
         self,
         model: L.LightningModule,
         datamodule: Optional[L.LightningDataModule] = None,
-        min_lr: float = 1e-3,
-        max_lr: float = 1.0,
-        num_training: int = 1000,
+        min_lr: PositiveFloat = 1e-3,
+        max_lr: PositiveFloat = 1.0,
+        num_training: PositiveInt = 1000,
     ) -> Optional[float]:
         """Sweep the learning rate exponentially, print the suggestion, save the loss-vs-rate plot.
 

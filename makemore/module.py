@@ -88,7 +88,7 @@ class MakemoreModule(L.LightningModule):
         hand_backward: Optional[bool] = None,
         split_fingerprint: Optional[dict] = None,
         teacher: Optional[list[str]] = None,
-        distill_weight: float = 0.5,
+        distill_weight: float = distillation.DEFAULT_WEIGHT,
     ) -> None:
         super().__init__()
         distillation.check_weight(distill_weight, teacher)
@@ -441,7 +441,7 @@ def building(option: str, config: Optional[dict], more: Optional[dict[str, Any]]
     """
     try:
         yield
-    except (ValueError, TypeError, RuntimeError, MemoryError) as err:
+    except (ValueError, TypeError, RuntimeError, MemoryError, ArithmeticError) as err:
         if isinstance(err, MakemoreError):
             raise
         reason = " ".join(str(err).split()) or type(err).__name__
@@ -456,6 +456,9 @@ def building(option: str, config: Optional[dict], more: Optional[dict[str, Any]]
             for name in [key.rsplit(".", 1)[-1]]
         }
         named = [key for key in options if any(re.search(rf"\b{w}\b", reason) for w in spellings[key])]
+        if not named and isinstance(err, ZeroDivisionError):  # "integer modulo by zero": the arguments that are 0
+            kind = int if "integer" in reason else (int, float)
+            named = [key for key, value in options.items() if isinstance(value, kind) and value == 0]
         if named:
             where = f"{named[0]}={options[named[0]]!r}"
         else:
@@ -465,6 +468,25 @@ def building(option: str, config: Optional[dict], more: Optional[dict[str, Any]]
             size = f" ({int(asked.group(1)) / 2**30:,.1f} GiB asked for)" if asked else ""
             raise ConfigError(f"{where}: not enough memory to build it{size}; make it smaller") from None
         raise ConfigError(f"{where}: {reason}") from None
+
+
+def check_optimization(optimizer: Optional[dict], lr_scheduler: Optional[dict], learning_rate: float) -> None:
+    """Build model.optimizer and model.lr_scheduler (their plain-data forms, {class_path, init_args}) on a throwaway
+    parameter and take one step, so that a value torch rejects, when built or only when stepped (CosineAnnealingLR's
+    T_max 0 divides by it at the first step), is one line naming the option before any work (see `building`)."""
+    optimizer = optimizer or callable_config(torch.optim.SGD, skip=1)
+    init_args = {name: value for name, value in optimizer["init_args"].items() if name != "lr"}  # learning_rate sets it
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    parameter.grad = torch.zeros(1)
+    with building("model.optimizer", optimizer, {"model.learning_rate": learning_rate}):
+        built = factory({**optimizer, "init_args": init_args})([parameter], lr=learning_rate)
+    with building("model.lr_scheduler", lr_scheduler):
+        scheduler = factory(lr_scheduler)(built) if lr_scheduler is not None else None
+    with building("model.optimizer", optimizer, {"model.learning_rate": learning_rate}):
+        built.step()
+    if scheduler is not None:  # stepped as makemore.steps steps it: without a metric (ReduceLROnPlateau needs one)
+        with building("model.lr_scheduler", lr_scheduler):
+            scheduler.step()
 
 
 def flatten(config: Any, prefix: str) -> dict[str, Any]:

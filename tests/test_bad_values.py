@@ -7,13 +7,14 @@ Errors go through the CLI in-process (`makemore.cli.main`), as in tests/test_err
 
 import random
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import cli_error, small_run_args
 
-from makemore.cli import main
+from makemore.cli import main, run_cli
 from makemore.sampling import scaled
 from makemore.text import read_words
 
@@ -267,3 +268,146 @@ def test_wavenet_checkpoint_with_another_block_size_names_the_checkpoints(
         re.escape(f"{ckpt}: the checkpoint was trained with data.block_size 4, but this run has {block_size}"),
     )
     assert "power of" not in one_line(message)
+
+
+# --- settings out of range: one line before any work (no run folder, no data read) -------------------------
+
+COSINE = ["--model.lr_scheduler", "torch.optim.lr_scheduler.CosineAnnealingLR"]
+
+
+@pytest.mark.parametrize(
+    "subcommand, args, message",
+    [
+        # torch divides by T_max at the first SGD step, not when the schedule is built
+        ("fit", [*COSINE, "--model.lr_scheduler.T_max", "0"], "model.lr_scheduler.init_args.T_max=0: integer modulo"),
+        (
+            "fit",
+            ["--model.lr_scheduler", "torch.optim.lr_scheduler.ReduceLROnPlateau"],
+            r"model.lr_scheduler \(torch.optim.lr_scheduler.ReduceLROnPlateau\): .* missing 1 required positional"
+            " argument: 'metrics'",
+        ),
+        ("lr_find", ["--num_training", "0"], "num_training: not of type PositiveInt: 0 does not conform"),
+        ("lr_find", ["--min_lr", "0"], "min_lr: not of type PositiveFloat: 0 does not conform"),
+        ("lr_find", ["--min_lr", "-1"], "min_lr: not of type PositiveFloat: -1 does not conform"),
+        ("lr_find", ["--max_lr", "0"], "max_lr: not of type PositiveFloat: 0 does not conform"),
+        (
+            "lr_find",
+            ["--min_lr", "1", "--max_lr", "0.001"],
+            re.escape(
+                "--min_lr 1.0 must be above 0 and below --max_lr 0.001: the sweep rises from the one to the other"
+            ),
+        ),
+        (
+            "lr_find",
+            ["--num_training", "13"],
+            re.escape("--num_training 13 is too short a sweep to suggest a rate:") + ".* give at least 14$",
+        ),
+        ("fit", ["--num_threads", "0"], "num_threads: not of type PositiveInt: 0 does not conform"),
+        ("lr_find", ["--num_threads", "-2"], "num_threads: not of type PositiveInt: -2 does not conform"),
+        ("fit", ["--trainer.val_check_interval", "0"], r"trainer.val_check_interval must be an integer of at least 1"),
+        ("fit", ["--trainer.val_check_interval", "0.0"], r"trainer.val_check_interval must be .* got 0.0$"),
+        ("fit", ["--trainer.log_every_n_steps", "0"], r"trainer.log_every_n_steps must be an integer of at least 1"),
+        ("lr_find", ["--trainer.log_every_n_steps", "-3"], r"trainer.log_every_n_steps must be .* got -3$"),
+        ("fit", ["--trainer.check_val_every_n_epoch", "0"], r"trainer.check_val_every_n_epoch must be an integer"),
+        # Lightning's own checks, when it builds the trainer: one line, and the run folder claimed for it goes
+        ("fit", ["--trainer.max_steps", "-5"], r"`max_steps` must be a non-negative integer or -1"),
+        ("fit", ["--trainer.limit_train_batches", "-1"], r"You have passed invalid value -1.0 for limit_train_batches"),
+        ("fit", ["--trainer.val_check_interval", "1.5"], r"trainer.val_check_interval must be .* got 1.5$"),
+    ],
+)
+def test_a_value_out_of_range_is_one_line_before_any_work(tmp_path, subcommand, args, message):
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join(made_up_words()) + "\n")
+    one_line(cli_error([subcommand, *small_run_args(words, tmp_path, max_steps=20), *args], message))
+    assert not (tmp_path / "lightning_logs").exists() or not list((tmp_path / "lightning_logs").iterdir())
+
+
+def test_a_value_out_of_range_is_refused_before_the_data_is_read(tmp_path):
+    """The word list is not there: the range is named, not the file."""
+    args = small_run_args(tmp_path / "missing.txt", tmp_path, max_steps=20)
+    cli_error(["fit", *args, *COSINE, "--model.lr_scheduler.T_max", "0"], "model.lr_scheduler.init_args.T_max=0")
+    cli_error(["lr_find", *args, "--min_lr", "1", "--max_lr", "0.5"], "--min_lr 1.0 must be above 0 and below")
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+# --- accepted in silence: now one line, an error or what happens -------------------------------------------
+
+
+def said(caplog, start: str) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.getMessage().startswith(start)]
+
+
+def test_a_distill_weight_without_a_teacher_is_said_once(tmp_path, caplog):
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join(made_up_words()) + "\n")
+    main(fit_args(words, tmp_path, "--model.distill_weight", "0.9"))
+    assert said(caplog, "makemore: model.distill_weight") == [
+        "makemore: model.distill_weight 0.9 does nothing without model.teacher: the fit minimises the cross-entropy"
+        " with the targets alone"
+    ]
+
+
+def test_swa_that_starts_too_late_to_average_says_so(tmp_path, caplog):
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join(made_up_words()) + "\n")
+    swa = ["--trainer.callbacks+=makemore.callbacks.SWAWeightAveraging", "--trainer.callbacks.start", "20"]
+    main(fit_args(words, tmp_path, *swa))  # max_steps 20: step 20 alone is no average
+    assert said(caplog, "makemore: SWAWeightAveraging averages nothing") == [
+        "makemore: SWAWeightAveraging averages nothing: from step 20 (start 20) it would add a step every 1, and the"
+        " fit ends at trainer.max_steps (20) first; the weights are the trained ones"
+    ]
+    caplog.clear()
+    main(fit_args(words, tmp_path, swa[0], "--trainer.callbacks.start", "19"))  # steps 19 and 20: averaged
+    assert not said(caplog, "makemore: SWAWeightAveraging averages nothing")
+
+
+def test_a_sweep_that_diverges_before_it_can_suggest_says_why(tmp_path, caplog, capsys):
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join(made_up_words()) + "\n")
+    args = ["--min_lr", "100", "--max_lr", "1e6", "--num_training", "30"]
+    main(["lr_find", *small_run_args(words, tmp_path), *args])
+    assert "suggested learning rate" not in capsys.readouterr().out
+    (message,) = said(caplog, "makemore: no suggested learning rate")
+    assert "fewer than the 3 a slope needs (the loss diverged early: lower the sweep's max_lr)" in message
+
+
+@pytest.mark.parametrize("share", ["0.5", "0.99"])
+def test_fit_with_a_share_of_the_val_split_is_refused_before_any_work(tmp_path, share):
+    """Its scores are val_loss_partial, so the best checkpoint's val_loss was missing: Lightning stopped the fit at its
+    first validation."""
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join(made_up_words()) + "\n")
+    message = cli_error(
+        fit_args(words, tmp_path, "--trainer.limit_val_batches", share, "--data.eval_batch_size", "10"),
+        re.escape(f"trainer.limit_val_batches {share}: fit validates the whole val split, or none with 0"),
+    )
+    one_line(message)
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_max_new_chars_on_a_word_lists_checkpoint_is_refused(ckpt):
+    message = cli_error(
+        ["sample", "--ckpt_path", ckpt, "--max_new_chars", "40"],
+        re.escape(f"--max_new_chars: {ckpt} was trained on a word list: it samples names (--max_length caps a name)"),
+    )
+    one_line(message)
+
+
+def test_best_is_the_runs_own_file_never_one_of_the_working_directory(tmp_path, monkeypatch):
+    """A run fitted with a relative root records its best checkpoint relative to that working directory; from
+    another one holding a copy of the run, `best` of the root given took the copy's file."""
+    run, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    run.mkdir()
+    words = run / "words.txt"
+    words.write_text("\n".join(made_up_words()) + "\n")
+    monkeypatch.chdir(run)
+    main(["fit", *small_run_args(words, Path("."), max_steps=20, data__val_every_n_steps="10")])
+    shutil.copytree(run, elsewhere)
+    monkeypatch.chdir(elsewhere)
+    args = ["validate", *small_run_args(words, run), "--ckpt_path", "best"]
+    cli = run_cli(args)
+    (best,) = (run / "lightning_logs" / "version_0" / "checkpoints").glob("epoch=*.ckpt")
+    assert Path(cli.trainer.ckpt_path) == best
+    best.unlink()
+    cli_error(args, re.escape(f"{best}: the newest run's best checkpoint is not there any more; use --ckpt_path last"))
+    assert (elsewhere / best.relative_to(run)).is_file()
