@@ -27,7 +27,11 @@ def fit_callbacks() -> list[L.Callback]:
     """The callbacks every makemore fit has (CLI and makemore.api): the best-val_loss checkpoint, last.ckpt and
     the embedding figure at the end."""
     return [
-        ModelCheckpoint(monitor="val_loss", mode="min", filename="{epoch}-{step}-{val_loss:.4f}"),
+        # written when a validation ends: at an epoch's end (Lightning's choice here) it would also be tried where no
+        # validation ran, and warn of a missing val_loss (the restart of an epoch end, at each resume)
+        ModelCheckpoint(
+            monitor="val_loss", mode="min", filename="{epoch}-{step}-{val_loss:.4f}", save_on_train_epoch_end=False
+        ),
         LastCheckpoint(),
         EmbeddingVisualizer(),
     ]
