@@ -224,3 +224,26 @@ def test_ddp_on_two_cpu_processes(words_path, tmp_path, run_cli):
     logged = float(re.search(r"val_loss=([0-9.]+?)\.ckpt", best.name).group(1))
     single = run_cli("validate", *small_run_args(words_path, tmp_path / "single"), "--ckpt_path", str(best))
     assert single.trainer.callback_metrics["val_loss"].item() == pytest.approx(logged, abs=1e-4)
+
+
+def test_a_resumed_run_keeps_the_best_checkpoint_of_the_run_it_resumes(words_path, tmp_path, run_cli, capsys):
+    # the learning rate jumps 15-fold after step 100: the validation after the resume is worse than the best before
+    args = small_run_args(
+        words_path, tmp_path, max_steps=100, model__lr_scheduler__milestones="[100]", model__lr_scheduler__gamma="15"
+    )
+    first = run_cli("fit", *args)
+    best, score = first.trainer.checkpoint_callback.best_model_path, first.trainer.checkpoint_callback.best_model_score
+    assert read_checkpoint(best)["global_step"] == 100
+    resumed = run_cli("fit", *args, "--trainer.max_steps", "150", "--ckpt_path", "last")
+    assert resumed.trainer.callback_metrics["val_loss"] > score  # step 150's val_loss, worse
+    assert (
+        resumed.trainer.checkpoint_callback.best_model_path,
+        resumed.trainer.checkpoint_callback.best_model_score,
+    ) == (
+        best,
+        score,
+    )
+    assert f"best checkpoint (val_loss {score:.4f}): {best}" in capsys.readouterr().out
+    assert not list(Path(resumed.trainer.log_dir, "checkpoints").glob("epoch=*.ckpt"))  # no worse "best" written
+    tested = run_cli("test", *args, "--ckpt_path", "best")
+    assert tested.trainer.ckpt_path == best and Path(best).is_file()
