@@ -20,6 +20,7 @@ from lightning.pytorch.tuner import Tuner
 from matplotlib.figure import Figure
 
 from makemore.batchnorm import cpu_sync_plugins
+from makemore.checkpoint_io import with_atomic_checkpoints
 from makemore.data import CharDataModule
 from makemore.lightning_cli import claim_run_folder, silence_noise, trainer_defaults
 from makemore.lr_finder import lr_find_figure, run_lr_sweep, smooth
@@ -53,6 +54,7 @@ def make_trainer(max_steps: int = 200_000, root: Union[str, Path] = ".", **kwarg
     kwargs = {**trainer_defaults(kwargs.pop("callbacks", [])), **kwargs}  # as the CLI's
     if kwargs.get("sync_batchnorm"):  # torch's SyncBatchNorm runs on GPUs only (docs/diagnostics.md)
         kwargs["plugins"] = cpu_sync_plugins(kwargs.get("plugins"), kwargs.get("accelerator"))
+    kwargs["plugins"] = with_atomic_checkpoints(kwargs.get("plugins"))  # a failed write keeps the checkpoint there
     if "logger" not in kwargs:
         kwargs["logger"] = RunLogger(str(root), version=claim_run_folder(Path(root)), fresh=True)
     return L.Trainer(max_steps=max_steps, default_root_dir=str(root), **kwargs)

@@ -95,8 +95,8 @@ class CalibrateBatchNorm(L.Callback):
     """After the last SGD step of fit, BatchNorm's running statistics from the whole train split (`calibrate`).
 
     It acts when the fit reaches trainer.max_steps, before that step's validation: that validation and the
-    checkpoints after it see the calibrated network. When no validation falls on max_steps, the calibrated
-    statistics are in last.ckpt (the fit says so; `makemore validate --ckpt_path last` scores it).
+    checkpoints after it see the calibrated network. When that step is not validated (validation turned off), the
+    calibrated statistics are in last.ckpt (the fit says so; `makemore validate --ckpt_path last` scores it).
 
     Args:
         batch_size: examples per forward while calibrating (memory, not the result).

@@ -5,7 +5,7 @@ pyplot's list of open figures (a notebook keeps its inline plots).
 """
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import lightning as L
 import torch
@@ -27,7 +27,7 @@ def fit_callbacks() -> list[L.Callback]:
     """The callbacks every makemore fit has (CLI and makemore.api): the best-val_loss checkpoint, last.ckpt and
     the embedding figure at the end."""
     return [
-        ModelCheckpoint(monitor="val_loss", mode="min", filename="{epoch}-{step}-{val_loss:.4f}"),
+        BestCheckpoint(),
         LastCheckpoint(),
         EmbeddingVisualizer(),
     ]
@@ -44,6 +44,62 @@ def tensorboard(trainer: L.Trainer):
 def run_dir(trainer: L.Trainer) -> Path:
     """The folder of this run: the logger's version folder, else the trainer's root."""
     return Path(trainer.log_dir or trainer.default_root_dir)
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """The checkpoint of the lowest val_loss, written when a validation ends; a resumed run keeps the best of the run
+    it resumes until it does better.
+
+    At an epoch's end (Lightning's choice here) it would also be tried where no validation ran, and warn of a missing
+    val_loss (Lightning restarts the epoch end of the checkpoint a run resumes from). A resumed run writes into a new
+    run folder, and Lightning's ModelCheckpoint then restores only `best_model_path`, not its score: the resumed run's
+    first validation, however much worse, would become its best. Here the score is restored too, with the paths of
+    the best checkpoints that still exist (where the run folder was, or beside the checkpoint resumed from, if it
+    moved); Lightning removes a checkpoint it replaces only inside this run's folder, so the older run's stays.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            monitor="val_loss", mode="min", filename="{epoch}-{step}-{val_loss:.4f}", save_on_train_epoch_end=False
+        )
+        self._resumed_from: Optional[Path] = None
+
+    @property
+    def state_key(self) -> str:
+        # the key of Lightning's ModelCheckpoint, so that checkpoints written before this class resume with their best
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        self._resumed_from = Path(trainer.ckpt_path) if trainer.ckpt_path else None
+
+    def _existing(self, path: str) -> Optional[str]:
+        """`path` if that checkpoint exists, else the file of its name beside the checkpoint resumed from, else None."""
+        if not path:
+            return None
+        candidates = [Path(path)] + ([self._resumed_from.parent / Path(path).name] if self._resumed_from else [])
+        return next((str(candidate) for candidate in candidates if candidate.is_file()), None)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("dirpath", self.dirpath) == self.dirpath or state_dict.get("monitor") != self.monitor:
+            return super().load_state_dict(state_dict)
+        best_k_models = {
+            found: score
+            for path, score in state_dict.get("best_k_models", {}).items()
+            if (found := self._existing(path))
+        }
+        best = self._existing(state_dict.get("best_model_path", ""))
+        if best is None or best not in best_k_models:  # the best is gone: this run's own validations decide
+            return
+        super().load_state_dict(
+            {
+                **state_dict,
+                "dirpath": self.dirpath,
+                "best_model_path": best,
+                "best_k_models": best_k_models,
+                "kth_best_model_path": self._existing(state_dict.get("kth_best_model_path", "")) or best,
+                "last_model_path": "",
+            }
+        )
 
 
 class LastCheckpoint(ModelCheckpoint):

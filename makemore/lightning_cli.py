@@ -34,6 +34,7 @@ from makemore.checkpoint import (
     read_checkpoint,
     version_number,
 )
+from makemore.checkpoint_io import NO_SPACE, no_space_left, with_atomic_checkpoints, write_error
 from makemore.data import CharDataModule
 from makemore.errors import CheckpointError, ConfigError, MakemoreError
 from makemore.lightning_features import check_trainer_options
@@ -214,6 +215,22 @@ def node_rank() -> int:
 class MakemoreCLI(LightningCLI):
     """Links what the data decides (vocabulary, block size) into the model; adds the lr_find subcommand."""
 
+    def __init__(self, *args, **kwargs) -> None:
+        self._run_folder: Optional[Path] = None  # the folder this command writes, once known
+        try:
+            super().__init__(*args, **kwargs)  # parses, builds and runs the subcommand
+        except OSError as err:
+            # A write into the run folder that the disk could not take (its logs, config.yaml; a checkpoint says so
+            # itself), or one that failed while a fit stopped on an error of makemore's, which is the one to say.
+            cause = err.__context__
+            while cause is not None and not isinstance(cause, MakemoreError):
+                cause = cause.__context__
+            if cause is not None:
+                raise cause from None
+            if err.errno not in NO_SPACE or self._run_folder is None:
+                raise
+            raise ConfigError(write_error(self._run_folder, "the run's logs", err)) from None
+
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
         # predict is left out: a character model has nothing to predict from a DataModule (see `sample`).
@@ -358,25 +375,38 @@ class MakemoreCLI(LightningCLI):
                 evaluated_run(config.get("ckpt_path"), root) if self.subcommand in ("validate", "test") else None
             )
             run_folder = root / "lightning_logs" / f"version_{evaluated}"
+            unwritable = None
             if evaluated is not None and not os.access(run_folder, os.W_OK | os.X_OK):
-                # Evaluate and print all the same; say once that nothing is logged.
+                unwritable = "is read-only"
+            elif evaluated is not None and no_space_left(run_folder):
+                unwritable = "has no space left on its device"
+            if unwritable:  # evaluate and print all the same; say once that nothing is logged
                 print(
-                    f"makemore: {shown(run_folder)} is read-only: the scores are printed, not logged", file=sys.stderr
+                    f"makemore: {shown(run_folder)} {unwritable}: the scores are printed, not logged", file=sys.stderr
                 )
                 self.save_config_callback = None
-                return super().instantiate_trainer(**{**kwargs, "logger": False})
-            if evaluated is not None:
-                # Scores of a run's checkpoint go to that run's folder (its config.yaml is there already).
-                version, self.save_config_callback = evaluated, None
-            elif rank_zero_only.rank == 0 and node_rank() == 0:
-                # Lightning's default logger picks version_N by listing folders: runs started together
-                # collide. Claim the folder first (rank 0 only: other DDP processes log nothing).
-                version = claim_run_folder(root)
+                kwargs["logger"] = False
             else:
-                version = None
-            kwargs["logger"] = RunLogger(str(root), version=version, fresh=evaluated is None)
+                if evaluated is not None:
+                    # Scores of a run's checkpoint go to that run's folder (its config.yaml is there already).
+                    version, self.save_config_callback = evaluated, None
+                elif rank_zero_only.rank == 0 and node_rank() == 0:
+                    # Lightning's default logger picks version_N by listing folders: runs started together
+                    # collide. Claim the folder first (rank 0 only: other DDP processes log nothing).
+                    version = claim_run_folder(root)
+                else:
+                    version = None
+                self._run_folder = root / "lightning_logs" / f"version_{version}" if version is not None else None
+                if evaluated is None and self._run_folder is not None and no_space_left(self._run_folder):
+                    self._run_folder.rmdir()  # the empty folder just claimed: refused before anything is written
+                    raise ConfigError(
+                        f"{self._run_folder.parent}: cannot write a run there: no space left on its device"
+                    )
+                kwargs["logger"] = RunLogger(str(root), version=version, fresh=evaluated is None)
+        plugins = config.trainer.get("plugins") if config is not None else None
         if config is not None and config.trainer.get("sync_batchnorm"):
-            kwargs["plugins"] = cpu_sync_plugins(config.trainer.get("plugins"), config.trainer.get("accelerator"))
+            plugins = cpu_sync_plugins(plugins, config.trainer.get("accelerator"))
+        kwargs["plugins"] = with_atomic_checkpoints(plugins)
         try:
             return super().instantiate_trainer(**kwargs)
         except Exception:  # a setting Lightning refuses as it builds the trainer: the run folder just claimed goes

@@ -358,6 +358,15 @@ class StepIntervals(L.Callback):
         self._saved = self._taken = None
         self.steps, self._trainer = None, None
 
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        # Every fit ends with a validation, so that it has a val_loss and a best checkpoint, also when its
+        # validation interval does not end on max_steps (5,000 steps validated every 10,000): asked to stop,
+        # Lightning validates the batch before it stops, once (a batch validated anyway is not validated twice).
+        if self.steps and 0 < trainer.max_steps <= trainer.global_step:
+            trainer.should_stop = True
+
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._restore(trainer)
 

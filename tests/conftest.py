@@ -2,6 +2,7 @@
 
 import hashlib
 import random
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,24 @@ def run_cli():
         return cli.run_cli([subcommand, *args])
 
     return run
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """Mount a small file system of one's own (tmpfs, as root); skip where mounting is not allowed."""
+
+    def mount(size: str) -> Path:
+        folder = tmp_path / f"disk_{size}"
+        folder.mkdir()
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True
+        )
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (needs root and mount rights): {result.stderr.decode().strip()}")
+        mounted.append(folder)
+        return folder
+
+    mounted: list[Path] = []
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

@@ -1,6 +1,7 @@
 """The trainer's intervals count SGD steps, although one Lightning batch carries many of them."""
 
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -46,8 +47,9 @@ def test_val_check_interval_and_log_every_n_steps_count_sgd_steps(words_path, tm
     assert cli.trainer.global_step == 150
     assert cli.trainer.train_dataloader.steps == 10  # the largest size that ends on every interval
     assert scalar_steps(cli, "train_loss") == list(range(10, 151, 10))
-    # as Lightning does with batches: counted from each epoch's start (epochs of 70 steps), not at the epoch end
-    assert scalar_steps(cli, "val_loss") == [20, 40, 60, 90, 110, 130]
+    # as Lightning does with batches: counted from each epoch's start (epochs of 70 steps), not at the epoch end;
+    # and at the last step, which ends every fit with a validation
+    assert scalar_steps(cli, "val_loss") == [20, 40, 60, 90, 110, 130, 150]
     # the trainer's own settings are back after the fit
     assert (cli.trainer.val_check_interval, cli.trainer.log_every_n_steps) == (20, 10)
     assert [c.steps for c in cli.trainer.callbacks if isinstance(c, StepIntervals)] == [None]
@@ -144,7 +146,8 @@ def test_extending_a_finished_run_continues_exactly_as_an_uninterrupted_one(word
     assert longer.trainer.global_step == 120
     for a, b in zip(whole.model.parameters(), longer.model.parameters()):
         assert torch.equal(a, b)
-    assert scalar_steps(longer, "val_loss") == [50, 100]  # validated where the uninterrupted run did
+    # validated where the uninterrupted run was, and at the last step, as every fit
+    assert scalar_steps(longer, "val_loss") == scalar_steps(whole, "val_loss") == [50, 100, 120]
     assert longer.trainer.callback_metrics["val_loss"] == whole.trainer.callback_metrics["val_loss"]
 
 
@@ -157,3 +160,22 @@ def test_mini_batches_do_not_depend_on_how_steps_are_grouped():
         [y for _, y in TrainBatches(TensorDataset(X, Y), batch_size=8, steps=4, epoch_steps=60, seed=3, rank=0)]
     )
     assert by_ten.shape == (60, 8) and torch.equal(by_ten, by_four)
+
+
+def test_every_fit_ends_with_a_validation_once_and_resumes_without_warnings(words_path, tmp_path, run_cli):
+    # a fit shorter than its validation interval (configs/mlp.yaml's 10,000 steps on a run of 5,000)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        short = run_cli("fit", *small_run_args(words_path, tmp_path, max_steps=30))
+        assert scalar_steps(short, "val_loss") == [30]
+        best = Path(short.trainer.checkpoint_callback.best_model_path)
+        assert read_checkpoint(str(best))["global_step"] == 30
+        tested = run_cli("test", *small_run_args(words_path, tmp_path), "--ckpt_path", "best")
+        assert Path(tested.trainer.ckpt_path) == best
+        # resumed, it validates where the interval says and at its last step, once (100 is both)
+        resumed = run_cli("fit", *small_run_args(words_path, tmp_path, max_steps=100), "--ckpt_path", "last")
+        assert scalar_steps(resumed, "val_loss") == [50, 100]
+        # resumed from the end of an epoch (which Lightning restarts), as every finished run ends
+        extended = run_cli("fit", *small_run_args(words_path, tmp_path, max_steps=150), "--ckpt_path", "last")
+        assert scalar_steps(extended, "val_loss") == [150]
+    assert not [str(w.message) for w in caught if "could not find the monitored key" in str(w.message)]

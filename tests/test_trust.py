@@ -1,6 +1,8 @@
 """Bad values are one line naming the option, partial evaluations say so, checkpoints choose no imports."""
 
+import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -193,6 +195,27 @@ def test_an_unwritable_run_folder_still_evaluates_and_says_it_logs_nothing(
     assert f"makemore: {run} is read-only: the scores are printed, not logged" in err
     assert sorted(p.name for p in run.iterdir()) == before
     assert read_checkpoint(str(trained))["global_step"] == 50
+
+
+def test_a_full_disk_is_one_line_for_fit_and_test_prints_the_scores(words_path, small_disk, run_cli, capsys):
+    disk = small_disk("1m")
+    args = small_run_args(words_path, disk, max_steps=50)
+    run_cli("fit", *args)
+    run = disk / "lightning_logs" / "version_0"
+    before = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    with open(disk / "filler", "wb") as filler:  # the disk is full
+        filler.write(bytes(shutil.disk_usage(disk).free))
+    assert shutil.disk_usage(disk).free == 0
+    cli_error(["fit", *args], re.escape(f"{disk / 'lightning_logs'}: cannot write a run there: no space left"))
+    capsys.readouterr()
+    cli = run_cli("test", *args, "--ckpt_path", "last")
+    assert "test_loss" in cli.trainer.callback_metrics
+    assert (
+        f"makemore: {run} has no space left on its device: the scores are printed, not logged"
+        in capsys.readouterr().err
+    )
+    assert sorted((disk / "lightning_logs").iterdir()) == [run]  # no run folder left by the refused fit
+    assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == before
 
 
 def test_the_tensorboard_command_is_quoted(words_path, tmp_path, run_cli, capsys):
