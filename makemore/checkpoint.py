@@ -267,14 +267,19 @@ def named_checkpoint(name: str, root: Union[str, Path] = ".", allowed: Union[str
         return last
     states = read_checkpoint(str(last), allowed=allowed).get("callbacks") or {}
     best = [state.get("best_model_path") for state in states.values() if state.get("monitor") == "val_loss"]
+    logs = (root / "lightning_logs").resolve()
     for path in filter(None, best):
-        # Looked for in the run's own checkpoints folder, by name: the path recorded may be relative to another
-        # working directory (or the run folder may have moved), where it could name another run's file.
-        candidate = last.parent / Path(path).name
-        if candidate.is_file():
-            return candidate
+        # First in the run's own checkpoints folder, by name (the run folder may have moved); then where it was
+        # recorded (a resumed run keeps the best of the run it resumed, in that run's folder), a relative path read
+        # from the root. Only a file of this root's runs: a path recorded relative to another working directory could
+        # name another root's file.
+        recorded = Path(path) if Path(path).is_absolute() else root / path
+        for candidate in (last.parent / Path(path).name, recorded):
+            if candidate.is_file() and candidate.resolve().is_relative_to(logs):
+                return candidate
         raise CheckpointError(
-            f"{candidate}: the newest run's best checkpoint is not there any more; use --ckpt_path last or a file"
+            f"{last.parent / Path(path).name}: the newest run's best checkpoint is not there any more; use --ckpt_path"
+            " last or a file"
         )
     raise CheckpointError(
         f"{runs[-1]}: the newest run has no best checkpoint (it never validated); use --ckpt_path last"

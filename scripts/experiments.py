@@ -91,8 +91,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 
 def shown(path: Path) -> str:
-    """A path for the results: relative to the repository when inside it (results.json is committed)."""
-    path = Path(path).resolve()
+    """A path for the results: relative to the repository when inside it (results.json is committed); links are kept
+    (configs/, a link to makemore/configs, stays configs/)."""
+    path = Path(path).absolute()
     return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
@@ -100,7 +101,7 @@ def config_path(name: str) -> Path:
     """A config by name (configs/NAME.yaml, NAME may hold a subfolder: shakespeare/gpt_cpu) or by path."""
     path = Path(name)
     if path.suffix in (".yaml", ".yml") and path.exists():
-        return path.resolve()
+        return path.absolute()
     path = REPO / "configs" / f"{name}.yaml"
     if not path.exists():
         sys.exit(f"experiments.py: no config {name!r} (looked for {path})")
@@ -111,7 +112,7 @@ def run_name(config: Path) -> str:
     """A run's name: its config's path under configs/ without .yaml (mlp, shakespeare/bigram), so that configs of
     the same file name in different folders get different run folders; a config elsewhere: its file name."""
     config = Path(config).resolve()
-    configs = REPO / "configs"
+    configs = (REPO / "configs").resolve()  # configs/ is a link to makemore/configs
     if config.is_relative_to(configs):
         return config.relative_to(configs).with_suffix("").as_posix()
     return config.stem

@@ -11,6 +11,7 @@ from conftest import small_run_args
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from makemore.checkpoint import read_checkpoint
+from makemore.errors import CheckpointError
 from makemore.module import load_checkpoint
 
 
@@ -48,10 +49,12 @@ def test_a_network_from_outside_the_package_trains_tests_and_samples(words_path,
     best = fit.trainer.checkpoint_callback.best_model_path
 
     # the checkpoint names the network as plain data and rebuilds it alone (weights_only)
-    saved = read_checkpoint(best)["hyper_parameters"]["net"]
-    assert saved == {"class_path": f"{__name__}.LastCharTable", "init_args": {"scale": 0.1}}
+    own = f"{__name__}.LastCharTable"  # a class outside makemore: a checkpoint is read only when it is allowed
+    with pytest.raises(CheckpointError, match=f"it names {own} to import"):
+        read_checkpoint(best)
+    saved = read_checkpoint(best, allowed=own)["hyper_parameters"]["net"]
+    assert saved == {"class_path": own, "init_args": {"scale": 0.1}}
     last = Path(fit.trainer.log_dir) / "checkpoints" / "last.ckpt"
-    own = f"{__name__}.LastCharTable"  # a class outside makemore: a checkpoint imports it only when allowed
     assert torch.equal(load_checkpoint(str(last), allow_class=[own]).net.table, fit.model.net.table)
 
     test = run_cli("test", *small_run_args(words_path, tmp_path), *net, "--ckpt_path", best)

@@ -26,7 +26,7 @@ def test_scalars_count_sgd_steps(fitted):
         assert tag in tags
     # log_every_n_steps counts SGD steps: one train_loss point every 10, placed at the step it reached
     assert [e.step for e in events.Scalars("train_loss")] == list(range(10, 121, 10))
-    assert [e.step for e in events.Scalars("val_loss")] == [50, 100]  # at each 50-step epoch end
+    assert [e.step for e in events.Scalars("val_loss")] == [50, 100, 120]  # each 50-step epoch end, and the last step
 
 
 def test_embedding_figure_projector_and_samples(fitted):
