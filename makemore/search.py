@@ -19,7 +19,8 @@ is marked failed, not run, and left out of the report. A trial whose process die
 GRACE_PERIOD seconds) is marked failed and queued again with its settings (Optuna's heartbeat and
 RetryHeartbeatStaleTrialCallback); the command that reports waits for every running trial to end or be
 found dead first. A database that holds tables and is not an Optuna study is refused before anything is
-written to it (`check_storage`).
+written to it (`check_storage`). A trial that fails with a makemore error is one line in the log and the report
+(Optuna's traceback of it is dropped).
 
 A search space file:
 
@@ -47,11 +48,12 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import lightning as L
 import yaml
 
+from makemore._compat import optuna_trial_logger
 from makemore.errors import ConfigError, MakemoreError
 
 HEARTBEAT_INTERVAL = 5  # seconds between a running trial's heartbeats in the study's database
@@ -443,16 +445,22 @@ class NotRun(Exception):
     """A trial that is not run (see `claim`); marked failed, with the reason in its user attribute `not_run`."""
 
 
-class _QuietNotRun(logging.Filter):
-    """Drops Optuna's failure warnings (with a traceback) of the trials that were not run: they are no failures."""
-
+@contextlib.contextmanager
+def quiet_trials() -> Iterator[set[int]]:
+    """While the block runs, Optuna's failure warnings (with a traceback) are dropped for the trials whose numbers
+    the block puts in the set yielded: those makemore reported in one line, not run (no failures) or failed with a
+    makemore error (the error says all a traceback would)."""
     numbers: set[int] = set()
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not any(record.getMessage().startswith(f"Trial {n} failed") for n in self.numbers)
+    def keep(record: logging.LogRecord) -> bool:
+        return not any(record.getMessage().startswith(f"Trial {n} failed") for n in numbers)
 
-
-_QUIET_NOT_RUN = _QuietNotRun()
+    logger = optuna_trial_logger()
+    logger.addFilter(keep)
+    try:
+        yield numbers
+    finally:
+        logger.removeFilter(keep)
 
 
 def claim(study: Any, trial: Any, space: dict[str, Any], trials: int) -> Optional[str]:
@@ -506,7 +514,7 @@ def run_trials(
         why = claim(study, trial, space, trials)
         if why is not None:
             trial.set_user_attr("not_run", why)
-            _QUIET_NOT_RUN.numbers.add(trial.number)
+            quiet.add(trial.number)
             print(f"makemore search: trial {trial.number}: not run ({why})", file=sys.stderr, flush=True)
             raise NotRun(why)
         folder = root / f"trial_{trial.number}"
@@ -516,6 +524,16 @@ def run_trials(
         retry = frozen.system_attrs.get("retry_history")
         again = f" (trial {retry[-1]} again: its process died)" if retry else ""
         print(f"makemore search: trial {trial.number}: {' '.join(flags(values))}{again}", file=sys.stderr, flush=True)
+        try:
+            return fit_trial(trial, args)
+        except MakemoreError as err:  # one line here and in the report; Optuna's traceback of it is dropped
+            trial.set_user_attr("error", str(err))
+            quiet.add(trial.number)
+            print(f"makemore search: trial {trial.number} failed: {err}", file=sys.stderr, flush=True)
+            raise
+
+    def fit_trial(trial: Any, args: list[str]) -> float:
+        """The trial's fit: its best val_loss; TrialPruned if the pruner stopped it."""
         pruning = pruning_callback(trial)
         trainer = run(args, callbacks=[pruning]).trainer
         trial.set_user_attr("run", str(Path(trainer.log_dir)))
@@ -538,39 +556,39 @@ def run_trials(
         if len(failures) >= 3:
             study.stop()
 
-    logging.getLogger("optuna.study._optimize").addFilter(_QUIET_NOT_RUN)
     finished, placed = (
         (TrialState.COMPLETE, TrialState.PRUNED),
         (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING),
     )
     deadline = None if timeout is None else time.monotonic() + timeout
     waited: set[int] = set()
-    while True:
-        fail_dead_trials(study)
-        now = study.get_trials(deepcopy=False)
-        left = None if deadline is None else deadline - time.monotonic()
-        place = sum(t.state in placed for t in now) < trials or any(t.state == TrialState.WAITING for t in now)
-        if sum(t.state in finished for t in now) < trials and place and (left is None or left > 0):
-            callbacks = [MaxTrialsCallback(trials, states=placed), stop_after_failures]
-            study.optimize(objective, callbacks=callbacks, catch=(MakemoreError, NotRun), timeout=left)
-            if len(failures) >= 3:
-                raise ConfigError(
-                    f"trials {', '.join(map(str, failures))} failed one after another (their errors are above); the"
-                    " search stopped. Check the base config and the space"
+    with quiet_trials() as quiet:
+        while True:
+            fail_dead_trials(study)
+            now = study.get_trials(deepcopy=False)
+            left = None if deadline is None else deadline - time.monotonic()
+            place = sum(t.state in placed for t in now) < trials or any(t.state == TrialState.WAITING for t in now)
+            if sum(t.state in finished for t in now) < trials and place and (left is None or left > 0):
+                callbacks = [MaxTrialsCallback(trials, states=placed), stop_after_failures]
+                study.optimize(objective, callbacks=callbacks, catch=(MakemoreError, NotRun), timeout=left)
+                if len(failures) >= 3:
+                    raise ConfigError(
+                        f"trials {', '.join(map(str, failures))} failed one after another (their errors are above); the"
+                        " search stopped. Check the base config and the space"
+                    )
+                continue
+            running = [t.number for t in now if t.state == TrialState.RUNNING]
+            if not wait or not running:
+                return
+            for number in sorted(set(running) - waited):
+                print(
+                    f"makemore search: waiting for trial {number}, running in another process (if that process died,"
+                    f" the trial is failed and run again after {GRACE_PERIOD} s without a heartbeat)",
+                    file=sys.stderr,
+                    flush=True,
                 )
-            continue
-        running = [t.number for t in now if t.state == TrialState.RUNNING]
-        if not wait or not running:
-            return
-        for number in sorted(set(running) - waited):
-            print(
-                f"makemore search: waiting for trial {number}, running in another process (if that process died,"
-                f" the trial is failed and run again after {GRACE_PERIOD} s without a heartbeat)",
-                file=sys.stderr,
-                flush=True,
-            )
-        waited |= set(running)
-        time.sleep(1)
+            waited |= set(running)
+            time.sleep(1)
 
 
 def report(study: Any, config: Path, fixed: dict[str, Any], root: Path, storage: str) -> str:
@@ -617,6 +635,8 @@ def report(study: Any, config: Path, fixed: dict[str, Any], root: Path, storage:
             f"; {len(drawn) - len(finished)} more drawn but not run (the study had its trials or their settings),"
             " not listed"
         )
+    errors = [f"- trial {t.number} failed: {t.user_attrs['error']}" for t in failed if "error" in t.user_attrs]
+    lines += ["", *errors] if errors else []
     if not complete:
         return "\n".join(lines + ["", "No trial completed: no best settings yet."])
     best = study.best_trial

@@ -1,5 +1,6 @@
 """`makemore search`: an Optuna study over CLI options, shared by worker processes, resumable, with clear errors."""
 
+import re
 import sqlite3
 import subprocess
 import sys
@@ -217,11 +218,28 @@ def test_a_database_that_is_not_a_study_is_one_line(words_path, tmp_path):
     assert (root / "study.db").read_bytes().startswith(b"not a database")  # left as it was
 
 
-def test_trials_that_keep_failing_stop_the_search(words_path, tmp_path):
+def test_trials_that_keep_failing_stop_the_search(words_path, tmp_path, capsys):
     config = base_config(words_path, tmp_path)
     space = space_file(tmp_path, {"model.learning_rate": {"low": 1.0e6, "high": 1.0e7, "log": True}})  # diverges
     args = ["search", "--config", str(config), "--search", str(space), "--root", str(tmp_path / "search")]
     cli_error([*args, "--trials", "10"], "trials 0, 1, 2 failed one after another")
+    err = capsys.readouterr().err
+    failed = [line for line in err.splitlines() if " failed" in line]  # each trial's error in one line, nothing more
+    assert [line.split(": training diverged at SGD step")[0] for line in failed] == [
+        f"makemore search: trial {number} failed" for number in range(3)
+    ]
+    assert "Traceback" not in err
+
+
+def test_a_failed_trial_is_one_line_in_the_report(words_path, tmp_path, capsys):
+    config, root = base_config(words_path, tmp_path), tmp_path / "search"
+    space = space_file(tmp_path, {"model.learning_rate": {"choices": [1.0e7, 0.1]}})  # trial 0 draws 1e7: diverges
+    main(["search", "--config", str(config), "--search", str(space), "--root", str(root), "--trials", "1"])
+    assert "Traceback" not in capsys.readouterr().err
+    text = (root / "search.md").read_text()
+    failed = re.findall(r"^- trial (\d+) failed: training diverged at SGD step \d+: .*learning_rate", text, re.M)
+    assert failed[0] == "0" and len(failed) == text.count("| fail |")  # each failed trial's error, one line
+    assert f"trials: 1 complete, 0 pruned, {len(failed)} failed" in text
 
 
 def test_the_challenge_search_space_fits_the_challenge_config():
