@@ -19,8 +19,9 @@ is marked failed, not run, and left out of the report. A trial whose process die
 GRACE_PERIOD seconds) is marked failed and queued again with its settings (Optuna's heartbeat and
 RetryHeartbeatStaleTrialCallback); the command that reports waits for every running trial to end or be
 found dead first. A database that holds tables and is not an Optuna study is refused before anything is
-written to it (`check_storage`). A trial that fails with a makemore error is one line in the log and the report
-(Optuna's traceback of it is dropped).
+written to it (`check_storage`). A root holds one study (`STUDY_RECORD`): another is refused, as its trial_N
+folders and report would be the first study's. A trial that fails with a makemore error is one line in the log
+and the report (Optuna's traceback of it is dropped).
 
 A search space file:
 
@@ -42,6 +43,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import sqlite3
 import subprocess
 import sys
@@ -353,6 +355,85 @@ def check_options(config: Path, space: dict[str, dict], fixed: dict[str, Any], s
     except SystemExit as done:  # --print_config exits 0 after parsing
         if done.code not in (0, None):
             raise ConfigError(f"{search_path}: the options do not parse with {config}") from None
+
+
+def check_root(root: Path) -> None:
+    """Create the search's folder; ConfigError naming it when it is a file or cannot be written to (its trial folders,
+    best.yaml and report go there), before anything is written."""
+    from makemore.lightning_cli import shown
+
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(
+            f"--root {shown(root)}: a file, not a folder; give a folder for the trials and the report"
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"--root {shown(root)}: cannot create the folder ({err.strerror})") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise ConfigError(f"--root {shown(root)}: read-only; give a folder the trials and the report can be written to")
+
+
+STUDY_RECORD = "study.json"  # in --root: the one study whose trial folders, best.yaml and report the folder holds
+
+
+def storage_key(storage: str) -> str:
+    """A study database's URL as the root's record keeps it: an SQLite file by its absolute path, a password hidden."""
+    import sqlalchemy
+    import sqlalchemy.exc
+
+    try:
+        url = sqlalchemy.engine.make_url(storage)
+    except sqlalchemy.exc.ArgumentError:
+        return storage  # not a URL: check_storage says so
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        url = url.set(database=str(Path(url.database).resolve()))
+    return url.render_as_string(hide_password=True)
+
+
+def check_root_study(root: Path, storage: str, name: str) -> Optional[dict]:
+    """The study root holds (its record), None if none yet; ConfigError, before the study is opened, if it holds
+    another: its trial_N folders, best.yaml and search.md would be another study's."""
+    from makemore.lightning_cli import shown
+
+    record = root / STUDY_RECORD
+    if not record.exists():
+        return None
+    try:
+        held = json.loads(record.read_text())
+        held_name, held_storage = held["study"], held["storage"]
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(f"{shown(record)}: not makemore's record of the study --root holds") from None
+    if (held_name, held_storage) != (name, storage_key(storage)):
+        default = held_storage == storage_key(f"sqlite:///{root / 'study.db'}")
+        its_storage = "the default --storage" if default else f"--storage {held_storage}"
+        raise ConfigError(
+            f"--root {shown(root)} holds study {held_name!r} of {shown_storage(held_storage)}: continue it with"
+            f" --study {held_name} and {its_storage}, or give study {name!r} another --root"
+        )
+    return held
+
+
+def claim_root(root: Path, storage: str, study: Any) -> None:
+    """Record in root that it holds `study` (opened on `storage`), atomically: of two commands racing, one writes the
+    record and the other checks against it. A root with trial folders and no record (a search before makemore kept
+    one) is claimed only by a study with trials: a new study there is refused."""
+    from makemore.lightning_cli import shown
+
+    if list(root.glob("trial_*")) and not study.get_trials(deepcopy=False):
+        raise ConfigError(
+            f"--root {shown(root)} holds the trials of another search (no {STUDY_RECORD} names its study); continue"
+            f" that study with its --study, or give study {study.study_name!r} another --root"
+        )
+    record = {"study": study.study_name, "storage": storage_key(storage)}
+    draft = root / f".{STUDY_RECORD}.{os.getpid()}"
+    draft.write_text(json.dumps(record) + "\n")
+    try:
+        os.link(draft, root / STUDY_RECORD)  # fails if the record exists: never overwritten
+    except FileExistsError:
+        check_root_study(root, storage, study.study_name)
+    finally:
+        draft.unlink()
 
 
 OPTUNA_TABLES = {"studies", "trials", "version_info"}  # tables every Optuna study database has
@@ -777,12 +858,15 @@ def search(
     if not config_path.is_file():
         raise ConfigError(f"{config_path}: no such config file")
     space, pruner, fixed = read_space(search_path)
-    root_path.mkdir(parents=True, exist_ok=True)
+    check_root(root_path)
     storage = storage or f"sqlite:///{root_path / 'study.db'}"
     name = study or search_path.stem
     check_options(config_path, space, fixed, search_path)
+    held = check_root_study(root_path, storage, name)
     distributions = {option: distribution(spec) for option, spec in space.items()}
     optuna_study = open_study(storage, name, seed, median_pruner(pruner, search_path), distributions)
+    if held is None:
+        claim_root(root_path, storage, optuna_study)
     check_space_fits(optuna_study, distributions, search_path)
     common = ["--config", str(config_path), "--search", str(search_path), "--trials", str(trials)]
     common += ["--root", str(root_path), "--storage", storage, "--study", name]
