@@ -844,7 +844,7 @@ def search(
             command or process ran them; running again with more continues it.
         workers: processes running trials at once, sharing the study (0: only run trials, as each extra worker
             process does; no waiting for other processes' trials, no report).
-        root: where the trials' run folders, the database and the results go.
+        root: the study's folder: its trials' run folders, the database and the results (one study a root).
         storage: the study's database URL (default: sqlite:///ROOT/study.db).
         study: the study's name (default: the search file's name).
         seed: the study's seed: trial N's draws depend on it, N and the trials before N, whichever process draws them.
