@@ -1,10 +1,11 @@
-"""Every private name of Lightning and torch that makemore relies on, each with why, in one place.
+"""Every private name of Lightning, torch and Optuna that makemore relies on, each with why, in one place.
 
 Each is read through a function here, never directly elsewhere (torch.nn.modules.batchnorm is read through its public classes). tests/test_compat.py exercises every one
 on the installed versions and fails naming the symbol when an upgrade removes or renames it; the version
 lower bounds in pyproject.toml are what CI runs, and the upper bounds only exclude the next major versions.
 """
 
+import logging
 from typing import Any, Optional
 
 import lightning as L
@@ -103,3 +104,15 @@ def restart_rate(bar: Any, n: int) -> None:
     """Make a tqdm bar count from `n`, its rate measured from there (tqdm keeps the last printed count, which its
     rate is computed from, in `last_print_n`, which has no setter)."""
     bar.n = bar.initial = bar.last_print_n = n
+
+
+def optuna_trial_logger() -> logging.Logger:
+    """The logger of Optuna's warning for a failed trial: "Trial N failed with parameters: ... because of the
+    following error: ..." with the error's traceback, then "Trial N failed with value None" (the module logger of
+    optuna.study._optimize, which runs the objective).
+
+    `makemore search` says in one line why a trial was not run or failed with a makemore error; a filter on this
+    logger drops Optuna's 60 lines for those trials. Optuna has no public switch for one trial's warning (its
+    verbosity would hide every trial's result line too).
+    """
+    return logging.getLogger("optuna.study._optimize")

@@ -6,6 +6,7 @@ makemore.lightning_cli.
 """
 
 import difflib
+import os
 import re
 import sys
 from typing import TYPE_CHECKING, Any, Optional, Union
@@ -69,7 +70,7 @@ def sample(
     allow_class: Union[str, list[str], None] = None,
     prompt: Optional[str] = None,
     max_new_chars: Optional[int] = None,
-) -> list[str]:
+) -> None:
     """Print names drawn from a trained model, one per line, or a text's passage; needs only the checkpoint.
 
     Args:
@@ -131,7 +132,7 @@ def sample(
         for option, value in given.items():
             if value:
                 raise ConfigError(f"{option}: {ckpt_path} was trained on a text: it samples passages (--prompt)")
-        return sample_passages(
+        sample_passages(
             net,
             vocabulary,
             hparams["block_size"],
@@ -142,6 +143,7 @@ def sample(
             temperature,
             top_k,
         )
+        return
     if prompt is not None:
         raise ConfigError(
             f"--prompt: {ckpt_path} was trained on a word list: it samples names (--prefix starts each name)"
@@ -158,28 +160,30 @@ def sample(
     max_length = hparams["max_sample_length"] if max_length is None else max_length
     if max_length < max(len(prefix), 1):
         raise ConfigError(f"--max_length {max_length} leaves no room for a name after --prefix {prefix!r}")
-    splits = training_splits(checkpoint, ckpt_path, words) if novelty else None
-    names = sampling.sample_words(
+    classed = sampling.Novelty(training_splits(checkpoint, ckpt_path, words)) if novelty else None
+    chunks = sampling.sample_chunks(
         net, vocabulary, hparams["block_size"], num_samples, max_length, generator, temperature, top_k, prefix
     )
-    columns = [names]
-    if log_prob:
-        columns.append(
-            [f"{value:.4f}" for value in sampling.word_log_probs(net, vocabulary, hparams["block_size"], names)]
-        )
-    if splits is not None:
-        classes = sampling.novelty(names, splits)
-        columns.append(classes)
-    for row in zip(*columns):
-        print("\t".join(row))
-    if splits is not None:
-        sys.stdout.flush()  # the names first, then the summary
+    try:
+        for names in chunks:  # printed as each chunk is drawn: memory holds one chunk, however many names
+            columns = [names]
+            if log_prob:
+                log_probs = sampling.word_log_probs(net, vocabulary, hparams["block_size"], names)
+                columns.append([f"{value:.4f}" for value in log_probs])
+            if classed is not None:
+                columns.append(classed(names))
+            print("\n".join("\t".join(row) for row in zip(*columns)), flush=True)
+    except BrokenPipeError:  # the reader has all it wants (`makemore sample ... | head`): stop drawing, quietly
+        chunks.close()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would fail again
+        return
+    if classed is not None:  # after the names
+        total = sum(classed.counts.values())
         counts = ", ".join(
-            f"{classes.count(name)} {'in ' if name != 'new' else ''}{name} ({classes.count(name) / len(names):.0%})"
-            for name in sampling.NOVELTY
+            f"{count} {'in ' if name != 'new' else ''}{name} ({count / total:.0%})"
+            for name, count in classed.counts.items()
         )
-        print(f"makemore: {len(names)} names: {counts}", file=sys.stderr)
-    return names
+        print(f"makemore: {total} names: {counts}", file=sys.stderr)
 
 
 def sample_passages(

@@ -54,6 +54,12 @@ def draw(
     return torch.multinomial(F.softmax(scaled(logits, temperature), dim=-1), 1, generator=generator)
 
 
+# Names drawn at once, as one batch: memory holds one chunk of names, however many are asked for. The draws of a
+# chunk are those of one batch of its size, so up to CHUNK_SIZE names a seed gives the names it gave when all were
+# drawn as one batch (`makemore sample`'s default 20 and fit's model.num_samples among them).
+CHUNK_SIZE = 1000
+
+
 @torch.no_grad()
 def generate(
     net: nn.Module,
@@ -70,27 +76,53 @@ def generate(
     The network sees the last `block_size` tokens (`.` before the word starts) and may return logits for
     the last position only, (b, vocab_size), or for every position, (b, t, vocab_size). Each word starts
     with the token ids `prefix`; the next characters are drawn from softmax(logits / temperature), from the
-    `top_k` most likely only when given. Returns (num_samples, max_length) token ids; positions after a
-    word's `.` are 0 too.
+    `top_k` most likely only when given. Returns (num_samples, length) token ids, length the longest word drawn
+    and its `.` (at most max_length: columns grow as drawn, none is allocated ahead); positions after a word's `.`
+    are 0 too. Every row is drawn at every step until all have ended, so the draws depend on num_samples only.
     """
     check_sampling(temperature, top_k)
     if len(prefix) > max_length:
         raise ValueError(f"the prefix has {len(prefix)} characters, more than max_length {max_length}")
     device = next(net.parameters()).device
-    out = torch.zeros(num_samples, max_length, dtype=torch.long, device=device)
-    out[:, : len(prefix)] = torch.tensor(list(prefix), dtype=torch.long, device=device)
-    padded = torch.cat([torch.zeros(num_samples, block_size, dtype=torch.long, device=device), out], 1)
-    context = padded[:, len(prefix) : len(prefix) + block_size]  # the block_size tokens before the next one
+    start = torch.tensor(list(prefix), dtype=torch.long, device=device).expand(num_samples, -1)
+    context = torch.cat([torch.zeros(num_samples, block_size, dtype=torch.long, device=device), start], 1)
+    context = context[:, context.shape[1] - block_size :]  # the block_size tokens before the next one
+    drawn = []  # (num_samples,) token ids, one per step
     alive = torch.ones(num_samples, dtype=torch.bool, device=device)
-    for t in range(len(prefix), max_length):
+    for _ in range(max_length - len(prefix)):
         logits = next_char_logits(net, context)  # (num_samples, vocab_size)
         ix = draw(logits, generator, temperature, top_k).squeeze(1) * alive
-        out[:, t] = ix
+        drawn.append(ix)
         alive &= ix != 0
         if not alive.any():
             break
         context = torch.cat([context[:, 1:], ix.unsqueeze(1)], dim=1)
-    return out
+    return torch.cat([start, *(ix.unsqueeze(1) for ix in drawn)], 1)
+
+
+@torch.no_grad()
+def sample_chunks(
+    net: nn.Module,
+    vocabulary: Vocabulary,
+    block_size: int,
+    num_samples: int,
+    max_length: int,
+    generator: Optional[torch.Generator] = None,
+    temperature: float = 1.0,
+    top_k: Optional[int] = None,
+    prefix: str = "",
+    chunk_size: int = CHUNK_SIZE,
+) -> Iterator[list[str]]:
+    """Draw `num_samples` words in eval mode, `chunk_size` at a time (see `generate`), yielding each chunk's words
+    when drawn: memory holds one chunk, however large num_samples is. The network's training mode is put back when
+    the iteration ends."""
+    prefix_ids = vocabulary.encode(prefix)  # KeyError for a character outside the vocabulary
+    with eval_mode(net):
+        for first in range(0, num_samples, chunk_size):
+            count = min(chunk_size, num_samples - first)
+            ids = generate(net, block_size, count, max_length, generator, temperature, top_k, prefix_ids)
+            # generate() fills everything from a word's `.` on with 0, so the nonzero ids are the word
+            yield [vocabulary.decode(row[row != 0].tolist()) for row in ids.cpu()]
 
 
 def sample_words(
@@ -104,12 +136,10 @@ def sample_words(
     top_k: Optional[int] = None,
     prefix: str = "",
 ) -> list[str]:
-    """Draw words from the network in eval mode (its training mode is put back afterwards); see `generate`."""
-    prefix_ids = vocabulary.encode(prefix)  # KeyError for a character outside the vocabulary
-    with eval_mode(net):
-        ids = generate(net, block_size, num_samples, max_length, generator, temperature, top_k, prefix_ids)
-    # generate() fills everything from a word's `.` on with 0, so the nonzero ids are the word
-    return [vocabulary.decode(row[row != 0].tolist()) for row in ids.cpu()]
+    """Draw words from the network in eval mode (its training mode is put back afterwards), as a list; see
+    `sample_chunks`."""
+    chunks = sample_chunks(net, vocabulary, block_size, num_samples, max_length, generator, temperature, top_k, prefix)
+    return [word for chunk in chunks for word in chunk]
 
 
 @torch.no_grad()
@@ -158,7 +188,25 @@ def word_log_probs(net: nn.Module, vocabulary: Vocabulary, block_size: int, word
 NOVELTY = ("train", "val/test", "new")
 
 
+class Novelty:
+    """Classes words against the data's (train, val, test) splits, "train", "val/test" or "new", and counts each
+    class over every word it has classed (a summary of names streamed in chunks).
+
+    Args:
+        splits: the data's train, val and test words.
+    """
+
+    def __init__(self, splits: Sequence[Sequence[str]]) -> None:
+        self.train, self.held_out = set(splits[0]), set(splits[1]) | set(splits[2])
+        self.counts = dict.fromkeys(NOVELTY, 0)
+
+    def __call__(self, words: list[str]) -> list[str]:
+        classes = ["train" if word in self.train else "val/test" if word in self.held_out else "new" for word in words]
+        for name in classes:
+            self.counts[name] += 1
+        return classes
+
+
 def novelty(words: list[str], splits: Sequence[Sequence[str]]) -> list[str]:
     """Each word's class against the data's (train, val, test) splits: "train", "val/test" or "new"."""
-    train, held_out = set(splits[0]), set(splits[1]) | set(splits[2])
-    return ["train" if word in train else "val/test" if word in held_out else "new" for word in words]
+    return Novelty(splits)(words)

@@ -19,7 +19,9 @@ is marked failed, not run, and left out of the report. A trial whose process die
 GRACE_PERIOD seconds) is marked failed and queued again with its settings (Optuna's heartbeat and
 RetryHeartbeatStaleTrialCallback); the command that reports waits for every running trial to end or be
 found dead first. A database that holds tables and is not an Optuna study is refused before anything is
-written to it (`check_storage`).
+written to it (`check_storage`). A root holds one study (`STUDY_RECORD`): another is refused, as its trial_N
+folders and report would be the first study's. A trial that fails with a makemore error is one line in the log
+and the report (Optuna's traceback of it is dropped).
 
 A search space file:
 
@@ -41,17 +43,19 @@ import itertools
 import json
 import logging
 import math
+import os
 import sqlite3
 import subprocess
 import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import lightning as L
 import yaml
 
+from makemore._compat import optuna_trial_logger
 from makemore.errors import ConfigError, MakemoreError
 
 HEARTBEAT_INTERVAL = 5  # seconds between a running trial's heartbeats in the study's database
@@ -353,6 +357,85 @@ def check_options(config: Path, space: dict[str, dict], fixed: dict[str, Any], s
             raise ConfigError(f"{search_path}: the options do not parse with {config}") from None
 
 
+def check_root(root: Path) -> None:
+    """Create the search's folder; ConfigError naming it when it is a file or cannot be written to (its trial folders,
+    best.yaml and report go there), before anything is written."""
+    from makemore.lightning_cli import shown
+
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(
+            f"--root {shown(root)}: a file, not a folder; give a folder for the trials and the report"
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"--root {shown(root)}: cannot create the folder ({err.strerror})") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise ConfigError(f"--root {shown(root)}: read-only; give a folder the trials and the report can be written to")
+
+
+STUDY_RECORD = "study.json"  # in --root: the one study whose trial folders, best.yaml and report the folder holds
+
+
+def storage_key(storage: str) -> str:
+    """A study database's URL as the root's record keeps it: an SQLite file by its absolute path, a password hidden."""
+    import sqlalchemy
+    import sqlalchemy.exc
+
+    try:
+        url = sqlalchemy.engine.make_url(storage)
+    except sqlalchemy.exc.ArgumentError:
+        return storage  # not a URL: check_storage says so
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        url = url.set(database=str(Path(url.database).resolve()))
+    return url.render_as_string(hide_password=True)
+
+
+def check_root_study(root: Path, storage: str, name: str) -> Optional[dict]:
+    """The study root holds (its record), None if none yet; ConfigError, before the study is opened, if it holds
+    another: its trial_N folders, best.yaml and search.md would be another study's."""
+    from makemore.lightning_cli import shown
+
+    record = root / STUDY_RECORD
+    if not record.exists():
+        return None
+    try:
+        held = json.loads(record.read_text())
+        held_name, held_storage = held["study"], held["storage"]
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(f"{shown(record)}: not makemore's record of the study --root holds") from None
+    if (held_name, held_storage) != (name, storage_key(storage)):
+        default = held_storage == storage_key(f"sqlite:///{root / 'study.db'}")
+        its_storage = "the default --storage" if default else f"--storage {held_storage}"
+        raise ConfigError(
+            f"--root {shown(root)} holds study {held_name!r} of {shown_storage(held_storage)}: continue it with"
+            f" --study {held_name} and {its_storage}, or give study {name!r} another --root"
+        )
+    return held
+
+
+def claim_root(root: Path, storage: str, study: Any) -> None:
+    """Record in root that it holds `study` (opened on `storage`), atomically: of two commands racing, one writes the
+    record and the other checks against it. A root with trial folders and no record (a search before makemore kept
+    one) is claimed only by a study with trials: a new study there is refused."""
+    from makemore.lightning_cli import shown
+
+    if list(root.glob("trial_*")) and not study.get_trials(deepcopy=False):
+        raise ConfigError(
+            f"--root {shown(root)} holds the trials of another search (no {STUDY_RECORD} names its study); continue"
+            f" that study with its --study, or give study {study.study_name!r} another --root"
+        )
+    record = {"study": study.study_name, "storage": storage_key(storage)}
+    draft = root / f".{STUDY_RECORD}.{os.getpid()}"
+    draft.write_text(json.dumps(record) + "\n")
+    try:
+        os.link(draft, root / STUDY_RECORD)  # fails if the record exists: never overwritten
+    except FileExistsError:
+        check_root_study(root, storage, study.study_name)
+    finally:
+        draft.unlink()
+
+
 OPTUNA_TABLES = {"studies", "trials", "version_info"}  # tables every Optuna study database has
 
 
@@ -443,16 +526,22 @@ class NotRun(Exception):
     """A trial that is not run (see `claim`); marked failed, with the reason in its user attribute `not_run`."""
 
 
-class _QuietNotRun(logging.Filter):
-    """Drops Optuna's failure warnings (with a traceback) of the trials that were not run: they are no failures."""
-
+@contextlib.contextmanager
+def quiet_trials() -> Iterator[set[int]]:
+    """While the block runs, Optuna's failure warnings (with a traceback) are dropped for the trials whose numbers
+    the block puts in the set yielded: those makemore reported in one line, not run (no failures) or failed with a
+    makemore error (the error says all a traceback would)."""
     numbers: set[int] = set()
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not any(record.getMessage().startswith(f"Trial {n} failed") for n in self.numbers)
+    def keep(record: logging.LogRecord) -> bool:
+        return not any(record.getMessage().startswith(f"Trial {n} failed") for n in numbers)
 
-
-_QUIET_NOT_RUN = _QuietNotRun()
+    logger = optuna_trial_logger()
+    logger.addFilter(keep)
+    try:
+        yield numbers
+    finally:
+        logger.removeFilter(keep)
 
 
 def claim(study: Any, trial: Any, space: dict[str, Any], trials: int) -> Optional[str]:
@@ -506,7 +595,7 @@ def run_trials(
         why = claim(study, trial, space, trials)
         if why is not None:
             trial.set_user_attr("not_run", why)
-            _QUIET_NOT_RUN.numbers.add(trial.number)
+            quiet.add(trial.number)
             print(f"makemore search: trial {trial.number}: not run ({why})", file=sys.stderr, flush=True)
             raise NotRun(why)
         folder = root / f"trial_{trial.number}"
@@ -516,6 +605,16 @@ def run_trials(
         retry = frozen.system_attrs.get("retry_history")
         again = f" (trial {retry[-1]} again: its process died)" if retry else ""
         print(f"makemore search: trial {trial.number}: {' '.join(flags(values))}{again}", file=sys.stderr, flush=True)
+        try:
+            return fit_trial(trial, args)
+        except MakemoreError as err:  # one line here and in the report; Optuna's traceback of it is dropped
+            trial.set_user_attr("error", str(err))
+            quiet.add(trial.number)
+            print(f"makemore search: trial {trial.number} failed: {err}", file=sys.stderr, flush=True)
+            raise
+
+    def fit_trial(trial: Any, args: list[str]) -> float:
+        """The trial's fit: its best val_loss; TrialPruned if the pruner stopped it."""
         pruning = pruning_callback(trial)
         trainer = run(args, callbacks=[pruning]).trainer
         trial.set_user_attr("run", str(Path(trainer.log_dir)))
@@ -538,39 +637,39 @@ def run_trials(
         if len(failures) >= 3:
             study.stop()
 
-    logging.getLogger("optuna.study._optimize").addFilter(_QUIET_NOT_RUN)
     finished, placed = (
         (TrialState.COMPLETE, TrialState.PRUNED),
         (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING),
     )
     deadline = None if timeout is None else time.monotonic() + timeout
     waited: set[int] = set()
-    while True:
-        fail_dead_trials(study)
-        now = study.get_trials(deepcopy=False)
-        left = None if deadline is None else deadline - time.monotonic()
-        place = sum(t.state in placed for t in now) < trials or any(t.state == TrialState.WAITING for t in now)
-        if sum(t.state in finished for t in now) < trials and place and (left is None or left > 0):
-            callbacks = [MaxTrialsCallback(trials, states=placed), stop_after_failures]
-            study.optimize(objective, callbacks=callbacks, catch=(MakemoreError, NotRun), timeout=left)
-            if len(failures) >= 3:
-                raise ConfigError(
-                    f"trials {', '.join(map(str, failures))} failed one after another (their errors are above); the"
-                    " search stopped. Check the base config and the space"
+    with quiet_trials() as quiet:
+        while True:
+            fail_dead_trials(study)
+            now = study.get_trials(deepcopy=False)
+            left = None if deadline is None else deadline - time.monotonic()
+            place = sum(t.state in placed for t in now) < trials or any(t.state == TrialState.WAITING for t in now)
+            if sum(t.state in finished for t in now) < trials and place and (left is None or left > 0):
+                callbacks = [MaxTrialsCallback(trials, states=placed), stop_after_failures]
+                study.optimize(objective, callbacks=callbacks, catch=(MakemoreError, NotRun), timeout=left)
+                if len(failures) >= 3:
+                    raise ConfigError(
+                        f"trials {', '.join(map(str, failures))} failed one after another (their errors are above); the"
+                        " search stopped. Check the base config and the space"
+                    )
+                continue
+            running = [t.number for t in now if t.state == TrialState.RUNNING]
+            if not wait or not running:
+                return
+            for number in sorted(set(running) - waited):
+                print(
+                    f"makemore search: waiting for trial {number}, running in another process (if that process died,"
+                    f" the trial is failed and run again after {GRACE_PERIOD} s without a heartbeat)",
+                    file=sys.stderr,
+                    flush=True,
                 )
-            continue
-        running = [t.number for t in now if t.state == TrialState.RUNNING]
-        if not wait or not running:
-            return
-        for number in sorted(set(running) - waited):
-            print(
-                f"makemore search: waiting for trial {number}, running in another process (if that process died,"
-                f" the trial is failed and run again after {GRACE_PERIOD} s without a heartbeat)",
-                file=sys.stderr,
-                flush=True,
-            )
-        waited |= set(running)
-        time.sleep(1)
+            waited |= set(running)
+            time.sleep(1)
 
 
 def report(study: Any, config: Path, fixed: dict[str, Any], root: Path, storage: str) -> str:
@@ -617,6 +716,8 @@ def report(study: Any, config: Path, fixed: dict[str, Any], root: Path, storage:
             f"; {len(drawn) - len(finished)} more drawn but not run (the study had its trials or their settings),"
             " not listed"
         )
+    errors = [f"- trial {t.number} failed: {t.user_attrs['error']}" for t in failed if "error" in t.user_attrs]
+    lines += ["", *errors] if errors else []
     if not complete:
         return "\n".join(lines + ["", "No trial completed: no best settings yet."])
     best = study.best_trial
@@ -743,7 +844,7 @@ def search(
             command or process ran them; running again with more continues it.
         workers: processes running trials at once, sharing the study (0: only run trials, as each extra worker
             process does; no waiting for other processes' trials, no report).
-        root: where the trials' run folders, the database and the results go.
+        root: the study's folder: its trials' run folders, the database and the results (one study a root).
         storage: the study's database URL (default: sqlite:///ROOT/study.db).
         study: the study's name (default: the search file's name).
         seed: the study's seed: trial N's draws depend on it, N and the trials before N, whichever process draws them.
@@ -757,12 +858,15 @@ def search(
     if not config_path.is_file():
         raise ConfigError(f"{config_path}: no such config file")
     space, pruner, fixed = read_space(search_path)
-    root_path.mkdir(parents=True, exist_ok=True)
+    check_root(root_path)
     storage = storage or f"sqlite:///{root_path / 'study.db'}"
     name = study or search_path.stem
     check_options(config_path, space, fixed, search_path)
+    held = check_root_study(root_path, storage, name)
     distributions = {option: distribution(spec) for option, spec in space.items()}
     optuna_study = open_study(storage, name, seed, median_pruner(pruner, search_path), distributions)
+    if held is None:
+        claim_root(root_path, storage, optuna_study)
     check_space_fits(optuna_study, distributions, search_path)
     common = ["--config", str(config_path), "--search", str(search_path), "--trials", str(trials)]
     common += ["--root", str(root_path), "--storage", storage, "--study", name]

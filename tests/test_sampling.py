@@ -1,5 +1,8 @@
 """Sampling the way researchers work: temperature, top-k, prefixes, log-probabilities and novelty."""
 
+import itertools
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,7 +11,7 @@ import torch.nn.functional as F
 from conftest import cli_error, small_run_args
 
 from makemore.models import MLP, Transformer, next_char_logits
-from makemore.sampling import novelty, sample_words, word_log_probs
+from makemore.sampling import novelty, sample_chunks, sample_words, word_log_probs
 from makemore.text import Vocabulary
 
 VOCABULARY = Vocabulary(".abcdefghijklmnopqrstuvwxyz")
@@ -122,3 +125,52 @@ def test_bad_sample_options_are_one_line(words_path, tmp_path, run_cli, option, 
     fit = run_cli("fit", *small_run_args(words_path, tmp_path, max_steps=10))
     last = str(Path(fit.trainer.log_dir) / "checkpoints" / "last.ckpt")
     cli_error(["sample", "--ckpt_path", last, *option], pattern)
+
+
+def test_names_are_drawn_a_chunk_at_a_time_however_many_are_asked_for():
+    """N, 10N or 10**12 names: the same first names, drawn when asked for, never more than a chunk in one batch."""
+    torch.manual_seed(0)
+    net = MLP(len(VOCABULARY), 3).eval()
+    rows: list[int] = []  # the batch size of every forward
+    net.register_forward_hook(lambda module, args, output: rows.append(len(args[0])))
+
+    def chunks(num_samples: int) -> "itertools.islice":
+        drawn = sample_chunks(net, VOCABULARY, 3, num_samples, 20, torch.Generator().manual_seed(0), chunk_size=8)
+        return itertools.islice(drawn, 10)  # the first 10 chunks at most
+
+    first = list(chunks(80))
+    assert [len(chunk) for chunk in first] == [8] * 10
+    assert list(chunks(800)) == list(chunks(10**12)) == first
+    assert set(rows) == {8}
+    # the last chunk holds the rest, and a chunk as large as the whole draws what one batch draws
+    assert [len(chunk) for chunk in sample_chunks(net, VOCABULARY, 3, 20, 20, chunk_size=8)] == [8, 8, 4]
+    whole = sample_words(net, VOCABULARY, 3, 8, 20, torch.Generator().manual_seed(0))
+    assert whole == first[0]
+
+
+@pytest.fixture
+def trained(words_path, tmp_path, run_cli) -> str:
+    """The last checkpoint of 100 SGD steps on the tiny word list."""
+    fit = run_cli("fit", *small_run_args(words_path, tmp_path, max_steps=100))
+    return str(Path(fit.trainer.log_dir) / "checkpoints" / "last.ckpt")
+
+
+def test_a_huge_max_length_draws_names_to_their_end(trained, run_cli, capsys):
+    """Columns grow as drawn: --max_length 10**9 allocates nothing ahead, and each name stops at its `.`."""
+    capsys.readouterr()
+    run_cli("sample", "--ckpt_path", trained, "--max_length", str(10**9))
+    names = capsys.readouterr().out.splitlines()
+    run_cli("sample", "--ckpt_path", trained)  # the checkpoint's max_sample_length
+    assert names == capsys.readouterr().out.splitlines()
+    assert len(names) == 20 and max(map(len, names)) < 20
+
+
+def test_a_huge_num_samples_streams_names_as_they_are_drawn(trained):
+    """10**12 names: printed a chunk at a time; a reader that stops (`| head`) ends it quietly."""
+    command = [sys.executable, "-m", "makemore", "sample", "--ckpt_path", trained, "--num_samples", str(10**12)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    names = [process.stdout.readline() for _ in range(1500)]  # the first chunk and half the second
+    process.stdout.close()
+    assert process.wait() == 0 and process.stderr.read() == ""
+    assert all(name.endswith("\n") for name in names)  # none cut short: "" would be the end of the output
+    assert set("".join(names)) <= set("abehijlmnorst\n")  # the letters of the tiny word list's syllables

@@ -1,5 +1,6 @@
 """`makemore search`: an Optuna study over CLI options, shared by worker processes, resumable, with clear errors."""
 
+import re
 import sqlite3
 import subprocess
 import sys
@@ -217,11 +218,73 @@ def test_a_database_that_is_not_a_study_is_one_line(words_path, tmp_path):
     assert (root / "study.db").read_bytes().startswith(b"not a database")  # left as it was
 
 
-def test_trials_that_keep_failing_stop_the_search(words_path, tmp_path):
+def test_trials_that_keep_failing_stop_the_search(words_path, tmp_path, capsys):
     config = base_config(words_path, tmp_path)
     space = space_file(tmp_path, {"model.learning_rate": {"low": 1.0e6, "high": 1.0e7, "log": True}})  # diverges
     args = ["search", "--config", str(config), "--search", str(space), "--root", str(tmp_path / "search")]
     cli_error([*args, "--trials", "10"], "trials 0, 1, 2 failed one after another")
+    err = capsys.readouterr().err
+    failed = [line for line in err.splitlines() if " failed" in line]  # each trial's error in one line, nothing more
+    assert [line.split(": training diverged at SGD step")[0] for line in failed] == [
+        f"makemore search: trial {number} failed" for number in range(3)
+    ]
+    assert "Traceback" not in err
+
+
+def test_a_failed_trial_is_one_line_in_the_report(words_path, tmp_path, capsys):
+    config, root = base_config(words_path, tmp_path), tmp_path / "search"
+    space = space_file(tmp_path, {"model.learning_rate": {"choices": [1.0e7, 0.1]}})  # trial 0 draws 1e7: diverges
+    main(["search", "--config", str(config), "--search", str(space), "--root", str(root), "--trials", "1"])
+    assert "Traceback" not in capsys.readouterr().err
+    text = (root / "search.md").read_text()
+    failed = re.findall(r"^- trial (\d+) failed: training diverged at SGD step \d+: .*learning_rate", text, re.M)
+    assert failed[0] == "0" and len(failed) == text.count("| fail |")  # each failed trial's error, one line
+    assert f"trials: 1 complete, 0 pruned, {len(failed)} failed" in text
+
+
+def test_a_root_that_is_a_file_or_read_only_is_one_line(words_path, tmp_path, monkeypatch):
+    config, space = base_config(words_path, tmp_path), space_file(tmp_path, SPACE)
+    args = ["search", "--config", str(config), "--search", str(space), "--trials", "1"]
+    results = tmp_path / "results.txt"
+    results.write_text("mine\n")
+    cli_error([*args, "--root", str(results)], re.escape(f"--root {results}: a file, not a folder"))
+    cli_error([*args, "--root", str(results / "search")], re.escape(f"--root {results / 'search'}: cannot create"))
+    assert results.read_text() == "mine\n"
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    access = search_module.os.access  # as a user without write permission there (the tests run as root)
+    monkeypatch.setattr(
+        search_module.os, "access", lambda path, mode, **kw: Path(path) != locked and access(path, mode, **kw)
+    )
+    cli_error([*args, "--root", str(locked)], re.escape(f"--root {locked}: read-only"))
+    assert not list(locked.iterdir())
+
+
+def test_a_root_holds_one_study(words_path, tmp_path):
+    """Another study in a search's root (another search file, --study or --storage) is refused, before it opens:
+    its trial_N folders, best.yaml and search.md would be the first study's."""
+    config, root = base_config(words_path, tmp_path), tmp_path / "search"
+    space = space_file(tmp_path, {"model.learning_rate": {"choices": [0.1, 0.2]}})  # study "space"
+    args = ["search", "--config", str(config), "--root", str(root), "--trials", "1"]
+    main([*args, "--search", str(space)])
+    kept = {path: path.read_bytes() for path in (root / "best.yaml", root / "search.md", root / "study.db")}
+    other = tmp_path / "other.yaml"
+    other.write_text(space.read_text())  # study "other"
+    holds = re.escape(f"--root {root} holds study 'space' of sqlite:///{root / 'study.db'}: continue it with")
+    default = " --study space and the default --storage, or give study"
+    cli_error([*args, "--search", str(other)], f"{holds}{default} 'other' another --root")
+    cli_error([*args, "--search", str(space), "--study", "mine"], f"{holds}{default} 'mine' another --root")
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    cli_error([*args, "--search", str(space), "--storage", elsewhere], f"{holds}{default} 'space' another --root")
+    assert {path: path.read_bytes() for path in kept} == kept and not (tmp_path / "elsewhere.db").exists()
+    main([*args, "--search", str(other), "--study", "space"])  # the same study, continued: allowed
+    assert optuna.get_all_study_names(f"sqlite:///{root / 'study.db'}") == ["space"]
+
+    # a root of a search from before the record: its trials' study may continue there, no other
+    (root / "study.json").unlink()
+    cli_error([*args, "--search", str(other)], re.escape(f"--root {root} holds the trials of another search"))
+    main([*args, "--search", str(space)])
+    assert (root / "study.json").exists()
 
 
 def test_the_challenge_search_space_fits_the_challenge_config():
