@@ -145,3 +145,19 @@ def test_a_distilled_fit_with_weight_averaging_resumes_as_an_uninterrupted_one(w
     parts = {tag: scalars(first.trainer.log_dir, tag) + scalars(rest.trainer.log_dir, tag) for tag in TAGS}
     assert [step for step, _ in parts["train_loss"]] == [20, 40, 60]
     assert_same_run(whole.model.named_parameters(), rest.model.parameters(), logged(whole.trainer.log_dir), parts)
+
+
+def test_the_objective_reads_nothing_back_to_the_host(words_path):
+    """No operation whose output size depends on the data (a boolean-mask index, nonzero): on a GPU each is a host
+    sync, twice per SGD step with its backward."""
+    data = CharDataModule(path=str(words_path), block_size=10, train_on="words")
+    data.setup("fit")
+    torch.manual_seed(0)
+    net = Transformer(len(data.vocabulary), data.hparams.block_size, n_layer=1, n_head=2, n_embd=16)
+    soft = torch.full((len(data.examples["train"].ids), len(data.vocabulary)), 1 / len(data.vocabulary))
+    X, Y, where = TrainBatches(data.train_pool(), batch_size=8, steps=1, epoch_steps=1, seed=0, rank=0).batch(0)
+    logits, loss = net(X[0], Y[0])
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        objective(logits, loss, X[0], where[0], soft, 0.5).backward()
+    data_sized = {"aten::nonzero", "aten::masked_select", "aten::index_put_", "aten::_local_scalar_dense"}
+    assert not data_sized & {event.key for event in profile.key_averages()}
