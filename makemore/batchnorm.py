@@ -71,13 +71,16 @@ def calibrate(net: nn.Module, X: Union[torch.Tensor, Contexts], batch_size: int 
 def input_moments(
     net: nn.Module, layer: nn.Module, X: Union[torch.Tensor, Contexts], batch_size: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The mean and unbiased variance per channel of `layer`'s input over a forward of all of X (float64 sums)."""
+    """The mean and unbiased variance per channel of `layer`'s input over a forward of all of X (float64 sums; on
+    Apple's GPU, which has no float64, each batch's float32 sums are added up in float64 on the CPU)."""
     sums: list[torch.Tensor] = []
 
     def accumulate(module: nn.Module, args: tuple) -> None:
-        x = args[0].double()
+        has_float64 = args[0].device.type != "mps"
+        x = args[0].to(torch.float64 if has_float64 else torch.float32)
         dims = [0, *range(2, x.dim())]
-        sums.append(torch.stack([torch.full_like(x.sum(dims), x.numel() / x.shape[1]), x.sum(dims), (x * x).sum(dims)]))
+        moments = torch.stack([torch.full_like(x.sum(dims), x.numel() / x.shape[1]), x.sum(dims), (x * x).sum(dims)])
+        sums.append(moments if has_float64 else moments.to("cpu", torch.float64))
 
     hook = layer.register_forward_pre_hook(accumulate)
     try:

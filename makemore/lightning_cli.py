@@ -37,7 +37,7 @@ from makemore.checkpoint import (
 from makemore.checkpoint_io import NO_SPACE, no_space_left, with_atomic_checkpoints, write_error
 from makemore.data import CharDataModule
 from makemore.errors import CheckpointError, ConfigError, MakemoreError
-from makemore.lightning_features import check_trainer_options
+from makemore.lightning_features import check_device_settings, check_trainer_options
 from makemore.lr_finder import LrFindTrainer, check_sweep
 from makemore.models import MLP
 from makemore.module import RESUMABLE_CHANGES, MakemoreModule, check_optimization, differences, flatten
@@ -186,6 +186,7 @@ def check_settings(subcommand: Optional[str], config: Namespace) -> None:
     sweep, the optimizer and schedule (built and stepped once on a throwaway parameter); and say once that a
     distill_weight without a teacher does nothing."""
     check_trainer_options(config.trainer.as_dict())
+    check_device_settings(config.trainer.as_dict())
     if subcommand == "lr_find":
         check_sweep(config.min_lr, config.max_lr, config.num_training)
     if subcommand not in ("fit", "lr_find"):

@@ -216,6 +216,58 @@ def check_trainer_options(options: dict[str, Any]) -> None:
             raise ConfigError(f"trainer.{name} must be {kind}, got {value}")
 
 
+def target_device(accelerator: Any) -> str:
+    """The kind of device a fit would run on ("cpu", "cuda", "mps") for trainer.accelerator, as Lightning picks it
+    ("auto": a GPU when torch sees one, then Apple's, else the CPU)."""
+    import torch
+
+    name = str(accelerator or "auto").lower()
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    return "cuda" if name == "gpu" else name
+
+
+def process_count(devices: Any, num_nodes: Any, device: str) -> Optional[int]:
+    """How many processes trainer.devices and trainer.num_nodes start on `device`, where it can be told before the
+    trainer exists (None: it cannot, e.g. devices "auto" on GPUs)."""
+    import torch
+
+    nodes = num_nodes if isinstance(num_nodes, int) else 1
+    if isinstance(devices, (list, tuple)):
+        return len(devices) * nodes
+    if isinstance(devices, str) and devices.strip().isdigit():
+        devices = int(devices)
+    if isinstance(devices, int) and devices > 0:
+        return devices * nodes
+    if devices in (None, "auto") and device != "cuda":
+        return nodes  # one CPU process (or Apple's one GPU) per node
+    if devices in (None, "auto", -1, "-1") and device == "cuda":
+        return torch.cuda.device_count() * nodes
+    return None
+
+
+def check_device_settings(options: dict[str, Any]) -> None:
+    """Refuse, before any work, a setting that cannot work on the device the fit would run on: float16 mixed
+    precision on a CPU (Lightning would train in bfloat16 while the run records 16-mixed), float64 on Apple's GPU
+    (MPS has no float64), sync_batchnorm with one process (there is nothing to synchronise)."""
+    device = target_device(options.get("accelerator"))
+    precision = str(options.get("precision") or "32-true")
+    if precision in ("16", "16-mixed", "16-true") and device == "cpu":
+        raise ConfigError(
+            f"trainer.precision {precision}: float16 needs a GPU, and this fit runs on the CPU; use bf16-mixed"
+            " (or 32-true)"
+        )
+    if precision in ("64", "64-true", "double") and device == "mps":
+        raise ConfigError(f"trainer.precision {precision}: Apple's GPU (mps) has no float64; use 32-true")
+    if options.get("sync_batchnorm"):
+        processes = process_count(options.get("devices"), options.get("num_nodes"), device)
+        if processes == 1:
+            raise ConfigError(
+                "trainer.sync_batchnorm true: this fit runs in one process, with nothing to synchronise; it is for"
+                " DDP with several devices (trainer.devices)"
+            )
+
+
 def batch_readers(trainer: L.Trainer, module: L.LightningModule) -> list[str]:
     """What in this fit acts on every Lightning batch (so that the fit must take one SGD step per batch)."""
     found = []

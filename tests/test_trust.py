@@ -258,3 +258,32 @@ def test_best_and_last_are_said_alike_by_every_subcommand(trained, words_path, t
     run_cli("test", *small_run_args(words_path, tmp_path), "--ckpt_path", "last")
     said = [line.rsplit(" ", 1) for line in capsys.readouterr().err.splitlines() if "--ckpt_path" in line]
     assert [(words, Path(path).resolve()) for words, path in said] == [("makemore: --ckpt_path last:", trained)] * 2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--trainer.precision", "16-mixed", "--trainer.accelerator", "cpu"],
+            "trainer.precision 16-mixed: float16 needs a GPU, and this fit runs on the CPU; use bf16-mixed",
+        ),
+        (
+            ["--trainer.sync_batchnorm", "true", "--model.net.batch_norm", "true"],
+            "trainer.sync_batchnorm true: this fit runs in one process, with nothing to synchronise",
+        ),
+    ],
+)
+def test_a_setting_the_device_cannot_honour_is_one_line_before_any_work(args, message, words_path, tmp_path):
+    """Lightning would train 16-mixed on a CPU in bfloat16 (the run recording 16-mixed), and sync nothing."""
+    cli_error(["fit", *small_run_args(words_path, tmp_path), *args], re.escape(message))
+    assert not list(tmp_path.glob("lightning_logs/version_*"))
+
+
+def test_which_device_and_how_many_processes_a_fit_would_use():
+    from makemore.lightning_features import process_count, target_device
+
+    assert target_device("cpu") == "cpu" and target_device("gpu") == "cuda" and target_device("mps") == "mps"
+    assert (
+        process_count(1, 1, "cuda") == 1 and process_count([0, 1], 2, "cuda") == 4 and process_count("2", 1, "cpu") == 2
+    )
+    assert process_count("auto", 1, "cpu") == 1 and process_count("auto", 3, "mps") == 3
