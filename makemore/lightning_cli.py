@@ -192,10 +192,10 @@ def check_settings(subcommand: Optional[str], config: Namespace) -> None:
     if subcommand not in ("fit", "lr_find"):
         return
     share = config.trainer.get("limit_val_batches")
-    if subcommand == "fit" and isinstance(share, float) and 0 < share < 1:
+    if subcommand == "fit" and share is not None and share not in (0, 1):  # a share, or a number of batches
         raise ConfigError(
-            f"trainer.limit_val_batches {share}: fit validates the whole val split, or none with 0 (its val_loss"
-            " picks the best checkpoint; a share's score is val_loss_partial); validate scores a share"
+            f"trainer.limit_val_batches {share}: fit validates the whole val split (1.0), or none with 0 (its"
+            " val_loss picks the best checkpoint; part of it would be val_loss_partial); validate scores a part"
         )
     model = config.model
     check_optimization(plain_config(model.optimizer), plain_config(model.lr_scheduler), model.learning_rate)

@@ -371,7 +371,7 @@ def test_a_sweep_that_diverges_before_it_can_suggest_says_why(tmp_path, caplog, 
     assert "fewer than the 3 a slope needs (the loss diverged early: lower the sweep's max_lr)" in message
 
 
-@pytest.mark.parametrize("share", ["0.5", "0.99"])
+@pytest.mark.parametrize("share", ["0.5", "0.99", "2"])
 def test_fit_with_a_share_of_the_val_split_is_refused_before_any_work(tmp_path, share):
     """Its scores are val_loss_partial, so the best checkpoint's val_loss was missing: Lightning stopped the fit at its
     first validation."""
@@ -379,7 +379,7 @@ def test_fit_with_a_share_of_the_val_split_is_refused_before_any_work(tmp_path, 
     words.write_text("\n".join(made_up_words()) + "\n")
     message = cli_error(
         fit_args(words, tmp_path, "--trainer.limit_val_batches", share, "--data.eval_batch_size", "10"),
-        re.escape(f"trainer.limit_val_batches {share}: fit validates the whole val split, or none with 0"),
+        re.escape(f"trainer.limit_val_batches {float(share)}: fit validates the whole val split (1.0), or none with 0"),
     )
     one_line(message)
     assert not (tmp_path / "lightning_logs").exists()
