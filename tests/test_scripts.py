@@ -225,3 +225,36 @@ def test_diagnostics_overhead_benchmark_compares_both_sides(tmp_path):
     rows = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ")]
     assert rows == ["side", "without", "with Diagnostics"]
     assert re.search(r"overhead: \d+\.\d+x .*\ntime inside Diagnostics: \d+\.\d%", out)
+
+
+def test_gpu_smoke_runs_its_cpu_checks_where_there_is_no_gpu(tmp_path):
+    """scripts/gpu_smoke.py, the check to run the moment a GPU is lent, on the CPU (--cpu: as on a machine without
+    one): it says so, every check that makes sense on a CPU passes (clipping under both mixed precisions at the
+    optimizer, kill and exact resume, Diagnostics, distillation, calibration, sample) and the GPU ones say why not."""
+    out = run_script(
+        str(REPO / "scripts" / "gpu_smoke.py"),
+        "--cpu",
+        "--max_steps",
+        "200",
+        "--short_steps",
+        "40",
+        "--root",
+        str(tmp_path / "runs"),
+        cwd=tmp_path,
+    )
+    lines = out.splitlines()
+    assert "no GPU (--cpu): the checks that make sense on a CPU, on the CPU" in lines[0]
+    verdicts = {line[:18].strip(): line[18:].split()[0] for line in lines[1:-1]}
+    cpu_checks = ["mlp fit", "sample", "diagnostics", "distillation", "calibration", "kill and resume"]
+    cpu_checks += ["clip bf16-mixed", "clip 16-mixed"]
+    assert verdicts == {
+        **dict.fromkeys(cpu_checks, "ok"),
+        **dict.fromkeys(["mlp fit on cpu", "gpt", "ddp on 2 gpus"], "skipped"),
+    }, out
+    assert all(line.endswith("all on cpu") for line in lines[1:-1] if " ok " in line and "kill" not in line), out
+    clip = [line for line in lines if line.startswith("clip ")]
+    assert all(
+        re.search(r"max gradient norm at the optimizer (0\.99\d\d|1\.0000) <= 1\.0 over 40 steps", c) for c in clip
+    )
+    assert re.search(r"killed at step \d+ of 800, resumed: \d+ tensors equal to an uninterrupted run's", out)
+    assert lines[-1] == f"runs: {tmp_path / 'runs'}; all checks passed"
