@@ -1,4 +1,5 @@
-"""The scripts end to end: experiments.py on two configs and a tiny word list, the benchmarks on a few steps."""
+"""The scripts end to end: experiments.py on two configs and a tiny word list, the benchmarks on a few steps,
+gpu_smoke.py's CPU checks."""
 
 import argparse
 import json
