@@ -23,7 +23,7 @@ In order:
   clip bf16-mixed    configs/mlp.yaml with --trainer.gradient_clip_val: the gradient norm at the optimizer never above
   clip 16-mixed      the clip value, the clip acted, outputs in the low precision (on a CPU: Lightning's MixedPrecision
                      plugin with a CPU GradScaler)
-  gpt bf16-mixed     configs/shakespeare/gpt.yaml shrunk by flags (16-mixed on a GPU without bfloat16); its sample
+  gpt                configs/shakespeare/gpt.yaml shrunk by flags (16-mixed on a GPU without bfloat16); its sample
   ddp on 2 gpus      two processes under DDP, each on its own GPU (where there are two)
 
 It prints one line per check (name, ok / FAILED / skipped, a number where it has one) and stops with exit status 1
@@ -63,6 +63,7 @@ CONFIGS = REPO / "configs"
 NAMES_SLICE = 4000  # names of names.txt the word-list checks train on: a split of 3,200 / 400 / 400
 TEXT_SLICE = 100_000  # characters of tiny shakespeare the GPT check trains on
 CLIP = 1.0  # the gradient norm the clip checks ask for (configs/shakespeare/gpt.yaml's own)
+POLL_SECONDS = 0.01  # how often the kill check looks for the first checkpoint
 KILL_LENGTH = 20  # the killed run is this many short fits long, so that it is killed well before its end
 SAMPLES = 5  # names the sample check draws
 DIAGNOSTICS_MEASUREMENTS = 4  # Diagnostics' measurements in its fit (after the one at step 0)
@@ -376,13 +377,23 @@ class Smoke:
         length = KILL_LENGTH * self.short_steps
         killed = self.args("killed", "mlp.yaml", length, **options)
         last = self.root / "killed" / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-        process = makemore_process("fit", *killed)
-        while not last.exists() and process.poll() is None:
-            time.sleep(0.01)
-        process.send_signal(signal.SIGKILL)
-        output = process.communicate()[0]
+        log = self.root / "killed.log"  # a file, not a pipe: a pipe nobody reads until the kill could stall the fit
+        with log.open("w") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "makemore", "fit", *killed],
+                cwd=REPO,
+                env=with_scripts(),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+            while not last.exists() and process.poll() is None:
+                time.sleep(POLL_SECONDS)
+            process.send_signal(signal.SIGKILL)
+            process.wait()
         if process.returncode != -signal.SIGKILL:
-            raise Failed(f"the fit ended (status {process.returncode}) before it could be killed:\n{output[-2000:]}")
+            raise Failed(
+                f"the fit ended (status {process.returncode}) before it was killed:\n{log.read_text()[-2000:]}"
+            )
         killed_at = read_checkpoint(str(last))["global_step"]
         resumed = self.root / "killed" / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt"
         for args in (killed + ["--ckpt_path", "last"], self.args("whole", "mlp.yaml", length, **options)):
@@ -509,17 +520,6 @@ def with_scripts() -> dict[str, str]:
     """The environment of a `python -m makemore` process that can import this script's DeviceProbe."""
     path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
     return {**os.environ, "PYTHONPATH": path}
-
-
-def makemore_process(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "makemore", *args],
-        cwd=REPO,
-        env=with_scripts(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 @contextlib.contextmanager
