@@ -26,20 +26,23 @@ class Block(nn.Module):
         return self.decode(x)[0]
 
     def decode(
-        self, x: torch.Tensor, past: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+        self, x: torch.Tensor, past: Optional[tuple[torch.Tensor, torch.Tensor]] = None, last_only: bool = False
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """The block on x (b, t, c), the positions after those whose keys and values `past` holds (each (b, nh,
-        t_past, hs), or None at the window's start); returns (x, (keys, values) of every position so far)."""
+        t_past, hs), or None at the window's start); returns (x, (keys, values) of every position so far).
+        `last_only`: the output of the last position only, (b, 1, c) (every position's keys and values still)."""
         b, t, c = x.shape
         q, k, v = self.qkv(self.ln_1(x)).split(c, dim=2)
         q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))  # (b, nh, t, hs)
-        mask = None
+        mask, causal = None, past is None
+        if last_only:  # one query, which sees every key
+            q, x, t, causal = q[:, :, -1:], x[:, -1:], 1, False
         if past is not None:
             k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)  # (b, nh, t_past + t, hs)
             if t > 1:  # query i is position t_past + i: it sees every key up to its own
                 mask = torch.ones(t, k.shape[2], dtype=torch.bool, device=x.device).tril(k.shape[2] - t)
         dropout = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, mask, dropout, is_causal=past is None)  # (b, nh, t, hs)
+        y = F.scaled_dot_product_attention(q, k, v, mask, dropout, is_causal=causal)  # (b, nh, t, hs)
         x = x + self.drop(self.proj(y.transpose(1, 2).reshape(b, t, c)))
         return x + self.drop(self.mlp(self.ln_2(x))), (k, v)
 
@@ -104,8 +107,8 @@ class KeyValueCache:
     takes the next position and attends to the cached keys. Once the text is longer than the window, the window
     slides by a token a step and every token's position changes, and with it every key and value of every block
     (learned absolute positions enter the first block's input, and each block's output depends on the window's
-    first token): no cached value stays right, so each step runs the whole window again, the head on its last
-    position only.
+    first token): no cached value stays right, so each step runs the whole window again, the last block and the head
+    on its last position only.
 
     Args:
         net: the Transformer (in eval mode: the samplers' `eval_mode`).
@@ -132,8 +135,8 @@ class KeyValueCache:
         x = net.drop(net.embedding(idx) + net.position(positions))  # (b, t, n_embd)
         past = self.past or [None] * len(net.blocks)
         self.past = []
-        for block, kv in zip(net.blocks, past):
-            x, kv = block.decode(x, kv)
+        for number, (block, kv) in enumerate(zip(net.blocks, past)):
+            x, kv = block.decode(x, kv, last_only=number == len(net.blocks) - 1)  # the head reads the last only
             self.past.append(kv)
         self.window = window
         return net.head(net.ln_f(x[:, -1]))  # (b, vocab_size)
