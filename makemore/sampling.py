@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from makemore.models.base import eval_mode, next_char_logits
+from makemore.models.base import decoder, eval_mode, next_char_logits
 from makemore.text import Vocabulary, build_examples
 
 
@@ -70,6 +70,7 @@ def generate(
     temperature: float = 1.0,
     top_k: Optional[int] = None,
     prefix: Sequence[int] = (),
+    cache: bool = True,
 ) -> torch.Tensor:
     """Sample `num_samples` words in parallel, each until it draws `.` (index 0) or reaches max_length.
 
@@ -79,24 +80,25 @@ def generate(
     `top_k` most likely only when given. Returns (num_samples, length) token ids, length the longest word drawn
     and its `.` (at most max_length: columns grow as drawn, none is allocated ahead); positions after a word's `.`
     are 0 too. Every row is drawn at every step until all have ended, so the draws depend on num_samples only.
+    With `cache` the network's own decoder reads the context, where it has one (the Transformer's key/value cache,
+    the recurrent networks' states: `makemore.models.base.decoder`), else the window is run again at every step.
     """
     check_sampling(temperature, top_k)
     if len(prefix) > max_length:
         raise ValueError(f"the prefix has {len(prefix)} characters, more than max_length {max_length}")
     device = next(net.parameters()).device
     start = torch.tensor(list(prefix), dtype=torch.long, device=device).expand(num_samples, -1)
-    context = torch.cat([torch.zeros(num_samples, block_size, dtype=torch.long, device=device), start], 1)
-    context = context[:, context.shape[1] - block_size :]  # the block_size tokens before the next one
+    context = decoder(net, block_size, cache)
+    logits = context.feed(start)  # (num_samples, vocab_size)
     drawn = []  # (num_samples,) token ids, one per step
     alive = torch.ones(num_samples, dtype=torch.bool, device=device)
-    for _ in range(max_length - len(prefix)):
-        logits = next_char_logits(net, context)  # (num_samples, vocab_size)
+    for step in range(max_length - len(prefix)):
         ix = draw(logits, generator, temperature, top_k).squeeze(1) * alive
         drawn.append(ix)
         alive &= ix != 0
-        if not alive.any():
+        if not alive.any() or step == max_length - len(prefix) - 1:
             break
-        context = torch.cat([context[:, 1:], ix.unsqueeze(1)], dim=1)
+        logits = context.feed(ix.unsqueeze(1))
     return torch.cat([start, *(ix.unsqueeze(1) for ix in drawn)], 1)
 
 
@@ -152,6 +154,7 @@ def generate_text(
     generator: Optional[torch.Generator] = None,
     temperature: float = 1.0,
     top_k: Optional[int] = None,
+    cache: bool = True,
 ) -> Iterator[str]:
     """Continue `prompt` with max_new_chars characters of a text, yielding each as it is drawn (in eval mode).
 
@@ -161,15 +164,17 @@ def generate_text(
     check_sampling(temperature, top_k)
     check_prefix(vocabulary, prompt, "prompt")
     device = next(net.parameters()).device
-    ids = [0] * block_size + vocabulary.encode(prompt)
-    context = torch.tensor([ids[-block_size:]], dtype=torch.long, device=device)
+    ids = vocabulary.encode(prompt)[-block_size:]  # the window reads no further back
+    prompt_ids = torch.tensor([ids], dtype=torch.long, device=device)
     with eval_mode(net):
-        for _ in range(max_new_chars):
-            logits = next_char_logits(net, context)
+        context = decoder(net, block_size, cache)
+        logits = context.feed(prompt_ids)
+        for step in range(max_new_chars):
             logits[:, 0] = float("-inf")  # the start token is not a character of the text
             ix = draw(logits, generator, temperature, top_k)
-            context = torch.cat([context[:, 1:], ix], dim=1)
             yield vocabulary.itos[int(ix)]
+            if step < max_new_chars - 1:
+                logits = context.feed(ix)
 
 
 def word_log_probs(net: nn.Module, vocabulary: Vocabulary, block_size: int, words: list[str]) -> list[float]:

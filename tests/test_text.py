@@ -11,9 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from makemore.checkpoint import read_checkpoint
+from makemore.checkpoint import network_of, read_checkpoint
+from makemore.cli import main
 from makemore.data import CharDataModule, EvalWindows
 from makemore.models import MLP, Transformer, eval_mode
+from makemore.sampling import generate_text
 from makemore.text import TEXT_START, Examples, Vocabulary, default_path, read_text
 from tests.conftest import cli_error, small_run_args
 
@@ -179,6 +181,23 @@ def test_sample_continues_a_prompt_and_refuses_what_a_text_has_not(text_path, tm
         refused = sample("--ckpt_path", last, *args)
         assert refused.returncode == 1 and refused.stdout == "", refused.stdout
         assert re.fullmatch("makemore: error: " + message + "[^\n]*\n", refused.stderr), refused.stderr
+
+
+@pytest.mark.parametrize("network", ["transformer", "lstm"])
+def test_sample_streams_what_the_window_read_at_every_step_draws(text_path, tmp_path, run_cli, capsys, network):
+    args = text_args(text_path, tmp_path, max_steps=5)
+    if network == "lstm":
+        args += ["--model.net", "makemore.models.Recurrent", "--model.net.cell", "lstm", "--model.net.n_hidden", "16"]
+    cli = run_cli("fit", *args)
+    last = str(Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt")
+    capsys.readouterr()
+    main(["sample", "--ckpt_path", last, "--prompt", "ROMEO:", "--max_new_chars", "60", "--seed", "5"])  # block 16
+    checkpoint = read_checkpoint(last)
+    vocabulary = Vocabulary(checkpoint["hyper_parameters"]["vocab"])
+    windowed = generate_text(
+        network_of(checkpoint, last), vocabulary, 16, "ROMEO:", 60, torch.Generator().manual_seed(5), cache=False
+    )
+    assert capsys.readouterr().out == "ROMEO:" + "".join(windowed) + "\n"
 
 
 def test_a_word_list_checkpoint_refuses_a_prompt(words_path, tmp_path, run_cli):

@@ -42,6 +42,45 @@ def next_char_logits(net: torch.nn.Module, idx: torch.Tensor) -> torch.Tensor:
     return logits[:, -1] if logits.dim() == 3 else logits
 
 
+class Decoder(Protocol):
+    """The next-character logits of texts that grow a token at a time, as the samplers draw them.
+
+    A decoder holds, for each of b rows, the tokens fed so far after the start token. feed(idx (b, t)) appends t
+    tokens to each row (t may be 0 on the first call) and returns the logits (b, vocab_size) that
+    `next_char_logits` gives for the last block_size tokens of [0] * block_size + everything fed: what the samplers'
+    context windows hold. A network offers a faster one with `decoder(block_size) -> Decoder` (the Transformer's
+    key/value cache, the recurrent networks' states); `WindowDecoder` is every network's.
+    """
+
+    def feed(self, idx: torch.Tensor) -> torch.Tensor: ...
+
+
+class WindowDecoder:
+    """Every network's decoder: the last block_size tokens as a context window, one forward pass over it per feed.
+
+    Args:
+        net: the network.
+        block_size: the context it reads.
+    """
+
+    def __init__(self, net: torch.nn.Module, block_size: int) -> None:
+        self.net, self.block_size = net, block_size
+        self.context: Optional[torch.Tensor] = None  # (b, block_size)
+
+    def feed(self, idx: torch.Tensor) -> torch.Tensor:
+        if self.context is None:
+            self.context = idx.new_zeros(len(idx), self.block_size)
+        self.context = torch.cat([self.context, idx], 1)[:, -self.block_size :]
+        return next_char_logits(self.net, self.context)
+
+
+def decoder(net: torch.nn.Module, block_size: int, cache: bool = True) -> Decoder:
+    """The network's own decoder (`net.decoder(block_size)`) when it has one and `cache`, else a `WindowDecoder`:
+    the same logits either way (to float rounding: see docs/text.md)."""
+    own = getattr(net, "decoder", None)
+    return own(block_size) if cache and callable(own) else WindowDecoder(net, block_size)
+
+
 def is_sequence_model(net: torch.nn.Module, block_size: int) -> bool:
     """Whether the network predicts at every position of its window, (b, t, vocab_size) logits, as a sequence model
     does; else it predicts the next character only, from a fixed context of block_size characters."""

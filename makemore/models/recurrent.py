@@ -1,6 +1,6 @@
 """Recurrent networks (makemore.py's RNN and GRU, and the LSTM it lacks), trained on every position."""
 
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -54,3 +54,61 @@ class Recurrent(nn.Module):
         states, _ = self.rnn(self.embedding(aligned))  # (b, width, n_hidden): width <= t
         logits = window_positions(self.head(states), shift, idx.shape[1])  # (b, t, vocab_size)
         return logits, None if targets is None else sequence_loss(logits, idx, targets)
+
+    def decoder(self, block_size: int) -> "OpenWindows":
+        """Sampling's decoder (makemore.models.base.Decoder): the states of the windows still to be read."""
+        return OpenWindows(self, block_size)
+
+
+class OpenWindows:
+    """The recurrent networks' decoder: the state of every window a later step will read, one token a step for all.
+
+    The samplers and the metric read the last block_size tokens from a zero state (from the start token, while the
+    text is shorter). A state carried over a longer text is not that: it remembers what fell out of the window. So
+    this keeps one state per window still to come: the window a step reads starts block_size - 1 tokens before it,
+    and every window opened since then is open too. A step opens a window (a zero state), feeds the new token to all
+    open windows as one batch (one recurrent step of at most block_size rows a sample, where the window's forward is
+    block_size steps one after another), reads the prediction from the oldest, and closes it once it holds
+    block_size tokens. Exact, as the windowed forward is, to float rounding.
+
+    Args:
+        net: the Recurrent network (in eval mode: the samplers' `eval_mode`).
+        block_size: the context the samplers read.
+    """
+
+    def __init__(self, net: Recurrent, block_size: int) -> None:
+        self.net, self.block_size = net, block_size
+        self.state: Optional[Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]] = (
+            None  # (layers, open * b, hidden)
+        )
+        self.lengths: list[int] = []  # tokens each open window holds, oldest first
+        self.started = False
+
+    def feed(self, idx: torch.Tensor) -> torch.Tensor:
+        if not self.started:  # the start token
+            idx, self.started = torch.cat([idx.new_zeros(len(idx), 1), idx], 1), True
+        idx = idx[:, -self.block_size :]  # no window a later step reads starts before these
+        if idx.shape[1] == self.block_size:
+            self.state, self.lengths = None, []
+        for column in idx.unbind(1):
+            logits = self.step(column)
+        return logits
+
+    def step(self, ix: torch.Tensor) -> torch.Tensor:
+        """Feed ix (b,) to every open window, a new one included; the oldest window's logits (b, vocab_size)."""
+        b, net = len(ix), self.net
+        zero = net.head.weight.new_zeros(net.rnn.num_layers, b, net.rnn.hidden_size)
+        if self.state is None:
+            self.state = (zero, zero) if isinstance(net.rnn, nn.LSTM) else zero
+        elif isinstance(self.state, tuple):
+            self.state = tuple(torch.cat([state, zero], 1) for state in self.state)
+        else:
+            self.state = torch.cat([self.state, zero], 1)
+        self.lengths = [length + 1 for length in self.lengths] + [1]
+        x = net.embedding(ix).repeat(len(self.lengths), 1).unsqueeze(1)  # (open * b, 1, n_embd), oldest first
+        states, self.state = net.rnn(x, self.state)
+        logits = net.head(states[:b, 0])  # (b, vocab_size): the oldest window's
+        if self.lengths[0] == self.block_size:  # read for the last time
+            self.lengths.pop(0)
+            self.state = tuple(s[:, b:] for s in self.state) if isinstance(self.state, tuple) else self.state[:, b:]
+        return logits

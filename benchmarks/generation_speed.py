@@ -1,0 +1,186 @@
+"""Issue #38, generation: characters a second of `makemore sample`, with and without the decoder, against the plain
+generation loop of nanoGPT (text) and of makemore.py (names) over networks of the same size.
+
+In one process, same threads, the sides alternating round by round (A B C A B C ...), each drawing the same amount:
+
+  text (a gpt_cpu-sized checkpoint: 4 blocks of 4 heads, 128 wide, block 64, tiny shakespeare's 66 ids)
+    cached     makemore.sampling.generate_text, what `makemore sample --prompt P --max_new_chars N` streams (its
+               printing left out), with the Transformer's key/value cache
+    window     the same with cache=False: the window read again for every character (the sampler before the cache)
+    nanoGPT    nanoGPT's own GPT.generate (model.py imported from the --nanogpt tree, as benchmarks/vs_nanogpt.py
+               imports it) on a GPT of the checkpoint's sizes, untrained (speed does not depend on the weights):
+               crop the window, run the network, draw one. Without --nanogpt, that loop over makemore's network.
+  names (a transformer.yaml-sized checkpoint: 4 blocks of 4 heads, 64 wide, block 16)
+    cached / window  makemore.sampling.generate, what `makemore sample --num_samples K` draws, K names at once
+    makemore.py      makemore.py's own generate (imported from --makemore_py) on its Transformer of the same sizes,
+                     K names of block_size - 1 steps, as its print_samples draws them
+
+Without --text_ckpt / --names_ckpt, each checkpoint is trained here for a few steps first (`python -m makemore fit
+--config configs/shakespeare/gpt_cpu.yaml` and `configs/transformer.yaml`, shortened).
+
+    python benchmarks/generation_speed.py --nanogpt /tmp/nanogpt --makemore_py /tmp/makemore.py --out /tmp/gen.json
+    python benchmarks/generation_speed.py --chars 100 --names 20 --rounds 1      # smoke
+
+(nanoGPT: `git --git-dir=<mirror> archive HEAD | tar -x -C /tmp/nanogpt`; makemore.py: `git --git-dir=<mirror> show
+HEAD:makemore.py > /tmp/makemore.py`)
+"""
+
+import argparse
+import importlib.util
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))  # train_speed, vs_nanogpt
+
+from train_speed import machine_facts  # noqa: E402
+from vs_nanogpt import nanogpt_model_module  # noqa: E402
+
+from makemore.checkpoint import named_checkpoint, network_of, read_checkpoint  # noqa: E402
+from makemore.sampling import generate, generate_text  # noqa: E402
+from makemore.text import Vocabulary  # noqa: E402
+
+PROMPT = "ROMEO:"
+
+
+def train_briefly(config: str, steps: int, root: Path) -> str:
+    """A checkpoint of `config`'s network after `steps` SGD steps (its last.ckpt)."""
+    command = [sys.executable, "-m", "makemore", "fit", "--config", config, "--trainer.max_steps", str(steps)]
+    command += ["--data.val_every_n_steps", str(steps), "--trainer.default_root_dir", str(root)]
+    command += ["--trainer.enable_progress_bar", "false"]
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+    return str(named_checkpoint("last", root=str(root)))
+
+
+def loaded(path: str) -> tuple[torch.nn.Module, Vocabulary, int, dict]:
+    """The network as `makemore sample` loads it, its vocabulary, block_size and options."""
+    checkpoint = read_checkpoint(path)
+    hparams = checkpoint["hyper_parameters"]
+    net = network_of(checkpoint, path)
+    return net, Vocabulary(hparams["vocab"]), hparams["block_size"], hparams["net"]["init_args"]
+
+
+def plain_loop(net: torch.nn.Module, idx: torch.Tensor, steps: int, block_size: int) -> torch.Tensor:
+    """nanoGPT's and makemore.py's generate: crop the window, run the network, draw one from the last position."""
+    for _ in range(steps):
+        logits, _ = net(idx[:, -block_size:])
+        probs = F.softmax(logits[:, -1], dim=-1)
+        idx = torch.cat([idx, torch.multinomial(probs, 1)], 1)
+    return idx
+
+
+def timed(draw: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    draw()
+    return time.perf_counter() - start
+
+
+def text_sides(path: str, chars: int, nanogpt: Optional[Path]) -> dict[str, Callable[[], object]]:
+    net, vocabulary, block_size, sizes = loaded(path)
+    prompt = torch.tensor([vocabulary.encode(PROMPT)])
+
+    def passage(cache: bool) -> Callable[[], str]:
+        generator = torch.Generator().manual_seed(0)
+        return lambda: "".join(generate_text(net, vocabulary, block_size, PROMPT, chars, generator, cache=cache))
+
+    sides = {"makemore cached": passage(True), "makemore window": passage(False)}
+    if nanogpt is None:
+        sides["plain loop"] = lambda: torch.no_grad()(plain_loop)(net, prompt, chars, block_size)
+        return sides
+    model = nanogpt_model_module(nanogpt)
+    config = model.GPTConfig(
+        block_size=block_size, vocab_size=len(vocabulary) - 1, dropout=0.0, bias=True, **sizes_of(sizes)
+    )
+    gpt = model.GPT(config).eval()
+    sides["nanoGPT"] = lambda: torch.no_grad()(gpt.generate)(prompt - 1, chars)  # nanoGPT's ids: no start token
+    return sides
+
+
+def sizes_of(init_args: dict) -> dict:
+    return {name: init_args[name] for name in ("n_layer", "n_head", "n_embd")}
+
+
+def names_sides(path: str, names: int, makemore_py: Optional[Path]) -> dict[str, Callable[[], object]]:
+    net, vocabulary, block_size, sizes = loaded(path)
+
+    def words(cache: bool) -> Callable[[], torch.Tensor]:
+        generator = torch.Generator().manual_seed(0)
+        return lambda: generate(net, block_size, names, block_size, generator, cache=cache)
+
+    sides = {"makemore cached": words(True), "makemore window": words(False)}
+    start = torch.zeros(names, 1, dtype=torch.long)
+    if makemore_py is None:
+        sides["plain loop"] = lambda: torch.no_grad()(plain_loop)(net, start, block_size - 1, block_size)
+        return sides
+    spec = importlib.util.spec_from_file_location("makemore_py", makemore_py)  # not `makemore`: that is this package
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.ModelConfig(
+        block_size=block_size, vocab_size=len(vocabulary), n_embd2=sizes["n_embd"], **sizes_of(sizes)
+    )
+    model = module.Transformer(config).eval()
+    sides["makemore.py"] = lambda: torch.no_grad()(module.generate)(model, start, block_size - 1, do_sample=True)
+    return sides
+
+
+def rounds(sides: dict[str, Callable[[], object]], count: int, amount: int) -> dict[str, dict]:
+    """Each side once a round, in turn; per side the median rate (amount a second) and every round's."""
+    seconds = {name: [] for name in sides}
+    for draw in sides.values():  # warm-up, not timed
+        draw()
+    for _ in range(count):
+        for name, draw in sides.items():
+            seconds[name].append(timed(draw))
+    return {
+        name: {"per_second": amount / statistics.median(times), "seconds": times} for name, times in seconds.items()
+    }
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--text_ckpt", help="a gpt_cpu-sized text checkpoint (default: trained here briefly)")
+    parser.add_argument("--names_ckpt", help="a transformer.yaml-sized names checkpoint (default: trained here)")
+    parser.add_argument("--nanogpt", type=Path, help="a nanoGPT tree (model.py); without it, the plain loop")
+    parser.add_argument("--makemore_py", type=Path, help="makemore.py; without it, the plain loop")
+    parser.add_argument("--chars", type=int, default=500, help="characters a passage (makemore sample's default)")
+    parser.add_argument("--names", type=int, default=100, help="names drawn at once")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds, every side once each")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--train_steps", type=int, default=20, help="SGD steps of a checkpoint trained here")
+    parser.add_argument("--out", type=Path, help="write the results as JSON")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="generation-speed-") as tmp:
+        text_ckpt = args.text_ckpt or train_briefly(
+            "configs/shakespeare/gpt_cpu.yaml", args.train_steps, Path(tmp, "t")
+        )
+        names_ckpt = args.names_ckpt or train_briefly("configs/transformer.yaml", args.train_steps, Path(tmp, "n"))
+        results = {
+            "machine": machine_facts(args.threads),
+            "text": rounds(text_sides(text_ckpt, args.chars, args.nanogpt), args.rounds, args.chars),
+            "names": rounds(names_sides(names_ckpt, args.names, args.makemore_py), args.rounds, args.names),
+        }
+    print(results["machine"])
+    for kind, unit in (("text", "characters"), ("names", "names")):
+        sides = results[kind]
+        cached = sides["makemore cached"]["per_second"]
+        print(f"{kind} ({unit} a second, median of {args.rounds} rounds):")
+        for name, side in sides.items():
+            print(f"  {name:16s} {side['per_second']:9.0f}   cached / this: {cached / side['per_second']:.2f}x")
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
