@@ -349,7 +349,12 @@ class MakemoreModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         trainer = _compat.attached_trainer(self)
-        missing = restore_random_states(checkpoint.get("rng_states") or [], self.global_rank, self.device)
+        saved = checkpoint.get("rng_states") or []
+        missing = restore_random_states(saved, self.global_rank, self.device)
+        if trainer is not None and 0 < len(saved) < trainer.world_size and missing is None:  # said by rank 0
+            others = range(len(saved), trainer.world_size)
+            named = f"process {others[0]}" if len(others) == 1 else f"processes {others[0]} to {others[-1]}"
+            missing = f"{named} (it was saved by {len(saved)})"
         if missing and trainer is not None and trainer.state.fn == "fit":  # only training draws random numbers
             rank_zero_info(
                 f"makemore: the checkpoint holds no random state for {missing}: from here its dropout masks (if any)"

@@ -155,6 +155,29 @@ def test_a_resumed_ddp_run_continues_each_processs_dropout_stream(words_path, tm
     assert len(resumed["rng_states"]) == 2  # one per process
 
 
+def test_a_run_resumed_by_more_processes_says_which_start_a_new_random_stream(words_path, tmp_path):
+    options = {"model__net__dropout": "0.2"}
+    first = subprocess.run(
+        [sys.executable, "-m", "makemore", "fit", *small_run_args(words_path, tmp_path, max_steps=30, **options)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    args = [*small_run_args(words_path, tmp_path, max_steps=60, **options), "--ckpt_path", str(last)]
+    ddp = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
+    resumed = subprocess.run(
+        [sys.executable, "-m", "makemore", "fit", *args, *ddp], cwd=ROOT, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    said = [line for line in (resumed.stdout + resumed.stderr).splitlines() if "holds no random state" in line]
+    assert said == [
+        "makemore: the checkpoint holds no random state for process 1 (it was saved by 1): from here its dropout"
+        " masks (if any) differ from those of an uninterrupted run"
+    ]
+
+
 def test_a_checkpoint_of_more_processes_and_devices_resumes_on_one_cpu(words_path, tmp_path, run_cli, caplog):
     """A run saved by 3 GPU processes, resumed (or evaluated) on a machine with one CPU: rank 0's CPU stream
     continues, the GPU states are not restored, and the fit says once what it could not restore."""
