@@ -25,22 +25,23 @@ lightning_logs/experiments; a run's folder is never deleted: new runs are new ve
 """
 
 import argparse
-import inspect
 import json
-import math
 import os
 import platform
 import re
 import shlex
 import shutil
-import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
+from makemore.errors import MakemoreError
+from makemore.runs import RunError, Runner, config_path, minutes, new_version, shown, versions
+
 REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"  # a link to makemore/configs: results name configs/NAME.yaml
+RUNNER = Runner(REPO)  # every command runs from the repository root, as the docs show them
 DEFAULT_CONFIGS = ["mlp_embd2", "mlp_hidden300", "mlp", "mlp_block5", "mlp_block8"]
 LR_FIND_CONFIG = "mlp"
 COLUMNS = ["config", "block_size", "n_embd", "n_hidden", "params", "steps", "train", "val", "test", "wall time"]
@@ -90,271 +91,12 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     return args
 
 
-def shown(path: Path) -> str:
-    """A path for the results: relative to the repository when inside it (results.json is committed); links are kept
-    (configs/, a link to makemore/configs, stays configs/)."""
-    path = Path(path).absolute()
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
-
-
-def config_path(name: str) -> Path:
-    """A config by name (configs/NAME.yaml, NAME may hold a subfolder: shakespeare/gpt_cpu) or by path."""
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml") and path.exists():
-        return path.absolute()
-    path = REPO / "configs" / f"{name}.yaml"
-    if not path.exists():
-        sys.exit(f"experiments.py: no config {name!r} (looked for {path})")
-    return path
-
-
-def run_name(config: Path) -> str:
-    """A run's name: its config's path under configs/ without .yaml (mlp, shakespeare/bigram), so that configs of
-    the same file name in different folders get different run folders; a config elsewhere: its file name."""
-    config = Path(config).resolve()
-    configs = (REPO / "configs").resolve()  # configs/ is a link to makemore/configs
-    if config.is_relative_to(configs):
-        return config.relative_to(configs).with_suffix("").as_posix()
-    return config.stem
-
-
-def load_yaml(path: Path) -> dict:
-    import yaml  # a dependency of jsonargparse
-
-    return yaml.safe_load(path.read_text()) or {}
-
-
-def package_version() -> dict:
-    """The makemore code a run uses: the repository's commit and a hash of makemore/*.py as they are now
-    (the package is installed editable, so an edit between runs changes what the next run executes)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for path in sorted((REPO / "makemore").rglob("*.py")):
-        digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
-    return {"commit": commit, "makemore_sha256": digest.hexdigest()[:16]}
-
-
-# --- running the CLI -------------------------------------------------------------------------------
-
-CODE_USED: dict[str, dict] = {}  # command label -> package_version() when it started
-
-
-def makemore(args: list[str], log: Path, label: str) -> float:
-    """Run `python -m makemore ARGS` from the repository root, output to `log`; returns its wall time in seconds."""
-    CODE_USED[label] = package_version()
-    log.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "makemore", *args]
-    print(f"$ {shlex.join(['python', '-m', 'makemore', *args])}  (output: {log})", flush=True)
-    start = time.perf_counter()
-    with log.open("w") as out:
-        out.write(f"$ {shlex.join(command)}\n")
-        out.flush()
-        code = subprocess.run(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT).returncode
-    seconds = time.perf_counter() - start
-    if code != 0:
-        tail = log.read_text(errors="replace").replace("\r", "\n").splitlines()[-30:]
-        sys.exit(f"experiments.py: the command failed (exit {code}); the end of {log}:\n" + "\n".join(tail))
-    return seconds
-
-
-def versions(root: Path) -> set[Path]:
-    return set((root / "lightning_logs").glob("version_*"))
-
-
-def new_version(root: Path, before: set[Path]) -> Path:
-    """The version_N folder the last command created under root (runs never reuse one)."""
-    created = versions(root) - before
-    if len(created) != 1:
-        sys.exit(
-            f"experiments.py: expected one new version folder under {root / 'lightning_logs'}, found {sorted(created)}"
-        )
-    return created.pop()
-
-
-def shortened(config: dict, max_steps: int) -> list[str]:
-    """CLI overrides for a smoke run: max_steps, and validation at the configs' rate (20 times per run)."""
-    full = config.get("trainer", {}).get("max_steps") or max_steps
-    per_epoch = config.get("data", {}).get("val_every_n_steps") or full
-    every = max(1, round(per_epoch * max_steps / full))
-    return ["--trainer.max_steps", str(max_steps), "--data.val_every_n_steps", str(every)]
-
-
-# --- reading the runs back -------------------------------------------------------------------------
-
-
-def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
-    """(step, value) of one scalar tag in a run folder's TensorBoard events, as TensorBoard reads them."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})  # 0: keep every point
-    events.Reload()
-    if tag not in events.Tags()["scalars"]:
-        sys.exit(f"experiments.py: no {tag!r} in the TensorBoard events of {run_dir}")
-    return [(event.step, event.value) for event in events.Scalars(tag)]
-
-
-def best_checkpoint(fit_dir: Path) -> Path:
-    """The best (lowest val_loss) checkpoint, as the fit's ModelCheckpoint recorded it in last.ckpt."""
-    from makemore.checkpoint import read_checkpoint
-
-    last = read_checkpoint(str(fit_dir / "checkpoints" / "last.ckpt"))
-    for key, state in last.get("callbacks", {}).items():
-        if key.startswith("ModelCheckpoint") and state.get("monitor") == "val_loss" and state.get("best_model_path"):
-            return Path(state["best_model_path"])
-    # Not recorded there: the one checkpoint named after its val_loss (ModelCheckpoint keeps the best only).
-    named = sorted(fit_dir.glob("checkpoints/*val_loss=*.ckpt"))
-    if len(named) == 1:
-        return named[0]
-    sys.exit(f"experiments.py: {fit_dir} has no best checkpoint (did the run validate at all?)")
-
-
-def datamodule_for(checkpoint: dict):
-    """The CharDataModule with the options the checkpoint was trained with, set up."""
-    from makemore.data import CharDataModule
-
-    options = checkpoint["datamodule_hyper_parameters"]
-    accepted = inspect.signature(CharDataModule).parameters
-    options = {key: value for key, value in options.items() if key in accepted}  # the CLI adds _instantiator
-    if options.get("path") and not Path(options["path"]).is_absolute():
-        options["path"] = str(REPO / options["path"])  # the CLI ran from the repository root
-    data = CharDataModule(**options)
-    data.setup("fit")
-    return data
-
-
-def window_nll(net, data, split: str) -> float:
-    """The mean negative log-likelihood, in nats, of a text's split by the text metric, as validation computes it
-    (data.EvalWindows, MakemoreModule._scored): each character once, from the characters before it in its window of
-    block_size. A sequence network reads each window once: no N x block_size tensor, no forward per character."""
-    from makemore.models import batches_nll
-
-    return batches_nll(net, data.whole_split(split), data.hparams.block_size)
-
-
-def evaluate(best: Path, data=None) -> dict:
-    """Parameters, shape and the full-split train (and, as a check, val) loss of a checkpoint; `data`: its
-    datamodule_for, if already built. A text is scored by its own metric (window_nll), on the GPU if there is one
-    (as its fit ran: accelerator auto); a word list's examples one by one, on the CPU."""
-    import torch
-
-    from makemore.checkpoint import read_checkpoint
-    from makemore.models import split_nll
-    from makemore.module import load_checkpoint
-
-    checkpoint = read_checkpoint(str(best))
-    module = load_checkpoint(str(best)).eval()
-    data = datamodule_for(checkpoint) if data is None else data
-    hp = module.hparams
-    if data.hparams.format == "text":
-        net = module.net.to("cuda" if torch.cuda.is_available() else "cpu")
-        train, val = window_nll(net, data, "train"), window_nll(net, data, "val")
-        module.cpu()
-    else:
-        train = split_nll(module.net, *data.examples["train"].tensors(), batch_size=32768)
-        val = split_nll(module.net, *data.examples["val"].tensors(), batch_size=32768)
-    return {
-        "module": module,
-        "block_size": hp.block_size,
-        "n_embd": hp.net["init_args"].get("n_embd"),
-        "n_hidden": hp.net["init_args"].get("n_hidden"),
-        "params": sum(p.numel() for p in module.parameters()),
-        "best_step": checkpoint["global_step"],
-        "train": train,
-        "val_recomputed": val,
-        "train_examples": len(data.examples["train"]),
-    }
-
-
-def run_experiment(config: Path, args: argparse.Namespace, extra: list[str]) -> dict:
-    """Fit `config`, test its best checkpoint (when its split has a test share: a text's may not) and read the
-    numbers back; test is None where there is no test split."""
-    from makemore.checkpoint import read_checkpoint
-
-    name = run_name(config)
-    root = (args.root / name).resolve()
-    overrides = extra + (shortened(load_yaml(config), args.max_steps) if args.max_steps else [])
-
-    expected = args.max_steps or load_yaml(config).get("trainer", {}).get("max_steps")
-    before = versions(root)
-    wall = makemore(
-        ["fit", "--config", str(config), "--trainer.default_root_dir", str(root), *overrides],
-        root / "fit.log",
-        f"{name} fit",
-    )
-    fit_dir = new_version(root, before)
-    # A fit sent SIGTERM stops at the next batch and exits with status 0 (Lightning's SIGTERMException is a
-    # SystemExit without a code): only the step count tells a finished run from an interrupted one.
-    steps = scalars(fit_dir, "train_loss")[-1][0]  # the SGD step of the last training log: steps trained
-    if expected and steps != expected:
-        sys.exit(
-            f"experiments.py: {name}: the fit stopped at SGD step {steps:,} of {expected:,} with exit status 0"
-            f" (was it sent SIGTERM?); see {root / 'fit.log'}"
-        )
-    best = best_checkpoint(fit_dir)
-    data = datamodule_for(read_checkpoint(str(best)))  # the run's own data options, from its checkpoint
-
-    # A text split as the lecture splits it (train_fraction + val_fraction = 1) has no test share: `makemore test`
-    # refuses it, and test is None.
-    test_dir = None
-    if "test" in data.examples:
-        before = versions(root)
-        test_args = ["--trainer.default_root_dir", str(root), *extra, "--ckpt_path", str(best)]
-        makemore(["test", "--config", str(config), *test_args], root / "test.log", f"{name} test")
-        if versions(root) != before:
-            sys.exit(f"experiments.py: {name}: test made a new run folder; it should log into the run it evaluates")
-        test_dir = fit_dir  # `test` of a run's checkpoint logs into that run's folder
-    else:
-        print(f"{name}: the split has no test share (data.train_fraction + data.val_fraction = 1): no test", flush=True)
-
-    result = evaluate(best, data)
-    module = result.pop("module")
-    val_curve = scalars(fit_dir, "val_loss")
-    at_best = [value for step, value in val_curve if step == result["best_step"]]
-    if not at_best:
-        sys.exit(f"experiments.py: no val_loss logged at the best checkpoint's step {result['best_step']} in {fit_dir}")
-    val = at_best[-1]
-    # The train loss is computed here, the val loss was logged by the run: recomputing the val loss here
-    # too must give the logged number, or this process did not rebuild the run's data and model.
-    if not math.isclose(val, result["val_recomputed"], rel_tol=1e-4, abs_tol=1e-5):
-        sys.exit(f"experiments.py: {name}: logged val_loss {val} but {result['val_recomputed']} recomputed from {best}")
-    test = scalars(test_dir, "test_loss")[-1][1] if test_dir is not None else None
-    print(
-        f"{name}: train {result['train']:.4f}  val {val:.4f}  test {'none' if test is None else f'{test:.4f}'}"
-        f"  params {result['params']}"
-        f"  steps {steps}  fit {wall:.0f} s",
-        flush=True,
-    )
-    return {
-        "config": name,
-        "config_path": shown(config),
-        **result,
-        "steps": steps,
-        "val": val,
-        "test": test,
-        "wall_time_s": wall,
-        "package": CODE_USED[f"{name} fit"],
-        "val_curve": val_curve,
-        "fit_dir": shown(fit_dir),
-        "test_dir": None if test_dir is None else shown(test_dir),
-        "best_checkpoint": shown(best),
-        "_embedding": module.net.embedding.weight.detach().clone() if hasattr(module.net, "embedding") else None,
-        "_vocab": module.hparams.vocab,
-    }
-
-
 def run_lr_find(args: argparse.Namespace, extra: list[str]) -> dict:
-    config = config_path(LR_FIND_CONFIG)
+    config = config_path(LR_FIND_CONFIG, CONFIGS)
     root = (args.root / "lr_find").resolve()
     options = extra + (["--num_training", str(min(1000, args.max_steps))] if args.max_steps else [])
     before = versions(root)
-    makemore(
+    RUNNER.makemore(
         ["lr_find", "--config", str(config), "--trainer.default_root_dir", str(root), *options],
         root / "lr_find.log",
         "lr_find",
@@ -363,16 +105,11 @@ def run_lr_find(args: argparse.Namespace, extra: list[str]) -> dict:
     found = re.findall(r"suggested learning rate: (\S+)", (root / "lr_find.log").read_text(errors="replace"))
     plot = run_dir / "lr_find.png"
     if not plot.exists():
-        sys.exit(f"experiments.py: the learning-rate finder wrote no {plot}")
-    return {"config": shown(config), "suggestion": float(found[-1]) if found else None, "plot": shown(plot)}
+        raise RunError(f"the learning-rate finder wrote no {plot}")
+    return {"config": shown(config, REPO), "suggestion": float(found[-1]) if found else None, "plot": shown(plot, REPO)}
 
 
 # --- writing the results ---------------------------------------------------------------------------
-
-
-def minutes(seconds: float) -> str:
-    m, s = divmod(round(seconds), 60)
-    return f"{m}:{s:02d}"
 
 
 def table(runs: list[dict]) -> str:
@@ -465,7 +202,7 @@ def write_results(runs: list[dict], lr_find: Optional[dict], args: argparse.Name
                 "runs": public,
                 "lr_find": lr_find,
                 "plots": plots,
-                "code_used": CODE_USED,
+                "code_used": RUNNER.code_used,
             },
             indent=2,
         )
@@ -489,9 +226,9 @@ def write_results(runs: list[dict], lr_find: Optional[dict], args: argparse.Name
         "- **wall time**: the `python -m makemore fit` subprocess, start to exit (m:ss), on this machine;"
         " it depends on what else the CPU is doing.",
     ]
-    hashes = {code["makemore_sha256"] for code in CODE_USED.values()}
+    hashes = {code["makemore_sha256"] for code in RUNNER.code_used.values()}
     if len(hashes) == 1:
-        code = next(iter(CODE_USED.values()))
+        code = next(iter(RUNNER.code_used.values()))
         lines.append(
             f"- Every command above ran the same makemore code (commit {code['commit']},"
             f" makemore/*.py sha256 {code['makemore_sha256']})."
@@ -500,7 +237,7 @@ def write_results(runs: list[dict], lr_find: Optional[dict], args: argparse.Name
         lines.append(
             "- **Warning: makemore/*.py changed between these commands**, so they are not strictly"
             " comparable (makemore/*.py sha256 when each started): "
-            + ", ".join(f"{label} {code['makemore_sha256']}" for label, code in CODE_USED.items())
+            + ", ".join(f"{label} {code['makemore_sha256']}" for label, code in RUNNER.code_used.items())
             + "."
         )
         print("experiments.py: warning: makemore/*.py changed between the commands (see results.md)", file=sys.stderr)
@@ -525,13 +262,20 @@ def write_results(runs: list[dict], lr_find: Optional[dict], args: argparse.Name
 
 
 def main(argv: Optional[list[str]] = None) -> None:
+    try:
+        experiments(argv)
+    except MakemoreError as error:  # a run that went wrong (makemore.runs.RunError) or a checkpoint that is not there
+        sys.exit(f"experiments.py: {error}")
+
+
+def experiments(argv: Optional[list[str]]) -> None:
     args = parse_args(argv)
     command = shlex.join(["python", "scripts/experiments.py", *(sys.argv[1:] if argv is None else argv)])
-    configs = [config_path(name) for name in args.configs]
+    configs = [config_path(name, CONFIGS) for name in args.configs]
     args.root, args.docs = args.root.resolve(), args.docs.resolve()
     extra = ["--data.path", str(args.data_path.resolve())] if args.data_path else []
 
-    runs = [run_experiment(config, args, extra) for config in configs]
+    runs = [RUNNER.fit_and_test(config, args.root, args.max_steps, extra) for config in configs]
     lr_find = None if args.no_lr_find else run_lr_find(args, extra)
     text = write_results(runs, lr_find, args, command)
     print()

@@ -8,8 +8,8 @@
         --root /tmp/lb --docs /tmp/lb/docs --readme none     # a smoke run
     nice python scripts/leaderboard.py --models shakespeare/bigram shakespeare/gpt_cpu   # the text table
 
-Each (model, seed) runs exactly what a user types, in subprocesses (scripts/experiments.py does the running
-and the reading back):
+Each (model, seed) runs exactly what a user types, in subprocesses (makemore.runs does the running and
+the reading back, for scripts/experiments.py too):
 
     python -m makemore fit  --config configs/MODEL.yaml --seed_everything SEED --data.batch_seed SEED
     python -m makemore test --config configs/MODEL.yaml ... --ckpt_path BEST
@@ -47,47 +47,30 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import experiments  # noqa: E402
+from makemore.errors import MakemoreError
+from makemore.runs import (
+    CLOSED_FORM,
+    LADDER,
+    TEACHERS,
+    TEXT,
+    Runner,
+    config_path,
+    datamodule_for,
+    load_yaml,
+    minutes,
+    new_version,
+    shown,
+    versions,
+    window_nll,
+)
 
-REPO = experiments.REPO
-# name -> (anchor val loss or None, its source); the order of the ladder. The bigram's anchor is computed.
-LADDER = {
-    "bigram": (None, "the counting bigram with +1 smoothing on the same train split, in closed form"),
-    "mlp": (2.17, "lecture part 2, val"),
-    "mlp_batchnorm": (2.105, "lecture part 3, final log, val"),
-    "wavenet": (1.993, "lecture part 5, val"),
-    "rnn": (None, "none published"),
-    "gru": (None, "none published"),
-    "lstm": (None, "none published"),
-    "bow": (None, "none published"),
-    "transformer": (1.92, "makemore.py's README: test loss on its own 1,000-word test set, from 10 batches"),
-    "transformer_long": (1.92, "as transformer; this config needs a GPU for the 20-minute budget"),
-    "transformer_ensemble": (1.90, "the ladder's goal for its best model, below every names.txt number we know of"),
-    "transformer_distilled": (1.90, "the goal for one network (one set of weights, one forward pass per prediction)"),
-}
-# Models that learn from a trained model's predictions (model.teacher, makemore.distillation): name -> its teacher,
-# a model of the ladder. The teacher is trained once, seed 0, where its config names it (under TEACHERS_ROOT), and
-# serves every seed of the student; a --max_steps smoke run trains a shortened one of its own under --root.
-TEACHERS = {"transformer_distilled": "transformer_ensemble"}
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"  # a link to makemore/configs: results name configs/NAME.yaml
+RUNNER = Runner(REPO)  # every command runs from the repository root, as the docs show them
+# A distilled model's teacher (makemore.runs.TEACHERS) is trained once, seed 0, where its config names it (under
+# TEACHERS_ROOT), and serves every seed of the student; a --max_steps smoke run trains a shortened one under --root.
 TEACHERS_ROOT = REPO / "lightning_logs" / "teachers"
 TRAINED: dict[str, Path] = {}  # teacher model -> the last.ckpt this process trained (one teacher for every seed)
-# The text ladder, tiny shakespeare (data.format text): config name under configs/ -> (anchor val loss or None, its
-# source). Their own table; the bigram's anchor is computed, the GPTs' are nanoGPT's numbers for the same recipes.
-TEXT = {
-    "shakespeare/bigram": (
-        None,
-        "the counting bigram with +1 smoothing on the same train split, in closed form, scored by the same metric",
-    ),
-    "shakespeare/lstm": (None, "none published (char-rnn's model and defaults)"),
-    "shakespeare/gpt_cpu": (
-        1.7357,
-        "nanoGPT's README CPU recipe through its own train.py here, val 1.8857, less the 0.15 margin asked for at"
-        " equal time (docs/text.md, benchmarks/vs_nanogpt.py)",
-    ),
-    "shakespeare/gpt": (1.4697, "nanoGPT's README, GPU"),
-}
-CLOSED_FORM = ("bigram", "shakespeare/bigram")  # anchors computed here, in closed form: val within 0.01 of them
 MARKERS = ("<!-- leaderboard -->", "<!-- /leaderboard -->")
 TEXT_MARKERS = ("<!-- leaderboard-text -->", "<!-- /leaderboard-text -->")
 NO_TEST = "the lecture's 90/10 split has no test share"
@@ -131,10 +114,10 @@ def bigram_anchor(best: Path) -> float:
     from makemore.checkpoint import read_checkpoint
     from makemore.models import Bigram, split_nll
 
-    data = experiments.datamodule_for(read_checkpoint(str(best)))
+    data = datamodule_for(read_checkpoint(str(best)), REPO)
     counts = Bigram.from_counts(*data.examples["train"].tensors(), len(data.vocabulary))  # (N, 1): block_size 1
     if data.hparams.format == "text":
-        return experiments.window_nll(counts, data, "val")
+        return window_nll(counts, data, "val")
     return split_nll(counts, *data.examples["val"].tensors())
 
 
@@ -143,7 +126,7 @@ def settings(config: Path, max_steps: Optional[int], teachers: Sequence[Path] = 
     contents of its teachers' checkpoints (a retrained teacher changes what the student learns)."""
     canonical = json.dumps(
         {
-            "config": experiments.load_yaml(config),
+            "config": load_yaml(config),
             "max_steps": max_steps,
             **({"teachers": [hashlib.sha256(Path(t).read_bytes()).hexdigest() for t in teachers]} if teachers else {}),
         },
@@ -162,21 +145,21 @@ def teacher_for(model: str, args: argparse.Namespace) -> tuple[list[Path], list[
     which, into an empty folder, writes the last.ckpt the student's config names."""
     if model not in TEACHERS:
         return [], []
-    named = [REPO / path for path in experiments.load_yaml(experiments.config_path(model))["model"]["teacher"]]
+    named = [REPO / path for path in load_yaml(config_path(model, CONFIGS))["model"]["teacher"]]
     if args.max_steps is None and all(path.exists() for path in named):
         return named, []
     teacher = TEACHERS[model]
     if teacher in TRAINED:
         return [TRAINED[teacher]], ["--model.teacher", f"[{TRAINED[teacher]}]"]
-    config = experiments.config_path(teacher)
+    config = config_path(teacher, CONFIGS)
     root = (args.root / "teachers" if args.max_steps else TEACHERS_ROOT) / teacher
     seed = ["--seed_everything", "0", "--data.batch_seed", "0"]
     fit = ["fit", "--config", str(config), *seed, "--trainer.default_root_dir", str(root)]
     if args.max_steps:  # a smoke run's teacher validates once, at its end: its curve is not what the run is for
         fit += ["--trainer.max_steps", str(args.max_steps), "--data.val_every_n_steps", str(args.max_steps)]
-    before = experiments.versions(root)
-    experiments.makemore(fit, root / "fit.log", f"{teacher} fit (teacher of {model})")
-    last = TRAINED[teacher] = experiments.new_version(root, before) / "checkpoints" / "last.ckpt"
+    before = versions(root)
+    RUNNER.makemore(fit, root / "fit.log", f"{teacher} fit (teacher of {model})")
+    last = TRAINED[teacher] = new_version(root, before) / "checkpoints" / "last.ckpt"
     if args.max_steps is None and last not in named:
         print(f"leaderboard.py: {model}'s config names {named}; this run uses the teacher just trained, {last}")
     return [last], ["--model.teacher", f"[{last}]"]
@@ -200,13 +183,11 @@ def current(runs: dict[str, dict]) -> tuple[dict[str, dict], dict[str, list[int]
 
 
 def run(model: str, seed: int, args: argparse.Namespace) -> dict:
-    config = experiments.config_path(model)
-    options = argparse.Namespace(root=(args.root / f"seed_{seed}").resolve(), max_steps=args.max_steps)
+    config = config_path(model, CONFIGS)
     teachers, teacher_args = teacher_for(model, args)
-    result = experiments.run_experiment(
-        config, options, ["--seed_everything", str(seed), "--data.batch_seed", str(seed), *teacher_args]
-    )
-    yaml = experiments.load_yaml(config)
+    seeded = ["--seed_everything", str(seed), "--data.batch_seed", str(seed), *teacher_args]
+    result = RUNNER.fit_and_test(config, (args.root / f"seed_{seed}").resolve(), args.max_steps, seeded)
+    yaml = load_yaml(config)
     entry = {
         key: value for key, value in result.items() if not key.startswith("_") and key not in ("n_embd", "n_hidden")
     }
@@ -220,7 +201,7 @@ def run(model: str, seed: int, args: argparse.Namespace) -> dict:
         settings=settings(config, args.max_steps, teachers),
     )
     if teachers:
-        entry["teachers"] = [experiments.shown(path) for path in teachers]
+        entry["teachers"] = [shown(path, REPO) for path in teachers]
     if model in CLOSED_FORM:
         entry["anchor"] = bigram_anchor(REPO / entry["best_checkpoint"])
     return entry
@@ -300,7 +281,7 @@ def table(rows: list[dict]) -> str:
                     mean_std(r["val"]),
                     mean_std(r["test"]),
                     f"{r['test_bpc']:.3f}",
-                    experiments.minutes(r["wall_time_s"]),
+                    minutes(r["wall_time_s"]),
                     r["device"],
                     anchor,
                 ]
@@ -333,7 +314,7 @@ def text_table(rows: list[dict]) -> str:
             mean_std(r["val"]),
             test_cell(r),
             f"{r['val_bpc']:.3f}",
-            experiments.minutes(r["wall_time_s"]),
+            minutes(r["wall_time_s"]),
             r["device"],
             r["anchor_source"] if r["anchor"] is None else anchor_cell(r),
         ]
@@ -415,7 +396,7 @@ def teacher_notes(rows: list[dict]) -> list[str]:
         f"- **{model}**: one network, distilled from `{teacher}` (seed 0, trained on the same train split, once for"
         f" every seed: [usage](usage.md#distilling-from-trained-networks)); its fit time is the student's only, and"
         f" the teacher costs a fit of its own"
-        + (f" ({experiments.minutes(fit_times[teacher])} in its row)" if teacher in fit_times else "")
+        + (f" ({minutes(fit_times[teacher])} in its row)" if teacher in fit_times else "")
         + "."
         for model, teacher in TEACHERS.items()
         if model in fit_times
@@ -543,6 +524,13 @@ def write(runs: dict[str, dict], args: argparse.Namespace) -> tuple[str, dict[st
 
 
 def main(argv: Optional[list[str]] = None) -> None:
+    try:
+        leaderboard(argv)
+    except MakemoreError as error:  # a run that went wrong (makemore.runs.RunError) or a checkpoint that is not there
+        sys.exit(f"leaderboard.py: {error}")
+
+
+def leaderboard(argv: Optional[list[str]]) -> None:
     args = parse_args(argv)
     args.docs = args.docs.resolve()
     path = args.docs / "leaderboard.json"

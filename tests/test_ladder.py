@@ -2,7 +2,6 @@
 
 import copy
 import math
-import sys
 from functools import partial
 from pathlib import Path
 
@@ -15,12 +14,10 @@ from makemore.checkpoint import read_checkpoint
 from makemore.models import Bigram, BoW, Ensemble, Recurrent, Transformer, WaveNet, eval_mode, next_char_logits
 from makemore.models.base import word_start_aligned
 from makemore.module import load_checkpoint
+from makemore.runs import CLOSED_FORM, LADDER, TEACHERS, TEXT, config_path, load_yaml, run_name, window_nll
 from makemore.text import Vocabulary, build_examples
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-import experiments  # noqa: E402
-from leaderboard import CLOSED_FORM, LADDER, TEACHERS, TEXT  # noqa: E402  the one list of the ladder (its order and anchors)
 
 
 @pytest.mark.parametrize("model", LADDER)
@@ -272,10 +269,11 @@ def test_the_text_ladder_is_its_own_list_of_text_configs():
     assert not set(TEXT) & set(LADDER)  # LADDER stays the names ladder
     assert set(CLOSED_FORM) == {"bigram", "shakespeare/bigram"}
     for name in TEXT:
-        data = experiments.load_yaml(experiments.config_path(name))["data"]
+        data = load_yaml(config_path(name))["data"]
         assert data["format"] == "text", name
-    assert experiments.run_name(experiments.config_path("shakespeare/bigram")) == "shakespeare/bigram"
-    assert experiments.run_name(experiments.config_path("bigram")) == "bigram"
+    assert run_name(config_path("shakespeare/bigram")) == "shakespeare/bigram"
+    assert run_name(config_path("bigram")) == "bigram"
+    assert run_name(ROOT / "configs" / "shakespeare" / "bigram.yaml") == "shakespeare/bigram"  # the checkout's link
 
 
 def test_a_text_bigram_scores_the_same_windowed_as_character_by_character(tmp_path):
@@ -293,7 +291,7 @@ def test_a_text_bigram_scores_the_same_windowed_as_character_by_character(tmp_pa
     counts = Bigram.from_counts(*data.examples["train"].tensors(), len(data.vocabulary))
     for split in ("train", "val"):
         by_character = split_nll(counts, *data.examples[split].tensors())
-        assert experiments.window_nll(counts, data, split) == pytest.approx(by_character, rel=1e-6)
+        assert window_nll(counts, data, split) == pytest.approx(by_character, rel=1e-6)
     # a sequence model: window_nll is what validation logs (the module's _scored over the same windows)
     from makemore.module import MakemoreModule
 
@@ -307,4 +305,4 @@ def test_a_text_bigram_scores_the_same_windowed_as_character_by_character(tmp_pa
             logits, targets = module._scored(X, Y)
             total += F.cross_entropy(logits, targets, reduction="sum").item()
             count += len(targets)
-    assert experiments.window_nll(module.net, data, "val") == pytest.approx(total / count, rel=1e-6)
+    assert window_nll(module.net, data, "val") == pytest.approx(total / count, rel=1e-6)
