@@ -31,21 +31,14 @@ import torch
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))  # step_timer (the CLI imports it by class path) and train_speed
-sys.path.insert(0, str(ROOT / "scripts"))  # the ladder's order
 
-from leaderboard import LADDER  # noqa: E402
 from step_timer import StepTimer  # noqa: E402
 from train_speed import machine_facts, output_to  # noqa: E402
 
 from makemore.checkpoint import import_class, network_factory  # noqa: E402
 from makemore.cli import run_cli as makemore_main  # noqa: E402
 from makemore.data import CharDataModule  # noqa: E402
-
-
-def load_yaml(path: Path) -> dict:
-    import yaml  # a dependency of jsonargparse
-
-    return yaml.safe_load(path.read_text())
+from makemore.runs import LADDER, load_yaml  # noqa: E402  the ladder's order
 
 
 def build(spec: dict, *args, **kwargs):

@@ -20,8 +20,10 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from ladder_speed import LADDER, ROOT, run_makemore  # noqa: E402
+from ladder_speed import ROOT, run_makemore  # noqa: E402
 from train_speed import machine_facts  # noqa: E402
+
+from makemore.runs import LADDER  # noqa: E402
 
 
 def main() -> None:

@@ -81,7 +81,6 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -90,6 +89,7 @@ sys.path.insert(0, str(HERE))  # nanogpt_baseline
 import nanogpt_baseline as baseline  # noqa: E402
 
 from makemore.checkpoint import load_network, named_checkpoint, read_checkpoint  # noqa: E402
+from makemore.runs import load_yaml  # noqa: E402
 from makemore.text import Vocabulary, default_path, read_text, split_text  # noqa: E402
 
 DEFAULT_CONFIG = ROOT / "configs" / "shakespeare" / "gpt_cpu.yaml"
@@ -239,7 +239,7 @@ def config_value(config: dict, dotted: str):
 def makemore_overrides(config_path: Path, max_steps: Optional[int]) -> tuple[list[str], dict]:
     """The options a shorter makemore run needs (--makemore_max_steps): max_steps, and where the config has them,
     the schedule's T_max (= max_steps), a warmup shorter than the run and a validation interval that ends on it."""
-    config = yaml.safe_load(config_path.read_text()) or {}
+    config = load_yaml(config_path)
     steps = max_steps or config_value(config, "trainer.max_steps")
     val_every = config_value(config, "data.val_every_n_steps")
     settings = {"max_steps": steps, "val_every_n_steps": val_every}
