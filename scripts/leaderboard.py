@@ -93,11 +93,19 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=SEEDS, help=f"default: {' '.join(map(str, SEEDS))}")
     parser.add_argument("--max_steps", type=int, default=None, help="shorten every run (a smoke run)")
+    parser.add_argument(
+        "--data_path",
+        type=Path,
+        default=None,
+        help="word list passed to every run, teachers' too, as --data.path (a smoke run; default: the configs' own)",
+    )
     parser.add_argument("--table", action="store_true", help="run nothing: rewrite the outputs from the JSON")
     parser.add_argument("--root", type=Path, default=REPO / "lightning_logs" / "leaderboard", help="run folders")
     parser.add_argument("--docs", type=Path, default=REPO / "docs", help="where leaderboard.md/.json/.png go")
     parser.add_argument("--readme", default=str(REPO / "README.md"), help="README to update, or none")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.data = ["--data.path", str(args.data_path.resolve())] if args.data_path else []
+    return args
 
 
 def device() -> str:
@@ -121,13 +129,16 @@ def bigram_anchor(best: Path) -> float:
     return split_nll(counts, *data.examples["val"].tensors())
 
 
-def settings(config: Path, max_steps: Optional[int], teachers: Sequence[Path] = ()) -> str:
-    """A fingerprint of what a run of `config` trains: its parsed YAML (comments do not count), --max_steps and the
-    contents of its teachers' checkpoints (a retrained teacher changes what the student learns)."""
+def settings(
+    config: Path, max_steps: Optional[int], teachers: Sequence[Path] = (), data_path: Optional[Path] = None
+) -> str:
+    """A fingerprint of what a run of `config` trains: its parsed YAML (comments do not count), --max_steps, the
+    contents of its teachers' checkpoints (a retrained teacher changes what the student learns) and --data_path."""
     canonical = json.dumps(
         {
             "config": load_yaml(config),
             "max_steps": max_steps,
+            **({"data_path": str(data_path.resolve())} if data_path else {}),
             **({"teachers": [hashlib.sha256(Path(t).read_bytes()).hexdigest() for t in teachers]} if teachers else {}),
         },
         sort_keys=True,
@@ -146,21 +157,22 @@ def teacher_for(model: str, args: argparse.Namespace) -> tuple[list[Path], list[
     if model not in TEACHERS:
         return [], []
     named = [REPO / path for path in load_yaml(config_path(model, CONFIGS))["model"]["teacher"]]
-    if args.max_steps is None and all(path.exists() for path in named):
+    configs_own = args.max_steps is None and args.data_path is None  # not a smoke run: the teachers the config names
+    if configs_own and all(path.exists() for path in named):
         return named, []
     teacher = TEACHERS[model]
     if teacher in TRAINED:
         return [TRAINED[teacher]], ["--model.teacher", f"[{TRAINED[teacher]}]"]
     config = config_path(teacher, CONFIGS)
-    root = (args.root / "teachers" if args.max_steps else TEACHERS_ROOT) / teacher
+    root = (TEACHERS_ROOT if configs_own else args.root / "teachers") / teacher
     seed = ["--seed_everything", "0", "--data.batch_seed", "0"]
-    fit = ["fit", "--config", str(config), *seed, "--trainer.default_root_dir", str(root)]
+    fit = ["fit", "--config", str(config), *seed, "--trainer.default_root_dir", str(root), *args.data]
     if args.max_steps:  # a smoke run's teacher validates once, at its end: its curve is not what the run is for
         fit += ["--trainer.max_steps", str(args.max_steps), "--data.val_every_n_steps", str(args.max_steps)]
     before = versions(root)
     RUNNER.makemore(fit, root / "fit.log", f"{teacher} fit (teacher of {model})")
     last = TRAINED[teacher] = new_version(root, before) / "checkpoints" / "last.ckpt"
-    if args.max_steps is None and last not in named:
+    if configs_own and last not in named:
         print(f"leaderboard.py: {model}'s config names {named}; this run uses the teacher just trained, {last}")
     return [last], ["--model.teacher", f"[{last}]"]
 
@@ -185,7 +197,7 @@ def current(runs: dict[str, dict]) -> tuple[dict[str, dict], dict[str, list[int]
 def run(model: str, seed: int, args: argparse.Namespace) -> dict:
     config = config_path(model, CONFIGS)
     teachers, teacher_args = teacher_for(model, args)
-    seeded = ["--seed_everything", str(seed), "--data.batch_seed", str(seed), *teacher_args]
+    seeded = ["--seed_everything", str(seed), "--data.batch_seed", str(seed), *teacher_args, *args.data]
     result = RUNNER.fit_and_test(config, (args.root / f"seed_{seed}").resolve(), args.max_steps, seeded)
     yaml = load_yaml(config)
     entry = {
@@ -198,7 +210,7 @@ def run(model: str, seed: int, args: argparse.Namespace) -> dict:
         device=device(),
         date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         command=shlex.join(["python", "scripts/leaderboard.py", "--models", model, "--seeds", str(seed)]),
-        settings=settings(config, args.max_steps, teachers),
+        settings=settings(config, args.max_steps, teachers, args.data_path),
     )
     if teachers:
         entry["teachers"] = [shown(path, REPO) for path in teachers]

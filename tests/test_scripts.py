@@ -1,7 +1,6 @@
 """The scripts end to end: experiments.py on two configs and a tiny word list, the benchmarks on a few steps,
 gpu_smoke.py's CPU checks."""
 
-import argparse
 import json
 import math
 import re
@@ -136,34 +135,32 @@ def test_leaderboard_builds_its_table_piece_by_piece(tmp_path):
     assert "| `bigram` (1 seed) |" in readme.read_text()
 
 
-def test_leaderboard_trains_a_distilled_models_teacher_once_for_all_its_seeds(tmp_path, capsys):
-    """A model with a teacher (leaderboard.TEACHERS) gets one, trained as its config trains it with seed 0 (a smoke
-    run's shortened, under its own --root), once for every seed; the teacher's weights enter the run's settings."""
-    sys.path.insert(0, str(REPO / "scripts"))
-    import leaderboard
+def test_leaderboard_trains_a_distilled_models_teacher_once_for_all_its_seeds(words_path, tmp_path):
+    """A model with a teacher (makemore.runs.TEACHERS) gets one, trained as its config trains it with seed 0 (a smoke
+    run's shortened, on its --data_path, under its own --root), once for every seed; the table's note names it."""
+    docs, root = tmp_path / "docs", tmp_path / "runs"
+    script = str(REPO / "scripts" / "leaderboard.py")
+    common = ["--max_steps", "100", "--root", str(root), "--docs", str(docs), "--readme", "none"]
+    common += ["--data_path", str(words_path)]
+    out = run_script(script, "--models", "transformer_distilled", "--seeds", "0", "1", *common, cwd=tmp_path)
+    assert out.count("transformer_ensemble.yaml --seed_everything 0 --data.batch_seed 0") == 1
+    assert out.count(f"--data.path {words_path}") == 5  # the teacher's fit, each seed's fit and test
 
-    args = argparse.Namespace(root=tmp_path / "runs", max_steps=20)
-    teachers, overrides = leaderboard.teacher_for("transformer_distilled", args)
-    assert capsys.readouterr().out.count("transformer_ensemble.yaml --seed_everything 0 --data.batch_seed 0") == 1
-    (teacher,) = teachers
-    assert teacher.is_relative_to(tmp_path / "runs" / "teachers" / "transformer_ensemble") and teacher.exists()
-    assert overrides == ["--model.teacher", f"[{teacher}]"]
-    assert read_checkpoint(str(teacher))["global_step"] == 20
-    assert leaderboard.teacher_for("transformer_distilled", args) == (teachers, overrides)  # the next seed's
-    assert "$ python" not in capsys.readouterr().out  # not trained again
-    assert leaderboard.teacher_for("transformer", args) == ([], [])
+    board = json.loads((docs / "leaderboard.json").read_text())
+    first, second = board["runs"]["transformer_distilled/0"], board["runs"]["transformer_distilled/1"]
+    (teacher,) = first["teachers"]
+    assert second["teachers"] == [teacher] and first["settings"] == second["settings"]
+    assert Path(teacher).is_relative_to(root / "teachers" / "transformer_ensemble")
+    assert read_checkpoint(teacher)["global_step"] == 100
+    assert out.count(f"--model.teacher '[{teacher}]'") == 4  # each seed's fit and test
+    assert "distilled from `transformer_ensemble`" in (docs / "leaderboard.md").read_text()
 
-    config = REPO / "configs" / "transformer_distilled.yaml"
-    other = tmp_path / "other.ckpt"
-    other.write_bytes(teacher.read_bytes() + b"retrained")
-    fingerprints = {leaderboard.settings(config, 20, paths) for paths in ([teacher], [other], [])}
-    assert len(fingerprints) == 3
-    rows = [
-        {"model": "transformer_distilled", "wall_time_s": 2400.0},
-        {"model": "transformer_ensemble", "wall_time_s": 3600.0},
-    ]
-    (note,) = leaderboard.teacher_notes(rows)
-    assert "distilled from `transformer_ensemble`" in note and "(60:00 in its row)" in note
+    # with the teacher's own row, the note gives the teacher's fit time
+    board["runs"]["transformer_ensemble/0"] = {**first, "model": "transformer_ensemble", "wall_time_s": 3600.0}
+    (docs / "leaderboard.json").write_text(json.dumps(board))
+    run_script(script, "--table", *common, cwd=tmp_path)
+    assert "distilled from `transformer_ensemble`" in (docs / "leaderboard.md").read_text()
+    assert "(60:00 in its row)" in (docs / "leaderboard.md").read_text()
 
 
 def test_leaderboard_writes_the_text_table(tmp_path):
