@@ -69,6 +69,7 @@ TEXT = {
 CLOSED_FORM = ("bigram", "shakespeare/bigram")  # anchors computed in closed form: val within 0.01 of them
 EVAL_BATCH_SIZE = 32768  # examples per forward pass when a word list's split is scored (memory, not the result)
 RELATIVE_TOLERANCE, ABSOLUTE_TOLERANCE = 1e-4, 1e-5  # a val loss recomputed here against the one the run logged
+LOG_TAIL_LINES = 30  # of a failed command's log, in its RunError
 
 
 class RunError(MakemoreError):
@@ -252,7 +253,7 @@ class Runner:
             code = subprocess.run(command, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT).returncode
         seconds = time.perf_counter() - start
         if code != 0:
-            tail = log.read_text(errors="replace").replace("\r", "\n").splitlines()[-30:]
+            tail = log.read_text(errors="replace").replace("\r", "\n").splitlines()[-LOG_TAIL_LINES:]
             raise RunError(f"the command failed (exit {code}); the end of {log}:\n" + "\n".join(tail))
         return seconds
 
