@@ -30,8 +30,8 @@ form, scored by the same metric.
 Results are merged by (model, seed) into --docs/leaderboard.json; leaderboard.md and leaderboard.png (the
 validation curves of the names ladder) are rewritten from all of it, and the table goes into README.md between
 its `<!-- leaderboard -->` markers (the text table between `<!-- leaderboard-text -->` markers, where it has
-them). Each run records a fingerprint of its settings (the parsed config and
---max_steps): a model's row averages only the seeds that share its newest run's settings, and names the
+them). Each run records a fingerprint of its settings (the parsed config,
+--max_steps and --data_path): a model's row averages only the seeds that share its newest run's settings, and names the
 others to rerun, so a changed config never mixes into an old mean.
 """
 
