@@ -10,7 +10,7 @@ import inspect
 import pickle
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Union
+from typing import Any, Callable, Iterable, Literal, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -284,3 +284,133 @@ def named_checkpoint(name: str, root: Union[str, Path] = ".", allowed: Union[str
     raise CheckpointError(
         f"{runs[-1]}: the newest run has no best checkpoint (it never validated); use --ckpt_path last"
     )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Does this checkpoint fit this run? One answer for every reader of a checkpoint.
+
+# Settings a resumed run may change: they decide speed, logging or safety checks, not the training itself.
+RESUMABLE_CHANGES = frozenset(
+    {
+        "num_samples",
+        "max_sample_length",
+        "passage_length",
+        "max_loss_factor",
+        "hand_backward",
+        "path",
+        "max_steps_per_batch",
+        "eval_batch_size",
+        "storage",
+    }
+)
+
+# What a checkpoint shares with any run it is given to, and the message when it does not: the network's shape, and
+# a resumed run's batches (makemore.steps.TrainBatches: another grouping would repeat or skip earlier draws).
+MUST_MATCH = {
+    "vocab": "the checkpoint was trained on the vocabulary {saved!r}, but the data has {now!r}; use the data file it"
+    " was trained on",
+    "block_size": "the checkpoint was trained with data.block_size {saved}, but this run has {now}; use the"
+    " block_size it was trained with",
+    "accumulate_grad_batches": "the checkpoint was trained with trainer.accumulate_grad_batches {saved}, this run"
+    " has {now}; resume with the value it was trained with",
+    "steps_per_batch": "the checkpoint was trained with {saved} SGD steps per batch, this run has {now}; resume with"
+    " the trainer.log_every_n_steps, val_check_interval and data.max_steps_per_batch it was trained with (they"
+    " decide the steps per batch)",
+}
+
+# Why a checkpoint trained on another split is refused, for the purposes that need the run's own split.
+OTHER_SPLIT = {
+    "evaluate": "its scores here could count words it trained on. Use the data file, data.seed and fractions it was"
+    " trained with, or pass --allow_other_split true to evaluate it anyway",
+    "teacher": "it could pass validation characters into training. Train the teacher with this fit's data file,"
+    " data.seed and fractions",
+}
+
+Purpose = Literal["resume", "evaluate", "weights_from", "teacher"]
+
+
+def flatten(config: Any, prefix: str) -> dict[str, Any]:
+    """Nested dicts as {"prefix.a.b": value} ({"a.b": value} for an empty prefix)."""
+    if not isinstance(config, dict) or not config:
+        return {prefix: config}
+    return {
+        key: value
+        for name, item in config.items()
+        for key, value in flatten(item, f"{prefix}.{name}" if prefix else name).items()
+    }
+
+
+def differences(saved: Any, current: Any, prefix: str, skip: frozenset = frozenset()) -> list[str]:
+    """'name (checkpoint X, now Y)' for each setting present in both that differs (none whose name is in `skip`)."""
+    saved, current = flatten(saved, prefix), flatten(current, prefix)
+    return [
+        f"{key} (checkpoint {saved[key]!r}, now {current[key]!r})"
+        for key in sorted(saved.keys() & current.keys())
+        if saved[key] != current[key] and not skip & set(key.split("."))
+    ]
+
+
+def check_fits(
+    saved: dict,
+    run: dict,
+    purpose: Purpose,
+    source: str = "",
+    saved_data: Optional[dict] = None,
+    run_data: Optional[dict] = None,
+    allow_other_split: bool = False,
+) -> Optional[str]:
+    """Refuse a checkpoint whose settings do not fit this run: CheckpointError, one line starting with `source`.
+
+    Every purpose: another vocabulary, block_size or (resume) batches (MUST_MATCH). evaluate and teacher: another
+    split (a teacher's must be recorded). resume: every other model and data setting that differs, except
+    RESUMABLE_CHANGES, all named at once (the data file's words are compared through the split's fingerprint).
+
+    Args:
+        saved: the checkpoint's settings, its hyper_parameters (or a resumed loader's state, by MUST_MATCH's names).
+        run: this run's settings by the same names; only the names in both are compared.
+        purpose: what the checkpoint is for: resume (the same run goes on), evaluate (validate, test),
+            weights_from (a new run from its network's weights) or teacher (distillation's soft targets).
+        source: the start of the message: the checkpoint's path, "PATH: ", or the option that names it.
+        saved_data: the checkpoint's data settings (datamodule_hyper_parameters): resume compares them, and a
+            vocabulary that differs names the data file they record.
+        run_data: this run's data settings, compared with saved_data when resuming.
+        allow_other_split: evaluate a checkpoint of another split instead of refusing it.
+
+    Returns:
+        None, or (evaluating on another split, allowed) the line that says so: its scores are then named apart.
+    """
+    for key, message in MUST_MATCH.items():
+        if key in saved and key in run and saved[key] != run[key]:
+            trained_on = (saved_data or {}).get("path") if key == "vocab" else None
+            said = message.format(saved=saved[key], now=run[key]) + (f" ({trained_on})" if trained_on else "")
+            raise CheckpointError(source + said)
+    recorded, fingerprint = saved.get("split_fingerprint"), run.get("split_fingerprint")
+    if purpose in OTHER_SPLIT and fingerprint and (recorded or purpose == "teacher"):  # old checkpoints: none recorded
+        names = [name for name in ("train", "val", "test") if _split_of(recorded, name) != _split_of(fingerprint, name)]
+        if names and allow_other_split and purpose == "evaluate":
+            return (
+                f"{source}the checkpoint was trained on another split (its {'/'.join(names)} words differ): its"
+                " scores are named *_other_split, apart from the run's own"
+            )
+        if names:
+            raise CheckpointError(
+                f"{source}the checkpoint was trained on another split of the words (its {'/'.join(names)} words"
+                f" differ from this data's): {OTHER_SPLIT[purpose]}"
+            )
+    if purpose == "resume":
+        found = differences(saved, run, "model", skip=RESUMABLE_CHANGES)
+        if saved_data and run_data is not None:
+            found += differences(saved_data, run_data, "data", skip=RESUMABLE_CHANGES)
+        if found:
+            raise CheckpointError(
+                f"{source}resuming continues the same run, but these settings differ from the checkpoint's: "
+                + ", ".join(found)
+                + ". Resume with the run's own config (its config.yaml), or start a new run from the checkpoint's"
+                " weights with --weights_from instead of --ckpt_path"
+            )
+    return None
+
+
+def _split_of(fingerprint: Optional[dict], name: str) -> dict:
+    """The entries of a split fingerprint (makemore.text.split_fingerprint) that describe split `name` (train...)."""
+    return {key: value for key, value in (fingerprint or {}).items() if key.startswith(f"{name}_")}

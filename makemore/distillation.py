@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from makemore.checkpoint import network_of, read_checkpoint
+from makemore.checkpoint import check_fits, network_of, read_checkpoint
 from makemore.errors import CheckpointError, ConfigError
 from makemore.models.base import predicts_padding, scored_batches
 
@@ -31,7 +31,7 @@ def teacher_probabilities(
 ) -> torch.Tensor:
     """(n, vocab_size) float32 on `device`: row i is the teachers' mean predicted distribution for the training
     split's character (or word end) i, in the order of its token ids. `data` is a set-up CharDataModule; each
-    checkpoint must have been trained on its split, with its vocabulary and block_size (ConfigError otherwise:
+    checkpoint must have been trained on its split, with its vocabulary and block_size (CheckpointError otherwise:
     a teacher that saw the validation split would leak it into training). `allowed`: the classes outside makemore and
     torch a teacher may name (this fit's own), checked before anything of it is imported."""
     ids = data.examples["train"].ids
@@ -46,21 +46,14 @@ def teacher_probabilities(
                     " directory)"
                 ) from None
             raise CheckpointError(f"model.teacher: {err}") from None
-        hparams = checkpoint["hyper_parameters"]
-        mismatch = [
-            f"{name} {hparams.get(key)!r} (this fit: {mine!r})"
-            for name, key, mine in [
-                ("vocabulary", "vocab", data.vocab),
-                ("block_size", "block_size", data.hparams.block_size),
-                ("split fingerprint", "split_fingerprint", data.split_fingerprint),
-            ]
-            if hparams.get(key) != mine
-        ]
-        if mismatch:
-            raise ConfigError(
-                f"model.teacher {path}: trained on other data than this fit, its {'; '.join(mismatch)}; a teacher"
-                " must be trained on this fit's split, or it could pass validation characters into training"
-            )
+        run = {"vocab": data.vocab, "block_size": data.hparams.block_size, "split_fingerprint": data.split_fingerprint}
+        check_fits(
+            checkpoint["hyper_parameters"],
+            run,
+            "teacher",
+            f"model.teacher {path}: ",
+            saved_data=checkpoint.get("datamodule_hyper_parameters"),
+        )
         net, row = network_of(checkpoint, path, str(device)), 0  # draws no random numbers: resume stays exact
         for logits, _ in scored_batches(net, data.whole_split("train"), data.hparams.block_size):
             total[row : row + len(logits)] += F.softmax(logits.float(), dim=-1)

@@ -26,7 +26,9 @@ from makemore import _compat, distillation
 from makemore.batchnorm import cpu_sync_plugins
 from makemore.callbacks import LOG_EVERY_N_STEPS, LastCheckpoint, fit_callbacks, tensorboard
 from makemore.checkpoint import (
+    check_fits,
     class_paths,
+    flatten,
     import_class,
     load_network,
     named_checkpoint,
@@ -40,7 +42,7 @@ from makemore.errors import CheckpointError, ConfigError, MakemoreError
 from makemore.lightning_features import check_device_settings, check_trainer_options
 from makemore.lr_finder import LrFindTrainer, check_sweep
 from makemore.models import MLP
-from makemore.module import RESUMABLE_CHANGES, MakemoreModule, check_optimization, differences, flatten
+from makemore.module import MakemoreModule, check_optimization
 from makemore.runlog import RunLogger
 
 
@@ -279,29 +281,12 @@ class MakemoreCLI(LightningCLI):
         check_settings(self.subcommand, config)
         if config.get("num_threads") is not None:
             torch.set_num_threads(config.num_threads)
-        saved = getattr(self, "_checkpoint_block_size", None)
-        if saved is not None and saved != config.data.block_size:
-            # The network is built with this run's data.block_size before Lightning loads the checkpoint (where
-            # check_fits_checkpoint compares it): one that cannot take it (WaveNet's powers of 2) would speak first.
-            raise CheckpointError(
-                f"{config.ckpt_path}: the checkpoint was trained with data.block_size {saved}, but this run has"
-                f" {config.data.block_size}; use the block_size it was trained with"
-            )
         if self._given_model is not None:
-            # Lightning has replaced the model settings with the checkpoint's: a resumed run continues the
-            # same run, so settings the user gave that differ are refused rather than silently dropped.
-            found = differences(
-                config.model.as_dict(),
-                self._given_model.as_dict(),
-                "model",
-                RESUMABLE_CHANGES | {"vocab", "split_fingerprint"},
-            )
-            if found:
-                raise CheckpointError(
-                    f"{config.ckpt_path}: resuming continues the same run, but these settings differ from the"
-                    f" checkpoint's: {', '.join(found)}. Resume with the run's own config (its config.yaml), or start"
-                    " a new run from the checkpoint's weights with --weights_from instead of --ckpt_path"
-                )
+            # Lightning has replaced the model settings with the checkpoint's, and builds the network before it loads
+            # the weights: a block_size that differs is named before a network that cannot take it (WaveNet's powers
+            # of 2) speaks, and a resumed run's settings that differ are refused rather than silently dropped.
+            purpose = "resume" if self.subcommand == "fit" else "evaluate"
+            check_fits(config.model.as_dict(), self._given_model.as_dict(), purpose, f"{config.ckpt_path}: ")
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         argv = list(sys.argv[1:] if args is None else args)
@@ -354,12 +339,10 @@ class MakemoreCLI(LightningCLI):
         elif ckpt_path in ("last", "best"):
             config.ckpt_path = str(named_checkpoint(ckpt_path, root, allowed))
             print(f"makemore: --ckpt_path {ckpt_path}: {config.ckpt_path}", file=sys.stderr)
-        self._checkpoint_block_size = None
         if config.get("ckpt_path"):  # a local file, `last` and `best` resolved: through the guard before Lightning
-            checkpoint = read_checkpoint(config.ckpt_path, allowed=allowed)
-            self._checkpoint_block_size = checkpoint["hyper_parameters"].get("block_size")
+            read_checkpoint(config.ckpt_path, allowed=allowed)
         # Lightning next replaces the model settings with a checkpoint's; keep what was asked for, to compare.
-        self._given_model = config.model.clone() if subcommand == "fit" and config.get("ckpt_path") else None
+        self._given_model = config.model.clone() if config.get("ckpt_path") else None
         if config.get("weights_from"):
             if config.get("ckpt_path"):
                 raise ConfigError(
@@ -448,8 +431,7 @@ class MakemoreCLI(LightningCLI):
     def _load_weights_from(self, path: str) -> None:
         """--weights_from: the network weights of a checkpoint trained on the same vocabulary and block_size."""
         net, hparams = load_network(path, allowed=self._allowed)
-        if hparams["vocab"] != self.model.hparams.vocab or hparams["block_size"] != self.model.hparams.block_size:
-            raise CheckpointError(f"{path}: its vocabulary or block_size differs from this run's data")
+        check_fits(hparams, dict(self.model.hparams), "weights_from", f"{path}: ")
         try:
             self.model.net.load_state_dict(net.state_dict())
         except RuntimeError:

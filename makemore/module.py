@@ -17,6 +17,7 @@ from torchmetrics import MeanMetric
 from makemore import _compat, distillation, steps
 from makemore.checkpoint import (
     callable_config,
+    check_fits,
     class_paths,
     factory,
     network_config,
@@ -494,95 +495,23 @@ def check_optimization(optimizer: Optional[dict], lr_scheduler: Optional[dict], 
             scheduler.step()
 
 
-def flatten(config: Any, prefix: str) -> dict[str, Any]:
-    """Nested dicts as {"prefix.a.b": value} ({"a.b": value} for an empty prefix)."""
-    if not isinstance(config, dict) or not config:
-        return {prefix: config}
-    return {
-        key: value
-        for name, item in config.items()
-        for key, value in flatten(item, f"{prefix}.{name}" if prefix else name).items()
-    }
-
-
-def differences(saved: Any, current: Any, prefix: str, skip: frozenset = frozenset()) -> list[str]:
-    """'name (checkpoint X, now Y)' for each setting present in both that differs (none whose name is in `skip`)."""
-    saved, current = flatten(saved, prefix), flatten(current, prefix)
-    return [
-        f"{key} (checkpoint {saved[key]!r}, now {current[key]!r})"
-        for key in sorted(saved.keys() & current.keys())
-        if saved[key] != current[key] and not skip & set(key.split("."))
-    ]
-
-
-# Settings a resumed run may change: they decide speed, logging or safety checks, not the training itself.
-RESUMABLE_CHANGES = frozenset(
-    {
-        "num_samples",
-        "max_sample_length",
-        "passage_length",
-        "max_loss_factor",
-        "hand_backward",
-        "path",
-        "max_steps_per_batch",
-        "eval_batch_size",
-        "storage",
-    }
-)
-
-
 def check_fits_checkpoint(module: MakemoreModule, checkpoint: dict) -> None:
-    """Refuse, naming every difference, a checkpoint that does not belong to this run.
-
-    Always: another vocabulary, context length or split (unless module.allow_other_split, outside fit). When
-    fitting (resuming): any model or data setting that differs, except RESUMABLE_CHANGES (the data file's
-    words are compared through the split's fingerprint, not its path).
-    """
-    saved = checkpoint.get("hyper_parameters") or {}
-    hparams = module.hparams
+    """Refuse a checkpoint that does not belong to this run (makemore.checkpoint.check_fits): resumed when fitting,
+    else evaluated, on another split only with module.allow_other_split (its scores are then named apart)."""
     trainer = _compat.attached_trainer(module)
-    source = f"{trainer.ckpt_path}: " if trainer is not None and trainer.ckpt_path else ""
-    if "vocab" in saved and saved["vocab"] != hparams.vocab:
-        trained_on = (checkpoint.get("datamodule_hyper_parameters") or {}).get("path")
-        raise CheckpointError(
-            f"{source}the checkpoint was trained on the vocabulary {saved['vocab']!r}, but the data has"
-            f" {hparams.vocab!r}; use the data file it was trained on" + (f" ({trained_on})" if trained_on else "")
-        )
-    if "block_size" in saved and saved["block_size"] != hparams.block_size:
-        raise CheckpointError(
-            f"{source}the checkpoint was trained with data.block_size {saved['block_size']}, but this run has"
-            f" {hparams.block_size}; use the block_size it was trained with"
-        )
-    fitting = trainer is not None and trainer.state.fn == "fit"
-    if not fitting:
-        split = differences(saved.get("split_fingerprint"), hparams.get("split_fingerprint"), "split")
-        if split and saved.get("split_fingerprint") and hparams.get("split_fingerprint"):
-            names = sorted({key.split(".")[1].split("_")[0] for key in split}, key=("train", "val", "test").index)
-            if module.allow_other_split:
-                module._other_split = True
-                rank_zero_info(
-                    f"makemore: {source}the checkpoint was trained on another split (its {'/'.join(names)} words"
-                    " differ): its scores are named *_other_split, apart from the run's own"
-                )
-                return
-            raise CheckpointError(
-                f"{source}the checkpoint was trained on another split of the words (its {'/'.join(names)} words"
-                " differ from this data's): its scores here could count words it trained on. Use the data file,"
-                " data.seed and fractions it was trained with, or pass --allow_other_split true to evaluate it anyway"
-            )
-        return
-    found = differences(dict(saved), dict(hparams), "model", skip=RESUMABLE_CHANGES)
-    data = trainer.datamodule
-    saved_data = checkpoint.get("datamodule_hyper_parameters")
-    if data is not None and saved_data:
-        found += differences(dict(saved_data), dict(data.hparams), "data", skip=RESUMABLE_CHANGES)
-    if found:
-        raise CheckpointError(
-            f"{source}resuming continues the same run, but these settings differ from the checkpoint's: "
-            + ", ".join(found)
-            + ". Resume with the run's own config (its config.yaml), or start a new run from the checkpoint's"
-            " weights with --weights_from instead of --ckpt_path"
-        )
+    data = trainer.datamodule if trainer is not None else None
+    other_split = check_fits(
+        checkpoint.get("hyper_parameters") or {},
+        dict(module.hparams),
+        "resume" if trainer is not None and trainer.state.fn == "fit" else "evaluate",
+        source=f"{trainer.ckpt_path}: " if trainer is not None and trainer.ckpt_path else "",
+        saved_data=checkpoint.get("datamodule_hyper_parameters"),
+        run_data=dict(data.hparams) if data is not None else None,
+        allow_other_split=module.allow_other_split,
+    )
+    if other_split:
+        module._other_split = True
+        rank_zero_info(f"makemore: {other_split}")
 
 
 def load_checkpoint(path: str, map_location: str = "cpu", allow_class: Iterable[str] = ()) -> MakemoreModule:

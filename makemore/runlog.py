@@ -12,7 +12,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
 from makemore import _compat
-from makemore.module import flatten
+from makemore.checkpoint import flatten
 
 # Saved with the run (hparams.yaml) but not hyperparameters to compare runs by in TensorBoard's HParams tab.
 NOT_COMPARED = frozenset(

@@ -47,6 +47,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from makemore import _compat, distillation
+from makemore.checkpoint import check_fits
 from makemore.errors import ConfigError, DivergedError
 from makemore.lightning_features import batch_readers, refuse_unsupported
 from makemore.lr_finder import record_sweep_losses
@@ -172,19 +173,11 @@ class TrainBatches:
         return {"epoch": self.epoch, "served": self.served, "steps": self.steps, "accumulate": self.accumulate}
 
     def load_state_dict(self, state: dict) -> None:
-        accumulate = state.get("accumulate", 1)
-        if accumulate != self.accumulate:  # the draws of the steps to come would repeat or skip earlier ones
-            raise ConfigError(
-                f"the checkpoint was trained with trainer.accumulate_grad_batches {accumulate}, this run has"
-                f" {self.accumulate}; resume with the value it was trained with"
-            )
-        steps = state.get("steps", self.steps)
-        if steps != self.steps:  # `served` counts batches: with another size they would be other steps
-            raise ConfigError(
-                f"the checkpoint was trained with {steps} SGD steps per batch, this run has {self.steps};"
-                " resume with the trainer.log_every_n_steps, val_check_interval and data.max_steps_per_batch it was"
-                " trained with (they decide the steps per batch)"
-            )
+        saved = {
+            "accumulate_grad_batches": state.get("accumulate", 1),
+            "steps_per_batch": state.get("steps", self.steps),
+        }
+        check_fits(saved, {"accumulate_grad_batches": self.accumulate, "steps_per_batch": self.steps}, "resume")
         self.epoch, self.served = state["epoch"], state["served"]
 
 

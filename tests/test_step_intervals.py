@@ -133,6 +133,15 @@ def test_resuming_with_another_batch_size_is_refused(words_path, tmp_path, run_c
     )
 
 
+def test_resuming_with_another_gradient_accumulation_is_refused(words_path, tmp_path, run_cli):
+    cli = run_cli("fit", *small_run_args(words_path, tmp_path, max_steps=30))
+    last = Path(cli.trainer.log_dir, "checkpoints", "last.ckpt")
+    args = small_run_args(words_path, tmp_path, max_steps=60, trainer__accumulate_grad_batches="2")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *args, "--ckpt_path", str(last)])
+    assert "the checkpoint was trained with trainer.accumulate_grad_batches 1, this run has 2" in str(exit_info.value)
+
+
 def test_extending_a_finished_run_continues_exactly_as_an_uninterrupted_one(words_path, tmp_path, run_cli):
     # 25 steps end inside an epoch, on 5-step batches; the 120-step runs would use 10-step batches
     options = {"model__net__dropout": "0.2", "model__net__n_layers": "2"}

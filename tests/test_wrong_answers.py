@@ -77,6 +77,15 @@ def test_weights_from_starts_a_new_run_from_a_checkpoints_weights(trained, tmp_p
     cli_error(["fit", *args, "--weights_from", str(trained["last"]), "--model.net.n_hidden", "30"], ".*do not fit")
 
 
+@pytest.mark.parametrize("subcommand_args", [["--ckpt_path"], ["--weights_from"]])
+def test_weights_of_another_block_size_are_refused_with_one_message(trained, tmp_path, subcommand_args):
+    args = small_run_args(trained["words"], tmp_path, max_steps=200, data__block_size="4")
+    cli_error(
+        ["fit", *args, *subcommand_args, str(trained["last"])],
+        re.escape(f"{trained['last']}: the checkpoint was trained with data.block_size 3, but this run has 4"),
+    )
+
+
 # 3. `last` and `best` look only in the root's own lightning_logs and say what they picked
 
 
