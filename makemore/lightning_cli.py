@@ -282,11 +282,13 @@ class MakemoreCLI(LightningCLI):
         if config.get("num_threads") is not None:
             torch.set_num_threads(config.num_threads)
         if self._given_model is not None:
-            # Lightning has replaced the model settings with the checkpoint's, and builds the network before it loads
-            # the weights: a block_size that differs is named before a network that cannot take it (WaveNet's powers
-            # of 2) speaks, and a resumed run's settings that differ are refused rather than silently dropped.
+            # Lightning has replaced the model settings with the checkpoint's (but block_size, linked again from this
+            # run's data), and builds the network before it loads the weights: a block_size that differs is named
+            # before a network that cannot take it (WaveNet's powers of 2) speaks, and a resumed run's settings that
+            # differ are refused rather than silently dropped.
+            saved = {**config.model.as_dict(), "block_size": self._checkpoint_block_size}
             purpose = "resume" if self.subcommand == "fit" else "evaluate"
-            check_fits(config.model.as_dict(), self._given_model.as_dict(), purpose, f"{config.ckpt_path}: ")
+            check_fits(saved, self._given_model.as_dict(), purpose, f"{config.ckpt_path}: ")
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         argv = list(sys.argv[1:] if args is None else args)
@@ -340,7 +342,8 @@ class MakemoreCLI(LightningCLI):
             config.ckpt_path = str(named_checkpoint(ckpt_path, root, allowed))
             print(f"makemore: --ckpt_path {ckpt_path}: {config.ckpt_path}", file=sys.stderr)
         if config.get("ckpt_path"):  # a local file, `last` and `best` resolved: through the guard before Lightning
-            read_checkpoint(config.ckpt_path, allowed=allowed)
+            checkpoint = read_checkpoint(config.ckpt_path, allowed=allowed)
+            self._checkpoint_block_size = checkpoint["hyper_parameters"].get("block_size", config.data.block_size)
         # Lightning next replaces the model settings with a checkpoint's; keep what was asked for, to compare.
         self._given_model = config.model.clone() if config.get("ckpt_path") else None
         if config.get("weights_from"):
