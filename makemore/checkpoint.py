@@ -386,7 +386,8 @@ def check_fits(
             raise CheckpointError(source + said)
     recorded, fingerprint = saved.get("split_fingerprint"), run.get("split_fingerprint")
     if purpose in OTHER_SPLIT and fingerprint and (recorded or purpose == "teacher"):  # old checkpoints: none recorded
-        names = [name for name in ("train", "val", "test") if _split_of(recorded, name) != _split_of(fingerprint, name)]
+        differ = [key for key, value in fingerprint.items() if (recorded or {}).get(key) != value]  # train_words...
+        names = [name for name in ("train", "val", "test") if any(key.startswith(name) for key in differ)]
         if names and allow_other_split and purpose == "evaluate":
             return (
                 f"{source}the checkpoint was trained on another split (its {'/'.join(names)} words differ): its"
@@ -409,8 +410,3 @@ def check_fits(
                 " weights with --weights_from instead of --ckpt_path"
             )
     return None
-
-
-def _split_of(fingerprint: Optional[dict], name: str) -> dict:
-    """The entries of a split fingerprint (makemore.text.split_fingerprint) that describe split `name` (train...)."""
-    return {key: value for key, value in (fingerprint or {}).items() if key.startswith(f"{name}_")}
