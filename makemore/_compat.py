@@ -87,7 +87,7 @@ def mark_saved_after_the_batch_counted(checkpoint: dict) -> None:
 def attached_trainer(module: L.LightningModule) -> Optional[L.Trainer]:
     """The trainer a LightningModule is attached to, or None (LightningModule.trainer raises when there is none).
 
-    check_fits_checkpoint runs both inside a fit and when a checkpoint is loaded from Python, without a trainer.
+    on_load_checkpoint runs both inside a fit and when a checkpoint is loaded from Python, without a trainer.
     """
     return module._trainer
 

@@ -326,8 +326,6 @@ OTHER_SPLIT = {
     " data.seed and fractions",
 }
 
-Purpose = Literal["resume", "evaluate", "weights_from", "teacher"]
-
 
 def flatten(config: Any, prefix: str) -> dict[str, Any]:
     """Nested dicts as {"prefix.a.b": value} ({"a.b": value} for an empty prefix)."""
@@ -353,7 +351,7 @@ def differences(saved: Any, current: Any, prefix: str, skip: frozenset = frozens
 def check_fits(
     saved: dict,
     run: dict,
-    purpose: Purpose,
+    purpose: Literal["resume", "evaluate", "weights_from", "teacher"],
     source: str = "",
     saved_data: Optional[dict] = None,
     run_data: Optional[dict] = None,

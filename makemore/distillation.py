@@ -47,13 +47,8 @@ def teacher_probabilities(
                 ) from None
             raise CheckpointError(f"model.teacher: {err}") from None
         run = {"vocab": data.vocab, "block_size": data.hparams.block_size, "split_fingerprint": data.split_fingerprint}
-        check_fits(
-            checkpoint["hyper_parameters"],
-            run,
-            "teacher",
-            f"model.teacher {path}: ",
-            saved_data=checkpoint.get("datamodule_hyper_parameters"),
-        )
+        saved_data = checkpoint.get("datamodule_hyper_parameters")
+        check_fits(checkpoint["hyper_parameters"], run, "teacher", f"model.teacher {path}: ", saved_data)
         net, row = network_of(checkpoint, path, str(device)), 0  # draws no random numbers: resume stays exact
         for logits, _ in scored_batches(net, data.whole_split("train"), data.hparams.block_size):
             total[row : row + len(logits)] += F.softmax(logits.float(), dim=-1)

@@ -356,12 +356,25 @@ class MakemoreModule(L.LightningModule):
             others = range(len(saved), trainer.world_size)
             named = f"process {others[0]}" if len(others) == 1 else f"processes {others[0]} to {others[-1]}"
             missing = f"{named} (it was saved by {len(saved)})"
-        if missing and trainer is not None and trainer.state.fn == "fit":  # only training draws random numbers
+        fitting = trainer is not None and trainer.state.fn == "fit"  # resuming, else evaluating the checkpoint
+        if missing and fitting:  # only training draws random numbers
             rank_zero_info(
                 f"makemore: the checkpoint holds no random state for {missing}: from here its dropout masks (if any)"
                 " differ from those of an uninterrupted run"
             )
-        check_fits_checkpoint(self, checkpoint)
+        data = trainer.datamodule if trainer is not None else None
+        other_split = check_fits(
+            checkpoint.get("hyper_parameters") or {},
+            dict(self.hparams),
+            "resume" if fitting else "evaluate",
+            f"{trainer.ckpt_path}: " if trainer is not None and trainer.ckpt_path else "",
+            checkpoint.get("datamodule_hyper_parameters"),
+            dict(data.hparams) if data is not None else None,
+            self.allow_other_split,
+        )
+        if other_split:  # evaluated all the same, its scores named apart
+            self._other_split = True
+            rank_zero_info(f"makemore: {other_split}")
         self._checkpoint_step = checkpoint.get("global_step")
         if "train_losses" in checkpoint:
             self._train_losses = [checkpoint["train_losses"].to(self.device)]
@@ -493,25 +506,6 @@ def check_optimization(optimizer: Optional[dict], lr_scheduler: Optional[dict], 
     if scheduler is not None:  # stepped as makemore.steps steps it: without a metric (ReduceLROnPlateau needs one)
         with building("model.lr_scheduler", lr_scheduler):
             scheduler.step()
-
-
-def check_fits_checkpoint(module: MakemoreModule, checkpoint: dict) -> None:
-    """Refuse a checkpoint that does not belong to this run (makemore.checkpoint.check_fits): resumed when fitting,
-    else evaluated, on another split only with module.allow_other_split (its scores are then named apart)."""
-    trainer = _compat.attached_trainer(module)
-    data = trainer.datamodule if trainer is not None else None
-    other_split = check_fits(
-        checkpoint.get("hyper_parameters") or {},
-        dict(module.hparams),
-        "resume" if trainer is not None and trainer.state.fn == "fit" else "evaluate",
-        source=f"{trainer.ckpt_path}: " if trainer is not None and trainer.ckpt_path else "",
-        saved_data=checkpoint.get("datamodule_hyper_parameters"),
-        run_data=dict(data.hparams) if data is not None else None,
-        allow_other_split=module.allow_other_split,
-    )
-    if other_split:
-        module._other_split = True
-        rank_zero_info(f"makemore: {other_split}")
 
 
 def load_checkpoint(path: str, map_location: str = "cpu", allow_class: Iterable[str] = ()) -> MakemoreModule:
