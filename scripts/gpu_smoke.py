@@ -397,15 +397,7 @@ class Smoke:
         killed_at = read_checkpoint(str(last))["global_step"]
         resumed = self.root / "killed" / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt"
         for args in (killed + ["--ckpt_path", "last"], self.args("whole", "mlp.yaml", length, **options)):
-            done = subprocess.run(
-                [sys.executable, "-m", "makemore", "fit", *args],
-                cwd=REPO,
-                env=with_scripts(),
-                capture_output=True,
-                text=True,
-            )
-            if done.returncode:
-                raise Failed(f"status {done.returncode}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+            fit_process(args)
         whole = next((self.root / "whole").rglob("last.ckpt"))
         a, b = (read_checkpoint(str(path))["state_dict"] for path in (resumed, whole))
         differ = [name for name in b if not torch.equal(a[name], b[name])]
@@ -471,15 +463,7 @@ class Smoke:
         if torch.cuda.device_count() < 2:
             raise Skipped(f"{torch.cuda.device_count()} GPU")
         args = self.args("ddp", "mlp.yaml", self.short_steps, trainer__strategy="ddp", trainer__devices="2")
-        done = subprocess.run(
-            [sys.executable, "-m", "makemore", "fit", *args],
-            cwd=REPO,
-            env=with_scripts(),
-            capture_output=True,
-            text=True,
-        )
-        if done.returncode:
-            raise Failed(f"status {done.returncode}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        fit_process(args)
         reports = probes(self.root / "ddp")
         counts = [all_on(report, f"cuda:{report['rank']}") for report in reports]
         if len(reports) != 2:
@@ -514,6 +498,16 @@ def low_precision(probe: dict, precision: str) -> str:
     if not count:
         raise Failed(f"no forward output in {dtype}: {probe['output_dtypes']}")
     return f"{count:,} outputs in {dtype}"
+
+
+def fit_process(args: list[str]) -> None:
+    """`python -m makemore fit ARGS` in its own process, as a user runs it (DeviceProbe importable); Failed with the
+    end of its output if it fails."""
+    done = subprocess.run(
+        [sys.executable, "-m", "makemore", "fit", *args], cwd=REPO, env=with_scripts(), capture_output=True, text=True
+    )
+    if done.returncode:
+        raise Failed(f"status {done.returncode}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
 
 
 def with_scripts() -> dict[str, str]:
