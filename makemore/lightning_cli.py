@@ -187,8 +187,9 @@ def check_settings(subcommand: Optional[str], config: Namespace) -> None:
     (PositiveInt, ...) check while parsing: the Trainer options Lightning checks only when it uses them, the lr_find
     sweep, the optimizer and schedule (built and stepped once on a throwaway parameter); and say once that a
     distill_weight without a teacher does nothing."""
-    check_trainer_options(config.trainer.as_dict())
-    check_device_settings(config.trainer.as_dict())
+    trainer = config.trainer.as_dict()
+    check_trainer_options(trainer)
+    check_device_settings(trainer)
     if subcommand == "lr_find":
         check_sweep(config.min_lr, config.max_lr, config.num_training)
     if subcommand not in ("fit", "lr_find"):

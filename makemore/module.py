@@ -350,12 +350,8 @@ class MakemoreModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         trainer = _compat.attached_trainer(self)
-        saved = checkpoint.get("rng_states") or []
-        missing = restore_random_states(saved, self.global_rank, self.device)
-        if trainer is not None and 0 < len(saved) < trainer.world_size and missing is None:  # said by rank 0
-            others = range(len(saved), trainer.world_size)
-            named = f"process {others[0]}" if len(others) == 1 else f"processes {others[0]} to {others[-1]}"
-            missing = f"{named} (it was saved by {len(saved)})"
+        world_size = trainer.world_size if trainer is not None else 1
+        missing = restore_random_states(checkpoint.get("rng_states") or [], self.global_rank, world_size, self.device)
         fitting = trainer is not None and trainer.state.fn == "fit"  # resuming, else evaluating the checkpoint
         if missing and fitting:  # only training draws random numbers
             rank_zero_info(
@@ -404,24 +400,30 @@ def random_states_of_every_process(module: L.LightningModule) -> list[dict[str, 
     return [{kind: states[rank].clone() for kind, states in gathered.items()} for rank in range(trainer.world_size)]
 
 
-def restore_random_states(saved: list[dict[str, torch.Tensor]], rank: int, device: torch.device) -> Optional[str]:
-    """Restore this process's random states from a checkpoint's (`random_states_of_every_process`); what could not
-    be restored, in words (a rank the checkpoint has no state for, or a device kind it did not train on), or None.
+def restore_random_states(
+    saved: list[dict[str, torch.Tensor]], rank: int, world_size: int, device: torch.device
+) -> Optional[str]:
+    """Restore this process's random states from a checkpoint's (`random_states_of_every_process`), if it has them;
+    what the run's processes cannot restore, as rank 0 can say it, or None: no state at all, a device kind the
+    checkpoint did not train on, or the processes beyond those that saved it (a run resumed by more processes).
     Restores only the generators of this process's own device: a checkpoint of more GPUs than this machine has
     loads."""
-    if rank >= len(saved):
-        return f"process {rank} (it was saved by {len(saved)})" if saved else "any process"
-    states = {kind: state.cpu().clone() for kind, state in saved[rank].items()}  # torch's setters want whole tensors
-    torch.set_rng_state(states["cpu"])
-    if device.type == "cpu":
+    if not saved:
+        return "any process"
+    if rank < len(saved):
+        states = {kind: state.cpu().clone() for kind, state in saved[rank].items()}  # torch's setters: whole tensors
+        torch.set_rng_state(states["cpu"])
+        if device.type != "cpu" and device.type not in states:
+            return f"{device.type} (it was trained on {', '.join(sorted(states))})"
+        if device.type == "cuda":
+            torch.cuda.set_rng_state(states["cuda"], device)
+        elif device.type == "mps":
+            torch.mps.set_rng_state(states["mps"])
+    others = range(len(saved), world_size)
+    if not others:
         return None
-    if device.type not in states:
-        return f"{device.type} (it was trained on {', '.join(sorted(states))})"
-    if device.type == "cuda":
-        torch.cuda.set_rng_state(states["cuda"], device)
-    elif device.type == "mps":
-        torch.mps.set_rng_state(states["mps"])
-    return None
+    named = f"process {others[0]}" if len(others) == 1 else f"processes {others[0]} to {others[-1]}"
+    return f"{named} (it was saved by {len(saved)})"
 
 
 # A schedule's arguments that count its steps (or epochs), as torch.optim.lr_scheduler names them.

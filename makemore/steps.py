@@ -512,8 +512,8 @@ def train_steps(module: L.LightningModule, batch: tuple[torch.Tensor, ...]) -> t
     accumulate_grad_batches k (`module.step_options`), each SGD step takes k consecutive mini-batches of the
     batch and the gradient of their mean loss; with gradient_clip_val, the gradient is clipped before each step
     (`configure_gradient_clipping`, as Lightning does: through Lightning's optimizer step, in its
-    on_before_optimizer_step, after a mixed-precision plugin has unscaled it; see StepIntervals). With `module.hand_backward_active` (see
-    `hand_backward_blocker`) each step is the network's hand-written backward and the SGD update, with no
+    on_before_optimizer_step, after a mixed-precision plugin has unscaled it; see StepIntervals). With
+    `module.hand_backward_active` (see `hand_backward_blocker`) each step is the network's hand-written backward and the SGD update, with no
     autograd graph and no call into torch.optim. With `module.teacher_probabilities` (model.teacher) each step
     minimises makemore.distillation's objective, and the loss returned is still the cross-entropy with the targets.
     """
@@ -561,11 +561,11 @@ def train_steps(module: L.LightningModule, batch: tuple[torch.Tensor, ...]) -> t
                         minimised = distillation.objective(logits, part, X[i], where[0][i], soft, weight)
                     backward(minimised / k)
                     loss = loss + part.detach() / k
-            if options.clip_val and direct:  # otherwise StepIntervals clips inside optimizer.step(), once unscaled
-                module.configure_gradient_clipping(torch_optimizer, options.clip_val, options.clip_algorithm)
-            if direct:
+            if direct:  # no Lightning optimizer step, so no hook to clip in: clipped here (32-bit, nothing to unscale)
+                if options.clip_val:
+                    module.configure_gradient_clipping(torch_optimizer, options.clip_val, options.clip_algorithm)
                 _compat.count_optimizer_step(optimizer, torch_optimizer.step)
-            else:
+            else:  # StepIntervals clips inside it, once a mixed-precision plugin has unscaled the gradient
                 optimizer.step()
             if step_scheduler:
                 scheduler.step()
