@@ -65,8 +65,8 @@ def run_plain(config: dict, steps: int) -> float:
             ix = torch.randint(0, len(Y), (batch_size,))
             return X[ix], Y[ix]
 
-    clip = (config.get("trainer") or {}).get("gradient_clip_val")
     model = config["model"]
+    clip = model.get("gradient_clip_val")
     torch.manual_seed(0)
     net = network_factory({"init_args": {}, **model["net"]})(len(data.vocabulary), data.hparams.block_size)
     optimizer = build(model["optimizer"], net.parameters(), lr=model["learning_rate"])

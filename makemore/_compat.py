@@ -25,11 +25,6 @@ def lr_finder_running(trainer: L.Trainer) -> bool:
     return any(isinstance(callback, _lr_finder._LRCallback) for callback in trainer.callbacks)
 
 
-def val_check_is_timed(trainer: L.Trainer) -> bool:
-    """Whether `val_check_interval` is a wall-clock interval ("00:05:00"), which Lightning keeps privately."""
-    return trainer._val_check_time_interval is not None
-
-
 def every_n_train_steps(checkpoint: ModelCheckpoint) -> int:
     """A ModelCheckpoint's `every_n_train_steps` (0 when unset): the constructor argument has no public getter."""
     return checkpoint._every_n_train_steps or 0

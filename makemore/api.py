@@ -47,7 +47,7 @@ def make_trainer(max_steps: int = 200_000, root: Union[str, Path] = ".", **kwarg
     TensorBoard logs, the best-val_loss checkpoint and `last.ckpt`, and the embedding figure at the end of
     the fit. train_loss is logged every 1,000 SGD steps unless `log_every_n_steps` says otherwise;
     `sync_batchnorm=True` works on CPU processes too, as in the CLI. Other
-    kwargs go to L.Trainer (`accelerator`, `val_check_interval`, `enable_progress_bar`, ...); `callbacks`
+    kwargs go to L.Trainer (`accelerator`, `max_time`, `enable_progress_bar`, ...); `callbacks`
     given there are added to these.
     """
     silence_noise()

@@ -311,11 +311,8 @@ MUST_MATCH = {
     " was trained on",
     "block_size": "the checkpoint was trained with data.block_size {saved}, but this run has {now}; use the"
     " block_size it was trained with",
-    "accumulate_grad_batches": "the checkpoint was trained with trainer.accumulate_grad_batches {saved}, this run"
+    "accumulate_grad_batches": "the checkpoint was trained with data.accumulate_grad_batches {saved}, this run"
     " has {now}; resume with the value it was trained with",
-    "steps_per_batch": "the checkpoint was trained with {saved} SGD steps per batch, this run has {now}; resume with"
-    " the trainer.log_every_n_steps, val_check_interval and data.max_steps_per_batch it was trained with (they"
-    " decide the steps per batch)",
 }
 
 # Why a checkpoint trained on another split is refused, for the purposes that need the run's own split.

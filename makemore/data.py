@@ -9,7 +9,7 @@ import lightning as L
 import torch
 
 from makemore.errors import DataError
-from makemore.steps import TrainBatches, batch_steps, step_options
+from makemore.steps import TrainBatches, steps_per_batch
 from makemore.text import (
     Examples,
     Vocabulary,
@@ -107,17 +107,19 @@ class CharDataModule(L.LightningDataModule):
             rest is the test split, which a text may leave empty (train_fraction + val_fraction = 1).
         seed: seed of `random.shuffle` for a word list's split and of the mini-batch draws.
         max_steps_per_batch: the most SGD steps one Lightning batch carries, for speed. A batch holds
-            max_steps_per_batch x batch_size x (block_size + 1) int64 ids (1 MB for the lecture's settings; with
-            batch_size 32,768 over 1 GB, and a few times that while it is drawn: lower this for large
-            batches and long contexts, which need fewer steps per batch to be fast anyway). A fit makes batches as
-            large as this allows while every interval the trainer counts (log_every_n_steps, an integer
-            val_check_interval, limit_train_batches, a ModelCheckpoint's every_n_train_steps) still ends on
-            a batch boundary, and those intervals, global_step, max_steps, the progress bar, checkpoint names
-            and logged steps all count SGD steps (see makemore.steps). A callback that acts on every batch
-            makes the fit take one SGD step per batch.
+            max_steps_per_batch x accumulate_grad_batches x batch_size x (block_size + 1) int64 ids (1 MB for the
+            lecture's settings; with batch_size 32,768 over 1 GB, and a few times that while it is drawn: lower this
+            for large batches and long contexts, which need fewer steps per batch to be fast anyway). A fit makes
+            batches as large as this allows while trainer.log_every_n_steps, max_steps and a ModelCheckpoint's
+            every_n_train_steps still end on a batch boundary; global_step, the progress bar, checkpoint names and
+            logged steps all count SGD steps (see makemore.steps). A callback that acts on every batch makes the
+            fit take one SGD step per batch.
+        accumulate_grad_batches: mini-batches of batch_size per SGD step: each step takes the gradient of their
+            mean loss, holding one mini-batch's activations at a time (an SGD step of accumulate_grad_batches x
+            batch_size examples in the memory of one mini-batch).
         val_every_n_steps: SGD steps between validations: makemore's epoch, at whose end validation runs (and
             with it the best checkpoint and last.ckpt). Default: one pass over the training examples in
-            expectation, ceil(train examples / (batch_size * processes * trainer.accumulate_grad_batches)).
+            expectation, ceil(train examples / (batch_size * processes * accumulate_grad_batches)).
         eval_batch_size: examples (characters) per forward pass in validation and test (speed and memory, not
             results); passes of a few thousand keep the activations in the CPU's cache.
         train_on: what a training example is. "characters": one (context, next character) pair per character (and
@@ -142,6 +144,7 @@ class CharDataModule(L.LightningDataModule):
         val_fraction: float = 0.1,
         seed: int = 42,
         max_steps_per_batch: int = 1000,
+        accumulate_grad_batches: int = 1,
         val_every_n_steps: Optional[int] = None,
         eval_batch_size: int = 4096,
         train_on: Literal["characters", "words"] = "characters",
@@ -153,6 +156,7 @@ class CharDataModule(L.LightningDataModule):
             ("block_size", block_size),
             ("batch_size", batch_size),
             ("max_steps_per_batch", max_steps_per_batch),
+            ("accumulate_grad_batches", accumulate_grad_batches),
             ("eval_batch_size", eval_batch_size),
             ("val_every_n_steps", val_every_n_steps or 1),
         ]:
@@ -187,6 +191,8 @@ class CharDataModule(L.LightningDataModule):
         self._fingerprint = split_fingerprint(self.splits, "chars" if text else "words")
         self.examples: dict[str, Examples] = {}
         self._pool: Optional[tuple[int, Examples]] = None
+        self._trained_steps_per_batch: Optional[int] = None  # a resumed run's, from its checkpoint
+        self._steps_per_batch: Optional[int] = None  # this fit's
 
     def _check_word_splits(self) -> None:
         if not all(self.splits):
@@ -215,9 +221,9 @@ class CharDataModule(L.LightningDataModule):
                 )
 
     @property
-    def max_steps_per_batch(self) -> int:
-        """The most SGD steps one training batch may carry (makemore.steps sizes each fit's batches)."""
-        return self.hparams.max_steps_per_batch
+    def accumulate_grad_batches(self) -> int:
+        """Mini-batches per SGD step."""
+        return self.hparams.accumulate_grad_batches
 
     @property
     def split_fingerprint(self) -> dict[str, Any]:
@@ -263,21 +269,37 @@ class CharDataModule(L.LightningDataModule):
 
     def epoch_steps(self) -> int:
         """SGD steps per epoch: data.val_every_n_steps, or one pass over this process's share in expectation (an SGD
-        step takes trainer.accumulate_grad_batches mini-batches)."""
+        step takes accumulate_grad_batches mini-batches)."""
         if self.hparams.val_every_n_steps:
             return self.hparams.val_every_n_steps
         self.setup("fit")
-        examples_per_step = self.hparams.batch_size * self._rank()[1] * step_options(self.trainer).accumulate
+        examples_per_step = self.hparams.batch_size * self._rank()[1] * self.hparams.accumulate_grad_batches
         return math.ceil(len(self.train_pool()) / examples_per_step)
 
     def train_dataloader(self) -> TrainBatches:
-        steps = batch_steps(self.trainer, self.hparams.max_steps_per_batch)
-        rank = self._rank()[0]
+        if self.trainer is None:
+            steps = self.hparams.max_steps_per_batch
+        else:  # once per fit, from the trainer's settings (a resumed run keeps its checkpoint's)
+            steps = steps_per_batch(self.trainer, self.hparams.max_steps_per_batch, self._trained_steps_per_batch)
+            self._trained_steps_per_batch = None
+        self._steps_per_batch = steps
         seed = self.hparams.seed if self.hparams.batch_seed is None else self.hparams.batch_seed
-        accumulate = step_options(self.trainer).accumulate
         return TrainBatches(
-            self.train_pool(), self.hparams.batch_size, steps, self.epoch_steps(), seed, rank, accumulate
+            self.train_pool(),
+            self.hparams.batch_size,
+            steps,
+            self.epoch_steps(),
+            seed,
+            self._rank()[0],
+            self.hparams.accumulate_grad_batches,
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        # SGD steps per batch: a resumed run keeps them (Lightning's loop counts batches: its position in the epoch)
+        return {"steps_per_batch": self._steps_per_batch} if self._steps_per_batch else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._trained_steps_per_batch = state_dict.get("steps_per_batch")
 
     def _eval_batches(self, split: str, rank: int, world_size: int) -> "EvalBatches | EvalWindows":
         """A split's evaluation batches, the share of process `rank` of `world_size`: examples or a text's windows."""

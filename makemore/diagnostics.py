@@ -111,7 +111,7 @@ class Diagnostics(L.Callback):
 
     @property
     def aligned_steps(self) -> int:
-        """The SGD steps the step machinery puts on batch boundaries for this callback (see StepIntervals)."""
+        """The SGD steps the step machinery puts on batch boundaries for this callback (see makemore.steps.aligned_lengths)."""
         return self.every_n_steps
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:

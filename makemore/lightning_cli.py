@@ -76,6 +76,9 @@ SILENCED = (
     # example-weighted mean over all processes (a sync_dist mean of it again would change nothing), and `step` is the
     # same on every process.
     r"It is recommended to use `self\.log\('(step|(val|test)_(loss|bpc|perplexity)(_partial)?(_other_split)?)', ",
+    # Lightning compares trainer.log_every_n_steps with an epoch's batches; makemore counts it in SGD steps and logs
+    # train_loss itself (MakemoreModule.log_train_loss), at that interval whatever the batches.
+    r"The number of training batches \(\d+\) is smaller than the logging interval",
 )
 
 

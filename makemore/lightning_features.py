@@ -7,7 +7,8 @@ checks that the docs, this table and the installed Lightning agree). Beside it, 
 range Lightning checks only when it first uses them, checked by `check_trainer_options` before any work.
 
 The verdicts:
-- per SGD step: Lightning counts it in batches, makemore hands it over in SGD steps (makemore.steps.StepIntervals).
+- per SGD step: it counts SGD steps (Lightning counts each as an optimizer step; batches end on its lengths, or
+  makemore does the counting itself: see makemore.steps).
 - one step a batch: it acts on every Lightning batch, so a fit with it takes one SGD step per batch: it sees every
   step as its documentation says, and training pays Lightning's per-batch work at every step (slower for the
   small models; see docs/performance.md).
@@ -23,10 +24,10 @@ from typing import Any, Callable, Optional
 
 import lightning as L
 from lightning.pytorch import callbacks as lightning_callbacks
+from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.profilers import PassThroughProfiler
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from makemore import _compat
 from makemore.errors import ConfigError
 
 STEP = "per SGD step"
@@ -57,7 +58,7 @@ CALLBACKS: dict[str, tuple[str, str]] = {
     ),
     "GradientAccumulationScheduler": (
         REFUSED,
-        "it works through automatic optimisation only; set trainer.accumulate_grad_batches (mini-batches per SGD step)",
+        "it works through automatic optimisation only; set data.accumulate_grad_batches (mini-batches per SGD step)",
     ),
     "LambdaCallback": (HOOKS, "its functions' hooks decide"),
     "LearningRateFinder": (
@@ -83,7 +84,11 @@ CALLBACKS: dict[str, tuple[str, str]] = {
         " makemore.callbacks.SWAWeightAveraging (an equal average after every SGD step) or EMAWeightAveraging",
     ),
     "ThroughputMonitor": (BATCH, "measures every batch"),
-    "Timer": (BATCH, "checks the clock at every batch (trainer.max_time adds it)"),
+    "Timer": (
+        STEP,
+        "trainer.max_time adds it; makemore stops between two SGD steps when its time is up (under DDP: one step a"
+        " batch, where the processes agree on the time)",
+    ),
     "TQDMProgressBar": (
         STEP,
         "the default bar is replaced by makemore.steps.StepProgressBar, which counts SGD steps; a subclass of"
@@ -106,8 +111,11 @@ TRAINER_OPTIONS: dict[str, tuple[str, str]] = {
     "min_epochs": (STEP, "epochs of data.val_every_n_steps SGD steps"),
     "max_steps": (STEP, "SGD steps (batches end on it)"),
     "min_steps": (STEP, "SGD steps"),
-    "max_time": (BATCH, "adds Timer"),
-    "limit_train_batches": (STEP, "an int counts SGD steps, a float is a share of the epoch's steps"),
+    "max_time": (STEP, "adds Timer; checked between two SGD steps"),
+    "limit_train_batches": (
+        REFUSED,
+        "it counts Lightning batches, which here hold many SGD steps; set trainer.max_steps or data.val_every_n_steps",
+    ),
     "limit_val_batches": (
         SAME,
         "evaluation batches of data.eval_batch_size examples; fit validates the whole split or none (0), validate a"
@@ -117,22 +125,30 @@ TRAINER_OPTIONS: dict[str, tuple[str, str]] = {
     "limit_predict_batches": (SAME, "makemore has no predict subcommand"),
     "overfit_batches": (STEP, "an int counts mini-batches of data.batch_size, trained on at every step"),
     "val_check_interval": (
-        STEP,
-        "an int counts SGD steps, a float is a share of the epoch's steps; a wall-clock interval is checked at"
-        " every batch (one step a batch)",
+        REFUSED,
+        "it counts Lightning batches, which here hold many SGD steps; set data.val_every_n_steps (SGD steps between"
+        " validations)",
     ),
     "check_val_every_n_epoch": (SAME, "epochs of data.val_every_n_steps SGD steps"),
     "num_sanity_val_steps": (SAME, "evaluation batches"),
-    "log_every_n_steps": (STEP, "SGD steps; train_loss is the mean of the steps since the last log"),
+    "log_every_n_steps": (
+        STEP,
+        "SGD steps between makemore's train_loss logs (the mean of the steps since the last); a Lightning callback"
+        " that logs at every step counts batches",
+    ),
     "enable_checkpointing": (SAME, ""),
     "enable_progress_bar": (SAME, ""),
     "enable_model_summary": (SAME, ""),
     "accumulate_grad_batches": (
-        STEP,
-        "that many mini-batches of data.batch_size per SGD step, the gradient of their mean loss",
+        REFUSED,
+        "Lightning applies it in automatic optimisation only; set data.accumulate_grad_batches (mini-batches per SGD"
+        " step)",
     ),
-    "gradient_clip_val": (STEP, "clips before every SGD step (LightningModule.configure_gradient_clipping)"),
-    "gradient_clip_algorithm": (STEP, '"norm" (the default) or "value", before every SGD step'),
+    "gradient_clip_val": (
+        REFUSED,
+        "Lightning applies it in automatic optimisation only; set model.gradient_clip_val (clips every SGD step)",
+    ),
+    "gradient_clip_algorithm": (REFUSED, "set model.gradient_clip_algorithm, with model.gradient_clip_val"),
     "deterministic": (SAME, ""),
     "benchmark": (SAME, ""),
     "inference_mode": (SAME, ""),
@@ -179,19 +195,43 @@ def refuse_unsupported(trainer: L.Trainer) -> None:
         verdict, why = callback_verdict(callback)
         if verdict == REFUSED:
             raise ConfigError(f"{type(callback).__name__} cannot work per SGD step in makemore: {why}")
-    if trainer.reload_dataloaders_every_n_epochs:
-        raise ConfigError(
-            "trainer.reload_dataloaders_every_n_epochs cannot work per SGD step in makemore: "
-            + TRAINER_OPTIONS["reload_dataloaders_every_n_epochs"][1]
-        )
+    refuse_trainer_options(
+        {
+            "reload_dataloaders_every_n_epochs": trainer.reload_dataloaders_every_n_epochs,
+            "val_check_interval": trainer.val_check_interval,
+            # overfit_batches sets limit_train_batches itself (to its own value)
+            "limit_train_batches": 1.0 if trainer.overfit_batches else trainer.limit_train_batches,
+            "accumulate_grad_batches": trainer.accumulate_grad_batches,
+            "gradient_clip_val": trainer.gradient_clip_val,
+            "gradient_clip_algorithm": trainer.gradient_clip_algorithm,
+        }
+    )
+
+
+# A refused Trainer option's value that changes nothing (Lightning's default, or what means "none").
+NEUTRAL = {
+    "reload_dataloaders_every_n_epochs": (0,),
+    "val_check_interval": (None, 1.0),
+    "limit_train_batches": (None, 1.0),
+    "accumulate_grad_batches": (1,),
+    "gradient_clip_val": (None, 0, 0.0),
+    "gradient_clip_algorithm": (None, "norm"),
+}
+
+
+def refuse_trainer_options(options: dict[str, Any]) -> None:
+    """Refuse, in one line naming what to set instead, a refused Trainer option (TRAINER_OPTIONS) given a value
+    other than its neutral one: `options` are a command's trainer settings, or a trainer's values."""
+    for name, neutral in NEUTRAL.items():
+        value = options.get(name, neutral[0])
+        if value not in neutral and not (isinstance(value, str) and value.lower() in neutral):
+            raise ConfigError(
+                f"trainer.{name} {value} cannot work per SGD step in makemore: {TRAINER_OPTIONS[name][1]}"
+            )
 
 
 def _steps(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
-def _steps_or_share(value: Any) -> bool:
-    return _steps(value) or (isinstance(value, float) and 0 < value <= 1)
 
 
 # Trainer options whose range Lightning does not check when the trainer is built (a value outside it fails at the
@@ -199,17 +239,14 @@ def _steps_or_share(value: Any) -> bool:
 # val_check_interval pass.
 TRAINER_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "log_every_n_steps": (_steps, "an integer of at least 1 (SGD steps)"),
-    "val_check_interval": (
-        _steps_or_share,
-        "an integer of at least 1 (SGD steps), a share of the epoch above 0 and at most 1, or a wall-clock time",
-    ),
     "check_val_every_n_epoch": (_steps, "an integer of at least 1, or null"),
 }
 
 
 def check_trainer_options(options: dict[str, Any]) -> None:
-    """Refuse a Trainer option outside its range (TRAINER_RANGES) before the trainer is built: `options` are the
-    trainer settings of a command (its `trainer` section)."""
+    """Refuse a Trainer option outside its range (TRAINER_RANGES), or one makemore refuses (`refuse_trainer_options`),
+    before the trainer is built: `options` are the trainer settings of a command (its `trainer` section)."""
+    refuse_trainer_options(options)
     for name, (fits, kind) in TRAINER_RANGES.items():
         value = options.get(name)
         if isinstance(value, (int, float)) and not fits(value):
@@ -282,8 +319,8 @@ def batch_readers(trainer: L.Trainer, module: L.LightningModule) -> list[str]:
     ]
     if not isinstance(trainer.profiler, PassThroughProfiler):
         found.append("trainer.profiler")
-    if _compat.val_check_is_timed(trainer):
-        found.append("a wall-clock trainer.val_check_interval")
+    if trainer.world_size > 1:  # its processes agree on the time at batch ends only (MakemoreModule.on_train_start)
+        found += [type(callback).__name__ for callback in trainer.callbacks if isinstance(callback, Timer)]
     return found
 
 

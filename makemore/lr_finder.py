@@ -185,7 +185,7 @@ class FindLearningRate(LearningRateFinder):
 
 
 def record_sweep_losses(module: L.LightningModule, losses: torch.Tensor) -> bool:
-    """Keep the raw losses of a sweep's steps (makemore.steps.train_steps calls it); whether a sweep is running."""
+    """Keep the raw losses of a sweep's steps (MakemoreModule.training_step calls it); whether a sweep is running."""
     if not _compat.lr_finder_running(module.trainer):
         return False
     if isinstance(getattr(module, "sweep_losses", None), list):  # makemore's sweep (run_lr_sweep), not a bare one

@@ -4,14 +4,18 @@ import inspect
 import math
 import re
 from contextlib import contextmanager
+from functools import partial
 from typing import Any, Iterable, Iterator, Literal, Optional
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
+from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import MeanMetric
 
 from makemore import _compat, distillation, steps
@@ -25,6 +29,7 @@ from makemore.checkpoint import (
     read_checkpoint,
 )
 from makemore.errors import CheckpointError, ConfigError, MakemoreError
+from makemore.lr_finder import record_sweep_losses
 from makemore.models import MLP, NetworkCallable, batches_nll, eval_mode, is_sequence_model, scored
 from makemore.sampling import check_prefix, generate_text, novelty, sample_words
 from makemore.text import Vocabulary
@@ -61,6 +66,10 @@ class MakemoreModule(L.LightningModule):
             They must have been trained on this fit's split, vocabulary and block_size. null: no distillation.
         distill_weight: the teacher's share of the objective, between 0 and 1: (1 - w) x cross-entropy with the
             targets + w x cross-entropy with the teacher's distribution (train_loss logs the first).
+        gradient_clip_val: clip each SGD step's gradient to this norm (or value); null or 0: no clipping. Applied
+            where Lightning's automatic optimisation applies trainer.gradient_clip_val (which makemore's manual
+            optimisation cannot take): after a mixed-precision plugin has unscaled the gradient.
+        gradient_clip_algorithm: "norm" clips the gradient's total norm, "value" each entry.
     """
 
     # Set to True to evaluate (validate, test) a checkpoint on a split other than the one it was trained on.
@@ -69,7 +78,10 @@ class MakemoreModule(L.LightningModule):
     _train_losses: Optional[list[torch.Tensor]] = None  # the step losses since train_loss was last logged
     _said_partial: bool = False  # whether a partial evaluation was said (once per module)
     _other_split: bool = False  # whether validate/test scores a checkpoint on a split it was not trained on
-    hand_backward_active: bool = False  # whether this fit trains with the hand-written step (set when training starts)
+    # How this fit takes its SGD steps, decided when training starts (see `on_train_start` and `sgd_step`).
+    hand_backward_active: bool = False  # the network's hand-written backward and p -= lr * grad, no autograd
+    direct: bool = False  # the torch optimizer without Lightning's per-step wrappers (one device, 32-bit, no hooks)
+    timer: Optional[Timer] = None  # the Timer of trainer.max_time, checked between SGD steps
     _sequence_model: Optional[bool] = None  # whether the network predicts at every position (text evaluation)
     teacher_probabilities: Optional[torch.Tensor] = None  # model.teacher's rows, one per training character
 
@@ -90,9 +102,15 @@ class MakemoreModule(L.LightningModule):
         split_fingerprint: Optional[dict] = None,
         teacher: Optional[list[str]] = None,
         distill_weight: float = distillation.DEFAULT_WEIGHT,
+        gradient_clip_val: Optional[float] = None,
+        gradient_clip_algorithm: Literal["norm", "value"] = "norm",
     ) -> None:
         super().__init__()
         distillation.check_weight(distill_weight, teacher)
+        if gradient_clip_val is not None and gradient_clip_val < 0:
+            raise ConfigError(
+                f"model.gradient_clip_val must be 0 or more (0 or null: no clipping), got {gradient_clip_val}"
+            )
         # Everything saved is plain data, so checkpoints load with weights_only=True. The callables (network,
         # optimizer, schedule) are saved below as class paths and arguments; `_instantiator` is the CLI's.
         self.save_hyperparameters(ignore=["net", "optimizer", "lr_scheduler", "_instantiator"])
@@ -108,7 +126,7 @@ class MakemoreModule(L.LightningModule):
                 "lr_scheduler": None if lr_scheduler is None else callable_config(lr_scheduler, skip=1),
             }
         )
-        self.automatic_optimization = False  # makemore.steps takes many SGD steps per Lightning batch
+        self.automatic_optimization = False  # training_step takes many SGD steps per Lightning batch
         self.vocabulary = Vocabulary(vocab)
         self.learning_rate = learning_rate
         self.optimizer = optimizer
@@ -170,13 +188,29 @@ class MakemoreModule(L.LightningModule):
             )
 
     def on_train_start(self) -> None:
+        # How this fit's SGD steps run, decided once (see sgd_step).
+        self.direct = steps.direct_steps(self, MakemoreModule)  # its own hook, clipping, the direct step does itself
+        # trainer.max_time between two SGD steps; under DDP at batch ends, where Lightning's Timer agrees across
+        # processes (each checking its own clock could stop them at different steps: a hang in the next all-reduce)
+        timers = [callback for callback in self.trainer.callbacks if isinstance(callback, Timer)]
+        self.timer = timers[0] if timers and self.trainer.world_size == 1 else None
+        if self.global_step % self.trainer.log_every_n_steps == 0:  # a new window (a sweep's losses are not in it)
+            self._train_losses = []
         self.hand_backward_active = False
         asked = self.hparams.hand_backward
         if asked or (asked is None and getattr(self.net, "hand_backward_is_faster", True)):
-            reason = steps.hand_backward_blocker(self)
+            accumulate = getattr(self.trainer.datamodule, "accumulate_grad_batches", 1)
+            distilling = self.teacher_probabilities is not None
+            clip = self.hparams.gradient_clip_val
+            reason = steps.hand_backward_blocker(self, self.direct, distilling, accumulate, clip)
             if reason and asked:
                 rank_zero_info(f"model.hand_backward is not used: {reason}. Training with autograd and the optimizer.")
             self.hand_backward_active = reason is None
+        if self.hand_backward_active:
+            # torch's schedules warn when they step before their optimizer ever did, and the hand-written step updates
+            # the weights itself: the optimizer takes one step with no gradients first, which changes nothing.
+            self.optimizers().optimizer.zero_grad()
+            self.optimizers().optimizer.step()
         if self.global_step == 0 and self.trainer.is_global_zero and isinstance(self.logger, TensorBoardLogger):
             self._log_untrained_loss()
         unreached = schedule_beyond(self.hparams.lr_scheduler, self.hparams.lr_scheduler_interval, self.trainer)
@@ -197,25 +231,96 @@ class MakemoreModule(L.LightningModule):
         uniform = math.log(len(self.vocabulary))
         self.logger.log_metrics({"untrained_val_loss": untrained, "uniform_loss": uniform}, step=0)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """Many SGD steps, one per mini-batch of the batch: X (steps, b, block_size), Y (steps, b)."""
-        first = self.global_step
-        losses = steps.train_steps(self, batch)
-        # train_loss: the mean loss of the SGD steps since the last log (every log_every_n_steps), whatever the
-        # steps per batch, logged where Lightning writes it (batches end there); the steps of a window a
-        # checkpoint cut are in the checkpoint.
-        interval = steps.log_interval(self.trainer)
-        if first % interval == 0 or self._train_losses is None:
-            self._train_losses = []
-        self._train_losses.append(losses)
-        # Log against the SGD step, not Lightning's batch count (`step` sets the logger's x-axis, and checkpoint
-        # names read it).
-        self.log("step", float(self.global_step), on_step=True, on_epoch=False, logger=True)
-        if self.global_step % interval == 0 or self.global_step == self.trainer.max_steps:
-            train_loss, lr = torch.cat(self._train_losses).mean(), self.optimizers().param_groups[0]["lr"]
-            self.log("train_loss", train_loss, on_step=True, on_epoch=False, prog_bar=True)
-            self.log("lr", lr, on_step=True, on_epoch=False)
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        """SGD steps, one per row of the batch (makemore.steps.TrainBatches): X (steps, k, b, block_size),
+        Y (steps, k, b) and the targets' positions (what distillation reads by); the mean of their losses."""
+        X, Y, where = batch
+        first, end = self.global_step, self.trainer.max_steps
+        optimizer = self.optimizers()
+        scheduler = self.lr_schedulers() if self.hparams.lr_scheduler_interval == "step" else None
+        losses = []
+        for step in range(len(Y) if end < 0 else min(len(Y), end - first)):
+            if self.timer is not None and self.timer.time_remaining() <= 0:  # trainer.max_time: stop between steps
+                self.trainer.should_stop = True
+                break
+            losses.append(self.sgd_step(X[step], Y[step], where[step], optimizer, scheduler))
+        losses = torch.stack(losses) if losses else torch.zeros(0, device=Y.device)
+        if not record_sweep_losses(self, losses):  # a sweep diverges on purpose at its end: the finder stops it
+            # Under DDP every process decides on the losses of all: one stopping alone would leave the others waiting
+            # in the next gradient all-reduce.
+            gather = self.all_gather if self.trainer.world_size > 1 else None
+            steps.check_divergence(losses, first, self.max_loss, gather=gather)
+        self.log_train_loss(losses)
+        # what checkpoint names read `step` from (a validation logs it too, for its logger's x-axis)
+        self.log("step", float(self.global_step), logger=False)
+        if 0 < end <= self.global_step:
+            # Every fit ends with a validation, so that it has a val_loss and a best checkpoint, also when its last
+            # epoch is cut short: asked to stop, Lightning validates once after this batch.
+            self.trainer.should_stop = True
         return losses.mean()  # this batch's (Lightning's learning-rate finder records it)
+
+    def sgd_step(
+        self,
+        X: torch.Tensor,
+        Y: torch.Tensor,
+        where: torch.Tensor,
+        optimizer: LightningOptimizer,
+        scheduler: Optional[LRScheduler] = None,
+    ) -> torch.Tensor:
+        """One SGD step on k mini-batches, X (k, b, block_size) and Y (k, b), and the targets' positions `where`:
+        the gradient of their mean objective, clipped (model.gradient_clip_val), one step of the module's `optimizer`
+        and of a `scheduler` stepped per SGD step; their mean cross-entropy with the targets."""
+        if self.hand_backward_active:  # the network's hand-written forward and backward, and p -= lr * grad
+            with torch.no_grad():
+                loss, grads = self.net.loss_and_grads(X[0], Y[0])
+                lr = optimizer.param_groups[0]["lr"]  # read at every step: schedules and the LR finder set it
+                _compat.count_optimizer_step(optimizer, partial(steps.sgd_update, grads, lr))
+        else:
+            optimizer.optimizer.zero_grad()  # what LightningOptimizer.zero_grad forwards to
+            backward = torch.Tensor.backward if self.direct else self.manual_backward
+            k, losses = len(Y), []
+            for x, y, positions in zip(X, Y, where):  # gradient accumulation: one mini-batch's graph at a time
+                logits, loss = self.net(x, y)
+                objective = loss
+                if self.teacher_probabilities is not None:  # model.teacher: the distillation objective
+                    weight = self.hparams.distill_weight
+                    objective = distillation.objective(logits, loss, x, positions, self.teacher_probabilities, weight)
+                backward(objective if k == 1 else objective / k)
+                losses.append(loss.detach())
+            loss = losses[0] if k == 1 else torch.stack(losses).mean()
+            if self.direct:  # the torch optimizer itself: no Lightning step, so no hook to clip in
+                self.clip(optimizer.optimizer)
+                _compat.count_optimizer_step(optimizer, optimizer.optimizer.step)
+            else:  # Lightning's step: unscales (mixed precision), clips in on_before_optimizer_step, steps
+                optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Lightning calls it inside optimizer.step(), once a mixed-precision plugin has unscaled the gradient
+        # (clipped before it, the scaled gradient would be capped: 1/65,536 of the norm asked for under 16-mixed).
+        self.clip(optimizer)
+
+    def clip(self, optimizer: torch.optim.Optimizer) -> None:
+        """Clip the gradient by model.gradient_clip_val and gradient_clip_algorithm (nothing when unset)."""
+        if self.hparams.gradient_clip_val:
+            self.clip_gradients(optimizer, self.hparams.gradient_clip_val, self.hparams.gradient_clip_algorithm)
+
+    def log_train_loss(self, losses: torch.Tensor) -> None:
+        """train_loss and lr every trainer.log_every_n_steps SGD steps (batches end there; makemore.steps) and at the
+        fit's last step, to the loggers at that step: the mean loss of the steps since the last log. The steps of a
+        window a checkpoint cut are kept in it."""
+        interval, step = self.trainer.log_every_n_steps, self.global_step
+        self._train_losses = [*(self._train_losses or []), losses]
+        if step % interval and step != self.trainer.max_steps:
+            return
+        train_loss, lr = torch.cat(self._train_losses).mean(), self.optimizers().param_groups[0]["lr"]
+        if step % interval == 0:  # a window ends (at max_steps off the interval it goes on, should the run resume)
+            self._train_losses = []
+        self.log("train_loss", train_loss, prog_bar=True, logger=False)  # the progress bar's
+        for logger in self.loggers:
+            logger.log_metrics({"train_loss": train_loss.item(), "lr": lr}, step=step)
 
     def on_train_epoch_end(self) -> None:
         scheduler = self.lr_schedulers()

@@ -20,7 +20,7 @@ In order:
                      same weights
   kill and resume    a subprocess fit (dropout) killed with SIGKILL, resumed: weights equal an uninterrupted run's,
                      bit for bit (with --trainer.deterministic true on CUDA)
-  clip bf16-mixed    configs/mlp.yaml with --trainer.gradient_clip_val: the gradient norm at the optimizer never above
+  clip bf16-mixed    configs/mlp.yaml with --model.gradient_clip_val: the gradient norm at the optimizer never above
   clip 16-mixed      the clip value, the clip acted, outputs in the low precision (on a CPU: Lightning's MixedPrecision
                      plugin with a CPU GradScaler)
   gpt                configs/shakespeare/gpt.yaml shrunk by flags (16-mixed on a GPU without bfloat16); its sample
@@ -427,7 +427,7 @@ class Smoke:
         else:
             setting = ["--trainer.precision", precision]
         name = f"clip_{precision}"
-        _, probe = self.fit(name, "mlp.yaml", self.short_steps, *setting, "--trainer.gradient_clip_val", str(CLIP))
+        _, probe = self.fit(name, "mlp.yaml", self.short_steps, *setting, "--model.gradient_clip_val", str(CLIP))
         count = all_on(probe, self.on)
         return f"{clipped(probe, self.short_steps)}; {low_precision(probe, precision)}; {count:,} tensors, all on {self.on}"
 

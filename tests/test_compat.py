@@ -22,13 +22,6 @@ def test_lr_finder_callback_class():
     assert _compat.lr_finder_running(trainer)
 
 
-def test_trainer_val_check_time_interval():
-    """Trainer._val_check_time_interval: a wall-clock val_check_interval, which makemore leaves alone."""
-    assert hasattr(L.Trainer(logger=False), "_val_check_time_interval"), "Trainer._val_check_time_interval"
-    assert not _compat.val_check_is_timed(L.Trainer(logger=False, val_check_interval=100))
-    assert _compat.val_check_is_timed(L.Trainer(logger=False, val_check_interval="00:00:01:00"))
-
-
 def test_model_checkpoint_every_n_train_steps():
     """ModelCheckpoint._every_n_train_steps: checkpoint intervals the batches must end on."""
     assert hasattr(ModelCheckpoint(), "_every_n_train_steps"), "ModelCheckpoint._every_n_train_steps"

@@ -35,9 +35,9 @@ CASES = {
         "--model.lr_scheduler.T_max",
         "100",
     ],
-    "clip norm": ["--trainer.gradient_clip_val", "0.1"],
-    "clip value": ["--trainer.gradient_clip_val", "0.01", "--trainer.gradient_clip_algorithm", "value"],
-    "accumulate": ["--trainer.accumulate_grad_batches", "3"],
+    "clip norm": ["--model.gradient_clip_val", "0.1"],
+    "clip value": ["--model.gradient_clip_val", "0.01", "--model.gradient_clip_algorithm", "value"],
+    "accumulate": ["--data.accumulate_grad_batches", "3"],
     "ema": ["--trainer.callbacks+=EMAWeightAveraging", "--trainer.callbacks.decay", "0.9"],
     "swa": ["--trainer.callbacks+=makemore.callbacks.SWAWeightAveraging", "--trainer.callbacks.start", "0.5"],
     "batchnorm": ["--model.net.batch_norm", "true"],
@@ -72,6 +72,16 @@ def test_one_step_per_batch_and_many_train_and_log_the_same(case, words_path, tm
     assert_same_run(
         one.model.named_parameters(), many.model.parameters(), logged(one.trainer.log_dir), logged(many.trainer.log_dir)
     )
+
+
+def test_max_time_stops_between_sgd_steps_with_many_steps_per_batch(words_path, tmp_path, run_cli):
+    # trainer.max_time adds Lightning's Timer, which checks the clock at batch ends: makemore checks it between
+    # SGD steps instead, so the fit keeps its large batches
+    args = small_run_args(words_path, tmp_path, max_steps=10**9, data__max_steps_per_batch="1000")
+    cli = run_cli("fit", *args, "--data.val_every_n_steps", "1000000", "--trainer.max_time", "00:00:00:02")
+    assert cli.trainer.train_dataloader.steps == 10  # trainer.log_every_n_steps 10: not one step per batch
+    assert 0 < cli.trainer.global_step < 10**9
+    assert scalars(cli.trainer.log_dir, "val_loss")[-1][0] == cli.trainer.global_step  # it ends with a validation
 
 
 @pytest.mark.parametrize("averaging", [[], CASES["ema"]], ids=["dropout", "dropout and ema"])
@@ -109,7 +119,7 @@ def test_two_ddp_processes_train_and_log_the_same_with_one_step_per_batch(words_
         args = small_run_args(
             words_path, tmp_path / max_steps_per_batch, max_steps=60, data__max_steps_per_batch=max_steps_per_batch
         )
-        args += ["--trainer.gradient_clip_val", "0.5", "--trainer.accumulate_grad_batches", "2", *ddp]
+        args += ["--model.gradient_clip_val", "0.5", "--data.accumulate_grad_batches", "2", *ddp]
         done = subprocess.run(
             [sys.executable, "-m", "makemore", "fit", *args], cwd=ROOT, capture_output=True, text=True
         )
@@ -225,27 +235,24 @@ def test_accumulation_and_clipping_take_the_clipped_gradient_of_the_mean_of_k_mi
 ):
     from makemore.api import make_trainer, module_for
 
-    data = CharDataModule(path=str(words_path), batch_size=8, val_every_n_steps=50, seed=3)
+    data = CharDataModule(path=str(words_path), batch_size=8, val_every_n_steps=50, seed=3, accumulate_grad_batches=3)
     L.seed_everything(0)
-    model = module_for(data, learning_rate=0.1)
+    model = module_for(data, learning_rate=0.1, gradient_clip_val=clip_norm or None)
     net = type(model.net)(len(model.vocabulary), 3)
     net.load_state_dict(model.net.state_dict())  # the initial weights
     trainer = make_trainer(
         max_steps=1,
         root=tmp_path,
         accelerator="cpu",
-        accumulate_grad_batches=3,
-        gradient_clip_val=clip_norm or None,
         enable_progress_bar=False,
         enable_model_summary=False,
         log_every_n_steps=1,
     )
     trainer.fit(model, data)
-    assert (trainer.accumulate_grad_batches, trainer.gradient_clip_val) == (3, clip_norm or None)  # put back
     batches = TrainBatches(data.examples["train"], batch_size=8, steps=1, epoch_steps=50, seed=3, rank=0, accumulate=3)
     Xb, Yb, _ = batches.batch(0)
-    assert Xb.shape[:2] == (3, 8)
-    expected = hand_step(net, Xb, Yb, lr=0.1, clip_norm=clip_norm)
+    assert Xb.shape[:3] == (1, 3, 8)  # (steps, mini-batches per step, batch_size)
+    expected = hand_step(net, Xb[0], Yb[0], lr=0.1, clip_norm=clip_norm)
     for name, p in model.net.named_parameters():
         torch.testing.assert_close(p, expected[name], rtol=1e-5, atol=1e-7)
 
@@ -276,13 +283,14 @@ def test_clipping_under_mixed_precision_caps_the_real_gradient(words_path, tmp_p
     ]:
         data = CharDataModule(path=str(words_path), max_steps_per_batch=10, val_every_n_steps=50)
         L.seed_everything(0)
-        model = module_for(data, learning_rate=0.1, optimizer=NormRecordingSGD, hand_backward=False)
+        model = module_for(
+            data, learning_rate=0.1, optimizer=NormRecordingSGD, hand_backward=False, gradient_clip_val=1.0
+        )
         NormRecordingSGD.norms = []
         trainer = make_trainer(
             max_steps=50,
             root=tmp_path / precision,
             accelerator="cpu",
-            gradient_clip_val=1.0,
             plugins=plugins,
             enable_progress_bar=False,
             enable_model_summary=False,
@@ -301,7 +309,8 @@ def test_mini_batches_of_an_accumulated_step_are_the_draws_that_follow_each_othe
     twice = TrainBatches(TensorDataset(X, Y), batch_size=8, steps=6, epoch_steps=6, seed=3, rank=0, accumulate=2).batch(
         0
     )[1]
-    assert torch.equal(plain, twice)  # mini-batch j of step s is draw s * 2 + j
+    assert plain.shape == (12, 1, 8) and twice.shape == (6, 2, 8)  # (steps, mini-batches per step, batch_size)
+    assert torch.equal(plain.flatten(0, 1), twice.flatten(0, 1))  # mini-batch j of step s is draw s * 2 + j
 
 
 class Recorder(L.Callback):
@@ -376,21 +385,18 @@ def test_a_callback_acting_per_batch_is_said_once(words_path, tmp_path, caplog, 
         ),
         (
             ["--trainer.callbacks+=GradientAccumulationScheduler", "--trainer.callbacks.scheduling", "{0: 2}"],
-            "GradientAccumulationScheduler cannot work per SGD step.*trainer.accumulate_grad_batches",
+            "GradientAccumulationScheduler cannot work per SGD step.*data.accumulate_grad_batches",
         ),
         (["--trainer.callbacks+=BatchSizeFinder"], "BatchSizeFinder cannot work per SGD step.*data.batch_size"),
         (
             ["--trainer.reload_dataloaders_every_n_epochs", "1"],
-            "trainer.reload_dataloaders_every_n_epochs cannot work per SGD step",
+            "trainer.reload_dataloaders_every_n_epochs 1 cannot work per SGD step",
         ),
         (
-            ["--trainer.gradient_clip_val", "-1"],
-            r"trainer.gradient_clip_val must be 0 or more \(0 or null: no clipping\), got -1",
+            ["--model.gradient_clip_val", "-1"],
+            r"model.gradient_clip_val must be 0 or more \(0 or null: no clipping\), got -1",
         ),
-        (
-            ["--trainer.accumulate_grad_batches", "0"],
-            "trainer.accumulate_grad_batches must be an integer of at least 1, got 0",
-        ),
+        (["--data.accumulate_grad_batches", "0"], "data.accumulate_grad_batches must be at least 1, got 0"),
         (
             [
                 "--trainer.callbacks+=EMAWeightAveraging",

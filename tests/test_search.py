@@ -124,9 +124,9 @@ def test_a_pruned_trial_stops_at_the_validation(words_path, tmp_path):
 def test_each_validation_is_reported_at_its_sgd_step_and_the_last_never_prunes(words_path, tmp_path):
     trial = FakeTrial(prune=False)
     pruning = search_module.pruning_callback(trial)
-    args = [*small_run_args(words_path, tmp_path, max_steps=100), "--trainer.val_check_interval", "25"]
+    args = [*small_run_args(words_path, tmp_path, max_steps=100), "--data.val_every_n_steps", "25"]
     run(["fit", *args], callbacks=[pruning])
-    assert trial.reported == [25, 50, 75, 100]  # two validations an epoch (50 SGD steps), each at its own step
+    assert trial.reported == [25, 50, 75, 100]  # each validation at its own SGD step
     assert trial.asked == [25, 50, 75] and not pruning.pruned  # at max_steps the trial has trained to the end
 
 

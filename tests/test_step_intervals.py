@@ -1,4 +1,4 @@
-"""The trainer's intervals count SGD steps, although one Lightning batch carries many of them."""
+"""Everything counts SGD steps, although one Lightning batch carries many of them."""
 
 import re
 import warnings
@@ -12,7 +12,7 @@ from torch.utils.data import TensorDataset
 
 from makemore.checkpoint import read_checkpoint
 from makemore.cli import main
-from makemore.steps import StepIntervals, TrainBatches, steps_per_batch_for
+from makemore.steps import TrainBatches, steps_per_batch_for
 
 
 def scalar_steps(cli, tag: str) -> list[int]:
@@ -30,8 +30,8 @@ def test_max_steps_per_batch_divides_every_interval():
     assert steps_per_batch_for([1009], 1000) == 1  # a prime above the limit: one step per batch
 
 
-def test_val_check_interval_and_log_every_n_steps_count_sgd_steps(words_path, tmp_path, run_cli):
-    # batches may carry up to 100 steps; validation every 20 steps and at the 70-step epoch end
+def test_log_every_n_steps_and_validation_count_sgd_steps(words_path, tmp_path, run_cli):
+    # batches may carry up to 100 steps; train_loss every 10 steps, validation at the end of each 70-step epoch
     cli = run_cli(
         "fit",
         *small_run_args(
@@ -40,57 +40,37 @@ def test_val_check_interval_and_log_every_n_steps_count_sgd_steps(words_path, tm
             max_steps=150,
             data__max_steps_per_batch="100",
             data__val_every_n_steps="70",
-            trainer__val_check_interval="20",
             trainer__log_every_n_steps="10",
         ),
     )
     assert cli.trainer.global_step == 150
     assert cli.trainer.train_dataloader.steps == 10  # the largest size that ends on every interval
-    assert scalar_steps(cli, "train_loss") == list(range(10, 151, 10))
-    # as Lightning does with batches: counted from each epoch's start (epochs of 70 steps), not at the epoch end;
-    # and at the last step, which ends every fit with a validation
-    assert scalar_steps(cli, "val_loss") == [20, 40, 60, 90, 110, 130, 150]
-    # the trainer's own settings are back after the fit
-    assert (cli.trainer.val_check_interval, cli.trainer.log_every_n_steps) == (20, 10)
-    assert [c.steps for c in cli.trainer.callbacks if isinstance(c, StepIntervals)] == [None]
+    assert scalar_steps(cli, "train_loss") == scalar_steps(cli, "lr") == list(range(10, 151, 10))
+    # at each epoch end, and at the last step, which ends every fit with a validation
+    assert scalar_steps(cli, "val_loss") == [70, 140, 150]
+    assert cli.trainer.log_every_n_steps == 10  # the trainer's settings are the user's, untouched
 
 
-def test_val_check_interval_across_epochs(words_path, tmp_path, run_cli):
-    cli = run_cli(
-        "fit",
-        *small_run_args(
-            words_path,
-            tmp_path,
-            max_steps=120,
-            data__max_steps_per_batch="100",
-            data__val_every_n_steps="50",
-            trainer__val_check_interval="40",
-            trainer__check_val_every_n_epoch="null",
-            trainer__log_every_n_steps="40",
-        ),
-    )
-    assert cli.trainer.train_dataloader.steps == 10  # divides 40 and the 50-step epoch
-    assert scalar_steps(cli, "val_loss") == [40, 80, 120]
-    assert scalar_steps(cli, "train_loss") == [40, 80, 120]
+@pytest.mark.parametrize(
+    "option, value, instead",
+    [
+        ("val_check_interval", "20", "set data.val_every_n_steps"),
+        ("val_check_interval", "0.25", "set data.val_every_n_steps"),
+        ("limit_train_batches", "45", "set trainer.max_steps or data.val_every_n_steps"),
+        ("gradient_clip_val", "1.0", "set model.gradient_clip_val"),
+        ("accumulate_grad_batches", "2", "set data.accumulate_grad_batches"),
+    ],
+)
+def test_trainer_options_that_count_batches_or_need_automatic_optimisation_are_refused(
+    option, value, instead, words_path, tmp_path
+):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *small_run_args(words_path, tmp_path, **{f"trainer__{option}": value})])
+    assert f"trainer.{option} {value}" in str(exit_info.value) and instead in str(exit_info.value)
+    assert not (tmp_path / "lightning_logs").exists()  # refused before the run folder
 
 
-def test_fractional_val_check_interval_is_a_share_of_the_epochs_steps(words_path, tmp_path, run_cli):
-    cli = run_cli(
-        "fit",
-        *small_run_args(
-            words_path,
-            tmp_path,
-            max_steps=100,
-            data__max_steps_per_batch="100",
-            data__val_every_n_steps="100",
-            trainer__val_check_interval="0.25",
-            trainer__log_every_n_steps="50",
-        ),
-    )
-    assert scalar_steps(cli, "val_loss") == [25, 50, 75, 100]
-
-
-def test_checkpoint_every_n_train_steps_and_limit_train_batches_count_sgd_steps(words_path, tmp_path, run_cli):
+def test_checkpoint_every_n_train_steps_counts_sgd_steps(words_path, tmp_path, run_cli):
     cli = run_cli(
         "fit",
         *small_run_args(
@@ -98,8 +78,7 @@ def test_checkpoint_every_n_train_steps_and_limit_train_batches_count_sgd_steps(
             tmp_path,
             max_steps=90,
             data__max_steps_per_batch="100",
-            data__val_every_n_steps="1000",
-            trainer__limit_train_batches="45",
+            data__val_every_n_steps="45",
             trainer__log_every_n_steps="45",
         ),
         "--trainer.callbacks+=ModelCheckpoint",
@@ -108,17 +87,10 @@ def test_checkpoint_every_n_train_steps_and_limit_train_batches_count_sgd_steps(
         "--trainer.callbacks.filename={step}",
     )
     assert cli.trainer.current_epoch == 2  # two epochs of 45 steps
+    assert cli.trainer.train_dataloader.steps == 15
     names = {path.name for path in Path(cli.trainer.log_dir, "checkpoints").glob("step=*.ckpt")}
     assert names == {f"step={n}.ckpt" for n in (15, 30, 45, 60, 75, 90)}
     assert scalar_steps(cli, "val_loss") == [45, 90]
-
-
-def test_val_check_interval_longer_than_an_epoch_is_a_clear_error(words_path, tmp_path):
-    args = small_run_args(words_path, tmp_path, trainer__val_check_interval="80")  # the epoch is 50 steps
-    with pytest.raises(SystemExit) as exit_info:
-        main(["fit", *args])
-    message = str(exit_info.value)
-    assert "val_check_interval (80 SGD steps) is longer than an epoch (50 steps" in message
 
 
 def test_resuming_with_another_batch_size_is_refused(words_path, tmp_path, run_cli):
@@ -136,10 +108,10 @@ def test_resuming_with_another_batch_size_is_refused(words_path, tmp_path, run_c
 def test_resuming_with_another_gradient_accumulation_is_refused(words_path, tmp_path, run_cli):
     cli = run_cli("fit", *small_run_args(words_path, tmp_path, max_steps=30))
     last = Path(cli.trainer.log_dir, "checkpoints", "last.ckpt")
-    args = small_run_args(words_path, tmp_path, max_steps=60, trainer__accumulate_grad_batches="2")
+    args = small_run_args(words_path, tmp_path, max_steps=60, data__accumulate_grad_batches="2")
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", *args, "--ckpt_path", str(last)])
-    assert "the checkpoint was trained with trainer.accumulate_grad_batches 1, this run has 2" in str(exit_info.value)
+    assert "data.accumulate_grad_batches" in str(exit_info.value) and "1" in str(exit_info.value)
 
 
 def test_extending_a_finished_run_continues_exactly_as_an_uninterrupted_one(words_path, tmp_path, run_cli):
@@ -168,7 +140,7 @@ def test_mini_batches_do_not_depend_on_how_steps_are_grouped():
     by_four = torch.cat(
         [y for _, y in TrainBatches(TensorDataset(X, Y), batch_size=8, steps=4, epoch_steps=60, seed=3, rank=0)]
     )
-    assert by_ten.shape == (60, 8) and torch.equal(by_ten, by_four)
+    assert by_ten.shape == (60, 1, 8) and torch.equal(by_ten, by_four)  # (steps, mini-batches per step, batch_size)
 
 
 def test_every_fit_ends_with_a_validation_once_and_resumes_without_warnings(words_path, tmp_path, run_cli):

@@ -138,7 +138,7 @@ def test_scores_on_another_split_are_logged_apart_from_the_runs_own(trained, tmp
 
 
 def test_last_checkpoint_holds_the_final_step_whatever_the_intervals(trained, tmp_path):
-    args = small_run_args(trained["words"], tmp_path, max_steps=100, trainer__val_check_interval="30")
+    args = small_run_args(trained["words"], tmp_path, max_steps=100, data__val_every_n_steps="30")
     cli = run_cli(["fit", *args])
     last = Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt"
     assert read_checkpoint(str(last))["global_step"] == 100
