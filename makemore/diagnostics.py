@@ -143,8 +143,8 @@ class Diagnostics(L.Callback):
             return
         # Every process measures (with sync_batchnorm the pass all-reduces, so all must take part); rank 0 writes.
         writer = tensorboard(trainer) if trainer.is_global_zero else None
-        X, Y = batch[0], batch[1]
-        self.measure(writer, pl_module, X[0], Y[0], step, trainer.optimizers[0])
+        X, Y = batch[0], batch[1]  # (steps, k, b, ...): the first mini-batch of the batch's first step
+        self.measure(writer, pl_module, X[0, 0], Y[0, 0], step, trainer.optimizers[0])
 
     def measure(
         self,

@@ -67,7 +67,8 @@ def test_one_hot_soft_targets_give_the_cross_entropy_at_every_position(words_pat
     torch.manual_seed(0)
     net = Transformer(len(data.vocabulary), data.hparams.block_size, n_layer=1, n_head=2, n_embd=16)
     one_hot = F.one_hot(data.examples["train"].ids.long(), len(data.vocabulary)).float()
-    X, Y, where = TrainBatches(data.train_pool(), batch_size=8, steps=3, epoch_steps=3, seed=0, rank=0).batch(0)
+    batch = TrainBatches(data.train_pool(), batch_size=8, steps=3, epoch_steps=3, seed=0, rank=0).batch(0)
+    X, Y, where = (t.flatten(0, 1) for t in batch)  # (steps x mini-batches per step, b, ...)
     for x, y, p in zip(X, Y, where):
         logits, loss = net(x, y)
         assert (x[:, 0] == 0).any() or text  # word windows start with padding: the mask matters
@@ -160,7 +161,8 @@ def test_the_objective_reads_nothing_back_to_the_host(words_path):
     torch.manual_seed(0)
     net = Transformer(len(data.vocabulary), data.hparams.block_size, n_layer=1, n_head=2, n_embd=16)
     soft = torch.full((len(data.examples["train"].ids), len(data.vocabulary)), 1 / len(data.vocabulary))
-    X, Y, where = TrainBatches(data.train_pool(), batch_size=8, steps=1, epoch_steps=1, seed=0, rank=0).batch(0)
+    batch = TrainBatches(data.train_pool(), batch_size=8, steps=1, epoch_steps=1, seed=0, rank=0).batch(0)
+    X, Y, where = (t.flatten(0, 1) for t in batch)  # (steps x mini-batches per step, b, ...)
     logits, loss = net(X[0], Y[0])
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
         objective(logits, loss, X[0], where[0], soft, 0.5).backward()

@@ -118,7 +118,7 @@ def test_a_fit_says_where_its_run_is_and_prints_no_noise(tmp_path, words_path):
     assert summary[3] == "  watch it: tensorboard --logdir lightning_logs"
     # the bar in a log file: SGD steps of the whole run, a clock that runs on, no negative rates
     lines = output.replace("\r", "\n").splitlines()
-    bars = [line for line in lines if line.startswith("Epoch ")]
+    bars = [line for line in lines if line.startswith("SGD steps")]
     assert bars and all("/60 [" in line for line in bars), bars
     assert not any("-" in line.split("[")[1].split("]")[0].split(",")[1] for line in bars if "it/s" in line)
 
