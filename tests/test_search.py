@@ -113,7 +113,7 @@ class FakeTrial:
 
 def test_a_pruned_trial_stops_at_the_validation(words_path, tmp_path):
     trial = FakeTrial(prune=True)
-    pruning = search_module.pruning_callback(trial)
+    pruning = search_module.PruneAtSGDStep(trial)
     trainer = run(["fit", *small_run_args(words_path, tmp_path, max_steps=200)], callbacks=[pruning]).trainer
     assert trainer.global_step == 50 and pruning.pruned  # stopped at the first validation (data.val_every_n_steps 50)
     assert trial.reported == [50]
@@ -123,7 +123,7 @@ def test_a_pruned_trial_stops_at_the_validation(words_path, tmp_path):
 
 def test_each_validation_is_reported_at_its_sgd_step_and_the_last_never_prunes(words_path, tmp_path):
     trial = FakeTrial(prune=False)
-    pruning = search_module.pruning_callback(trial)
+    pruning = search_module.PruneAtSGDStep(trial)
     args = [*small_run_args(words_path, tmp_path, max_steps=100), "--data.val_every_n_steps", "25"]
     run(["fit", *args], callbacks=[pruning])
     assert trial.reported == [25, 50, 75, 100]  # each validation at its own SGD step
@@ -131,7 +131,7 @@ def test_each_validation_is_reported_at_its_sgd_step_and_the_last_never_prunes(w
 
 
 def test_the_library_callback_reports_epochs_and_crashes_the_fit(words_path, tmp_path):
-    """Why pruning_callback overrides optuna-integration's on_validation_end (should this fail, see if it still must)."""
+    """Why PruneAtSGDStep overrides optuna-integration's on_validation_end (should this fail, see if it still must)."""
     from optuna_integration import PyTorchLightningPruningCallback
 
     args = [*small_run_args(words_path, tmp_path, max_steps=100), "--trainer.val_check_interval", "25"]
