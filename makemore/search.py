@@ -1,23 +1,13 @@
 """`makemore search`: a hyperparameter search with Optuna over any option of the CLI, the space in YAML.
 
 Each trial is a normal `fit` of the base config with the trial's options on top, in its own run folder under --root.
-Optuna's stock pieces do the work: the study in an RDBStorage with heartbeats (a trial whose process died is failed
-and run again with its settings: RetryHeartbeatStaleTrialCallback), `create_study(load_if_exists=True)` (the same
-command again continues it; several processes share it), TPESampler, MedianPruner, MaxTrialsCallback, optimize's
-timeout and optuna-integration's Lightning pruning callback (reporting here at the SGD step: `PruneAtSGDStep`).
-makemore's own: the space file, a trial as a makemore fit, the report, and one study however many commands run it:
-`--trials N` counts the study's finished trials (`claim`), trial N's draws depend only on the seed, N and the trials
-before it (`TrialSeededSampler`), and a --root holds one study (`STUDY_RECORD`).
-
-A search space file:
-
-    space:                                   # CLI options (as after --), each a distribution
-      model.learning_rate: {low: 0.0003, high: 0.03, log: true}
-      model.net.init_args.n_hidden: {low: 100, high: 500, step: 50}   # integers when low, high (and step) are
-      data.block_size: {choices: [3, 5, 8]}
-    pruner: {n_startup_trials: 5, n_warmup_steps: 10000}    # optional: optuna.pruners.MedianPruner's
-    fixed:                                   # optional: options every trial sets alike (e.g. a shorter budget)
-      trainer.max_steps: 20000
+Optuna's stock pieces do the work: an RDBStorage with heartbeats (a trial whose process died is run again with its
+settings: RetryHeartbeatStaleTrialCallback), `create_study(load_if_exists=True)` (the same command again continues
+the study; several processes share it), TPESampler, MedianPruner, MaxTrialsCallback, optimize's timeout and
+optuna-integration's Lightning pruning callback (reporting at the SGD step here: `PruneAtSGDStep`). makemore's own:
+the space file (`read_space`; its format is in docs/usage.md), a trial as a makemore fit (`fit_trial`), the report,
+and one study however many commands run it: `--trials N` counts the study's finished trials (`claim`), trial N's
+draws depend only on the seed, N and the trials before it (`TrialSeededSampler`), a --root holds one study.
 """
 
 import contextlib
@@ -115,9 +105,7 @@ def distribution(spec: Any, where: str) -> BaseDistribution:
             raise ValueError(f"an empty or inverted range (low {low}, high {high})")
         if log and low <= 0:
             raise ValueError(f"a log range needs low above 0 (got {low})")
-        if all(
-            isinstance(value, int) and not isinstance(value, bool) for value in (low, high, 1 if step is None else step)
-        ):
+        if all(isinstance(value, int) and not isinstance(value, bool) for value in (low, high, step or 1)):
             return IntDistribution(low, high, log=log, step=1 if step is None else step)
         return FloatDistribution(low, high, log=log, step=step)
     except (ValueError, TypeError) as err:
@@ -231,25 +219,21 @@ def claim_root(root: Path, storage: str, study: optuna.Study) -> None:
 
 def unusable(storage: str, err: Exception) -> ConfigError:
     """The error of a --storage that cannot be opened as a study database, with the database's first line."""
-    message = str(err).splitlines()[0] if str(err) else type(err).__name__
-    return ConfigError(f"{shown_storage(storage)}: not a usable Optuna study database ({message})")
+    return ConfigError(
+        f"{shown_storage(storage)}: not a usable Optuna study database ({(str(err) or type(err).__name__).splitlines()[0]})"
+    )
 
 
 def check_storage(storage: str) -> None:
     """Refuse a database that is not one, or that holds tables and is not an Optuna study's, before Optuna opens it
     (Optuna would add its tables to it): its tables are only listed."""
     try:
-        engine = sqlalchemy.create_engine(storage)
+        engine = sqlalchemy.create_engine(storage, poolclass=sqlalchemy.pool.NullPool)  # no connection kept open
+        tables = set(sqlalchemy.inspect(engine).get_table_names())
     except sqlalchemy.exc.ArgumentError:
         raise ConfigError(f"--storage {storage}: not a database URL (for example sqlite:///study.db)") from None
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as err:
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as err:  # not a database, or no driver for it
         raise unusable(storage, err) from None
-    try:
-        tables = set(sqlalchemy.inspect(engine).get_table_names())
-    except sqlalchemy.exc.SQLAlchemyError as err:
-        raise unusable(storage, err) from None
-    finally:
-        engine.dispose()
     if tables and not OPTUNA_TABLES <= tables:
         listed = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
         raise ConfigError(
@@ -425,10 +409,10 @@ def claim(trial: optuna.Trial, space: dict[str, BaseDistribution], trials: int) 
     if len(earlier) >= trials:
         return f"the study already has its {trials} trials"
     names, settings = grid(space) or ([], [])
+    held = {setting(names, t): t.number for t in reversed(earlier)}  # each setting by the first trial holding it
     mine = setting(names, trial)
-    holders = [t.number for t in earlier if setting(names, t) == mine]
-    if settings and holders and set(settings) - {setting(names, t) for t in earlier}:
-        return f"the settings of trial {holders[0]}"
+    if settings and mine in held and not set(settings) <= held.keys():
+        return f"the settings of trial {held[mine]}"
     return None
 
 
