@@ -197,6 +197,16 @@ def test_bad_fixed_options_are_one_line(words_path, tmp_path, fixed, pattern):
     assert not list((tmp_path / "search").glob("trial_*"))  # nothing ran
 
 
+def test_settings_the_fit_refuses_are_one_line_before_the_study(words_path, tmp_path):
+    """Options that parse but that the fit's classes refuse (fractions that leave no test split) name the search file
+    before any database is opened or trial run, as a misspelt option does."""
+    config, root = base_config(words_path, tmp_path), tmp_path / "search"
+    space = space_file(tmp_path, {"data.val_fraction": {"choices": [0.5, 0.6]}}, fixed={"data.train_fraction": 0.5})
+    args = ["search", "--config", str(config), "--search", str(space), "--root", str(root)]
+    cli_error(args, r".*space.yaml: data.train_fraction \(0.5\) and data.val_fraction \(0.5\) must be positive")
+    assert not (root / "study.db").exists() and not list(root.glob("trial_*"))
+
+
 def test_a_timeout_stops_starting_trials(words_path, tmp_path):
     config, space, root = base_config(words_path, tmp_path), space_file(tmp_path, SPACE), tmp_path / "search"
     args = ["search", "--config", str(config), "--search", str(space), "--root", str(root), "--trials", "50"]
