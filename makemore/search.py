@@ -50,6 +50,8 @@ MAX_GRID = 100_000  # settings of a space of finitely many up to which no two tr
 POLL_SECONDS = 1  # how often the reporting command looks whether other processes' trials have ended
 STUDY_RECORD = "study.json"  # in --root: the one study whose trial folders, best.yaml and report the folder holds
 OPTUNA_TABLES = {"studies", "trials", "version_info"}  # tables every Optuna study database has
+TABLES_NAMED = 5  # tables of another database an error names
+PLOT_DPI = 100  # the resolution of history.png and importances.png
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 PLACED = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)  # the trials that hold a place among the study's N
 
@@ -139,8 +141,7 @@ def check_options(config: Path, space: dict[str, BaseDistribution], fixed: dict[
     set, each searched one to its first value: an option the CLI does not take, or a bad value, is one line."""
     first = {name: d.choices[0] if isinstance(d, CategoricalDistribution) else d.low for name, d in space.items()}
     try:
-        with contextlib.redirect_stdout(sys.stderr):
-            run(["--config", str(config), *flags({**fixed, **first})], build_only=True)
+        run(["--config", str(config), *flags({**fixed, **first})], build_only=True)
     except MakemoreError as err:
         raise ConfigError(f"{search_path}: {err}") from None
 
@@ -235,7 +236,7 @@ def check_storage(storage: str) -> None:
     except (sqlalchemy.exc.SQLAlchemyError, ImportError) as err:  # not a database, or no driver for it
         raise unusable(storage, err) from None
     if tables and not OPTUNA_TABLES <= tables:
-        listed = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        listed = ", ".join(sorted(tables)[:TABLES_NAMED]) + (", ..." if len(tables) > TABLES_NAMED else "")
         raise ConfigError(
             f"{shown_storage(storage)}: not an Optuna study database (it holds the tables {listed}); nothing was"
             " written to it. Give --storage a new file or a study's database"
@@ -627,7 +628,7 @@ def plots(study: optuna.Study, root: Path, complete: int) -> list[tuple[str, str
             say(f"no {name}: {err}")
             continue
         ax.figure.tight_layout()
-        ax.figure.savefig(root / name, dpi=100)
+        ax.figure.savefig(root / name, dpi=PLOT_DPI)
         plt.close(ax.figure)
         written.append((name, title))
     return written
