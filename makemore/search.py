@@ -305,9 +305,9 @@ def grid(space: dict[str, BaseDistribution]) -> Optional[tuple[list[str], list[t
     return names, list(itertools.product(*values))
 
 
-def setting(names: list[str], trial: Any) -> tuple:
-    """A trial's setting of the searched options."""
-    return tuple(trial.params.get(name) for name in names)
+def setting(names: list[str], params: dict[str, Any]) -> tuple:
+    """A trial's setting (its `params`) of the searched options `names`."""
+    return tuple(params.get(name) for name in names)
 
 
 def trial_seed(seed: int, number: int) -> int:
@@ -316,34 +316,46 @@ def trial_seed(seed: int, number: int) -> int:
 
 
 class TrialSeededSampler(optuna.samplers.BaseSampler):
-    """Optuna's TPESampler (random for its first trials) seeded afresh for each trial by the study's seed and the
-    trial's number, never by the process: a study continued, resumed or shared samples as one process would. In a
-    space of at most MAX_GRID settings it draws each trial's whole setting, and replaces one that a trial of the study
-    holds (finished, running or queued) by one no trial holds, drawn uniformly, while there is one."""
+    """Optuna's multivariate TPESampler (random for its first trials) seeded afresh for each trial by the study's seed
+    and the trial's number, never by the process: a study continued, resumed or shared samples as one process would.
+    In a space of at most MAX_GRID settings it draws each trial's whole setting, and replaces one that a trial of the
+    study holds (finished, running or queued) by one no trial holds, drawn uniformly, while there is one."""
 
     def __init__(self, seed: int, space: dict[str, BaseDistribution]) -> None:
         self.seed, self.space, self.grid = seed, space, grid(space)
-        self.tpe, self.rng = optuna.samplers.TPESampler(seed=seed), np.random.RandomState(seed)
+        self.before_trial(None, None)
 
-    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        seed = trial_seed(self.seed, trial.number)
-        self.tpe, self.rng = optuna.samplers.TPESampler(seed=seed), np.random.RandomState(seed)
-        self.tpe.before_trial(study, trial)
+    def before_trial(self, study: Optional[optuna.Study], trial: Optional[FrozenTrial]) -> None:
+        seed = trial_seed(self.seed, -1 if trial is None else trial.number)
+        self.tpe, self.rng = optuna.samplers.TPESampler(seed=seed, multivariate=True), np.random.RandomState(seed)
+        if trial is not None:
+            self.tpe.before_trial(study, trial)
 
     def reseed_rng(self) -> None:  # seeded per trial, in before_trial
         pass
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        return {name: self.space[name] for name in self.grid[0]} if self.grid else {}
+        # TPE's: the options every finished trial drew from the same distribution; a grid's: all its options
+        if self.grid is None:
+            return self.tpe.infer_relative_search_space(study, trial)
+        return {name: self.space[name] for name in self.grid[0]}
 
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict) -> dict[str, Any]:
-        if not search_space:
-            return {}
-        params = {name: self.tpe.sample_independent(study, trial, name, dist) for name, dist in search_space.items()}
+        if self.grid is None:
+            return self.tpe.sample_relative(study, trial, search_space)
+        modelled = self.tpe.infer_relative_search_space(study, trial).items()
+        params = self.tpe.sample_relative(study, trial, {name: d for name, d in modelled if name in search_space})
+        for name, dist in search_space.items():  # in the space's order, as the draws must be; all in TPE's first trials
+            if name not in params:
+                params[name] = self.tpe.sample_independent(study, trial, name, dist)
         names, settings = self.grid
-        taken = {setting(names, t) for t in study.get_trials(deepcopy=False, states=PLACED) if t.number != trial.number}
+        taken = {
+            setting(names, t.params)
+            for t in study.get_trials(deepcopy=False, states=PLACED)
+            if t.number != trial.number
+        }
         free = [s for s in settings if s not in taken]
-        if tuple(params[name] for name in names) in taken and free:
+        if setting(names, params) in taken and free:
             return dict(zip(names, free[self.rng.randint(len(free))]))
         return params
 
@@ -410,8 +422,8 @@ def claim(trial: optuna.Trial, space: dict[str, BaseDistribution], trials: int) 
     if len(earlier) >= trials:
         return f"the study already has its {trials} trials"
     names, settings = grid(space) or ([], [])
-    held = {setting(names, t): t.number for t in reversed(earlier)}  # each setting by the first trial holding it
-    mine = setting(names, trial)
+    held = {setting(names, t.params): t.number for t in reversed(earlier)}  # each setting by the first trial holding it
+    mine = setting(names, trial.params)
     if settings and mine in held and not set(settings) <= held.keys():
         return f"the settings of trial {held[mine]}"
     return None
