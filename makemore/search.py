@@ -373,8 +373,7 @@ class PruneAtSGDStep(PyTorchLightningPruningCallback):
     """optuna-integration's pruning callback on val_loss, its on_validation_end made right for makemore (the library's
     measured by tests/test_search.py::test_the_library_callback_reports_epochs_and_crashes_the_fit):
     - it reports at the SGD step, as the search file's pruner counts (n_warmup_steps), not at `current_epoch` (a
-      makemore epoch is data.val_every_n_steps SGD steps, and trainer.val_check_interval validates several times in
-      one, of which Optuna would keep the first);
+      makemore epoch is data.val_every_n_steps SGD steps: n_warmup_steps 4000 would be a warmup that never ends);
     - a pruned trial's fit stops at that validation as a fit does (trainer.should_stop; the objective raises
       TrialPruned after it), where the library's TrialPruned inside the fit is a crash: no checkpoint, no trainer to
       read the trial's run folder and SGD steps from;

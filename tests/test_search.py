@@ -134,14 +134,10 @@ def test_the_library_callback_reports_epochs_and_crashes_the_fit(words_path, tmp
     """Why PruneAtSGDStep overrides optuna-integration's on_validation_end (should this fail, see if it still must)."""
     from optuna_integration import PyTorchLightningPruningCallback
 
-    args = [*small_run_args(words_path, tmp_path, max_steps=100), "--trainer.val_check_interval", "25"]
+    args = [*small_run_args(words_path, tmp_path, max_steps=100), "--data.val_every_n_steps", "25"]
     study = optuna.create_study(pruner=optuna.pruners.NopPruner())
-    trial = study.ask()
-    with pytest.warns(UserWarning) as warned:  # Optuna's, for the second validation of each epoch
-        run(["fit", *args], callbacks=[PyTorchLightningPruningCallback(trial, monitor="val_loss")])
-    ignored = [f"The reported value is ignored because this `step={epoch}` is already reported." for epoch in (0, 1)]
-    assert [str(w.message) for w in warned if "already reported" in str(w.message)] == ignored
-    assert list(study.trials[0].intermediate_values) == [0, 1]  # 4 validations, 2 kept
+    run(["fit", *args], callbacks=[PyTorchLightningPruningCallback(study.ask(), monitor="val_loss")])
+    assert list(study.trials[0].intermediate_values) == [0, 1, 2, 3]  # SGD steps 25 to 100, by epoch
 
     study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=0.0))  # prunes at once
     with pytest.raises(optuna.TrialPruned):  # out of the fit, with no trainer to read the run's steps from
