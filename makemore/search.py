@@ -491,13 +491,10 @@ def run_trials(study: optuna.Study, objective: Any, trials: int, timeout: Option
         optuna.storages.fail_stale_trials(study)
         now = study.get_trials(deepcopy=False)
         left = None if deadline is None else deadline - time.monotonic()
-        placed = sum(t.state in (*FINISHED, TrialState.RUNNING) for t in now)
-        queued = any(t.state == TrialState.WAITING for t in now)
-        if (
-            sum(t.state in FINISHED for t in now) < trials
-            and (placed < trials or queued)
-            and (left is None or left > 0)
-        ):
+        finished = sum(t.state in FINISHED for t in now)
+        placed = finished + sum(t.state == TrialState.RUNNING for t in now)
+        queued = any(t.state == TrialState.WAITING for t in now)  # a trial whose process died, to run again
+        if finished < trials and (placed < trials or queued) and (left is None or left > 0):
             stop = MaxTrialsCallback(trials, states=(*FINISHED, TrialState.RUNNING))
             study.optimize(objective, callbacks=[stop, log], catch=(MakemoreError, NotRun), timeout=left)
             if len(log.failures) >= MAX_FAILURES:
