@@ -5,7 +5,6 @@ on the installed versions and fails naming the symbol when an upgrade removes or
 lower bounds in pyproject.toml are what CI runs, and the upper bounds only exclude the next major versions.
 """
 
-import logging
 from typing import Any, Optional
 
 import lightning as L
@@ -99,15 +98,3 @@ def restart_rate(bar: Any, n: int) -> None:
     """Make a tqdm bar count from `n`, its rate measured from there (tqdm keeps the last printed count, which its
     rate is computed from, in `last_print_n`, which has no setter)."""
     bar.n = bar.initial = bar.last_print_n = n
-
-
-def optuna_trial_logger() -> logging.Logger:
-    """The logger of Optuna's warning for a failed trial: "Trial N failed with parameters: ... because of the
-    following error: ..." with the error's traceback, then "Trial N failed with value None" (the module logger of
-    optuna.study._optimize, which runs the objective).
-
-    `makemore search` says in one line why a trial was not run or failed with a makemore error; a filter on this
-    logger drops Optuna's 60 lines for those trials. Optuna has no public switch for one trial's warning (its
-    verbosity would hide every trial's result line too).
-    """
-    return logging.getLogger("optuna.study._optimize")

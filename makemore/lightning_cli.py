@@ -451,11 +451,13 @@ def trainer_defaults(callbacks: Sequence[L.Callback] = ()) -> dict:
     return {"log_every_n_steps": LOG_EVERY_N_STEPS, "callbacks": [*fit_callbacks(), *callbacks]}
 
 
-def run(argv: Optional[list[str]], callbacks: Sequence[L.Callback] = ()) -> MakemoreCLI:
+def run(argv: Optional[list[str]], callbacks: Sequence[L.Callback] = (), build_only: bool = False) -> MakemoreCLI:
     """fit, validate, test or lr_find, with makemore's defaults (argv None: sys.argv); MakemoreError for errors.
 
     `callbacks`: Lightning callbacks added to the trainer's, built by the caller (objects a command line cannot
     name, such as `makemore search`'s pruning callback, which holds its Optuna trial).
+    `build_only`: argv is a fit's options without the subcommand; they are parsed and the model, data and trainer built,
+    nothing run or written (LightningCLI's run=False): how `makemore search` checks its options before any trial.
     """
     silence_noise()
     try:
@@ -470,6 +472,7 @@ def run(argv: Optional[list[str]], callbacks: Sequence[L.Callback] = ()) -> Make
             # in training while hparams.yaml and TensorBoard recorded the model's: one way to set each, recorded.
             auto_configure_optimizers=False,
             args=argv,
+            run=not build_only,
         )
     except ValueError as err:  # jsonargparse wraps what a class raised while it was built: makemore's own is one line
         cause = err

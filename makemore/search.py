@@ -1,50 +1,24 @@
 """`makemore search`: a hyperparameter search with Optuna over any option of the CLI, the space in YAML.
 
-Each trial is a normal `fit` (its own run folder under --root, with TensorBoard logs) with the trial's
-options on top of the base config. TPE proposes the options; a median pruner stops a trial whose val_loss
-at a validation is worse than the median of the earlier trials' at the same SGD step (`pruning_callback`:
-optuna-integration's Lightning pruning callback, reporting at the SGD step, given to the trial's fit through
-`makemore.lightning_cli.run`'s callbacks). The study lives in a database (SQLite by default, under --root):
-several workers (`--workers`, each a process) share it, and a search that was killed resumes where it stopped when run
-again with the same options. Selection is on val_loss only; at the end the best trial's checkpoint is tested
-once, and the trials table, the best settings as a ready config, and Optuna's history and importance plots
-are written.
-
-One study, however many commands and processes run it: `--trials N` is the number of finished (complete or
-pruned) trials the study holds in the end, counted in the study, not per process; a trial's draws depend
-only on the study's seed and the trial's number (`StudySampler`), so a study continued, resumed or shared
-samples as one process would, and no two trials get the same settings unless the space has no others left.
-A trial is run only if it is among the study's first N (`claim`); one that lost a race for the last places
-is marked failed, not run, and left out of the report. A trial whose process died (no heartbeat for
-GRACE_PERIOD seconds) is marked failed and queued again with its settings (Optuna's heartbeat and
-RetryHeartbeatStaleTrialCallback); the command that reports waits for every running trial to end or be
-found dead first. A database that holds tables and is not an Optuna study is refused before anything is
-written to it (`check_storage`). A root holds one study (`STUDY_RECORD`): another is refused, as its trial_N
-folders and report would be the first study's. A trial that fails with a makemore error is one line in the log
-and the report (Optuna's traceback of it is dropped).
-
-A search space file:
-
-    space:                                   # CLI options (as after --), each a distribution
-      model.learning_rate: {low: 0.0003, high: 0.03, log: true}
-      model.net.init_args.n_hidden: {low: 100, high: 500, step: 50}   # integers when low and high are
-      data.block_size: {choices: [3, 5, 8]}
-    pruner: {n_startup_trials: 5, n_warmup_steps: 10000}    # optional: optuna.pruners.MedianPruner's
-    fixed:                                   # optional: options every trial sets alike (e.g. a shorter budget)
-      trainer.max_steps: 20000
+Each trial is a normal `fit` of the base config with the trial's options on top, in its own run folder under --root.
+Optuna's stock pieces do the work: an RDBStorage with heartbeats (a trial whose process died is run again with its
+settings: RetryHeartbeatStaleTrialCallback), `create_study(load_if_exists=True)` (the same command again continues
+the study; several processes share it), TPESampler, MedianPruner, MaxTrialsCallback, optimize's timeout and
+optuna-integration's Lightning pruning callback (reporting at the SGD step here: `PruneAtSGDStep`). makemore's own:
+the space file (`read_space`; its format is in docs/usage.md), a trial as a makemore fit (`fit_trial`), the report,
+and one study however many commands run it: `--trials N` counts the study's finished trials (`claim`), trial N's
+draws depend only on the seed, N and the trials before it (`TrialSeededSampler`), a --root holds one study.
 """
 
 import contextlib
 import difflib
+import functools
 import hashlib
 import inspect
-import io
 import itertools
 import json
-import logging
 import math
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -53,59 +27,45 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import lightning as L
+import numpy as np
+import optuna
+import sqlalchemy
+import sqlalchemy.exc
 import yaml
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.study import MaxTrialsCallback
+from optuna.trial import FrozenTrial, TrialState
+from optuna_integration import PyTorchLightningPruningCallback
 
-from makemore._compat import optuna_trial_logger
+from makemore.checkpoint import read_checkpoint
 from makemore.errors import ConfigError, MakemoreError
+from makemore.lightning_cli import run, shown
 
 HEARTBEAT_INTERVAL = 5  # seconds between a running trial's heartbeats in the study's database
 GRACE_PERIOD = 30  # seconds without a heartbeat after which a running trial's process is taken for dead
 MAX_RETRY = 2  # times a trial whose process died is run again with its settings before it stays failed
-COUNTED = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")  # the states of the trials that take a place in the study
+MAX_FAILURES = 3  # trials failing one after another that stop the search (the base config or the space is wrong)
+MAX_GRID = 100_000  # settings of a space of finitely many up to which no two trials share one while others are left
+POLL_SECONDS = 1  # how often the reporting command looks whether other processes' trials have ended
+STUDY_RECORD = "study.json"  # in --root: the one study whose trial folders, best.yaml and report the folder holds
+OPTUNA_TABLES = {"studies", "trials", "version_info"}  # tables every Optuna study database has
+TABLES_NAMED = 5  # tables of another database an error names
+PLOT_DPI = 100  # the resolution of history.png and importances.png
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+PLACED = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)  # the trials that hold a place among the study's N
 
 
-def pruning_callback(trial: Any) -> L.Callback:
-    """optuna-integration's PyTorchLightningPruningCallback for `trial` on val_loss, reporting at the SGD step.
-
-    A subclass that overrides one method, on_validation_end: the library's is wrong for makemore in three ways
-    (the first two measured by tests/test_search.py::test_the_library_callback_reports_epochs_and_crashes_the_fit):
-    - it reports val_loss at `current_epoch`. A makemore epoch is data.val_every_n_steps SGD steps, while the
-      search file's pruner counts SGD steps (n_warmup_steps 4000 in configs/search/challenge.yaml, where a trial
-      validates at steps 2000, 4000, ..., 10000, epochs 0 to 4: a warmup that never ends, nothing is pruned).
-      And with trainer.val_check_interval several validations share an epoch: Optuna keeps the first value of a
-      step and ignores the others with a warning, so the pruner would judge a stale one. Here: trainer.global_step.
-    - it stops a pruned trial by raising TrialPruned inside the fit, which Lightning handles as a crash: the fit
-      ends before the validation's checkpoint is saved (a pruned trial keeps none, not even last.ckpt), its logger
-      is finalized as failed, and `run` returns no trainer, so the trial's run folder and SGD steps (search.md's
-      steps saved by pruning) are unknown. Here it sets trainer.should_stop: the fit ends at that validation as a
-      fit does, and the objective raises TrialPruned after it, when `pruned` is set.
-    - it prunes at the last validation too (at trainer.max_steps), a trial trained to the end. Here that one is
-      reported and never prunes: the trial completes.
-    Inherited: __init__ (the trial, the monitor) and on_fit_start (its storage check under DDP; a search trial runs
-    in one process: under DDP Lightning starts the other ranks by running the `makemore search` command again).
-    Its hooks are on_fit_start and on_validation_end, none per batch: the fit keeps many SGD steps a Lightning
-    batch (makemore.lightning_features.batch_readers names nothing; tested).
-    """
-    from optuna_integration import PyTorchLightningPruningCallback
-
-    class PruneAtSGDStep(PyTorchLightningPruningCallback):
-        pruned = False
-
-        def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-            if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
-                return
-            self._trial.report(float(trainer.callback_metrics[self.monitor]), trainer.global_step)
-            if trainer.global_step >= trainer.max_steps > 0:  # trained to the end: nothing left to save, it completes
-                return
-            if self._trial.should_prune():
-                self.pruned = True
-                trainer.should_stop = True
-
-    return PruneAtSGDStep(trial, monitor="val_loss")
+def say(line: str) -> None:
+    """Print `line` to stderr as the search's own: a trial started, ended, failed, not run, waited for."""
+    print(f"makemore search: {line}", file=sys.stderr, flush=True)
 
 
-def read_space(path: Path) -> tuple[dict[str, dict], dict, dict[str, Any]]:
-    """A search file's space ({option: distribution}), pruner arguments and fixed options; ConfigError if bad."""
+# ---------------------------------------------------------------------------------------------------- the space file
+
+
+def read_space(path: Path) -> tuple[dict[str, BaseDistribution], dict, dict[str, Any]]:
+    """A search file's space ({option: Optuna distribution}), pruner arguments and fixed options; ConfigError if bad."""
     try:
         content = yaml.safe_load(path.read_text())
     except FileNotFoundError:
@@ -117,219 +77,54 @@ def read_space(path: Path) -> tuple[dict[str, dict], dict, dict[str, Any]]:
     unknown = set(content) - {"space", "pruner", "fixed"}
     if unknown:
         raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; a search file has `space:`, `pruner:`, `fixed:`")
-    for option, spec in content["space"].items():
-        where = f"{path}: {option}"
-        if not isinstance(spec, dict):
-            raise ConfigError(f"{where}: give {{choices: [...]}} or {{low: ..., high: ...}}")
-        if "choices" in spec:
-            if not isinstance(spec["choices"], list) or not spec["choices"] or set(spec) != {"choices"}:
-                raise ConfigError(f"{where}: choices must be a non-empty list, alone")
-            distribution(spec, where)
-            continue
-        if not {"low", "high"} <= set(spec) <= {"low", "high", "log", "step"}:
-            raise ConfigError(f"{where}: a range is {{low, high}} with optional log or step, got {sorted(spec)}")
-        low, high = spec["low"], spec["high"]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
-            raise ConfigError(f"{where}: low and high must be numbers")
-        if not low < high:
-            raise ConfigError(f"{where}: an empty or inverted range (low {low}, high {high})")
-        if spec.get("log") and low <= 0:
-            raise ConfigError(f"{where}: a log range needs low above 0 (got {low})")
-        distribution(spec, where)
-    pruner = content.get("pruner") or {}
+    space = {option: distribution(spec, f"{path}: {option}") for option, spec in content["space"].items()}
+    pruner, fixed = content.get("pruner") or {}, content.get("fixed") or {}
     if not isinstance(pruner, dict):
         raise ConfigError(f"{path}: pruner must be a mapping of optuna.pruners.MedianPruner's arguments")
     median_pruner(pruner, path)
-    fixed = content.get("fixed") or {}
     if not isinstance(fixed, dict):
         raise ConfigError(f"{path}: fixed must be a mapping of CLI options to the value every trial sets")
-    both = set(fixed) & set(content["space"])
-    if both:
-        raise ConfigError(f"{path}: {sorted(both)} both searched and fixed; give each option once")
-    return content["space"], pruner, fixed
+    if set(fixed) & set(space):
+        raise ConfigError(f"{path}: {sorted(set(fixed) & set(space))} both searched and fixed; give each option once")
+    return space, pruner, fixed
 
 
-def distribution(spec: dict, where: str = "") -> Any:
-    """The Optuna distribution of a space entry: integers when low and high are (and step, if given)."""
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
-    step = spec.get("step")
+def distribution(spec: Any, where: str) -> BaseDistribution:
+    """The Optuna distribution of a space entry, {choices} or {low, high, log, step}; ConfigError starting `where`."""
     try:
-        if "choices" in spec:
+        if isinstance(spec, dict) and "choices" in spec:
+            if not isinstance(spec["choices"], list) or not spec["choices"] or set(spec) != {"choices"}:
+                raise ValueError("choices must be a non-empty list, alone")
             # Optuna's choices are numbers, strings, booleans or null: a list or mapping (AdamW's betas) is searched
             # as its JSON text, which the command line reads back as the list (and best.yaml writes as one).
-            choices = [json.dumps(c) if isinstance(c, (list, dict)) else c for c in spec["choices"]]
-            return CategoricalDistribution(choices)
-        if all(isinstance(spec.get(k, 1), int) for k in ("low", "high", "step")):
-            return IntDistribution(
-                spec["low"], spec["high"], log=bool(spec.get("log")), step=1 if step is None else step
+            return CategoricalDistribution(
+                [json.dumps(c) if isinstance(c, (list, dict)) else c for c in spec["choices"]]
             )
-        if isinstance(spec["low"], int) and isinstance(spec["high"], int):
-            raise ValueError(f"an integer range needs an integer step, got {step}")
-        return FloatDistribution(spec["low"], spec["high"], log=bool(spec.get("log")), step=step)
+        if not isinstance(spec, dict) or not {"low", "high"} <= set(spec) <= {"low", "high", "log", "step"}:
+            raise ValueError("give {choices: [...]} or {low: ..., high: ...} with optional log or step")
+        low, high, step, log = spec["low"], spec["high"], spec.get("step"), bool(spec.get("log"))
+        if not low < high:
+            raise ValueError(f"an empty or inverted range (low {low}, high {high})")
+        if log and low <= 0:
+            raise ValueError(f"a log range needs low above 0 (got {low})")
+        if all(isinstance(value, int) and not isinstance(value, bool) for value in (low, high, step or 1)):
+            return IntDistribution(low, high, log=log, step=1 if step is None else step)
+        return FloatDistribution(low, high, log=log, step=step)
     except (ValueError, TypeError) as err:
         raise ConfigError(f"{where}: {err}") from None
 
 
-def median_pruner(arguments: dict, path: Path) -> Any:
+def median_pruner(arguments: dict, path: Path) -> optuna.pruners.BasePruner:
     """optuna.pruners.MedianPruner(**arguments); ConfigError naming the search file for a bad name or value."""
-    import optuna
-
-    names = [name for name in inspect.signature(optuna.pruners.MedianPruner).parameters if name != "self"]
-    for key in arguments:
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ConfigError(f"{path}: pruner: unknown argument {key!r}{hint}; MedianPruner takes {', '.join(names)}")
+    names = list(inspect.signature(optuna.pruners.MedianPruner).parameters)
+    for key in set(arguments) - set(names):
+        close = difflib.get_close_matches(str(key), names, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"{path}: pruner: unknown argument {key!r}{hint}; MedianPruner takes {', '.join(names)}")
     try:
         return optuna.pruners.MedianPruner(**arguments)
     except (ValueError, TypeError) as err:
         raise ConfigError(f"{path}: pruner: {err}") from None
-
-
-def suggest(trial: Any, option: str, dist: Any) -> Any:
-    """The trial's value of an option, drawn from its distribution (as the study's sampler proposed it)."""
-    from optuna.distributions import CategoricalDistribution, IntDistribution
-
-    if isinstance(dist, CategoricalDistribution):
-        return trial.suggest_categorical(option, dist.choices)
-    if isinstance(dist, IntDistribution):
-        return trial.suggest_int(option, dist.low, dist.high, step=dist.step, log=dist.log)
-    return trial.suggest_float(option, dist.low, dist.high, step=dist.step, log=dist.log)
-
-
-def values_of(dist: Any) -> Optional[list]:
-    """Every value a distribution can take, in order; None for a continuous one."""
-    from optuna.distributions import CategoricalDistribution, IntDistribution
-
-    if isinstance(dist, CategoricalDistribution):
-        return list(dist.choices)
-    if isinstance(dist, IntDistribution):
-        return list(range(dist.low, dist.high + 1, dist.step))
-    if dist.step is None:
-        return None
-    return [k * dist.step + dist.low for k in range(round((dist.high - dist.low) / dist.step) + 1)]
-
-
-def setting(space: dict[str, Any], params: dict[str, Any]) -> Optional[tuple]:
-    """A trial's settings as a comparable key (a float on a step grid by its grid index); None if not of the space."""
-    from optuna.distributions import FloatDistribution
-
-    if set(params) != set(space):
-        return None
-    key = []
-    for name in sorted(space):
-        dist, value = space[name], params[name]
-        if isinstance(dist, FloatDistribution) and dist.step is not None:
-            value = round((value - dist.low) / dist.step)
-        key.append((name, value))
-    return tuple(key)
-
-
-def space_size(space: dict[str, Any]) -> Optional[int]:
-    """How many settings the space has; None when it has a continuous option."""
-    sizes = [values_of(dist) for dist in space.values()]
-    return math.prod(len(values) for values in sizes) if all(v is not None for v in sizes) else None
-
-
-def taken(study: Any, space: dict[str, Any], number: int) -> set[tuple]:
-    """The settings of the study's trials that hold a place in it (finished, running or queued), but trial `number`."""
-    from optuna.trial import TrialState
-
-    trials = study.get_trials(deepcopy=False, states=tuple(TrialState[state] for state in COUNTED))
-    return {setting(space, t.params) for t in trials if t.number != number} - {None}
-
-
-def trial_seed(seed: int, number: int) -> int:
-    """The seed of trial `number`'s draws: the study's seed and the trial's number, whoever runs it, whenever."""
-    return int.from_bytes(hashlib.sha256(f"makemore search {seed} {number}".encode()).digest()[:4], "little")
-
-
-def _study_sampler() -> type:
-    import numpy as np
-    import optuna
-    from optuna.trial import TrialState
-
-    class StudySampler(optuna.samplers.BaseSampler):
-        """TPE (random for its first trials) whose draws for trial N are seeded by (seed, N), never by the process:
-        a study continued, resumed or shared by several processes samples as one process would. It does not
-        propose the settings of a trial the study holds (finished, running or queued) while the space has others.
-        """
-
-        ATTEMPTS = 10  # draws of TPE (or random) before an untried setting is picked at random
-
-        def __init__(self, seed: int, space: dict[str, Any]) -> None:
-            self.seed, self.space = seed, space
-            self._seed_for(-1)
-
-        def _seed_for(self, number: int) -> None:
-            seed = trial_seed(self.seed, number)
-            self._tpe = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
-            self._random = optuna.samplers.RandomSampler(seed=seed)
-            self._rng = np.random.RandomState(seed)
-
-        def reseed_rng(self) -> None:  # the draws are seeded per trial, in before_trial
-            pass
-
-        def before_trial(self, study: Any, trial: Any) -> None:
-            self._seed_for(trial.number)
-            self._tpe.before_trial(study, trial)
-
-        def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
-            return {name: dist for name, dist in self.space.items() if not dist.single()}
-
-        def sample_relative(self, study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
-            if not search_space or trial.params or "fixed_params" in trial.system_attrs:  # a retried or queued trial
-                return {}
-            seen = taken(study, self.space, trial.number)
-            states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-            earlier = study.get_trials(deepcopy=False, states=states)
-            # TPE models the options whose distribution every earlier trial shares (a space file may have changed)
-            modelled = {n: d for n, d in search_space.items() if all(t.distributions.get(n, d) == d for t in earlier)}
-            params: dict[str, Any] = {}
-            for _ in range(self.ATTEMPTS):
-                params = self._tpe.sample_relative(study, trial, modelled) if modelled else {}  # {}: random trials
-                params = {
-                    name: params[name] if name in params else self._random.sample_independent(study, trial, name, dist)
-                    for name, dist in search_space.items()
-                }
-                if setting(self.space, {**params, **self._single()}) not in seen:
-                    return params
-            return self._untried(seen) or params  # none left: the space is exhausted, a setting is repeated
-
-        def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
-            return self._tpe.sample_independent(study, trial, param_name, param_distribution)
-
-        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
-            self._tpe.after_trial(study, trial, state, values)
-
-        def _single(self) -> dict[str, Any]:
-            """The options whose distribution has one value (Optuna does not sample them)."""
-            return {
-                name: getattr(d, "choices", [getattr(d, "low", None)])[0]
-                for name, d in self.space.items()
-                if d.single()
-            }
-
-        def _untried(self, seen: set[tuple]) -> Optional[dict[str, Any]]:
-            """A setting of a discrete space no trial holds, drawn uniformly; None if there is none."""
-            names = [name for name, dist in self.space.items() if not dist.single()]
-            grids = [values_of(self.space[name]) for name in names]
-            size = space_size(self.space)
-            if size is None or size <= len(seen):
-                return None
-            if size > 100_000:  # few taken of many: drawing finds a free one at once
-                draws: Any = ([grid[self._rng.randint(len(grid))] for grid in grids] for _ in range(1000))
-            else:
-                every = list(itertools.product(*grids))
-                draws = (every[i] for i in self._rng.permutation(len(every)))
-            for draw in draws:
-                params = dict(zip(names, draw))
-                if setting(self.space, {**params, **self._single()}) not in seen:
-                    return params
-            return None
-
-    return StudySampler
 
 
 def flags(values: dict[str, Any]) -> list[str]:
@@ -341,27 +136,21 @@ def flags(values: dict[str, Any]) -> list[str]:
     ]
 
 
-def check_options(config: Path, space: dict[str, dict], fixed: dict[str, Any], search_path: Path) -> None:
-    """Parse the base config with every option of the search set: a name the CLI does not take is one line."""
-    from makemore.lightning_cli import run
-
-    example = {option: spec["choices"][0] if "choices" in spec else spec["low"] for option, spec in space.items()}
-    example = {**fixed, **example}
+def check_options(config: Path, space: dict[str, BaseDistribution], fixed: dict[str, Any], search_path: Path) -> None:
+    """Build (and train nothing) a fit's model, data and trainer from the base config with every option of the search
+    set, each searched one to its first value: an option the CLI does not take, or a bad value, is one line."""
+    first = {name: d.choices[0] if isinstance(d, CategoricalDistribution) else d.low for name, d in space.items()}
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            run(["fit", "--config", str(config), *flags(example), "--print_config"])
+        run(["--config", str(config), *flags({**fixed, **first})], build_only=True)
     except MakemoreError as err:
         raise ConfigError(f"{search_path}: {err}") from None
-    except SystemExit as done:  # --print_config exits 0 after parsing
-        if done.code not in (0, None):
-            raise ConfigError(f"{search_path}: the options do not parse with {config}") from None
+
+
+# ------------------------------------------------------------------------------------------------ the root and study
 
 
 def check_root(root: Path) -> None:
-    """Create the search's folder; ConfigError naming it when it is a file or cannot be written to (its trial folders,
-    best.yaml and report go there), before anything is written."""
-    from makemore.lightning_cli import shown
-
+    """Create the search's folder; ConfigError naming it when it is a file or cannot be written to."""
     try:
         root.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
@@ -374,14 +163,8 @@ def check_root(root: Path) -> None:
         raise ConfigError(f"--root {shown(root)}: read-only; give a folder the trials and the report can be written to")
 
 
-STUDY_RECORD = "study.json"  # in --root: the one study whose trial folders, best.yaml and report the folder holds
-
-
 def storage_key(storage: str) -> str:
     """A study database's URL as the root's record keeps it: an SQLite file by its absolute path, a password hidden."""
-    import sqlalchemy
-    import sqlalchemy.exc
-
     try:
         url = sqlalchemy.engine.make_url(storage)
     except sqlalchemy.exc.ArgumentError:
@@ -391,14 +174,17 @@ def storage_key(storage: str) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def check_root_study(root: Path, storage: str, name: str) -> Optional[dict]:
-    """The study root holds (its record), None if none yet; ConfigError, before the study is opened, if it holds
-    another: its trial_N folders, best.yaml and search.md would be another study's."""
-    from makemore.lightning_cli import shown
+def shown_storage(storage: str) -> str:
+    """A study's database URL, an SQLite file's path shown as the user would type it."""
+    prefix = "sqlite:///"
+    return prefix + shown(storage.removeprefix(prefix)) if storage.startswith(prefix) else storage
 
+
+def check_root_study(root: Path, storage: str, name: str) -> bool:
+    """Whether the root has its record; ConfigError, before the study is opened, if it records another study."""
     record = root / STUDY_RECORD
     if not record.exists():
-        return None
+        return False
     try:
         held = json.loads(record.read_text())
         held_name, held_storage = held["study"], held["storage"]
@@ -411,23 +197,19 @@ def check_root_study(root: Path, storage: str, name: str) -> Optional[dict]:
             f"--root {shown(root)} holds study {held_name!r} of {shown_storage(held_storage)}: continue it with"
             f" --study {held_name} and {its_storage}, or give study {name!r} another --root"
         )
-    return held
+    return True
 
 
-def claim_root(root: Path, storage: str, study: Any) -> None:
-    """Record in root that it holds `study` (opened on `storage`), atomically: of two commands racing, one writes the
-    record and the other checks against it. A root with trial folders and no record (a search before makemore kept
-    one) is claimed only by a study with trials: a new study there is refused."""
-    from makemore.lightning_cli import shown
-
+def claim_root(root: Path, storage: str, study: optuna.Study) -> None:
+    """Record in root that it holds `study`, atomically: of two commands racing, one writes the record and the other
+    checks against it. A root with trial folders and no record (from before the record) takes only a study with trials."""
     if list(root.glob("trial_*")) and not study.get_trials(deepcopy=False):
         raise ConfigError(
             f"--root {shown(root)} holds the trials of another search (no {STUDY_RECORD} names its study); continue"
             f" that study with its --study, or give study {study.study_name!r} another --root"
         )
-    record = {"study": study.study_name, "storage": storage_key(storage)}
     draft = root / f".{STUDY_RECORD}.{os.getpid()}"
-    draft.write_text(json.dumps(record) + "\n")
+    draft.write_text(json.dumps({"study": study.study_name, "storage": storage_key(storage)}) + "\n")
     try:
         os.link(draft, root / STUDY_RECORD)  # fails if the record exists: never overwritten
     except FileExistsError:
@@ -436,187 +218,234 @@ def claim_root(root: Path, storage: str, study: Any) -> None:
         draft.unlink()
 
 
-OPTUNA_TABLES = {"studies", "trials", "version_info"}  # tables every Optuna study database has
+def unusable(storage: str, err: Exception) -> ConfigError:
+    """The error of a --storage that cannot be opened as a study database, with the database's first line."""
+    return ConfigError(
+        f"{shown_storage(storage)}: not a usable Optuna study database ({(str(err) or type(err).__name__).splitlines()[0]})"
+    )
 
 
 def check_storage(storage: str) -> None:
-    """Refuse a database that holds tables and is not an Optuna study database, before Optuna opens it (Optuna would
-    add its tables to it). An SQLite file is opened read-only with sqlite3; another database is only read."""
-    import sqlalchemy
-    import sqlalchemy.exc
-
+    """Refuse a database that is not one, or that holds tables and is not an Optuna study's, before Optuna opens it
+    (Optuna would add its tables to it): its tables are only listed."""
     try:
-        url = sqlalchemy.engine.make_url(storage)
+        engine = sqlalchemy.create_engine(storage, poolclass=sqlalchemy.pool.NullPool)  # no connection kept open
+        tables = set(sqlalchemy.inspect(engine).get_table_names())
     except sqlalchemy.exc.ArgumentError:
         raise ConfigError(f"--storage {storage}: not a database URL (for example sqlite:///study.db)") from None
-    tables: set[str] = set()
-    try:
-        if url.get_backend_name() == "sqlite":
-            path = url.database
-            if not path or path == ":memory:" or not Path(path).exists():
-                return  # a new database
-            with contextlib.closing(sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)) as db:
-                tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        else:
-            engine = sqlalchemy.create_engine(url)
-            try:
-                tables = set(sqlalchemy.inspect(engine).get_table_names())
-            finally:
-                engine.dispose()
-    except (sqlite3.Error, sqlalchemy.exc.SQLAlchemyError, ImportError) as err:
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ConfigError(f"{shown_storage(storage)}: not a usable Optuna study database ({message})") from None
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as err:  # not a database, or no driver for it
+        raise unusable(storage, err) from None
     if tables and not OPTUNA_TABLES <= tables:
-        listed = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        listed = ", ".join(sorted(tables)[:TABLES_NAMED]) + (", ..." if len(tables) > TABLES_NAMED else "")
         raise ConfigError(
             f"{shown_storage(storage)}: not an Optuna study database (it holds the tables {listed}); nothing was"
             " written to it. Give --storage a new file or a study's database"
         )
 
 
-def open_study(storage: str, name: str, seed: int, pruner: Any, space: dict[str, Any]) -> Any:
-    """The study, created or loaded, on a checked database: heartbeats on, a dead trial retried, the StudySampler."""
-    import optuna
-    import sqlalchemy.exc
-
+def open_study(storage: str, name: str, seed: int, pruner: optuna.pruners.BasePruner, space: dict) -> optuna.Study:
+    """The study on a checked database, created or loaded: heartbeats on, a dead trial retried, TrialSeededSampler."""
     check_storage(storage)
-    with warnings.catch_warnings():  # Optuna marks the heartbeat and its retry callback experimental
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        try:
-            store = optuna.storages.RDBStorage(
-                storage,
-                heartbeat_interval=HEARTBEAT_INTERVAL,
-                grace_period=GRACE_PERIOD,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
-            )
-        except (sqlalchemy.exc.SQLAlchemyError, RuntimeError, ValueError, ImportError) as err:
-            message = str(err).splitlines()[0]
-            raise ConfigError(f"{shown_storage(storage)}: not a usable Optuna study database ({message})") from None
     try:
-        return optuna.create_study(
-            storage=store,
-            study_name=name,
-            direction="minimize",
-            sampler=_study_sampler()(seed, space),
-            pruner=pruner,
-            load_if_exists=True,
+        store = optuna.storages.RDBStorage(
+            storage,
+            heartbeat_interval=HEARTBEAT_INTERVAL,
+            grace_period=GRACE_PERIOD,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
         )
+        sampler = TrialSeededSampler(seed, space)
+        return optuna.create_study(storage=store, study_name=name, sampler=sampler, pruner=pruner, load_if_exists=True)
     except (sqlalchemy.exc.SQLAlchemyError, RuntimeError, ValueError) as err:
-        raise ConfigError(f"{shown_storage(storage)}: study {name}: {str(err).splitlines()[0]}") from None
+        raise unusable(storage, err) from None
 
 
-def check_space_fits(study: Any, space: dict[str, Any], search_path: Path) -> None:
+def check_space_fits(study: optuna.Study, space: dict[str, BaseDistribution], search_path: Path) -> None:
     """An option the study's trials drew from a distribution Optuna cannot change to this one (other choices, another
     kind, log or not): ConfigError naming the search file, before any trial."""
-    from optuna.distributions import check_distribution_compatibility
-
     for trial in study.get_trials(deepcopy=False):
-        for option, drawn in trial.distributions.items():
-            if option in space:
-                try:
-                    check_distribution_compatibility(drawn, space[option])
-                except ValueError as err:
-                    raise ConfigError(
-                        f"{search_path}: {option}: not the distribution study {study.study_name!r} drew it from ({err});"
-                        " give this space another --study"
-                    ) from None
-
-
-class NotRun(Exception):
-    """A trial that is not run (see `claim`); marked failed, with the reason in its user attribute `not_run`."""
+        for option in set(trial.distributions) & set(space):
+            try:
+                optuna.distributions.check_distribution_compatibility(trial.distributions[option], space[option])
+            except ValueError as err:
+                raise ConfigError(
+                    f"{search_path}: {option}: not the distribution study {study.study_name!r} drew it from ({err});"
+                    " give this space another --study"
+                ) from None
 
 
 @contextlib.contextmanager
-def quiet_trials() -> Iterator[set[int]]:
-    """While the block runs, Optuna's failure warnings (with a traceback) are dropped for the trials whose numbers
-    the block puts in the set yielded: those makemore reported in one line, not run (no failures) or failed with a
-    makemore error (the error says all a traceback would)."""
-    numbers: set[int] = set()
-
-    def keep(record: logging.LogRecord) -> bool:
-        return not any(record.getMessage().startswith(f"Trial {n} failed") for n in numbers)
-
-    logger = optuna_trial_logger()
-    logger.addFilter(keep)
+def optuna_quiet() -> Iterator[None]:
+    """While the block runs, Optuna logs errors only (makemore says in one line how each trial ended, a failed one
+    without Optuna's traceback) and does not warn that heartbeats, retries and its plots are experimental."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
-        yield numbers
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            yield
     finally:
-        logger.removeFilter(keep)
+        optuna.logging.set_verbosity(verbosity)
 
 
-def claim(study: Any, trial: Any, space: dict[str, Any], trials: int) -> Optional[str]:
+# ---------------------------------------------------------------------------------------------------- the sampler
+
+
+def grid(space: dict[str, BaseDistribution]) -> Optional[tuple[list[str], list[tuple]]]:
+    """The searched options and every setting of them, in a space of at most MAX_GRID settings; None otherwise."""
+    names, values = [name for name, dist in space.items() if not dist.single()], []
+    for dist in (space[name] for name in names):
+        if isinstance(dist, FloatDistribution) and dist.step is None:
+            return None
+        if isinstance(dist, CategoricalDistribution):
+            values.append(list(dist.choices))
+        else:  # Optuna's own values of a step, low + k * step
+            values.append([dist.low + k * dist.step for k in range(round((dist.high - dist.low) / dist.step) + 1)])
+    if math.prod(map(len, values)) > MAX_GRID:
+        return None
+    return names, list(itertools.product(*values))
+
+
+def setting(names: list[str], params: dict[str, Any]) -> tuple:
+    """A trial's setting (its `params`) of the searched options `names`."""
+    return tuple(params.get(name) for name in names)
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """The seed of trial `number`'s draws: the study's seed and the trial's number, whoever runs it, whenever."""
+    return int.from_bytes(hashlib.sha256(f"makemore search {seed} {number}".encode()).digest()[:4], "little")
+
+
+class TrialSeededSampler(optuna.samplers.BaseSampler):
+    """Optuna's multivariate TPESampler (random for its first trials) seeded afresh for each trial by the study's seed
+    and the trial's number, never by the process: a study continued, resumed or shared samples as one process would.
+    In a space of at most MAX_GRID settings it draws each trial's whole setting, and replaces one that a trial of the
+    study holds (finished, running or queued) by one no trial holds, drawn uniformly, while there is one."""
+
+    def __init__(self, seed: int, space: dict[str, BaseDistribution]) -> None:
+        self.seed, self.space, self.grid = seed, space, grid(space)
+        self.before_trial(None, None)
+
+    def before_trial(self, study: Optional[optuna.Study], trial: Optional[FrozenTrial]) -> None:
+        seed = trial_seed(self.seed, -1 if trial is None else trial.number)
+        self.tpe, self.rng = optuna.samplers.TPESampler(seed=seed, multivariate=True), np.random.RandomState(seed)
+        if trial is not None:
+            self.tpe.before_trial(study, trial)
+
+    def reseed_rng(self) -> None:  # seeded per trial, in before_trial
+        pass
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        # TPE's: the options every finished trial drew from the same distribution; a grid's: all its options
+        if self.grid is None:
+            return self.tpe.infer_relative_search_space(study, trial)
+        return {name: self.space[name] for name in self.grid[0]}
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict) -> dict[str, Any]:
+        if self.grid is None:
+            return self.tpe.sample_relative(study, trial, search_space)
+        modelled = self.tpe.infer_relative_search_space(study, trial).items()
+        params = self.tpe.sample_relative(study, trial, {name: d for name, d in modelled if name in search_space})
+        for name, dist in search_space.items():  # in the space's order, as the draws must be; all in TPE's first trials
+            if name not in params:
+                params[name] = self.tpe.sample_independent(study, trial, name, dist)
+        names, settings = self.grid
+        taken = {
+            setting(names, t.params)
+            for t in study.get_trials(deepcopy=False, states=PLACED)
+            if t.number != trial.number
+        }
+        free = [s for s in settings if s not in taken]
+        if setting(names, params) in taken and free:
+            return dict(zip(names, free[self.rng.randint(len(free))]))
+        return params
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, name: str, dist: BaseDistribution) -> Any:
+        return self.tpe.sample_independent(study, trial, name, dist)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Any) -> None:
+        self.tpe.after_trial(study, trial, state, values)
+
+
+# ----------------------------------------------------------------------------------------------------- the trials
+
+
+class PruneAtSGDStep(PyTorchLightningPruningCallback):
+    """optuna-integration's pruning callback on val_loss, its on_validation_end made right for makemore (the library's
+    measured by tests/test_search.py::test_the_library_callback_reports_epochs_and_crashes_the_fit):
+    - it reports at the SGD step, as the search file's pruner counts (n_warmup_steps), not at `current_epoch` (a
+      makemore epoch is data.val_every_n_steps SGD steps: n_warmup_steps 4000 would be a warmup that never ends);
+    - a pruned trial's fit stops at that validation as a fit does (trainer.should_stop; the objective raises
+      TrialPruned after it), where the library's TrialPruned inside the fit is a crash: no checkpoint, no trainer to
+      read the trial's run folder and SGD steps from;
+    - the validation at trainer.max_steps never prunes: that trial trained to the end.
+    Its hooks are on_fit_start and on_validation_end, none per batch: the fit keeps many SGD steps a Lightning batch.
+    """
+
+    def __init__(self, trial: optuna.Trial) -> None:
+        super().__init__(trial, monitor="val_loss")
+        self.pruned = False
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        self._trial.report(float(trainer.callback_metrics[self.monitor]), trainer.global_step)
+        trained_to_the_end = 0 < trainer.max_steps <= trainer.global_step  # nothing left to save: it completes
+        if not trained_to_the_end and self._trial.should_prune():
+            self.pruned = trainer.should_stop = True
+
+
+def suggest(trial: optuna.Trial, option: str, dist: BaseDistribution) -> Any:
+    """The trial's value of an option, drawn from its distribution (as the study's sampler proposed it)."""
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(option, dist.choices)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(option, dist.low, dist.high, step=dist.step, log=dist.log)
+    return trial.suggest_float(option, dist.low, dist.high, step=dist.step, log=dist.log)
+
+
+def retried(trial: FrozenTrial) -> Optional[int]:
+    """The number of the trial whose process died that `trial` runs again; None if it runs none again."""
+    history = RetryHeartbeatStaleTrialCallback.retry_history(trial)
+    return history[-1] if history else None
+
+
+class NotRun(Exception):
+    """A trial that is not run (see `claim`): failed, with the reason in its user attribute `not_run`."""
+
+
+def claim(trial: optuna.Trial, space: dict[str, BaseDistribution], trials: int) -> Optional[str]:
     """None if the trial may run, else why not: it runs only if fewer than `trials` trials numbered before it hold a
-    place in the study (finished, running or queued) and, while the space has other settings, none of them has its
-    settings. The database numbers trials one after another, so of two processes racing for a place the later
-    trial yields."""
-    from optuna.trial import TrialState
-
-    states = tuple(TrialState[state] for state in COUNTED)
-    earlier = [t for t in study.get_trials(deepcopy=False, states=states) if t.number < trial.number]
+    place in the study and, in a space of at most MAX_GRID settings that has others, none of them holds its setting.
+    The database numbers trials one after another, so of two processes racing for a place the later trial yields."""
+    earlier = [t for t in trial.study.get_trials(deepcopy=False, states=PLACED) if t.number < trial.number]
     if len(earlier) >= trials:
         return f"the study already has its {trials} trials"
-    mine, size = setting(space, trial.params), space_size(space)
-    keys = {setting(space, t.params) for t in earlier} - {None}
-    if mine in keys and (size is None or len(keys) < size):
-        return f"the settings of trial {next(t.number for t in earlier if setting(space, t.params) == mine)}"
+    names, settings = grid(space) or ([], [])
+    held = {setting(names, t.params): t.number for t in reversed(earlier)}  # each setting by the first trial holding it
+    mine = setting(names, trial.params)
+    if settings and mine in held and not set(settings) <= held.keys():
+        return f"the settings of trial {held[mine]}"
     return None
 
 
-def fail_dead_trials(study: Any) -> None:
-    """Running trials without a heartbeat for GRACE_PERIOD seconds: failed, and queued again with their settings."""
-    import optuna
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-
-
-def run_trials(
-    study: Any,
-    config: Path,
-    space: dict[str, Any],
-    fixed: dict[str, Any],
-    root: Path,
-    trials: int,
-    timeout: Optional[float] = None,
-    wait: bool = True,
-) -> None:
-    """This process's share of the trials, until the study holds `trials` finished (complete or pruned) ones,
-    starting none after `timeout` seconds. With `wait`, then until no trial of the study is running: each
-    finishes, or is found dead (failed, queued again and, while time is left, run here)."""
-    import optuna
-    from optuna.study import MaxTrialsCallback
-    from optuna.trial import TrialState
-
-    from makemore.lightning_cli import run
-
-    def objective(trial: Any) -> float:
-        values = {option: suggest(trial, option, dist) for option, dist in space.items()}
-        why = claim(study, trial, space, trials)
-        if why is not None:
-            trial.set_user_attr("not_run", why)
-            quiet.add(trial.number)
-            print(f"makemore search: trial {trial.number}: not run ({why})", file=sys.stderr, flush=True)
-            raise NotRun(why)
-        folder = root / f"trial_{trial.number}"
-        args = ["fit", "--config", str(config), *flags({**fixed, **values}), "--trainer.default_root_dir", str(folder)]
-        args += ["--trainer.enable_progress_bar", "false"]
-        frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
-        retry = frozen.system_attrs.get("retry_history")
-        again = f" (trial {retry[-1]} again: its process died)" if retry else ""
-        print(f"makemore search: trial {trial.number}: {' '.join(flags(values))}{again}", file=sys.stderr, flush=True)
-        try:
-            return fit_trial(trial, args)
-        except MakemoreError as err:  # one line here and in the report; Optuna's traceback of it is dropped
-            trial.set_user_attr("error", str(err))
-            quiet.add(trial.number)
-            print(f"makemore search: trial {trial.number} failed: {err}", file=sys.stderr, flush=True)
-            raise
-
-    def fit_trial(trial: Any, args: list[str]) -> float:
-        """The trial's fit: its best val_loss; TrialPruned if the pruner stopped it."""
-        pruning = pruning_callback(trial)
-        trainer = run(args, callbacks=[pruning]).trainer
+def fit_trial(trial: optuna.Trial, config: Path, space: dict, fixed: dict, root: Path, trials: int) -> float:
+    """The objective: a fit of the base config with the trial's options; its best val_loss, TrialPruned if the pruner
+    stopped it. A makemore error (diverged, bad settings) is one line in the log and the trial's user attribute."""
+    values = {option: suggest(trial, option, dist) for option, dist in space.items()}
+    why = claim(trial, space, trials)
+    if why is not None:
+        trial.set_user_attr("not_run", why)
+        say(f"trial {trial.number}: not run ({why})")
+        raise NotRun(why)
+    again = retried(next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number))
+    say(
+        f"trial {trial.number}: {' '.join(flags(values))}"
+        + ("" if again is None else f" (trial {again} again: its process died)")
+    )
+    args = ["fit", "--config", str(config), *flags({**fixed, **values}), "--trainer.enable_progress_bar", "false"]
+    pruning = PruneAtSGDStep(trial)
+    try:
+        trainer = run([*args, "--trainer.default_root_dir", str(root / f"trial_{trial.number}")], [pruning]).trainer
         trial.set_user_attr("run", str(Path(trainer.log_dir)))
         trial.set_user_attr("steps", trainer.global_step)
         if pruning.pruned:
@@ -624,104 +453,95 @@ def run_trials(
         best = trainer.checkpoint_callback.best_model_score
         if best is None or not math.isfinite(float(best)):
             raise ConfigError(f"trial {trial.number} has no validation loss (did it validate?)")
-        trial.set_user_attr("best_checkpoint", trainer.checkpoint_callback.best_model_path)
-        return float(best)
+    except MakemoreError as err:
+        trial.set_user_attr("error", str(err))
+        say(f"trial {trial.number} failed: {err}")
+        raise
+    trial.set_user_attr("best_checkpoint", trainer.checkpoint_callback.best_model_path)
+    return float(best)
 
-    failures: list[str] = []
 
-    def stop_after_failures(study: Any, trial: Any) -> None:
-        """A trial that fails (diverged, bad settings) is recorded and the search goes on; three in a row stop it."""
+class TrialLog:
+    """A callback after each trial that ran: a line on how it ended (a failed one said so itself); the search stops
+    after MAX_FAILURES failures in a row, listed in `failures`."""
+
+    def __init__(self) -> None:
+        self.failures: list[int] = []
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if "not_run" in trial.user_attrs:
             return
-        failures[:] = [*failures, trial.number] if trial.state == TrialState.FAIL else []
-        if len(failures) >= 3:
+        self.failures = [*self.failures, trial.number] if trial.state == TrialState.FAIL else []
+        if len(self.failures) >= MAX_FAILURES:
             study.stop()
+        elif trial.state == TrialState.COMPLETE:
+            best = study.best_trial
+            say(f"trial {trial.number}: val_loss {trial.value:.4f} (best: trial {best.number}, {best.value:.4f})")
+        elif trial.state == TrialState.PRUNED:
+            say(f"trial {trial.number}: pruned at SGD step {trial.user_attrs.get('steps')}")
 
-    finished, placed = (
-        (TrialState.COMPLETE, TrialState.PRUNED),
-        (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING),
-    )
+
+def run_trials(study: optuna.Study, objective: Any, trials: int, timeout: Optional[float], wait: bool) -> None:
+    """This process's share of the trials, until the study holds `trials` finished ones, starting none after `timeout`
+    seconds. With `wait`, then until no trial of the study is running: each finishes, or is found dead (failed,
+    queued again and, while time is left, run here)."""
+    log, waited = TrialLog(), set()
     deadline = None if timeout is None else time.monotonic() + timeout
-    waited: set[int] = set()
-    with quiet_trials() as quiet:
-        while True:
-            fail_dead_trials(study)
-            now = study.get_trials(deepcopy=False)
-            left = None if deadline is None else deadline - time.monotonic()
-            place = sum(t.state in placed for t in now) < trials or any(t.state == TrialState.WAITING for t in now)
-            if sum(t.state in finished for t in now) < trials and place and (left is None or left > 0):
-                callbacks = [MaxTrialsCallback(trials, states=placed), stop_after_failures]
-                study.optimize(objective, callbacks=callbacks, catch=(MakemoreError, NotRun), timeout=left)
-                if len(failures) >= 3:
-                    raise ConfigError(
-                        f"trials {', '.join(map(str, failures))} failed one after another (their errors are above); the"
-                        " search stopped. Check the base config and the space"
-                    )
-                continue
-            running = [t.number for t in now if t.state == TrialState.RUNNING]
-            if not wait or not running:
-                return
-            for number in sorted(set(running) - waited):
-                print(
-                    f"makemore search: waiting for trial {number}, running in another process (if that process died,"
-                    f" the trial is failed and run again after {GRACE_PERIOD} s without a heartbeat)",
-                    file=sys.stderr,
-                    flush=True,
+    while True:
+        optuna.storages.fail_stale_trials(study)
+        now = study.get_trials(deepcopy=False)
+        left = None if deadline is None else deadline - time.monotonic()
+        finished = sum(t.state in FINISHED for t in now)
+        placed = finished + sum(t.state == TrialState.RUNNING for t in now)
+        queued = any(t.state == TrialState.WAITING for t in now)  # a trial whose process died, to run again
+        if finished < trials and (placed < trials or queued) and (left is None or left > 0):
+            stop = MaxTrialsCallback(trials, states=(*FINISHED, TrialState.RUNNING))
+            study.optimize(objective, callbacks=[stop, log], catch=(MakemoreError, NotRun), timeout=left)
+            if len(log.failures) >= MAX_FAILURES:
+                raise ConfigError(
+                    f"trials {', '.join(map(str, log.failures))} failed one after another (their errors are above); the"
+                    " search stopped. Check the base config and the space"
                 )
-            waited |= set(running)
-            time.sleep(1)
+            continue
+        running = {t.number for t in now if t.state == TrialState.RUNNING}
+        if not wait or not running:
+            return
+        for number in sorted(running - waited):
+            say(
+                f"waiting for trial {number}, running in another process (if that process died, the trial is failed"
+                f" and run again after {GRACE_PERIOD} s without a heartbeat)"
+            )
+        waited |= running
+        time.sleep(POLL_SECONDS)
 
 
-def report(study: Any, config: Path, fixed: dict[str, Any], root: Path, storage: str) -> str:
-    """The trials table, best.yaml, the plots, and the best trial's test loss (evaluated once); search.md's text."""
-    from optuna.trial import TrialState
+# ----------------------------------------------------------------------------------------------------- the report
 
-    from makemore.lightning_cli import run, shown
 
+def report(study: optuna.Study, config: Path, fixed: dict[str, Any], root: Path, storage: str) -> str:
+    """search.md's text (the trials table, the best trial), best.yaml, the plots, the best trial's test loss."""
     drawn = study.get_trials(deepcopy=False)
-    finished = [t for t in drawn if "not_run" not in t.user_attrs]  # the trials that ran (or run, or wait to)
-    complete = [t for t in finished if t.state == TrialState.COMPLETE]
-    pruned = [t for t in finished if t.state == TrialState.PRUNED]
-    failed = [t for t in finished if t.state == TrialState.FAIL]
-    options = list(dict.fromkeys(option for t in finished for option in t.params))
-    again = {t.system_attrs["retry_history"][-1]: t.number for t in finished if t.system_attrs.get("retry_history")}
-    lines = [f"# Search: study `{study.study_name}` ({shown_storage(storage)})", ""]
-    lines.append("| trial | state | val_loss | steps | " + " | ".join(f"`{o}`" for o in options) + " |")
-    lines.append("|---" * (4 + len(options)) + "|")
-    for t in finished:
-        number = f"{t.number}"
-        if t.system_attrs.get("retry_history"):
-            number += f" (trial {t.system_attrs['retry_history'][-1]} again)"
-        if t.number in again:
-            number += f" (its process died; run again as trial {again[t.number]})"
-        value = f"{t.value:.4f}" if t.value is not None else "-"
-        cells = [cell(t.params.get(o, "-")) for o in options]
-        lines.append(
-            f"| {number} | {t.state.name.lower()} | {value} | {t.user_attrs.get('steps', '-')} | "
-            + " | ".join(cells)
-            + " |"
-        )
+    ran = [t for t in drawn if "not_run" not in t.user_attrs]  # the trials that ran (or run, or wait to)
+    complete, pruned, failed = ([t for t in ran if t.state == state] for state in (*FINISHED, TrialState.FAIL))
+    lines = [f"# Search: study `{study.study_name}` ({shown_storage(storage)})", "", *table(ran), ""]
     base = yaml.safe_load(config.read_text())
     for option, value in fixed.items():
         set_option(base, option, value)
+    lines.append(f"{len(ran)} trials: {len(complete)} complete, {len(pruned)} pruned")
     max_steps = base.get("trainer", {}).get("max_steps")
-    saved = sum(max_steps - t.user_attrs.get("steps", max_steps) for t in pruned) if max_steps else None
-    lines += ["", f"{len(finished)} trials: {len(complete)} complete, {len(pruned)} pruned"]
-    if saved is not None and pruned:
+    if max_steps and pruned:
+        saved = sum(max_steps - t.user_attrs.get("steps", max_steps) for t in pruned)
         lines[-1] += f" (stopped early, {saved:,} of their {len(pruned) * max_steps:,} SGD steps not trained)"
-    if failed:
-        lines[-1] += f", {len(failed)} failed"
-    if len(drawn) > len(finished):
+    lines[-1] += f", {len(failed)} failed" if failed else ""
+    if len(drawn) > len(ran):
         lines[-1] += (
-            f"; {len(drawn) - len(finished)} more drawn but not run (the study had its trials or their settings),"
-            " not listed"
+            f"; {len(drawn) - len(ran)} more drawn but not run (the study had its trials or their settings), not listed"
         )
     errors = [f"- trial {t.number} failed: {t.user_attrs['error']}" for t in failed if "error" in t.user_attrs]
     lines += ["", *errors] if errors else []
     if not complete:
         return "\n".join(lines + ["", "No trial completed: no best settings yet."])
-    best = study.best_trial
-    best_config = root / "best.yaml"
+    best, best_config = study.best_trial, root / "best.yaml"
     for option, value in best.params.items():
         set_option(base, option, from_json(value))
     header = (
@@ -729,36 +549,55 @@ def report(study: Any, config: Path, fixed: dict[str, Any], root: Path, storage:
         f" {best.value:.4f}\n# (the base config {config} with the search's fixed and best options)\n"
     )
     best_config.write_text(header + yaml.safe_dump(base, sort_keys=False))
-    if study.user_attrs.get("tested") != best.number and not has_test_split(best.user_attrs["best_checkpoint"]):
-        study.set_user_attr("test_loss", None)  # a text split as the lecture splits it (90/10) has no test share
-        study.set_user_attr("tested", best.number)
-    if study.user_attrs.get("tested") != best.number:  # the winner's test loss, evaluated once
-        with contextlib.redirect_stdout(io.StringIO()):
-            cli = run(
-                [
-                    "test",
-                    "--config",
-                    str(best_config),
-                    "--ckpt_path",
-                    best.user_attrs["best_checkpoint"],
-                    "--trainer.default_root_dir",
-                    str(root / f"trial_{best.number}"),
-                ]
-            )
-        study.set_user_attr("test_loss", float(cli.trainer.callback_metrics["test_loss"]))
-        study.set_user_attr("tested", best.number)
-    test_loss = study.user_attrs["test_loss"]
+    test_loss = test_once(study, best, best_config, root)
     tested = "no test split" if test_loss is None else f"test_loss {test_loss:.4f} (its checkpoint tested once)"
     lines += [
         "",
         f"Best: trial {best.number}, val_loss {best.value:.4f}, {tested}; settings: `{shown(best_config)}` (`python"
         f" -m makemore fit --config {shown(best_config)}`).",
     ]
-    plots(study, root, len(complete))
-    for name, title in (("history.png", "optimisation history"), ("importances.png", "parameter importances")):
-        if (root / name).exists():
-            lines += ["", f"![{title}]({name})"]
+    for name, title in plots(study, root, len(complete)):
+        lines += ["", f"![{title}]({name})"]
     return "\n".join(lines)
+
+
+def table(trials: list[FrozenTrial]) -> list[str]:
+    """search.md's table: a trial a row (state, val_loss, SGD steps, options), a rerun of a dead trial's noted."""
+    options = list(dict.fromkeys(option for t in trials for option in t.params))
+    again = {retried(t): t.number for t in trials if retried(t) is not None}
+    lines = [
+        "| trial | state | val_loss | steps | " + " | ".join(f"`{o}`" for o in options) + " |",
+        "|---" * (4 + len(options)) + "|",
+    ]
+    for t in trials:
+        number = f"{t.number}" + ("" if retried(t) is None else f" (trial {retried(t)} again)")
+        number += f" (its process died; run again as trial {again[t.number]})" if t.number in again else ""
+        value = "-" if t.value is None else f"{t.value:.4f}"
+        cells = [
+            number,
+            t.state.name.lower(),
+            value,
+            t.user_attrs.get("steps", "-"),
+            *(t.params.get(o, "-") for o in options),
+        ]
+        lines.append("| " + " | ".join(f"{c:.4g}" if isinstance(c, float) else str(c) for c in cells) + " |")
+    return lines
+
+
+def test_once(study: optuna.Study, best: FrozenTrial, best_config: Path, root: Path) -> Optional[float]:
+    """The best trial's test loss, evaluated once and kept in the study; None when its data has no test split (a text
+    split as the lecture splits it, 90/10)."""
+    if study.user_attrs.get("tested") != best.number:
+        checkpoint, test_loss = best.user_attrs["best_checkpoint"], None
+        fingerprint = read_checkpoint(checkpoint)["hyper_parameters"]["split_fingerprint"]
+        if any(size > 0 for name, size in fingerprint.items() if name.startswith("test_") and isinstance(size, int)):
+            argv = ["test", "--config", str(best_config), "--ckpt_path", checkpoint]
+            with contextlib.redirect_stdout(sys.stderr):
+                cli = run([*argv, "--trainer.default_root_dir", str(root / f"trial_{best.number}")])
+            test_loss = float(cli.trainer.callback_metrics["test_loss"])
+        study.set_user_attr("test_loss", test_loss)
+        study.set_user_attr("tested", best.number)
+    return study.user_attrs["test_loss"]
 
 
 def from_json(value: Any) -> Any:
@@ -767,28 +606,6 @@ def from_json(value: Any) -> Any:
         with contextlib.suppress(ValueError):
             return json.loads(value)
     return value
-
-
-def has_test_split(checkpoint: str) -> bool:
-    """Whether the data a checkpoint was trained on has a test split (a text's 90/10 split has none), as its split
-    fingerprint records it."""
-    from makemore.checkpoint import read_checkpoint
-
-    fingerprint = read_checkpoint(checkpoint)["hyper_parameters"]["split_fingerprint"]
-    return any(size > 0 for name, size in fingerprint.items() if name.startswith("test_") and isinstance(size, int))
-
-
-def cell(value: Any) -> str:
-    """A table cell: floats to 4 significant digits (best.yaml keeps them whole)."""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def shown_storage(storage: str) -> str:
-    """A study's database URL, an SQLite file's path shown as the user would type it."""
-    from makemore.lightning_cli import shown
-
-    prefix = "sqlite:///"
-    return prefix + shown(storage.removeprefix(prefix)) if storage.startswith(prefix) else storage
 
 
 def set_option(config: dict, option: str, value: Any) -> None:
@@ -804,24 +621,28 @@ def set_option(config: dict, option: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
-def plots(study: Any, root: Path, complete: int) -> None:
+def plots(study: optuna.Study, root: Path, complete: int) -> list[tuple[str, str]]:
+    """Optuna's optimisation history and (from 2 complete trials) parameter importances in root: (file, title)s."""
     import matplotlib.pyplot as plt
-    import optuna
     import optuna.visualization.matplotlib as vis
 
-    for name, draw in (("history.png", vis.plot_optimization_history), ("importances.png", vis.plot_param_importances)):
-        if name == "importances.png" and complete < 2:
-            continue
+    drawn = [("history.png", "optimisation history", vis.plot_optimization_history)]
+    drawn += [("importances.png", "parameter importances", vis.plot_param_importances)] if complete >= 2 else []
+    written = []
+    for name, title, draw in drawn:
         try:
-            with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                ax = draw(study)
+            ax = draw(study)
         except (ValueError, RuntimeError) as err:
-            print(f"makemore search: no {name}: {err}", file=sys.stderr)
+            say(f"no {name}: {err}")
             continue
         ax.figure.tight_layout()
-        ax.figure.savefig(root / name, dpi=100)
+        ax.figure.savefig(root / name, dpi=PLOT_DPI)
         plt.close(ax.figure)
+        written.append((name, title))
+    return written
+
+
+# ---------------------------------------------------------------------------------------------------- the command
 
 
 def search(
@@ -859,27 +680,26 @@ def search(
         raise ConfigError(f"{config_path}: no such config file")
     space, pruner, fixed = read_space(search_path)
     check_root(root_path)
-    storage = storage or f"sqlite:///{root_path / 'study.db'}"
-    name = study or search_path.stem
+    storage, name = storage or f"sqlite:///{root_path / 'study.db'}", study or search_path.stem
     check_options(config_path, space, fixed, search_path)
-    held = check_root_study(root_path, storage, name)
-    distributions = {option: distribution(spec) for option, spec in space.items()}
-    optuna_study = open_study(storage, name, seed, median_pruner(pruner, search_path), distributions)
-    if held is None:
-        claim_root(root_path, storage, optuna_study)
-    check_space_fits(optuna_study, distributions, search_path)
-    common = ["--config", str(config_path), "--search", str(search_path), "--trials", str(trials)]
-    common += ["--root", str(root_path), "--storage", storage, "--study", name]
-    common += ["--timeout", str(timeout)] if timeout is not None else []
-    others = [
-        subprocess.Popen([sys.executable, "-m", "makemore", "search", *common, "--seed", str(seed), "--workers", "0"])
-        for _ in range(1, workers)
-    ]
-    run_trials(optuna_study, config_path, distributions, fixed, root_path, trials, timeout, wait=workers > 0)
-    if workers == 0:
-        return
-    if any(worker.wait() for worker in others):
-        print("makemore search: a worker process failed (its error is above)", file=sys.stderr)
-    text = report(optuna_study, config_path, fixed, root_path, storage)
+    with optuna_quiet():
+        recorded = check_root_study(root_path, storage, name)
+        optuna_study = open_study(storage, name, seed, median_pruner(pruner, search_path), space)
+        if not recorded:
+            claim_root(root_path, storage, optuna_study)
+        check_space_fits(optuna_study, space, search_path)
+        options = {"config": config, "search": search, "trials": trials, "root": root_path, "storage": storage}
+        options.update(study=name, seed=seed, workers=0, **({} if timeout is None else {"timeout": timeout}))
+        command = [sys.executable, "-m", "makemore", "search", *(f"--{k}={v}" for k, v in options.items())]
+        others = [subprocess.Popen(command) for _ in range(1, workers)]
+        objective = functools.partial(
+            fit_trial, config=config_path, space=space, fixed=fixed, root=root_path, trials=trials
+        )
+        run_trials(optuna_study, objective, trials, timeout, wait=workers > 0)
+        if workers == 0:
+            return
+        if any(worker.wait() for worker in others):
+            say("a worker process failed (its error is above)")
+        text = report(optuna_study, config_path, fixed, root_path, storage)
     (root_path / "search.md").write_text(text + "\n")
     print(text)

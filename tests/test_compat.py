@@ -109,23 +109,3 @@ def test_tqdm_last_print_n():
     bar = tqdm(total=100, disable=True)
     _compat.restart_rate(bar, 40)
     assert (bar.n, bar.initial, bar.last_print_n) == (40, 40, 40), "tqdm.last_print_n"
-
-
-def test_optuna_trial_logger():
-    """optuna.study._optimize's logger: where Optuna warns of a failed trial, with its traceback."""
-    import logging
-
-    import optuna
-
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger = _compat.optuna_trial_logger()
-    logger.addHandler(handler)
-    try:
-        study = optuna.create_study()
-        study.optimize(lambda trial: 1 / 0, n_trials=1, catch=(ZeroDivisionError,))
-    finally:
-        logger.removeHandler(handler)
-    failed = [r for r in records if r.getMessage().startswith("Trial 0 failed")]
-    assert len(failed) == 2 and failed[0].exc_info, "optuna.study._optimize: no failed-trial warning on its logger"

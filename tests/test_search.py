@@ -113,7 +113,7 @@ class FakeTrial:
 
 def test_a_pruned_trial_stops_at_the_validation(words_path, tmp_path):
     trial = FakeTrial(prune=True)
-    pruning = search_module.pruning_callback(trial)
+    pruning = search_module.PruneAtSGDStep(trial)
     trainer = run(["fit", *small_run_args(words_path, tmp_path, max_steps=200)], callbacks=[pruning]).trainer
     assert trainer.global_step == 50 and pruning.pruned  # stopped at the first validation (data.val_every_n_steps 50)
     assert trial.reported == [50]
@@ -123,7 +123,7 @@ def test_a_pruned_trial_stops_at_the_validation(words_path, tmp_path):
 
 def test_each_validation_is_reported_at_its_sgd_step_and_the_last_never_prunes(words_path, tmp_path):
     trial = FakeTrial(prune=False)
-    pruning = search_module.pruning_callback(trial)
+    pruning = search_module.PruneAtSGDStep(trial)
     args = [*small_run_args(words_path, tmp_path, max_steps=100), "--data.val_every_n_steps", "25"]
     run(["fit", *args], callbacks=[pruning])
     assert trial.reported == [25, 50, 75, 100]  # each validation at its own SGD step
@@ -131,17 +131,13 @@ def test_each_validation_is_reported_at_its_sgd_step_and_the_last_never_prunes(w
 
 
 def test_the_library_callback_reports_epochs_and_crashes_the_fit(words_path, tmp_path):
-    """Why pruning_callback overrides optuna-integration's on_validation_end (should this fail, see if it still must)."""
+    """Why PruneAtSGDStep overrides optuna-integration's on_validation_end (should this fail, see if it still must)."""
     from optuna_integration import PyTorchLightningPruningCallback
 
-    args = [*small_run_args(words_path, tmp_path, max_steps=100), "--trainer.val_check_interval", "25"]
+    args = [*small_run_args(words_path, tmp_path, max_steps=100), "--data.val_every_n_steps", "25"]
     study = optuna.create_study(pruner=optuna.pruners.NopPruner())
-    trial = study.ask()
-    with pytest.warns(UserWarning) as warned:  # Optuna's, for the second validation of each epoch
-        run(["fit", *args], callbacks=[PyTorchLightningPruningCallback(trial, monitor="val_loss")])
-    ignored = [f"The reported value is ignored because this `step={epoch}` is already reported." for epoch in (0, 1)]
-    assert [str(w.message) for w in warned if "already reported" in str(w.message)] == ignored
-    assert list(study.trials[0].intermediate_values) == [0, 1]  # 4 validations, 2 kept
+    run(["fit", *args], callbacks=[PyTorchLightningPruningCallback(study.ask(), monitor="val_loss")])
+    assert list(study.trials[0].intermediate_values) == [0, 1, 2, 3]  # SGD steps 25 to 100, by epoch
 
     study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=0.0))  # prunes at once
     with pytest.raises(optuna.TrialPruned):  # out of the fit, with no trainer to read the run's steps from
@@ -195,6 +191,16 @@ def test_bad_fixed_options_are_one_line(words_path, tmp_path, fixed, pattern):
     args = ["search", "--config", str(config), "--search", str(space_file(tmp_path, SPACE, fixed=fixed))]
     cli_error([*args, "--root", str(tmp_path / "search")], pattern)
     assert not list((tmp_path / "search").glob("trial_*"))  # nothing ran
+
+
+def test_settings_the_fit_refuses_are_one_line_before_the_study(words_path, tmp_path):
+    """Options that parse but that the fit's classes refuse (fractions that leave no test split) name the search file
+    before any database is opened or trial run, as a misspelt option does."""
+    config, root = base_config(words_path, tmp_path), tmp_path / "search"
+    space = space_file(tmp_path, {"data.val_fraction": {"choices": [0.5, 0.6]}}, fixed={"data.train_fraction": 0.5})
+    args = ["search", "--config", str(config), "--search", str(space), "--root", str(root)]
+    cli_error(args, r".*space.yaml: data.train_fraction \(0.5\) and data.val_fraction \(0.5\) must be positive")
+    assert not (root / "study.db").exists() and not list(root.glob("trial_*"))
 
 
 def test_a_timeout_stops_starting_trials(words_path, tmp_path):
