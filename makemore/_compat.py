@@ -1,4 +1,4 @@
-"""Every private name of Lightning, torch and Optuna that makemore relies on, each with why, in one place.
+"""Every private name of Lightning and torch that makemore relies on, each with why, in one place.
 
 Each is read through a function here, never directly elsewhere (torch.nn.modules.batchnorm is read through its public classes). tests/test_compat.py exercises every one
 on the installed versions and fails naming the symbol when an upgrade removes or renames it; the version
@@ -76,14 +76,6 @@ def mark_saved_after_the_batch_counted(checkpoint: dict) -> None:
     """
     state = checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]
     state["_batches_that_stepped"] -= 1
-
-
-def attached_trainer(module: L.LightningModule) -> Optional[L.Trainer]:
-    """The trainer a LightningModule is attached to, or None (LightningModule.trainer raises when there is none).
-
-    on_load_checkpoint runs both inside a fit and when a checkpoint is loaded from Python, without a trainer.
-    """
-    return module._trainer
 
 
 def option_strings(parser: Any) -> list[str]:

@@ -10,12 +10,15 @@ import inspect
 import pickle
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Optional, Union
 
 import torch
 import torch.nn as nn
 
 from makemore.errors import CheckpointError, ConfigError
+
+if TYPE_CHECKING:  # `makemore sample` reads checkpoints without importing Lightning
+    import lightning as L
 
 
 def _factory_class(factory: Any) -> tuple[Any, dict]:
@@ -405,3 +408,67 @@ def check_fits(
                 " weights with --weights_from instead of --ckpt_path"
             )
     return None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# What a checkpoint holds beyond Lightning's: every process's random states (a resumed run draws the same dropout
+# masks).
+
+
+def attached_trainer(module: "L.LightningModule") -> "Optional[L.Trainer]":
+    """The trainer a LightningModule is attached to, or None: on_load_checkpoint runs both inside a fit and when a
+    checkpoint is loaded from Python, without a trainer."""
+    try:
+        return module.trainer
+    except RuntimeError:  # Lightning's property raises when no trainer is attached
+        return None
+
+
+def random_states(device: torch.device) -> dict[str, torch.Tensor]:
+    """This process's random state: the CPU generator's, and the generator of the device it trains on (CUDA, MPS)."""
+    states = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    elif device.type == "mps":
+        states["mps"] = torch.mps.get_rng_state()
+    return states
+
+
+def random_states_of_every_process(module: "L.LightningModule") -> list[dict[str, torch.Tensor]]:
+    """The random states of every process of the fit (`random_states`), one dict per global rank, on the CPU; a
+    collective under DDP (every process saves a checkpoint, rank 0 writes it)."""
+    mine = random_states(module.device)
+    trainer = attached_trainer(module)
+    if trainer is None or trainer.world_size == 1:
+        return [mine]
+    # all_gather takes tensors on the process's device (NCCL: a GPU); the states are bytes of equal length per kind
+    gathered = {kind: module.all_gather(state.to(module.device)).cpu() for kind, state in mine.items()}
+    # each row its own tensor (clone): a view into the gathered storage would be saved whole, and
+    # torch.set_rng_state reads a view's storage from its start (a crash)
+    return [{kind: states[rank].clone() for kind, states in gathered.items()} for rank in range(trainer.world_size)]
+
+
+def restore_random_states(
+    saved: list[dict[str, torch.Tensor]], rank: int, world_size: int, device: torch.device
+) -> Optional[str]:
+    """Restore this process's random states from a checkpoint's (`random_states_of_every_process`), if it has them;
+    what the run's processes cannot restore, as rank 0 can say it, or None: no state at all, a device kind the
+    checkpoint did not train on, or the processes beyond those that saved it (a run resumed by more processes).
+    Restores only the generators of this process's own device: a checkpoint of more GPUs than this machine has
+    loads."""
+    if not saved:
+        return "any process"
+    if rank < len(saved):
+        states = {kind: state.cpu().clone() for kind, state in saved[rank].items()}  # torch's setters: whole tensors
+        torch.set_rng_state(states["cpu"])
+        if device.type != "cpu" and device.type not in states:
+            return f"{device.type} (it was trained on {', '.join(sorted(states))})"
+        if device.type == "cuda":
+            torch.cuda.set_rng_state(states["cuda"], device)
+        elif device.type == "mps":
+            torch.mps.set_rng_state(states["mps"])
+    others = range(len(saved), world_size)
+    if not others:
+        return None
+    named = f"process {others[0]}" if len(others) == 1 else f"processes {others[0]} to {others[-1]}"
+    return f"{named} (it was saved by {len(saved)})"

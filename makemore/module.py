@@ -20,13 +20,16 @@ from torchmetrics import MeanMetric
 
 from makemore import _compat, distillation, steps
 from makemore.checkpoint import (
+    attached_trainer,
     callable_config,
     check_fits,
     class_paths,
     factory,
     network_config,
     network_factory,
+    random_states_of_every_process,
     read_checkpoint,
+    restore_random_states,
 )
 from makemore.errors import CheckpointError, ConfigError, MakemoreError
 from makemore.lr_finder import record_sweep_losses
@@ -454,7 +457,7 @@ class MakemoreModule(L.LightningModule):
             checkpoint["train_losses"] = torch.cat(self._train_losses).cpu()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        trainer = _compat.attached_trainer(self)
+        trainer = attached_trainer(self)
         world_size = trainer.world_size if trainer is not None else 1
         missing = restore_random_states(checkpoint.get("rng_states") or [], self.global_rank, world_size, self.device)
         fitting = trainer is not None and trainer.state.fn == "fit"  # resuming, else evaluating the checkpoint
@@ -479,56 +482,6 @@ class MakemoreModule(L.LightningModule):
         self._checkpoint_step = checkpoint.get("global_step")
         if "train_losses" in checkpoint:
             self._train_losses = [checkpoint["train_losses"].to(self.device)]
-
-
-def random_states(device: torch.device) -> dict[str, torch.Tensor]:
-    """This process's random state: the CPU generator's, and the generator of the device it trains on (CUDA, MPS)."""
-    states = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        states["cuda"] = torch.cuda.get_rng_state(device)
-    elif device.type == "mps":
-        states["mps"] = torch.mps.get_rng_state()
-    return states
-
-
-def random_states_of_every_process(module: L.LightningModule) -> list[dict[str, torch.Tensor]]:
-    """The random states of every process of the fit (`random_states`), one dict per global rank, on the CPU; a
-    collective under DDP (every process saves a checkpoint, rank 0 writes it)."""
-    mine = random_states(module.device)
-    trainer = _compat.attached_trainer(module)
-    if trainer is None or trainer.world_size == 1:
-        return [mine]
-    # all_gather takes tensors on the process's device (NCCL: a GPU); the states are bytes of equal length per kind
-    gathered = {kind: module.all_gather(state.to(module.device)).cpu() for kind, state in mine.items()}
-    # each row its own tensor (clone): a view into the gathered storage would be saved whole, and
-    # torch.set_rng_state reads a view's storage from its start (a crash)
-    return [{kind: states[rank].clone() for kind, states in gathered.items()} for rank in range(trainer.world_size)]
-
-
-def restore_random_states(
-    saved: list[dict[str, torch.Tensor]], rank: int, world_size: int, device: torch.device
-) -> Optional[str]:
-    """Restore this process's random states from a checkpoint's (`random_states_of_every_process`), if it has them;
-    what the run's processes cannot restore, as rank 0 can say it, or None: no state at all, a device kind the
-    checkpoint did not train on, or the processes beyond those that saved it (a run resumed by more processes).
-    Restores only the generators of this process's own device: a checkpoint of more GPUs than this machine has
-    loads."""
-    if not saved:
-        return "any process"
-    if rank < len(saved):
-        states = {kind: state.cpu().clone() for kind, state in saved[rank].items()}  # torch's setters: whole tensors
-        torch.set_rng_state(states["cpu"])
-        if device.type != "cpu" and device.type not in states:
-            return f"{device.type} (it was trained on {', '.join(sorted(states))})"
-        if device.type == "cuda":
-            torch.cuda.set_rng_state(states["cuda"], device)
-        elif device.type == "mps":
-            torch.mps.set_rng_state(states["mps"])
-    others = range(len(saved), world_size)
-    if not others:
-        return None
-    named = f"process {others[0]}" if len(others) == 1 else f"processes {others[0]} to {others[-1]}"
-    return f"{named} (it was saved by {len(saved)})"
 
 
 # A schedule's arguments that count its steps (or epochs), as torch.optim.lr_scheduler names them.

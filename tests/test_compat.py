@@ -84,15 +84,6 @@ def test_batches_that_stepped_in_a_checkpoint(tmp_path):
     assert state["_batches_that_stepped"] == 2
 
 
-def test_lightning_module_trainer_attribute():
-    """LightningModule._trainer: the trainer or None (the public property raises when none is attached)."""
-    module = L.LightningModule()
-    assert _compat.attached_trainer(module) is None, "LightningModule._trainer"
-    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
-    module.trainer = trainer
-    assert _compat.attached_trainer(module) is trainer
-
-
 def test_argparse_actions():
     """ArgumentParser._actions: the options a typo is compared with."""
     from jsonargparse import ArgumentParser
