@@ -5,13 +5,13 @@ import math
 import re
 from contextlib import contextmanager
 from functools import partial
-from typing import Any, Iterable, Iterator, Literal, Optional
+from typing import Any, Callable, Iterable, Iterator, Literal, Optional
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Timer
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
@@ -92,7 +92,7 @@ class MakemoreModule(L.LightningModule):
         net: NetworkCallable = MLP,
         learning_rate: float = 0.1,
         optimizer: OptimizerCallable = torch.optim.SGD,
-        lr_scheduler: Optional[LRSchedulerCallable] = None,
+        lr_scheduler: Optional[Callable[[torch.optim.Optimizer], LRScheduler]] = None,
         lr_scheduler_interval: Literal["step", "epoch"] = "step",
         num_samples: int = 10,
         max_sample_length: int = 50,
@@ -134,8 +134,11 @@ class MakemoreModule(L.LightningModule):
         with building("model.net", self.hparams.net):
             self.net = net(len(self.vocabulary), block_size)
         self.max_loss = math.inf if max_loss_factor is None else max_loss_factor * math.log(len(self.vocabulary))
-        self.val_loss = MeanMetric()
-        self.test_loss = MeanMetric()
+        # The exact mean loss of each evaluated split. Not submodules: they hold nothing to save, and the model summary
+        # lists the network alone; each goes to the module's device when it is used.
+        self.split_losses = {"val": MeanMetric(), "test": MeanMetric()}
+        # One context: the model summary gives the network's FLOPs and sizes for one forward pass of it.
+        self.example_input_array = torch.zeros(1, block_size, dtype=torch.long)
 
     def configure_callbacks(self) -> list[L.Callback]:
         return steps.step_callbacks(self)
@@ -213,9 +216,6 @@ class MakemoreModule(L.LightningModule):
             self.optimizers().optimizer.step()
         if self.global_step == 0 and self.trainer.is_global_zero and isinstance(self.logger, TensorBoardLogger):
             self._log_untrained_loss()
-        unreached = schedule_beyond(self.hparams.lr_scheduler, self.hparams.lr_scheduler_interval, self.trainer)
-        if unreached:
-            rank_zero_info(f"makemore: {unreached}")
 
     def _log_untrained_loss(self) -> None:
         """The untrained model's val loss at step 0, beside uniform guessing's ln(vocab_size) (lecture part 3).
@@ -327,10 +327,13 @@ class MakemoreModule(L.LightningModule):
         if scheduler is not None and self.trainer.lr_scheduler_configs[0].interval == "epoch":
             scheduler.step()
 
-    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], metric: MeanMetric) -> None:
+    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
         # One metric for every network: the cross-entropy of each character (and word end) of the split, once,
         # whatever loss the network trains on. Example-weighted: exact whatever the batch sizes.
         logits, Y = self._scored(*batch)
+        metric = self.split_losses[stage]
+        if metric.device != logits.device:
+            metric.to(logits.device)
         metric.update(F.cross_entropy(logits, Y), weight=len(Y))
 
     def _scored(self, X: torch.Tensor, Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -340,7 +343,8 @@ class MakemoreModule(L.LightningModule):
             self._sequence_model = is_sequence_model(self.net, self.hparams.block_size)
         return scored(self.net, X, Y, self.hparams.block_size, self._sequence_model)
 
-    def _log_split(self, stage: str, metric: MeanMetric) -> None:
+    def _log_split(self, stage: str) -> None:
+        metric = self.split_losses[stage]
         loss = metric.compute()  # reduced over processes
         metric.reset()
         if self.trainer.state.fn == "fit":  # x-axis: SGD steps (validate/test alone have no step count)
@@ -377,10 +381,10 @@ class MakemoreModule(L.LightningModule):
         return (int(done), total) if isinstance(done, (int, float)) and total else (0, 0)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, self.val_loss)
+        self._eval_step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
-        self._log_split("val", self.val_loss)
+        self._log_split("val")
         if (
             not self.trainer.sanity_checking
             and isinstance(self.logger, TensorBoardLogger)
@@ -399,10 +403,10 @@ class MakemoreModule(L.LightningModule):
                 self.logger.experiment.add_scalar("samples_new", new, self.global_step)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, self.test_loss)
+        self._eval_step(batch, "test")
 
     def on_test_epoch_end(self) -> None:
-        self._log_split("test", self.test_loss)
+        self._log_split("test")
 
     def sample(
         self,
@@ -535,10 +539,13 @@ def restore_random_states(
 SCHEDULE_LENGTHS = ("milestones", "step_size", "T_max", "T_0", "total_iters", "total_steps", "step_size_up")
 
 
-def schedule_beyond(config: Optional[dict], interval: str, trainer: L.Trainer) -> Optional[str]:
-    """What of the learning-rate schedule lies beyond the end of the fit (max_steps, or max_epochs for an "epoch"
-    schedule), said once at the start; None when all of it is reached (or the fit has no such end)."""
-    end = trainer.max_steps if interval == "step" else trainer.max_epochs
+def schedule_beyond(
+    config: Optional[dict], interval: str, max_steps: Optional[int], max_epochs: Optional[int]
+) -> Optional[str]:
+    """What of the learning-rate schedule (model.lr_scheduler's plain data, stepped every `interval`) lies beyond the
+    end of the fit, trainer.max_steps or (an "epoch" schedule) trainer.max_epochs; said once before a fit. None when
+    all of it is reached, or the fit has no such end."""
+    end = max_steps if interval == "step" else max_epochs
     if not config or end is None or end < 0:
         return None
     unit = "trainer.max_steps" if interval == "step" else "trainer.max_epochs"
