@@ -113,7 +113,7 @@ def test_a_fit_says_where_its_run_is_and_prints_no_noise(tmp_path, words_path):
         assert noise not in output, noise
     summary = done.stdout[done.stdout.index("makemore: run folder") :].splitlines()
     assert summary[0] == "makemore: run folder lightning_logs/version_0"
-    assert summary[1].startswith("  best checkpoint (val_loss ") and "checkpoints/epoch=" in summary[1]
+    assert summary[1].startswith("  best checkpoint (val_loss ") and "checkpoints/step=" in summary[1]
     assert summary[2] == "  last checkpoint (step 60): lightning_logs/version_0/checkpoints/last.ckpt"
     assert summary[3] == "  watch it: tensorboard --logdir lightning_logs"
     # the bar in a log file: SGD steps of the whole run, a clock that runs on, no negative rates
