@@ -20,12 +20,12 @@ from torchmetrics import MeanMetric
 
 from makemore import _compat, distillation, steps
 from makemore.checkpoint import (
-    callable_config,
+    bound_class,
     check_fits,
+    class_config,
     class_paths,
-    factory,
-    network_config,
-    network_factory,
+    network_builder,
+    network_class_config,
     read_checkpoint,
 )
 from makemore.errors import CheckpointError, ConfigError, MakemoreError
@@ -114,16 +114,16 @@ class MakemoreModule(L.LightningModule):
         # Everything saved is plain data, so checkpoints load with weights_only=True. The callables (network,
         # optimizer, schedule) are saved below as class paths and arguments; `_instantiator` is the CLI's.
         self.save_hyperparameters(ignore=["net", "optimizer", "lr_scheduler", "_instantiator"])
-        optimizer_config = callable_config(optimizer, skip=1)  # (params) is given at call time
+        optimizer_config = class_config(optimizer, skip=1)  # (params) is given at call time
         if optimizer_config is not None:
             optimizer_config["init_args"].pop("lr", None)  # learning_rate sets it
         # The network, optimizer and schedule as plain data too: checkpoints rebuild the network from it, and a
         # resumed run is compared with its checkpoint. (A second call: hparams.yaml and TensorBoard get them.)
         self.save_hyperparameters(
             {
-                "net": network_config(net),
+                "net": network_class_config(net),
                 "optimizer": optimizer_config,
-                "lr_scheduler": None if lr_scheduler is None else callable_config(lr_scheduler, skip=1),
+                "lr_scheduler": None if lr_scheduler is None else class_config(lr_scheduler, skip=1),
             }
         )
         self.automatic_optimization = False  # training_step takes many SGD steps per Lightning batch
@@ -607,14 +607,14 @@ def check_optimization(optimizer: Optional[dict], lr_scheduler: Optional[dict], 
     """Build model.optimizer and model.lr_scheduler (their plain-data forms, {class_path, init_args}) on a throwaway
     parameter and take one step, so that a value torch rejects, when built or only when stepped (CosineAnnealingLR's
     T_max 0 divides by it at the first step), is one line naming the option before any work (see `building`)."""
-    optimizer = optimizer or callable_config(torch.optim.SGD, skip=1)
+    optimizer = optimizer or class_config(torch.optim.SGD, skip=1)
     init_args = {name: value for name, value in optimizer["init_args"].items() if name != "lr"}  # learning_rate sets it
     parameter = torch.nn.Parameter(torch.zeros(1))
     parameter.grad = torch.zeros(1)
     with building("model.optimizer", optimizer, {"model.learning_rate": learning_rate}):
-        built = factory({**optimizer, "init_args": init_args})([parameter], lr=learning_rate)
+        built = bound_class({**optimizer, "init_args": init_args})([parameter], lr=learning_rate)
     with building("model.lr_scheduler", lr_scheduler):
-        scheduler = factory(lr_scheduler)(built) if lr_scheduler is not None else None
+        scheduler = bound_class(lr_scheduler)(built) if lr_scheduler is not None else None
     with building("model.optimizer", optimizer, {"model.learning_rate": learning_rate}):
         built.step()
     if scheduler is not None:  # stepped as makemore.steps steps it: without a metric (ReduceLROnPlateau needs one)
@@ -629,9 +629,9 @@ def load_checkpoint(path: str, map_location: str = "cpu", allow_class: Iterable[
     hparams = dict(checkpoint["hyper_parameters"])
     accepted = inspect.signature(MakemoreModule).parameters
     try:
-        hparams["net"] = network_factory(network_config(hparams["net"]))
+        hparams["net"] = network_builder(network_class_config(hparams["net"]))
         for name in ("optimizer", "lr_scheduler"):  # plain data in the checkpoint: back to callables
-            hparams[name] = factory(hparams[name]) if hparams.get(name) else None
+            hparams[name] = bound_class(hparams[name]) if hparams.get(name) else None
         hparams["optimizer"] = hparams["optimizer"] or torch.optim.SGD
         module = MakemoreModule(**{k: v for k, v in hparams.items() if k in accepted})
     except (TypeError, ValueError) as err:
