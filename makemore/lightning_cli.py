@@ -315,6 +315,16 @@ class MakemoreCLI(LightningCLI):
             "lr_find": {"model", "datamodule"},
         }
 
+    def add_default_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--seed_everything",
+            type=Union[bool, int],
+            default=self.seed_everything_default,
+            help="seed of torch's, numpy's and Python's random generators, set before anything is built (the"
+            " network's initial weights, dropout); true: a random seed. The split and the mini-batches have their"
+            " own: data.seed, data.batch_seed.",
+        )
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         self._parsers = [*getattr(self, "_parsers", []), parser]  # for parse_arguments
         parser.set_defaults(lecture_defaults())
@@ -551,7 +561,7 @@ class MakemoreTrainer(L.Trainer):
             dataloaders: Lightning's; makemore's data gives its own.
             ckpt_path: a checkpoint file, or best or last (that checkpoint of the newest run under
                 trainer.default_root_dir), or untrained (freshly initialised weights).
-            verbose: print the scores as a table.
+            verbose: print the scores.
             datamodule: the data.
             weights_only: load the checkpoint as plain data (makemore's checkpoints are).
             allow_other_split: evaluate a checkpoint on a split other than the one it was trained on (its scores,
@@ -580,7 +590,7 @@ class MakemoreTrainer(L.Trainer):
             dataloaders: Lightning's; makemore's data gives its own.
             ckpt_path: a checkpoint file, or best or last (that checkpoint of the newest run under
                 trainer.default_root_dir), or untrained (freshly initialised weights).
-            verbose: print the scores as a table.
+            verbose: print the scores.
             datamodule: the data.
             weights_only: load the checkpoint as plain data (makemore's checkpoints are).
             allow_other_split: evaluate a checkpoint on a split other than the one it was trained on (its scores,
