@@ -36,7 +36,9 @@ from makemore.text import Vocabulary
 
 
 class MakemoreModule(L.LightningModule):
-    """Trains a character-level network on batches that each carry many SGD steps (see makemore.steps).
+    """The model: a character-level network, how it trains (optimizer, schedule) and what it samples and logs
+
+    Trains on batches that each carry many SGD steps (see makemore.steps).
 
     Args:
         vocab: the vocabulary, `.` first; linked from the data by the CLI and kept in checkpoints.

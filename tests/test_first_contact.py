@@ -182,8 +182,8 @@ def test_fit_help_shows_makemores_options_first_and_lightnings_trainer_in_short(
     headings = help_sections(short)
     assert headings[:2] == ["options:", "Resuming a run:"]
     trainer = next(i for i, heading in enumerate(headings) if heading.startswith("Lightning's Trainer"))
-    model, data = short.index("--model.net "), short.index("--data.path ")
-    assert headings.index("Resuming a run:") < trainer and model < data < short.index("--trainer.max_steps")
+    model = next(i for i, heading in enumerate(headings) if heading.startswith("The model: "))
+    assert model < trainer and short.index("--data.path ") < short.index("--trainer.max_steps")
     assert "--trainer.gradient_clip_algorithm" not in short and "--help full" in short
     # makemore's checkpoint names, not Lightning's (hpc, its model registry); evaluation's options only on validate/test
     ckpt_path = " ".join(short[short.index("--ckpt_path CKPT_PATH") :].split())
