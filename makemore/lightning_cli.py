@@ -567,7 +567,7 @@ class MakemoreTrainer(L.Trainer):
             allow_other_split: evaluate a checkpoint on a split other than the one it was trained on (its scores,
                 which may count words it trained on, are named *_other_split).
         """
-        (model or self.lightning_module).allow_other_split = allow_other_split
+        self._evaluated(model).allow_other_split = allow_other_split
         results = super().validate(model, dataloaders, ckpt_path, False, datamodule, weights_only)
         if verbose:
             self.print_scores("validate", results)
@@ -596,11 +596,18 @@ class MakemoreTrainer(L.Trainer):
             allow_other_split: evaluate a checkpoint on a split other than the one it was trained on (its scores,
                 which may count words it trained on, are named *_other_split).
         """
-        (model or self.lightning_module).allow_other_split = allow_other_split
+        self._evaluated(model).allow_other_split = allow_other_split
         results = super().test(model, dataloaders, ckpt_path, False, datamodule, weights_only)
         if verbose:
             self.print_scores("test", results)
         return results
+
+    def _evaluated(self, model: Optional[L.LightningModule]) -> L.LightningModule:
+        """The module validate or test evaluates: the one given, else the trainer's own (as Lightning picks it)."""
+        module = model if model is not None else self.lightning_module
+        if module is None:
+            raise ConfigError("validate and test need a model: give one, or fit one with this trainer first")
+        return module
 
     def print_scores(self, subcommand: str, results: list[dict[str, float]]) -> None:
         """Print the scores of validate or test (`subcommand`), one per line, under the checkpoint and its step."""
