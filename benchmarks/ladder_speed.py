@@ -35,7 +35,7 @@ sys.path.insert(0, str(HERE))  # step_timer (the CLI imports it by class path) a
 from step_timer import StepTimer  # noqa: E402
 from train_speed import machine_facts, output_to  # noqa: E402
 
-from makemore.checkpoint import import_class, network_factory  # noqa: E402
+from makemore.checkpoint import import_class, network_builder  # noqa: E402
 from makemore.cli import run_cli as makemore_main  # noqa: E402
 from makemore.data import CharDataModule  # noqa: E402
 from makemore.runs import LADDER, load_yaml  # noqa: E402  the ladder's order
@@ -68,7 +68,7 @@ def run_plain(config: dict, steps: int) -> float:
     model = config["model"]
     clip = model.get("gradient_clip_val")
     torch.manual_seed(0)
-    net = network_factory({"init_args": {}, **model["net"]})(len(data.vocabulary), data.hparams.block_size)
+    net = network_builder({"init_args": {}, **model["net"]})(len(data.vocabulary), data.hparams.block_size)
     optimizer = build(model["optimizer"], net.parameters(), lr=model["learning_rate"])
     scheduler = build(model["lr_scheduler"], optimizer) if model.get("lr_scheduler") else None
     batch_size = data.hparams.batch_size

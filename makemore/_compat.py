@@ -90,3 +90,18 @@ def restart_rate(bar: Any, n: int) -> None:
     """Make a tqdm bar count from `n`, its rate measured from there (tqdm keeps the last printed count, which its
     rate is computed from, in `last_print_n`, which has no setter)."""
     bar.n = bar.initial = bar.last_print_n = n
+
+
+def help_sections(parser: Any) -> list:
+    """The sections of an argparse (jsonargparse) parser's help in the order printed, a list makemore may reorder.
+
+    argparse prints its argument groups in the order they were added (the private `_action_groups`), and Lightning's
+    CLI adds the Trainer's before makemore's model and data; argparse has no public way to order them.
+    """
+    return parser._action_groups
+
+
+def section_options(group: Any) -> list:
+    """The options of one section (argument group) of an argparse help, in the private `_group_actions`, for a short
+    --help that hides some (argparse.SUPPRESS on each option's public `help`)."""
+    return group._group_actions

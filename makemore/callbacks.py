@@ -47,8 +47,8 @@ def run_dir(trainer: L.Trainer) -> Path:
 
 
 class BestCheckpoint(ModelCheckpoint):
-    """The checkpoint of the lowest val_loss, written when a validation ends; a resumed run keeps the best of the run
-    it resumes until it does better.
+    """The checkpoint of the lowest val_loss, written when a validation ends and named by its SGD step
+    (step=S-val_loss=L.ckpt); a resumed run keeps the best of the run it resumes until it does better.
 
     At an epoch's end (Lightning's choice here) it would also be tried where no validation ran, and warn of a missing
     val_loss (Lightning restarts the epoch end of the checkpoint a run resumes from). A resumed run writes into a new
@@ -60,7 +60,7 @@ class BestCheckpoint(ModelCheckpoint):
 
     def __init__(self) -> None:
         super().__init__(
-            monitor="val_loss", mode="min", filename="{epoch}-{step}-{val_loss:.4f}", save_on_train_epoch_end=False
+            monitor="val_loss", mode="min", filename="{step}-{val_loss:.4f}", save_on_train_epoch_end=False
         )
         self._resumed_from: Optional[Path] = None
 

@@ -21,15 +21,15 @@ if TYPE_CHECKING:  # `makemore sample` reads checkpoints without importing Light
     import lightning as L
 
 
-def _factory_class(factory: Any) -> tuple[Any, dict]:
+def _class_and_arguments(target: Any) -> tuple[Any, dict]:
     """(the class, its keyword arguments) of a class or of a functools.partial of one (the class may be None)."""
-    if isinstance(factory, functools.partial):
-        classes = [arg for arg in (factory.func, *factory.args) if isinstance(arg, type)]
-        return (classes[-1] if classes else None), dict(factory.keywords)
-    return factory, {}
+    if isinstance(target, functools.partial):
+        classes = [arg for arg in (target.func, *target.args) if isinstance(arg, type)]
+        return (classes[-1] if classes else None), dict(target.keywords)
+    return target, {}
 
 
-def plain(value: Any) -> Any:
+def plain_data(value: Any) -> Any:
     """`value` as plain Python data: the typed numbers of a signature (jsonargparse's PositiveInt, ...) become int
     and float, so that checkpoints load with weights_only."""
     if type(value) in (bool, int, float, str):
@@ -38,26 +38,26 @@ def plain(value: Any) -> Any:
         if isinstance(value, kind):
             return kind(value)
     if isinstance(value, (list, tuple)):
-        return type(value)(plain(item) for item in value)
+        return type(value)(plain_data(item) for item in value)
     if isinstance(value, dict):
-        return {key: plain(item) for key, item in value.items()}
+        return {key: plain_data(item) for key, item in value.items()}
     return value
 
 
-def callable_config(factory: Any, skip: int) -> Optional[dict]:
+def class_config(target: Any, skip: int) -> Optional[dict]:
     """The plain-data form `{"class_path": ..., "init_args": {...}}` of a class or a partial of one, or None.
 
-    `factory` is a class, a functools.partial of one with keyword arguments (as the CLI builds from a
+    `target` is a class, a functools.partial of one with keyword arguments (as the CLI builds from a
     class_path and init_args), or such a dict already. init_args holds every argument of the class after
     its first `skip` (the ones given at call time), with the class's defaults filled in, so the same
     settings always give the same dict.
     """
-    if isinstance(factory, dict):
-        if not {"class_path", "init_args"} >= set(factory) or "class_path" not in factory:
+    if isinstance(target, dict):
+        if not {"class_path", "init_args"} >= set(target) or "class_path" not in target:
             return None
-        cls, given = factory["class_path"], dict(factory.get("init_args") or {})
-        return {"class_path": cls, "init_args": plain(given)}
-    cls, given = _factory_class(factory)
+        cls, given = target["class_path"], dict(target.get("init_args") or {})
+        return {"class_path": cls, "init_args": plain_data(given)}
+    cls, given = _class_and_arguments(target)
     if not isinstance(cls, type):
         return None
     try:
@@ -65,28 +65,28 @@ def callable_config(factory: Any, skip: int) -> Optional[dict]:
     except (TypeError, ValueError):
         parameters = []
     defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
-    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": plain({**defaults, **given})}
+    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": plain_data({**defaults, **given})}
 
 
-def _is_network_factory(value: Any) -> bool:
+def _is_network_class(value: Any) -> bool:
     """Whether `value` is an nn.Module class or a functools.partial of one (a network given as an option)."""
-    cls = _factory_class(value)[0] if isinstance(value, (type, functools.partial)) else None
+    cls = _class_and_arguments(value)[0] if isinstance(value, (type, functools.partial)) else None
     return isinstance(cls, type) and issubclass(cls, nn.Module)
 
 
-def network_config(net: Any) -> dict:
-    """The plain-data form of a network factory (see `callable_config`); ConfigError if it is not an nn.Module class.
+def network_class_config(net: Any) -> dict:
+    """The plain-data form of a network class or partial (see `class_config`); ConfigError if it is not an nn.Module.
 
     An option that is itself a network (makemore.models.Ensemble's member) becomes plain data the same way.
     """
-    config = callable_config(net, skip=2)  # (vocab_size, block_size) are given when the network is built
-    if config is None or not (isinstance(net, dict) or _is_network_factory(net)):
+    config = class_config(net, skip=2)  # (vocab_size, block_size) are given when the network is built
+    if config is None or not (isinstance(net, dict) or _is_network_class(net)):
         raise ConfigError(
             f"model.net must be an nn.Module class (or a functools.partial of one with keyword arguments), got {net!r}"
         )
     for name, value in config["init_args"].items():
-        if _is_network_factory(value):
-            config["init_args"][name] = network_config(value)
+        if _is_network_class(value):
+            config["init_args"][name] = network_class_config(value)
     return config
 
 
@@ -102,19 +102,19 @@ def import_class(class_path: str, base: type = object) -> type:
     return cls
 
 
-def factory(config: dict, base: type = object) -> Callable:
-    """The callable a `callable_config` dict describes: the class with its init_args bound."""
+def bound_class(config: dict, base: type = object) -> Callable:
+    """The class a `class_config` dict names (a subclass of `base`), with its init_args bound: a functools.partial."""
     return functools.partial(import_class(config["class_path"], base), **config["init_args"])
 
 
-def network_factory(config: dict) -> Callable[[int, int], nn.Module]:
-    """The network factory `network_config` describes: (vocab_size, block_size) -> nn.Module (its options that are
-    networks too)."""
+def network_builder(config: dict) -> Callable[[int, int], nn.Module]:
+    """What builds the network a `network_class_config` dict describes: (vocab_size, block_size) -> nn.Module (its
+    options that are networks built the same way)."""
     init_args = {
-        name: network_factory(value) if isinstance(value, dict) and "class_path" in value else value
+        name: network_builder(value) if isinstance(value, dict) and "class_path" in value else value
         for name, value in config["init_args"].items()
     }
-    return factory({**config, "init_args": init_args}, nn.Module)
+    return bound_class({**config, "init_args": init_args}, nn.Module)
 
 
 def read_checkpoint(
@@ -228,7 +228,7 @@ def network_of(checkpoint: dict, path: str, map_location: str = "cpu") -> nn.Mod
     hparams = checkpoint["hyper_parameters"]
     try:
         with torch.random.fork_rng(devices=[]):
-            net = network_factory(network_config(hparams["net"]))(len(hparams["vocab"]), hparams["block_size"])
+            net = network_builder(network_class_config(hparams["net"]))(len(hparams["vocab"]), hparams["block_size"])
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: not a makemore checkpoint (bad hyperparameters: {err})") from None
     prefix = "net."

@@ -3,6 +3,7 @@
 Imported only for those subcommands (makemore.cli dispatches): `sample` and `--help` never pay Lightning's import.
 """
 
+import argparse
 import difflib
 import logging
 import os
@@ -17,12 +18,12 @@ from typing import Any, Optional, Sequence, Union
 import lightning as L
 import torch
 from jsonargparse import Namespace
-from jsonargparse.typing import PositiveInt
+from jsonargparse.typing import PositiveFloat, PositiveInt
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from makemore import _compat, distillation
+from makemore import _compat, distillation, lr_finder
 from makemore.batchnorm import cpu_sync_plugins
 from makemore.callbacks import LOG_EVERY_N_STEPS, LastCheckpoint, fit_callbacks, tensorboard
 from makemore.checkpoint import (
@@ -40,9 +41,9 @@ from makemore.checkpoint_io import NO_SPACE, no_space_left, with_atomic_checkpoi
 from makemore.data import CharDataModule
 from makemore.errors import CheckpointError, ConfigError, MakemoreError
 from makemore.lightning_features import check_device_settings, check_trainer_options
-from makemore.lr_finder import LrFindTrainer, check_sweep
+from makemore.lr_finder import check_sweep
 from makemore.models import MLP
-from makemore.module import MakemoreModule, check_optimization
+from makemore.module import MakemoreModule, check_optimization, schedule_beyond
 from makemore.runlog import RunLogger
 
 
@@ -100,13 +101,69 @@ def silence_noise() -> None:
             handler.addFilter(_QUIET)
 
 
+# The Trainer options a subcommand's short --help shows (those a newcomer sets first); --help full shows all.
+SHORT_HELP_TRAINER = ("max_steps", "max_time", "accelerator", "devices", "precision", "default_root_dir")
+# The order of --help's sections, by the key of their options: the subcommand's own options (--ckpt_path ...) come
+# right after the general ones (its group has no key here), then the model, the data and Lightning's Trainer.
+HELP_ORDER = ("model", "data", "trainer")
+
+
+class HelpAction(argparse.Action):
+    """-h, --help [full]: makemore's options and the Trainer's most used; `full`: every option."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, help: Optional[str] = None) -> None:
+        super().__init__(
+            option_strings, dest, nargs="?", choices=("full",), default=argparse.SUPPRESS, metavar="full", help=help
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option_string: Any = None) -> None:
+        print(parser.format_help(full=values == "full"), end="")
+        parser.exit()
+
+
 class Parser(LightningArgumentParser):
-    """Lightning's parser with one-line errors (and the closest option for a typo) instead of a usage dump."""
+    """Lightning's parser with one-line errors (and the closest option for a typo) instead of a usage dump, and a
+    --help that shows makemore's options first and Lightning's Trainer in short (`--help full`: all of it)."""
 
     def __init__(self, *args, **kwargs) -> None:
         # jsonargparse makes a parser of this class for `--model.net.help CLASS`, named after sys.argv[0] unless told
         kwargs.setdefault("prog", "makemore")
-        super().__init__(*args, **kwargs)
+        add_help = kwargs.pop("add_help", True)
+        super().__init__(*args, add_help=False, **kwargs)
+        if add_help:
+            self.add_argument(
+                "-h", "--help", action=HelpAction, help="show makemore's options and exit; --help full: every option"
+            )
+
+    def format_help(self, formatter: Optional[argparse.HelpFormatter] = None, full: bool = True) -> str:
+        """The help text: sections in HELP_ORDER; `full` False: of Lightning's Trainer only SHORT_HELP_TRAINER."""
+        keys = {id(group): key for key, group in self.groups.items()}
+        rank = {key: HELP_ORDER.index(key) + 1 if key in HELP_ORDER else 0 for key in self.groups}
+        # argparse's own sections first (options), then the subcommand's, makemore's model and data, the Trainer, the
+        # links last (jsonargparse's section that is no group of options).
+        _compat.help_sections(self).sort(
+            key=lambda group: (group.title != "options", rank.get(keys.get(id(group)), len(HELP_ORDER) + 1))
+        )
+        trainer = self.groups.get("trainer")
+        if full or trainer is None:
+            return super().format_help(formatter) if formatter is not None else super().format_help()
+        shown = {f"trainer.{name}" for name in SHORT_HELP_TRAINER}
+        hidden = [
+            action
+            for action in _compat.section_options(trainer)
+            if action.dest not in shown and action.help != argparse.SUPPRESS
+        ]
+        saved = [action.help for action in hidden]
+        description = trainer.description
+        trainer.description = "the options used most; every one with --help full"
+        for action in hidden:
+            action.help = argparse.SUPPRESS
+        try:
+            return super().format_help(formatter) if formatter is not None else super().format_help()
+        finally:
+            trainer.description = description
+            for action, text in zip(hidden, saved):
+                action.help = text
 
     def error(self, message: str, ex: Optional[Exception] = None) -> None:
         message = " ".join(str(message).split())
@@ -189,7 +246,7 @@ def check_settings(subcommand: Optional[str], config: Namespace) -> None:
     """Check every setting's range before any work (the run folder, the data), beyond what the signatures' types
     (PositiveInt, ...) check while parsing: the Trainer options Lightning checks only when it uses them, the lr_find
     sweep, the optimizer and schedule (built and stepped once on a throwaway parameter); and say once that a
-    distill_weight without a teacher does nothing."""
+    distill_weight without a teacher does nothing, and what of a fit's schedule lies beyond its end."""
     trainer = config.trainer.as_dict()
     check_trainer_options(trainer)
     check_device_settings(trainer)
@@ -205,6 +262,15 @@ def check_settings(subcommand: Optional[str], config: Namespace) -> None:
         )
     model = config.model
     check_optimization(plain_config(model.optimizer), plain_config(model.lr_scheduler), model.learning_rate)
+    if subcommand == "fit":  # (lr_find replaces the schedule with its sweep)
+        interval, max_steps, max_epochs = (
+            model.lr_scheduler_interval,
+            trainer.get("max_steps"),
+            trainer.get("max_epochs"),
+        )
+        unreached = schedule_beyond(plain_config(model.lr_scheduler), interval, max_steps, max_epochs)
+        if unreached:
+            rank_zero_info(f"makemore: {unreached}")
     note = distillation.unused_weight(model.distill_weight, model.teacher)
     if note:
         rank_zero_info(f"makemore: {note}")
@@ -241,8 +307,23 @@ class MakemoreCLI(LightningCLI):
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
         # predict is left out: a character model has nothing to predict from a DataModule (see `sample`).
-        commands = {name: skip for name, skip in LightningCLI.subcommands().items() if name != "predict"}
-        return {**commands, "lr_find": {"model", "datamodule"}}
+        # weights_only is not an option: makemore reads every checkpoint as plain data (weights_only) first.
+        return {
+            "fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule", "weights_only"},
+            "validate": {"model", "dataloaders", "datamodule", "weights_only"},
+            "test": {"model", "dataloaders", "datamodule", "weights_only"},
+            "lr_find": {"model", "datamodule"},
+        }
+
+    def add_default_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--seed_everything",
+            type=Union[bool, int],
+            default=self.seed_everything_default,
+            help="seed of torch's, numpy's and Python's random generators, set before anything is built (the"
+            " network's initial weights, dropout); true: a random seed. The split and the mini-batches have their"
+            " own: data.seed, data.batch_seed.",
+        )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         self._parsers = [*getattr(self, "_parsers", []), parser]  # for parse_arguments
@@ -250,13 +331,6 @@ class MakemoreCLI(LightningCLI):
         parser.link_arguments("data.block_size", "model.block_size")
         parser.link_arguments("data.vocab", "model.vocab", apply_on="instantiate")
         parser.link_arguments("data.split_fingerprint", "model.split_fingerprint", apply_on="instantiate")
-        parser.add_argument(
-            "--allow_other_split",
-            type=bool,
-            default=False,
-            help="validate, test: evaluate a checkpoint on a split other than the one it was trained on (its"
-            " scores may then count words it trained on).",
-        )
         parser.add_argument(
             "--weights_from",
             type=Optional[str],
@@ -316,9 +390,6 @@ class MakemoreCLI(LightningCLI):
                 subcommand_parser.set_defaults({"model.net": {"class_path": net.class_path}})
             super().parse_arguments(parser, args)
         config = self.config[subcommand]
-        # A shared checkpoint must not run code when loaded: weights_only=True unless asked otherwise.
-        if "weights_only" in config and config.weights_only is None:
-            config.weights_only = True
         # Lightning reads a --ckpt_path file straight after parsing: check it first, so that a missing,
         # corrupt, foreign or unsafe file gives one clear error (CheckpointError) instead of a traceback.
         root = Path(config.trainer.default_root_dir or ".")
@@ -426,7 +497,6 @@ class MakemoreCLI(LightningCLI):
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
-        self.model.allow_other_split = bool(config.get("allow_other_split"))
         if config.get("weights_from"):
             try:
                 self._load_weights_from(config.weights_from)
@@ -443,6 +513,149 @@ class MakemoreCLI(LightningCLI):
             self.model.net.load_state_dict(net.state_dict())
         except RuntimeError:
             raise CheckpointError(f"{path}: its network's weights do not fit this run's model.net") from None
+
+
+class MakemoreTrainer(L.Trainer):
+    """Lightning's Trainer (its steps, as max_steps and log_every_n_steps, count SGD steps)
+
+    Every subcommand's trainer: fit, validate and test as Lightning's, with makemore's checkpoint options, and lr_find.
+    """
+
+    def fit(
+        self,
+        model: L.LightningModule,
+        train_dataloaders: Any = None,
+        val_dataloaders: Any = None,
+        datamodule: Optional[L.LightningDataModule] = None,
+        ckpt_path: Optional[str] = None,
+        weights_only: bool = True,
+    ) -> None:
+        """Resuming a run
+
+        Args:
+            model: the module to train.
+            train_dataloaders: Lightning's; makemore's data gives its own.
+            val_dataloaders: Lightning's; makemore's data gives its own.
+            datamodule: the data.
+            ckpt_path: resume a run from its checkpoint: a file, or last or best (that checkpoint of the newest run
+                under trainer.default_root_dir); null: a new run (--weights_from: a new run from a checkpoint's
+                weights).
+            weights_only: load the checkpoint as plain data (makemore's checkpoints are).
+        """
+        super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, weights_only)
+
+    def validate(
+        self,
+        model: Optional[L.LightningModule] = None,
+        dataloaders: Any = None,
+        ckpt_path: Optional[str] = None,
+        verbose: bool = True,
+        datamodule: Optional[L.LightningDataModule] = None,
+        weights_only: bool = True,
+        allow_other_split: bool = False,
+    ) -> list:
+        """The checkpoint to validate
+
+        Args:
+            model: the module (its settings and weights are the checkpoint's).
+            dataloaders: Lightning's; makemore's data gives its own.
+            ckpt_path: a checkpoint file, or best or last (that checkpoint of the newest run under
+                trainer.default_root_dir), or untrained (freshly initialised weights).
+            verbose: print the scores.
+            datamodule: the data.
+            weights_only: load the checkpoint as plain data (makemore's checkpoints are).
+            allow_other_split: evaluate a checkpoint on a split other than the one it was trained on (its scores,
+                which may count words it trained on, are named *_other_split).
+        """
+        self._evaluated(model).allow_other_split = allow_other_split
+        results = super().validate(model, dataloaders, ckpt_path, False, datamodule, weights_only)
+        if verbose:
+            self.print_scores("validate", results)
+        return results
+
+    def test(
+        self,
+        model: Optional[L.LightningModule] = None,
+        dataloaders: Any = None,
+        ckpt_path: Optional[str] = None,
+        verbose: bool = True,
+        datamodule: Optional[L.LightningDataModule] = None,
+        weights_only: bool = True,
+        allow_other_split: bool = False,
+    ) -> list:
+        """The checkpoint to test
+
+        Args:
+            model: the module (its settings and weights are the checkpoint's).
+            dataloaders: Lightning's; makemore's data gives its own.
+            ckpt_path: a checkpoint file, or best or last (that checkpoint of the newest run under
+                trainer.default_root_dir), or untrained (freshly initialised weights).
+            verbose: print the scores.
+            datamodule: the data.
+            weights_only: load the checkpoint as plain data (makemore's checkpoints are).
+            allow_other_split: evaluate a checkpoint on a split other than the one it was trained on (its scores,
+                which may count words it trained on, are named *_other_split).
+        """
+        self._evaluated(model).allow_other_split = allow_other_split
+        results = super().test(model, dataloaders, ckpt_path, False, datamodule, weights_only)
+        if verbose:
+            self.print_scores("test", results)
+        return results
+
+    def _evaluated(self, model: Optional[L.LightningModule]) -> L.LightningModule:
+        """The module validate or test evaluates: the one given, else the trainer's own (as Lightning picks it)."""
+        module = model if model is not None else self.lightning_module
+        if module is None:
+            raise ConfigError("validate and test need a model: give one, or fit one with this trainer first")
+        return module
+
+    def print_scores(self, subcommand: str, results: list[dict[str, float]]) -> None:
+        """Print the scores of validate or test (`subcommand`), one per line, under the checkpoint and its step."""
+        if not self.is_global_zero or not results:
+            return
+        scores = dict(results[0])
+        step = scores.pop("step", None)  # logged as the x-axis: the step the checkpoint was trained to
+        trained = f"{shown(self.ckpt_path)} (step {int(step)})" if self.ckpt_path and step is not None else None
+        lines = [f"makemore: {subcommand} of " + (trained or "the untrained weights")]
+        width = max(map(len, scores), default=0)
+        lines += [f"  {name:<{width}}  {value:.4f}" for name, value in scores.items()]
+        print("\n".join(lines))
+
+    def lr_find(
+        self,
+        model: L.LightningModule,
+        datamodule: Optional[L.LightningDataModule] = None,
+        min_lr: PositiveFloat = 1e-3,
+        max_lr: PositiveFloat = 1.0,
+        num_training: PositiveInt = 1000,
+    ) -> Optional[float]:
+        """The sweep
+
+        Args:
+            model: the module to sweep (its weights are restored afterwards).
+            datamodule: the data.
+            min_lr: lowest learning rate of the sweep.
+            max_lr: highest learning rate of the sweep.
+            num_training: SGD steps in the sweep.
+        """
+        # Lightning logs a run's hyperparameters once its fit starts training, which a sweep never reaches.
+        hparams = {**model.hparams_initial, **(datamodule.hparams_initial if datamodule is not None else {})}
+        for logger in self.loggers:
+            logger.log_hyperparams({key: value for key, value in hparams.items() if key != "_class_path"})
+        return lr_finder.sweep(self, model, datamodule, min_lr, max_lr, num_training)
+
+
+def subcommand_parser_kwargs() -> dict[str, dict[str, str]]:
+    """Each subcommand's parser: a usage line of one line, and its description as `makemore --help` gives it."""
+    from makemore.cli import SUBCOMMANDS
+
+    return {
+        name: {
+            "usage": f"makemore {name} [-h [full]] [-c CONFIG] [--OPTION VALUE ...]",
+            "description": SUBCOMMANDS[name][0],
+        }
+        for name in MakemoreCLI.subcommands()
+    }
 
 
 def trainer_defaults(callbacks: Sequence[L.Callback] = ()) -> dict:
@@ -464,9 +677,9 @@ def run(argv: Optional[list[str]], callbacks: Sequence[L.Callback] = (), build_o
         return MakemoreCLI(
             MakemoreModule,
             CharDataModule,
-            trainer_class=LrFindTrainer,
+            trainer_class=MakemoreTrainer,
             parser_class=Parser,
-            parser_kwargs={"prog": "makemore"},
+            parser_kwargs={"prog": "makemore", **subcommand_parser_kwargs()},
             trainer_defaults=trainer_defaults(callbacks),
             # Lightning's top-level --optimizer/--lr_scheduler would replace model.optimizer's and model.lr_scheduler's
             # in training while hparams.yaml and TensorBoard recorded the model's: one way to set each, recorded.

@@ -7,8 +7,10 @@ records each step's raw loss (`record_sweep_losses`), smooths it with bias corre
 where the smoothed loss falls fastest. Figures are matplotlib.figure.Figure objects: pyplot is never touched.
 """
 
+import logging
 import math
-from typing import Any, Optional
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
 
 import lightning as L
 import torch
@@ -86,11 +88,31 @@ def lr_find_figure(lrs: list[float], raw: list[float], smoothed: list[float], su
     return fig
 
 
+# What Lightning's finder says of its own temporary checkpoint (that it saves it without `weights_only`, restores
+# it, and that the sweep's fit stopped at its last step), by these loggers at INFO: nothing a user can act on.
+SWEEP_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.trainer.connectors.checkpoint_connector")
+
+
+@contextmanager
+def quiet_sweep() -> Iterator[None]:
+    """Raise SWEEP_LOGGERS to WARNING while a sweep runs (their warnings and errors still show), then put them back."""
+    loggers = [logging.getLogger(name) for name in SWEEP_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 def run_lr_sweep(trainer: L.Trainer, pl_module: L.LightningModule, sweep) -> tuple[Any, list[float]]:
     """Run `sweep()` (Lightning's finder) while the module records the raw loss of every step; (finder, losses)."""
     pl_module.sweep_losses = []
     try:
-        return sweep(), pl_module.sweep_losses
+        with quiet_sweep():
+            return sweep(), pl_module.sweep_losses
     finally:
         del pl_module.sweep_losses
 
@@ -193,31 +215,20 @@ def record_sweep_losses(module: L.LightningModule, losses: torch.Tensor) -> bool
     return True
 
 
-class LrFindTrainer(L.Trainer):
-    """Lightning's Trainer with an `lr_find` subcommand."""
-
-    def lr_find(
-        self,
-        model: L.LightningModule,
-        datamodule: Optional[L.LightningDataModule] = None,
-        min_lr: PositiveFloat = 1e-3,
-        max_lr: PositiveFloat = 1.0,
-        num_training: PositiveInt = 1000,
-    ) -> Optional[float]:
-        """Sweep the learning rate exponentially, print the suggestion, save the loss-vs-rate plot.
-
-        Args:
-            model: the module to sweep (its weights are restored afterwards).
-            datamodule: the data.
-            min_lr: lowest learning rate of the sweep.
-            max_lr: highest learning rate of the sweep.
-            num_training: SGD steps in the sweep.
-        """
-        finder, raw = run_lr_sweep(
-            self,
-            model,
-            lambda: Tuner(self).lr_find(
-                model, datamodule=datamodule, min_lr=min_lr, max_lr=max_lr, num_training=num_training, update_attr=False
-            ),
-        )
-        return report_lr_find(self, finder, raw)
+def sweep(
+    trainer: L.Trainer,
+    model: L.LightningModule,
+    datamodule: Optional[L.LightningDataModule],
+    min_lr: float,
+    max_lr: float,
+    num_training: int,
+) -> Optional[float]:
+    """The lr_find subcommand: Lightning's finder sweeps, makemore prints its suggestion and saves the plot."""
+    finder, raw = run_lr_sweep(
+        trainer,
+        model,
+        lambda: Tuner(trainer).lr_find(
+            model, datamodule=datamodule, min_lr=min_lr, max_lr=max_lr, num_training=num_training, update_attr=False
+        ),
+    )
+    return report_lr_find(trainer, finder, raw)

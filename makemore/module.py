@@ -5,13 +5,13 @@ import math
 import re
 from contextlib import contextmanager
 from functools import partial
-from typing import Any, Iterable, Iterator, Literal, Optional
+from typing import Any, Callable, Iterable, Iterator, Literal, Optional
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Timer
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
@@ -21,12 +21,12 @@ from torchmetrics import MeanMetric
 from makemore import _compat, distillation, steps
 from makemore.checkpoint import (
     attached_trainer,
-    callable_config,
+    bound_class,
     check_fits,
+    class_config,
     class_paths,
-    factory,
-    network_config,
-    network_factory,
+    network_builder,
+    network_class_config,
     random_states_of_every_process,
     read_checkpoint,
     restore_random_states,
@@ -39,7 +39,9 @@ from makemore.text import Vocabulary
 
 
 class MakemoreModule(L.LightningModule):
-    """Trains a character-level network on batches that each carry many SGD steps (see makemore.steps).
+    """The model: a character-level network, how it trains (optimizer, schedule) and what it samples and logs
+
+    Trains on batches that each carry many SGD steps (see makemore.steps).
 
     Args:
         vocab: the vocabulary, `.` first; linked from the data by the CLI and kept in checkpoints.
@@ -95,7 +97,7 @@ class MakemoreModule(L.LightningModule):
         net: NetworkCallable = MLP,
         learning_rate: float = 0.1,
         optimizer: OptimizerCallable = torch.optim.SGD,
-        lr_scheduler: Optional[LRSchedulerCallable] = None,
+        lr_scheduler: Optional[Callable[[torch.optim.Optimizer], LRScheduler]] = None,
         lr_scheduler_interval: Literal["step", "epoch"] = "step",
         num_samples: int = 10,
         max_sample_length: int = 50,
@@ -117,16 +119,16 @@ class MakemoreModule(L.LightningModule):
         # Everything saved is plain data, so checkpoints load with weights_only=True. The callables (network,
         # optimizer, schedule) are saved below as class paths and arguments; `_instantiator` is the CLI's.
         self.save_hyperparameters(ignore=["net", "optimizer", "lr_scheduler", "_instantiator"])
-        optimizer_config = callable_config(optimizer, skip=1)  # (params) is given at call time
+        optimizer_config = class_config(optimizer, skip=1)  # (params) is given at call time
         if optimizer_config is not None:
             optimizer_config["init_args"].pop("lr", None)  # learning_rate sets it
         # The network, optimizer and schedule as plain data too: checkpoints rebuild the network from it, and a
         # resumed run is compared with its checkpoint. (A second call: hparams.yaml and TensorBoard get them.)
         self.save_hyperparameters(
             {
-                "net": network_config(net),
+                "net": network_class_config(net),
                 "optimizer": optimizer_config,
-                "lr_scheduler": None if lr_scheduler is None else callable_config(lr_scheduler, skip=1),
+                "lr_scheduler": None if lr_scheduler is None else class_config(lr_scheduler, skip=1),
             }
         )
         self.automatic_optimization = False  # training_step takes many SGD steps per Lightning batch
@@ -137,8 +139,11 @@ class MakemoreModule(L.LightningModule):
         with building("model.net", self.hparams.net):
             self.net = net(len(self.vocabulary), block_size)
         self.max_loss = math.inf if max_loss_factor is None else max_loss_factor * math.log(len(self.vocabulary))
-        self.val_loss = MeanMetric()
-        self.test_loss = MeanMetric()
+        # The exact mean loss of each evaluated split. Not submodules: they hold nothing to save, and the model summary
+        # lists the network alone; each goes to the module's device when it is used.
+        self.split_losses = {"val": MeanMetric(), "test": MeanMetric()}
+        # One context: the model summary gives the network's FLOPs and sizes for one forward pass of it.
+        self.example_input_array = torch.zeros(1, block_size, dtype=torch.long)
 
     def configure_callbacks(self) -> list[L.Callback]:
         return steps.step_callbacks(self)
@@ -216,9 +221,6 @@ class MakemoreModule(L.LightningModule):
             self.optimizers().optimizer.step()
         if self.global_step == 0 and self.trainer.is_global_zero and isinstance(self.logger, TensorBoardLogger):
             self._log_untrained_loss()
-        unreached = schedule_beyond(self.hparams.lr_scheduler, self.hparams.lr_scheduler_interval, self.trainer)
-        if unreached:
-            rank_zero_info(f"makemore: {unreached}")
 
     def _log_untrained_loss(self) -> None:
         """The untrained model's val loss at step 0, beside uniform guessing's ln(vocab_size) (lecture part 3).
@@ -330,10 +332,13 @@ class MakemoreModule(L.LightningModule):
         if scheduler is not None and self.trainer.lr_scheduler_configs[0].interval == "epoch":
             scheduler.step()
 
-    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], metric: MeanMetric) -> None:
+    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
         # One metric for every network: the cross-entropy of each character (and word end) of the split, once,
         # whatever loss the network trains on. Example-weighted: exact whatever the batch sizes.
         logits, Y = self._scored(*batch)
+        metric = self.split_losses[stage]
+        if metric.device != logits.device:
+            metric.to(logits.device)
         metric.update(F.cross_entropy(logits, Y), weight=len(Y))
 
     def _scored(self, X: torch.Tensor, Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -343,7 +348,8 @@ class MakemoreModule(L.LightningModule):
             self._sequence_model = is_sequence_model(self.net, self.hparams.block_size)
         return scored(self.net, X, Y, self.hparams.block_size, self._sequence_model)
 
-    def _log_split(self, stage: str, metric: MeanMetric) -> None:
+    def _log_split(self, stage: str) -> None:
+        metric = self.split_losses[stage]
         loss = metric.compute()  # reduced over processes
         metric.reset()
         if self.trainer.state.fn == "fit":  # x-axis: SGD steps (validate/test alone have no step count)
@@ -380,10 +386,10 @@ class MakemoreModule(L.LightningModule):
         return (int(done), total) if isinstance(done, (int, float)) and total else (0, 0)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, self.val_loss)
+        self._eval_step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
-        self._log_split("val", self.val_loss)
+        self._log_split("val")
         if (
             not self.trainer.sanity_checking
             and isinstance(self.logger, TensorBoardLogger)
@@ -402,10 +408,10 @@ class MakemoreModule(L.LightningModule):
                 self.logger.experiment.add_scalar("samples_new", new, self.global_step)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, self.test_loss)
+        self._eval_step(batch, "test")
 
     def on_test_epoch_end(self) -> None:
-        self._log_split("test", self.test_loss)
+        self._log_split("test")
 
     def sample(
         self,
@@ -488,10 +494,13 @@ class MakemoreModule(L.LightningModule):
 SCHEDULE_LENGTHS = ("milestones", "step_size", "T_max", "T_0", "total_iters", "total_steps", "step_size_up")
 
 
-def schedule_beyond(config: Optional[dict], interval: str, trainer: L.Trainer) -> Optional[str]:
-    """What of the learning-rate schedule lies beyond the end of the fit (max_steps, or max_epochs for an "epoch"
-    schedule), said once at the start; None when all of it is reached (or the fit has no such end)."""
-    end = trainer.max_steps if interval == "step" else trainer.max_epochs
+def schedule_beyond(
+    config: Optional[dict], interval: str, max_steps: Optional[int], max_epochs: Optional[int]
+) -> Optional[str]:
+    """What of the learning-rate schedule (model.lr_scheduler's plain data, stepped every `interval`) lies beyond the
+    end of the fit, trainer.max_steps or (an "epoch" schedule) trainer.max_epochs; said once before a fit. None when
+    all of it is reached, or the fit has no such end."""
+    end = max_steps if interval == "step" else max_epochs
     if not config or end is None or end < 0:
         return None
     unit = "trainer.max_steps" if interval == "step" else "trainer.max_epochs"
@@ -553,14 +562,14 @@ def check_optimization(optimizer: Optional[dict], lr_scheduler: Optional[dict], 
     """Build model.optimizer and model.lr_scheduler (their plain-data forms, {class_path, init_args}) on a throwaway
     parameter and take one step, so that a value torch rejects, when built or only when stepped (CosineAnnealingLR's
     T_max 0 divides by it at the first step), is one line naming the option before any work (see `building`)."""
-    optimizer = optimizer or callable_config(torch.optim.SGD, skip=1)
+    optimizer = optimizer or class_config(torch.optim.SGD, skip=1)
     init_args = {name: value for name, value in optimizer["init_args"].items() if name != "lr"}  # learning_rate sets it
     parameter = torch.nn.Parameter(torch.zeros(1))
     parameter.grad = torch.zeros(1)
     with building("model.optimizer", optimizer, {"model.learning_rate": learning_rate}):
-        built = factory({**optimizer, "init_args": init_args})([parameter], lr=learning_rate)
+        built = bound_class({**optimizer, "init_args": init_args})([parameter], lr=learning_rate)
     with building("model.lr_scheduler", lr_scheduler):
-        scheduler = factory(lr_scheduler)(built) if lr_scheduler is not None else None
+        scheduler = bound_class(lr_scheduler)(built) if lr_scheduler is not None else None
     with building("model.optimizer", optimizer, {"model.learning_rate": learning_rate}):
         built.step()
     if scheduler is not None:  # stepped as makemore.steps steps it: without a metric (ReduceLROnPlateau needs one)
@@ -575,9 +584,9 @@ def load_checkpoint(path: str, map_location: str = "cpu", allow_class: Iterable[
     hparams = dict(checkpoint["hyper_parameters"])
     accepted = inspect.signature(MakemoreModule).parameters
     try:
-        hparams["net"] = network_factory(network_config(hparams["net"]))
+        hparams["net"] = network_builder(network_class_config(hparams["net"]))
         for name in ("optimizer", "lr_scheduler"):  # plain data in the checkpoint: back to callables
-            hparams[name] = factory(hparams[name]) if hparams.get(name) else None
+            hparams[name] = bound_class(hparams[name]) if hparams.get(name) else None
         hparams["optimizer"] = hparams["optimizer"] or torch.optim.SGD
         module = MakemoreModule(**{k: v for k, v in hparams.items() if k in accepted})
     except (TypeError, ValueError) as err:

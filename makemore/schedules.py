@@ -38,8 +38,8 @@ class WarmupCosineLR(LRScheduler):
         self.warmup_steps, self.T_max, self.eta_min = warmup_steps, T_max, eta_min
         super().__init__(optimizer, last_epoch)
 
-    def factor(self, step: int, base_lr: float) -> float:
-        """The rate at `step` for a base rate `base_lr`."""
+    def rate(self, step: int, base_lr: float) -> float:
+        """The learning rate at SGD step `step` (0-based) for the base rate `base_lr`."""
         if step < self.warmup_steps:
             return base_lr * (step + 1) / (self.warmup_steps + 1)
         if step >= self.T_max:
@@ -48,4 +48,4 @@ class WarmupCosineLR(LRScheduler):
         return self.eta_min + 0.5 * (1.0 + math.cos(math.pi * progress)) * (base_lr - self.eta_min)
 
     def get_lr(self) -> list[float]:
-        return [self.factor(self.last_epoch, base_lr) for base_lr in self.base_lrs]
+        return [self.rate(self.last_epoch, base_lr) for base_lr in self.base_lrs]

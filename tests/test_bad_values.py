@@ -404,7 +404,7 @@ def test_best_is_the_runs_own_file_never_one_of_the_working_directory(tmp_path, 
     monkeypatch.chdir(elsewhere)
     args = ["validate", *small_run_args(words, run), "--ckpt_path", "best"]
     cli = run_cli(args)
-    (best,) = (run / "lightning_logs" / "version_0" / "checkpoints").glob("epoch=*.ckpt")
+    (best,) = (run / "lightning_logs" / "version_0" / "checkpoints").glob("step=*.ckpt")
     assert Path(cli.trainer.ckpt_path) == best
     best.unlink()
     cli_error(args, re.escape(f"{best}: the newest run's best checkpoint is not there any more; use --ckpt_path last"))

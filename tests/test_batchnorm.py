@@ -130,7 +130,7 @@ def test_sync_batchnorm_fits_on_two_cpu_processes(words_path, tmp_path):
     process = makemore("fit", *args, *ddp, *options)  # Diagnostics' pass all-reduces too: every process takes part
     output = process.communicate(timeout=600)[0]
     assert process.returncode == 0, output[-3000:]
-    best = next(tmp_path.rglob("epoch=*.ckpt"))
+    best = next(tmp_path.rglob("step=*.ckpt"))
     state = read_checkpoint(str(best))["state_dict"]
     assert "net.norms.0.running_mean" in state  # the plain BatchNorm's names: the checkpoint loads anywhere
     assert re.search(r"val_loss=\d", best.name)

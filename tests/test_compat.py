@@ -100,3 +100,17 @@ def test_tqdm_last_print_n():
     bar = tqdm(total=100, disable=True)
     _compat.restart_rate(bar, 40)
     assert (bar.n, bar.initial, bar.last_print_n) == (40, 40, 40), "tqdm.last_print_n"
+
+
+def test_help_sections_and_their_options():
+    """argparse.ArgumentParser._action_groups (printed in list order) and _ArgumentGroup._group_actions."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="x")
+    group = parser.add_argument_group("second")
+    group.add_argument("--block_size")
+    sections = _compat.help_sections(parser)
+    assert group in sections, "argparse.ArgumentParser._action_groups"
+    assert [action.dest for action in _compat.section_options(group)] == ["block_size"], "_ArgumentGroup._group_actions"
+    sections.sort(key=lambda section: section is not group)  # reordered in place: printed first
+    assert parser.format_help().index("second:") < parser.format_help().index("options:")

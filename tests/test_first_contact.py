@@ -113,7 +113,7 @@ def test_a_fit_says_where_its_run_is_and_prints_no_noise(tmp_path, words_path):
         assert noise not in output, noise
     summary = done.stdout[done.stdout.index("makemore: run folder") :].splitlines()
     assert summary[0] == "makemore: run folder lightning_logs/version_0"
-    assert summary[1].startswith("  best checkpoint (val_loss ") and "checkpoints/epoch=" in summary[1]
+    assert summary[1].startswith("  best checkpoint (val_loss ") and "checkpoints/step=" in summary[1]
     assert summary[2] == "  last checkpoint (step 60): lightning_logs/version_0/checkpoints/last.ckpt"
     assert summary[3] == "  watch it: tensorboard --logdir lightning_logs"
     # the bar in a log file: SGD steps of the whole run, a clock that runs on, no negative rates
@@ -166,3 +166,65 @@ def test_the_lr_curve_starts_where_the_loss_starts():
     assert smoothed[0] == pytest.approx(3.3)  # bias corrected: no drop to half the first loss
     assert smooth([2.0] * 50) == pytest.approx([2.0] * 50)
     assert smoothed == sorted(smoothed, reverse=True)
+
+
+def help_sections(text: str) -> list[str]:
+    """The section headings of an argparse help text: its lines that start a section (no indent, ending in `:`)."""
+    return [line for line in text.splitlines() if line and not line.startswith(" ") and line.endswith(":")]
+
+
+def test_fit_help_shows_makemores_options_first_and_lightnings_trainer_in_short(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--help"])
+    assert exit_info.value.code == 0
+    short = capsys.readouterr().out
+    assert short.splitlines()[0] == "usage: makemore fit [-h [full]] [-c CONFIG] [--OPTION VALUE ...]"
+    headings = help_sections(short)
+    assert headings[:2] == ["options:", "Resuming a run:"]
+    trainer = next(i for i, heading in enumerate(headings) if heading.startswith("Lightning's Trainer"))
+    model = next(i for i, heading in enumerate(headings) if heading.startswith("The model: "))
+    assert model < trainer and short.index("--data.path ") < short.index("--trainer.max_steps")
+    assert "--trainer.gradient_clip_algorithm" not in short and "--help full" in short
+    # makemore's checkpoint names, not Lightning's (hpc, its model registry); evaluation's options only on validate/test
+    ckpt_path = " ".join(short[short.index("--ckpt_path CKPT_PATH") :].split())
+    assert "last or best" in ckpt_path and "hpc" not in short and "registry" not in short
+    assert "--allow_other_split" not in short and "--weights_only" not in short
+    assert "{LRScheduler,ReduceLROnPlateau}" not in short and "subclass of LRScheduler" in " ".join(short.split())
+    with pytest.raises(SystemExit):
+        main(["fit", "--help", "full"])
+    full = capsys.readouterr().out
+    assert "--trainer.gradient_clip_algorithm" in full and help_sections(full)[:2] == headings[:2]
+    assert full.index("--data.path ") < full.index("--trainer.accelerator ") and len(full) > len(short)
+    with pytest.raises(SystemExit):
+        main(["test", "--help"])
+    test = " ".join(capsys.readouterr().out.split())
+    assert "--allow_other_split" in test and "or untrained (freshly initialised weights)" in test
+
+
+def test_lr_find_says_its_suggestion_without_lightnings_checkpoint_talk(tmp_path, words_path):
+    done = makemore(
+        "lr_find", *small_run_args(words_path, tmp_path), "--num_training", "30", "--trainer.enable_progress_bar", "false",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    for noise in ["weights_only", "Restoring states", "Restored all states", ".lr_find", "beyond", "stopped"]:
+        assert noise not in output, noise
+    assert "suggested learning rate: " in done.stdout
+    hparams = yaml.safe_load((tmp_path / "lightning_logs" / "version_0" / "hparams.yaml").read_text())
+    assert hparams["learning_rate"] == 0.1 and hparams["block_size"] == 3  # the run's settings, model's and data's
+
+
+def test_test_prints_its_scores_under_the_checkpoint_and_the_summary_lists_the_network(
+    tmp_path, words_path, run_cli, capsys, caplog
+):
+    fit = run_cli("fit", *small_run_args(words_path, tmp_path, max_steps=50, trainer__enable_model_summary="true"))
+    summary = caplog.text  # Lightning logs it
+    assert "| net " in summary and "MeanMetric" not in summary
+    flops = next(line for line in summary.splitlines() if line.endswith("Total Flops"))
+    assert flops.split()[0] != "0"  # one forward pass of one context
+    last = Path(fit.trainer.log_dir) / "checkpoints" / "last.ckpt"
+    run_cli("test", *small_run_args(words_path, tmp_path), "--ckpt_path", str(last))
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index(f"makemore: test of {last} (step 50)")
+    assert [line.split()[0] for line in lines[start + 1 :]] == ["test_loss", "test_bpc", "test_perplexity"]

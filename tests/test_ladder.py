@@ -258,7 +258,7 @@ def test_a_sequence_model_on_whole_words_under_ddp(words_path, tmp_path, run_cli
     process = makemore("fit", *args, *ddp)
     output = process.communicate(timeout=600)[0]
     assert process.returncode == 0, output[-3000:]
-    (best,) = tmp_path.rglob("epoch=*.ckpt")
+    (best,) = tmp_path.rglob("step=*.ckpt")
     assert read_checkpoint(str(best))["global_step"] == 100
     logged = float(re.search(r"val_loss=([0-9.]+?)\.ckpt", best.name).group(1))
     single = run_cli("validate", *config, *small_run_args(words_path, tmp_path / "one"), "--ckpt_path", str(best))

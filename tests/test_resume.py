@@ -137,7 +137,7 @@ def check_nothing_lost(output: str, files: dict[str, bytes], root: Path, reason:
         errors[0],
     ), errors[0]
     assert len(files) == 2 and "last.ckpt" in files, sorted(files)  # no partial checkpoint, no temporary file
-    best = next(name for name in files if name.startswith("epoch=0-step=50-"))
+    best = next(name for name in files if name.startswith("step=50-"))
     for name in ("last.ckpt", best):
         assert torch.load(io.BytesIO(files[name]), weights_only=True)["global_step"] == 50
 
@@ -202,7 +202,7 @@ def test_a_kill_at_any_moment_of_a_checkpoint_write_leaves_the_previous_one_read
     assert re.findall(r"^(?:STEP|LOST).*", result.stdout, re.MULTILINE) == ["STEP 20"] * 10, result.stdout[-2000:]
     assert not list(scratch.iterdir())  # nothing left in the temporary folder
     checkpoints = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
-    left = {path.name for path in checkpoints.iterdir() if not path.name.startswith("epoch=")}
+    left = {path.name for path in checkpoints.iterdir() if not path.name.startswith("step=")}
     assert left <= {"last.ckpt", ".last.ckpt.tmp"}  # besides the checkpoints, at most the write that was killed
 
 
@@ -218,7 +218,7 @@ def test_ddp_on_two_cpu_processes(words_path, tmp_path, run_cli):
     assert [r.name for r in runs] == ["version_0"]  # one run folder, checkpoints written once
     checkpoints = sorted(p.name for p in (runs[0] / "checkpoints").iterdir())
     assert len(checkpoints) == 2 and "last.ckpt" in checkpoints
-    best = next(runs[0].glob("checkpoints/epoch=*.ckpt"))
+    best = next(runs[0].glob("checkpoints/step=*.ckpt"))
     assert read_checkpoint(str(best))["global_step"] == 100
     # val_loss was reduced over both processes' halves of the split: one process on the whole split agrees
     logged = float(re.search(r"val_loss=([0-9.]+?)\.ckpt", best.name).group(1))
@@ -244,6 +244,6 @@ def test_a_resumed_run_keeps_the_best_checkpoint_of_the_run_it_resumes(words_pat
         score,
     )
     assert f"best checkpoint (val_loss {score:.4f}): {best}" in capsys.readouterr().out
-    assert not list(Path(resumed.trainer.log_dir, "checkpoints").glob("epoch=*.ckpt"))  # no worse "best" written
+    assert not list(Path(resumed.trainer.log_dir, "checkpoints").glob("step=*.ckpt"))  # no worse "best" written
     tested = run_cli("test", *args, "--ckpt_path", "best")
     assert tested.trainer.ckpt_path == best and Path(best).is_file()
