@@ -53,8 +53,9 @@ CALLBACKS: dict[str, tuple[str, str]] = {
     "DeviceStatsMonitor": (BATCH, "logs device statistics at every batch"),
     "EarlyStopping": (SAME, "acts on validation, whose interval counts SGD steps"),
     "EMAWeightAveraging": (
-        BATCH,
-        "updates the average after every SGD step; validates, checkpoints and samples the averaged weights",
+        STEP,
+        "updates the average after every SGD step (makemore calls its batch-end hook after each); validates,"
+        " checkpoints and samples the averaged weights",
     ),
     "GradientAccumulationScheduler": (
         REFUSED,
@@ -94,7 +95,7 @@ CALLBACKS: dict[str, tuple[str, str]] = {
         "the default bar is replaced by makemore.steps.StepProgressBar, which counts SGD steps; a subclass of"
         " one's own counts batches (its hooks decide)",
     ),
-    "WeightAveraging": (BATCH, "as EMAWeightAveraging, with the averaging function given"),
+    "WeightAveraging": (STEP, "as EMAWeightAveraging, with the averaging function given"),
 }
 
 # Lightning's Trainer options (the arguments of lightning.Trainer).
@@ -172,7 +173,7 @@ TRAINER_OPTIONS: dict[str, tuple[str, str]] = {
 def callback_verdict(callback: L.Callback) -> tuple[str, str]:
     """(verdict, why) for a callback: that of its first Lightning class listed. makemore's own, and any callback with
     an `aligned_steps` attribute (the SGD-step interval it acts at, which batches then end on; 0 for none), count SGD
-    steps themselves, unless they are a Lightning callback that acts on every batch (SWAWeightAveraging)."""
+    steps themselves, unless they are a Lightning callback that acts on every batch."""
     verdict, why = HOOKS, "a callback of one's own"
     for klass in type(callback).__mro__:
         if getattr(lightning_callbacks, klass.__name__, None) is not klass or klass.__name__ not in CALLBACKS:

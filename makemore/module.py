@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Optional
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import Timer
+from lightning.pytorch.callbacks import Timer, WeightAveraging
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -87,6 +87,7 @@ class MakemoreModule(L.LightningModule):
     hand_backward_active: bool = False  # the network's hand-written backward and p -= lr * grad, no autograd
     direct: bool = False  # the torch optimizer without Lightning's per-step wrappers (one device, 32-bit, no hooks)
     timer: Optional[Timer] = None  # the Timer of trainer.max_time, checked between SGD steps
+    averaging: list[WeightAveraging] = []  # weight averaging callbacks, updated after every SGD step
     _sequence_model: Optional[bool] = None  # whether the network predicts at every position (text evaluation)
     teacher_probabilities: Optional[torch.Tensor] = None  # model.teacher's rows, one per training character
 
@@ -202,6 +203,7 @@ class MakemoreModule(L.LightningModule):
         # processes (each checking its own clock could stop them at different steps: a hang in the next all-reduce)
         timers = [callback for callback in self.trainer.callbacks if isinstance(callback, Timer)]
         self.timer = timers[0] if timers and self.trainer.world_size == 1 else None
+        self.averaging = [callback for callback in self.trainer.callbacks if isinstance(callback, WeightAveraging)]
         if self.global_step % self.trainer.log_every_n_steps == 0:  # a new window (a sweep's losses are not in it)
             self._train_losses = []
         self.hand_backward_active = False
@@ -249,6 +251,8 @@ class MakemoreModule(L.LightningModule):
                 self.trainer.should_stop = True
                 break
             losses.append(self.sgd_step(X[step], Y[step], where[step], optimizer, scheduler))
+            for averaging in self.averaging:  # weight averaging: its batch-end hook updates the average, every step
+                averaging.on_train_batch_end(self.trainer, self, losses[-1], batch, batch_idx)
         losses = torch.stack(losses) if losses else torch.zeros(0, device=Y.device)
         if not record_sweep_losses(self, losses):  # a sweep diverges on purpose at its end: the finder stops it
             # Under DDP every process decides on the losses of all: one stopping alone would leave the others waiting

@@ -66,8 +66,7 @@ def test_one_step_per_batch_and_many_train_and_log_the_same(case, words_path, tm
         runs.append(run_cli("fit", *args, *CASES[case]))
     one, many = runs
     assert one.trainer.train_dataloader.steps == 1
-    if case not in ("ema", "swa"):  # weight averaging acts on every batch: one step a batch in both
-        assert many.trainer.train_dataloader.steps == 10
+    assert many.trainer.train_dataloader.steps == 10  # weight averaging included: makemore updates it every step
     assert one.trainer.global_step == many.trainer.global_step == 100
     assert_same_run(
         one.model.named_parameters(), many.model.parameters(), logged(one.trainer.log_dir), logged(many.trainer.log_dir)
@@ -102,7 +101,7 @@ def test_a_resumed_run_logs_and_ends_as_an_uninterrupted_one(averaging, words_pa
         "--ckpt_path",
         str(last),
     )
-    assert first.trainer.train_dataloader.steps == rest.trainer.train_dataloader.steps == (1 if averaging else 10)
+    assert first.trainer.train_dataloader.steps == rest.trainer.train_dataloader.steps == 10
     whole_logs = logged(whole.trainer.log_dir)
     parts = {tag: scalars(first.trainer.log_dir, tag) + scalars(rest.trainer.log_dir, tag) for tag in TAGS}
     assert [step for step, _ in parts["train_loss"]] == [20, 40, 50, 60, 80, 100]
@@ -435,4 +434,5 @@ def test_the_table_lists_every_lightning_callback_and_trainer_option_and_is_the_
         lightning_features.SAME,
         lightning_features.REFUSED,
     }
-    assert re.search(r"\| `EMAWeightAveraging` \| one step a batch \|", docs)
+    assert re.search(r"\| `EMAWeightAveraging` \| per SGD step \|", docs)
+    assert re.search(r"\| `LearningRateMonitor` \| one step a batch \|", docs)
