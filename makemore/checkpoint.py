@@ -167,6 +167,9 @@ DOTTED_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 # whose values it parses by a class's signature, where any argument typed as a callable is imported by name.
 CLASS_KEYS = ("class_path", "_class_path")
 ARGUMENT_KEYS = ("init_args", "dict_kwargs")
+# Arguments of makemore's own classes that no parser imports anything from, by their class: a recipe's groups name
+# parameters ("head.weight" reads like a dotted name); the class_paths inside them are still checked as classes.
+DATA_ARGUMENTS = {"makemore.optimizers.ParameterGroups": frozenset({"groups"})}
 
 
 def import_targets(config: Any, arguments: bool = False) -> list[str]:
@@ -174,8 +177,12 @@ def import_targets(config: Any, arguments: bool = False) -> list[str]:
     among a class's arguments (a callable option such as LambdaLR's lr_lambda), at any depth."""
     if isinstance(config, dict):
         found = [config[key] for key in CLASS_KEYS if isinstance(config.get(key), str)]
+        data = DATA_ARGUMENTS.get(config.get("class_path"), frozenset())
         for key, value in config.items():
-            found += import_targets(value, arguments or key in ARGUMENT_KEYS)
+            if key in ARGUMENT_KEYS and isinstance(value, dict) and data:
+                found += [name for arg, item in value.items() for name in import_targets(item, arg not in data)]
+            else:
+                found += import_targets(value, arguments or key in ARGUMENT_KEYS)
         return found
     if isinstance(config, (list, tuple)):
         return [name for value in config for name in import_targets(value, arguments)]

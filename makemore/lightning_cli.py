@@ -261,7 +261,14 @@ def check_settings(subcommand: Optional[str], config: Namespace) -> None:
             " val_loss picks the best checkpoint; part of it would be val_loss_partial); validate scores a part"
         )
     model = config.model
-    check_optimization(plain_config(model.optimizer), plain_config(model.lr_scheduler), model.learning_rate)
+    net = plain_config(model.net)
+    check_optimization(
+        plain_config(model.optimizer),
+        plain_config(model.lr_scheduler),
+        model.learning_rate,
+        net if isinstance(net, dict) else None,
+        config.data.get("block_size"),
+    )
     if subcommand == "fit":  # (lr_find replaces the schedule with its sweep)
         interval, max_steps, max_epochs = (
             model.lr_scheduler_interval,

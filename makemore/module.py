@@ -34,6 +34,7 @@ from makemore.checkpoint import (
 from makemore.errors import CheckpointError, ConfigError, MakemoreError
 from makemore.lr_finder import record_sweep_losses
 from makemore.models import MLP, NetworkCallable, batches_nll, eval_mode, is_sequence_model, scored
+from makemore.optimizers import takes_named_parameters
 from makemore.sampling import check_prefix, generate_text, novelty, sample_words
 from makemore.text import Vocabulary
 
@@ -50,7 +51,10 @@ class MakemoreModule(L.LightningModule):
             forward(idx, targets=None) returns (logits, loss); in YAML its class_path and init_args.
             Default: the lecture's embedding-MLP, makemore.models.MLP; its options: --model.net.help makemore.models.MLP.
         learning_rate: the optimizer's learning rate (the LR finder sets this).
-        optimizer: the torch.optim class and its other arguments; called with the parameters and lr.
+        optimizer: the torch.optim class and its other arguments; called with the parameters and lr. Several
+            optimizers, each over its own parameter group (Muon for the matrices, AdamW for the rest):
+            makemore.optimizers.ParameterGroups, whose groups select parameters by name and ndim and set each
+            group's rate as a multiple of learning_rate (--model.optimizer.help makemore.optimizers.ParameterGroups).
         lr_scheduler: learning-rate schedule, called with the optimizer; None keeps the rate constant.
         lr_scheduler_interval: step the schedule after every SGD step ("step") or every epoch ("epoch").
         num_samples: names sampled to TensorBoard text at each validation (a word list).
@@ -153,8 +157,11 @@ class MakemoreModule(L.LightningModule):
         return self.net(idx, targets)
 
     def configure_optimizers(self) -> Any:
+        # a recipe of parameter groups (makemore.optimizers) selects the network's parameters by name
+        named = takes_named_parameters(self.hparams.optimizer)
+        parameters = self.net.named_parameters() if named else self.parameters()
         with building("model.optimizer", self.hparams.optimizer, {"model.learning_rate": self.learning_rate}):
-            optimizer = self.optimizer(self.parameters(), lr=self.learning_rate)
+            optimizer = self.optimizer(parameters, lr=self.learning_rate)
         steps.settle_implementation(optimizer)
         if self.lr_scheduler is None:
             return optimizer
@@ -562,16 +569,56 @@ def building(option: str, config: Optional[dict], more: Optional[dict[str, Any]]
         raise ConfigError(f"{where}: {reason}") from None
 
 
-def check_optimization(optimizer: Optional[dict], lr_scheduler: Optional[dict], learning_rate: float) -> None:
+# Any vocabulary size for a throwaway network: its parameters' names and dimensions do not depend on it.
+THROWAWAY_VOCAB_SIZE = 2
+
+
+def throwaway_parameters(net: Optional[dict], block_size: Optional[int]) -> list[tuple[str, torch.nn.Parameter]]:
+    """The named parameters of the network model.net describes (its plain-data form), each as a small tensor of
+    zeros with the same number of dimensions and a zero gradient: what a recipe of parameter groups selects by,
+    without the memory of the network. Built on the meta device, which allocates nothing; none (an empty list)
+    for a network that cannot be built there (the real one is checked when the fit builds it)."""
+    if net is None or block_size is None:
+        return []
+    try:  # the random state untouched: the fit's seeded draws are those of a run without this check
+        with torch.device("meta"), torch.random.fork_rng(devices=[]):
+            built = network_builder(network_class_config(net))(THROWAWAY_VOCAB_SIZE, block_size)
+    except Exception:  # any network of a user's: building the real one reports its errors
+        return []
+    named = []
+    for name, parameter in built.named_parameters():
+        throwaway = torch.nn.Parameter(torch.zeros((THROWAWAY_VOCAB_SIZE,) * parameter.dim()))
+        throwaway.grad = torch.zeros_like(throwaway)
+        named.append((name, throwaway))
+    return named
+
+
+def check_optimization(
+    optimizer: Optional[dict],
+    lr_scheduler: Optional[dict],
+    learning_rate: float,
+    net: Optional[dict] = None,
+    block_size: Optional[int] = None,
+) -> None:
     """Build model.optimizer and model.lr_scheduler (their plain-data forms, {class_path, init_args}) on a throwaway
     parameter and take one step, so that a value torch rejects, when built or only when stepped (CosineAnnealingLR's
-    T_max 0 divides by it at the first step), is one line naming the option before any work (see `building`)."""
+    T_max 0 divides by it at the first step), is one line naming the option before any work (see `building`).
+
+    A recipe of parameter groups (makemore.optimizers.ParameterGroups) is built on throwaway copies of the
+    network's parameters (`throwaway_parameters` of `net`, model.net's plain-data form, with `block_size`): a
+    parameter in no group or in two, and a group whose optimizer refuses its parameters, are one line too."""
     optimizer = optimizer or class_config(torch.optim.SGD, skip=1)
     init_args = {name: value for name, value in optimizer["init_args"].items() if name != "lr"}  # learning_rate sets it
-    parameter = torch.nn.Parameter(torch.zeros(1))
-    parameter.grad = torch.zeros(1)
+    parameters: list = []
+    if takes_named_parameters(optimizer):
+        parameters = throwaway_parameters(net, block_size)
+        if not parameters:  # no network to select from here: configure_optimizers checks the real one
+            return
+    else:
+        parameters = [torch.nn.Parameter(torch.zeros(1))]
+        parameters[0].grad = torch.zeros(1)
     with building("model.optimizer", optimizer, {"model.learning_rate": learning_rate}):
-        built = bound_class({**optimizer, "init_args": init_args})([parameter], lr=learning_rate)
+        built = bound_class({**optimizer, "init_args": init_args})(parameters, lr=learning_rate)
     with building("model.lr_scheduler", lr_scheduler):
         scheduler = bound_class(lr_scheduler)(built) if lr_scheduler is not None else None
     with building("model.optimizer", optimizer, {"model.learning_rate": learning_rate}):

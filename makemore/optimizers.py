@@ -1,0 +1,201 @@
+"""Optimizer recipes as configuration: several torch optimizers, each over its own parameters, as one optimizer.
+
+`ParameterGroups` is a torch.optim.Optimizer to the rest of makemore (the SGD step, Lightning's manual optimisation,
+the learning-rate finder, the schedules, checkpoints): its `param_groups` are its optimizers' own group dicts and
+its `state` theirs, so a schedule that sets a group's "lr" sets the rate that optimizer reads, and one state_dict
+holds them all. A group's rate is its lr_scale x the shared rate (model.learning_rate, as the schedule and the
+learning-rate finder move it), applied only while the group's optimizer steps.
+"""
+
+import fnmatch
+from typing import Any, Callable, Iterable, Optional
+
+import torch
+from typing_extensions import NotRequired, TypedDict  # Python 3.10: typing has no NotRequired
+
+from makemore.checkpoint import bound_class, import_class
+from makemore.errors import ConfigError
+
+# The option a recipe is given as: the start of its messages.
+OPTION = "model.optimizer"
+
+
+class Group(TypedDict):
+    """One group of a ParameterGroups recipe: which parameters, and the optimizer that trains them."""
+
+    name: str  # in messages
+    names: NotRequired[list[str]]  # patterns (fnmatch) over the network's parameter names
+    ndim: NotRequired[int]  # only parameters of this many dimensions (2: the matrices)
+    lr_scale: NotRequired[float]  # the group's rate is lr_scale x model.learning_rate (default 1)
+    optimizer: dict  # the torch.optim class: {class_path, init_args}, init_args without lr
+
+
+def selects(group: Group, name: str, parameter: torch.Tensor) -> bool:
+    """Whether `group` names this parameter: its name matches one of the group's names (any name when it has none)
+    and its number of dimensions is the group's ndim (any when it has none)."""
+    patterns, ndim = group.get("names"), group.get("ndim")
+    by_name = patterns is None or any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+    return by_name and (ndim is None or parameter.dim() == ndim)
+
+
+def is_rest(group: Group) -> bool:
+    """Whether the group selects nothing itself (no names, no ndim): it takes the parameters no other group does."""
+    return group.get("names") is None and group.get("ndim") is None
+
+
+def assign(named: list[tuple[str, torch.Tensor]], groups: list[Group]) -> list[list[torch.Tensor]]:
+    """Each group's parameters, in the network's order; ConfigError naming the parameter and the groups for one that
+    two groups select or that none does, naming the group for one that selects none."""
+    rest = [i for i, group in enumerate(groups) if is_rest(group)]
+    if len(rest) > 1:
+        rest_names = ", ".join(repr(groups[i]["name"]) for i in rest)
+        raise ConfigError(
+            f"{OPTION}: the groups {rest_names} both take the rest (neither has names or ndim); give all but one of"
+            " them names or ndim"
+        )
+    chosen: list[list[torch.Tensor]] = [[] for _ in groups]
+    listed = ", ".join(repr(group["name"]) for group in groups)
+    for name, parameter in named:
+        found = [i for i, group in enumerate(groups) if not is_rest(group) and selects(group, name, parameter)]
+        if len(found) > 1:
+            both = " and ".join(repr(groups[i]["name"]) for i in found)
+            raise ConfigError(
+                f"{OPTION}: the parameter {name} is in the groups {both}; each parameter belongs to exactly one"
+                " group: narrow their names or ndim"
+            )
+        if not found and not rest:
+            raise ConfigError(
+                f"{OPTION}: the parameter {name} ({parameter.dim()}-D) is in none of the groups ({listed}); widen"
+                " a group's names or ndim, or add a group without names or ndim for the rest"
+            )
+        chosen[found[0] if found else rest[0]].append(parameter)
+    for group, parameters in zip(groups, chosen):
+        if not parameters:
+            raise ConfigError(
+                f"{OPTION}: the group {group['name']!r} selects no parameter of the network (names"
+                f" {group.get('names')}, ndim {group.get('ndim')}); parameter names are the network's, as"
+                " named_parameters() gives them (blocks.0.qkv.weight)"
+            )
+    return chosen
+
+
+def check_groups(groups: list[Group]) -> None:
+    """ConfigError for a recipe that names no group, two groups alike, or a rate inside a group's optimizer."""
+    if not groups:
+        raise ConfigError(f"{OPTION}: ParameterGroups needs at least one group")
+    names = [group["name"] for group in groups]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ConfigError(f"{OPTION}: the group name {twice[0]!r} is used twice; each group needs its own name")
+    for group in groups:
+        optimizer = group["optimizer"]
+        if not isinstance(optimizer.get("class_path"), str):
+            raise ConfigError(
+                f"{OPTION}: the group {group['name']!r} needs optimizer.class_path (a torch.optim class), got"
+                f" {optimizer!r}"
+            )
+        if "lr" in (optimizer.get("init_args") or {}):
+            raise ConfigError(
+                f"{OPTION}: the group {group['name']!r} sets its optimizer's lr; set the group's lr_scale instead"
+                " (its rate is lr_scale x model.learning_rate, which schedules and the learning-rate finder move)"
+            )
+
+
+class ParameterGroups(torch.optim.Optimizer):
+    """Several torch optimizers as one, each over the parameters its group selects.
+
+    modded-nanogpt's recipe, for one: Muon for the blocks' weight matrices, AdamW for the rest.
+
+    Every parameter of the network must be selected by exactly one group (else one line names it and the groups,
+    before any work); a group without names or ndim takes every parameter that no other group selects (at most one
+    such group). Rates: each group trains at its lr_scale x the shared rate, model.learning_rate, which the schedule
+    and the learning-rate finder move for every group at once, keeping their ratios (param_groups' "lr" is the
+    shared rate, "lr_scale" the group's multiple).
+
+    Args:
+        params: the network's named parameters, (name, parameter) pairs (given by makemore).
+        groups: the parameter groups, in YAML a list of mappings with the keys name (in messages), names (fnmatch
+            patterns over the network's parameter names, as its named_parameters() gives them, such as "blocks.*" or
+            "head.weight"; a parameter matches if one does; absent: any name), ndim (only parameters with this many
+            dimensions, 2 for the weight matrices; absent: any), lr_scale (the group's rate is lr_scale x
+            model.learning_rate; default 1) and optimizer (the group's torch.optim class: class_path and init_args,
+            without lr). Example: configs/shakespeare/gpt_cpu_muon.yaml.
+        lr: the shared learning rate, model.learning_rate (given by makemore).
+    """
+
+    def __init__(self, params: Iterable[tuple[str, torch.Tensor]], groups: list[Group], lr: float = 1e-3) -> None:
+        named = list(params)
+        if not all(isinstance(item, tuple) and len(item) == 2 for item in named):
+            raise TypeError("ParameterGroups selects parameters by name: give it named_parameters()")
+        check_groups(groups)
+        chosen = assign(named, groups)
+        super().__init__([parameter for _, parameter in named], {"lr": lr})
+        self.optimizers: list[torch.optim.Optimizer] = []
+        for group, parameters in zip(groups, chosen):
+            config = group["optimizer"]
+            config = {"class_path": config["class_path"], "init_args": dict(config.get("init_args") or {})}
+            try:
+                inner = bound_class(config, torch.optim.Optimizer)(parameters, lr=lr)
+            except (ValueError, TypeError, RuntimeError) as err:  # torch's reason for values it rejects
+                if isinstance(err, ConfigError):
+                    raise
+                reason = " ".join(str(err).split())
+                raise ConfigError(f"{OPTION}: the group {group['name']!r} ({config['class_path']}): {reason}") from None
+            for inner_group in inner.param_groups:
+                inner_group["lr_scale"] = float(group.get("lr_scale", 1.0))
+            inner.state = self.state  # the groups' parameters are disjoint: one state dict serves them all
+            self.optimizers.append(inner)
+        self.param_groups = [group for inner in self.optimizers for group in inner.param_groups]
+
+    @torch.no_grad()
+    def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
+        """Step every group's optimizer, each at lr_scale x its group's rate (as it stands: schedules set it).
+
+        Args:
+            closure: recomputes the loss (Lightning's, which runs the backward); called once, before the steps.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for inner in self.optimizers:
+            rates = [group["lr"] for group in inner.param_groups]
+            for group in inner.param_groups:
+                group["lr"] = group["lr"] * group["lr_scale"]
+            try:
+                inner.step()
+            finally:  # the shared rate back, exactly as the schedule left it
+                for group, rate in zip(inner.param_groups, rates):
+                    group["lr"] = rate
+        return loss
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load what `state_dict` saved (every group's settings and every parameter's state), into this optimizer
+        and each of its optimizers.
+
+        Args:
+            state_dict: a ParameterGroups state_dict of the same recipe.
+        """
+        super().load_state_dict(state_dict)  # torch's: new group dicts and a new state, made from the saved ones
+        start = 0
+        for inner in self.optimizers:  # each optimizer its own share of them again
+            count = len(inner.param_groups)
+            inner.param_groups, inner.state = self.param_groups[start : start + count], self.state
+            start += count
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Refused after construction (torch.optim.Optimizer's __init__ calls it to build the groups): which of the
+        optimizers a new group belongs to is the recipe's to say.
+
+        Args:
+            param_group: the group torch would add.
+        """
+        if hasattr(self, "optimizers"):
+            raise ConfigError(f"{OPTION}: ParameterGroups takes its groups from the recipe, not add_param_group")
+        super().add_param_group(param_group)
+
+
+def takes_named_parameters(optimizer: Optional[dict]) -> bool:
+    """Whether model.optimizer (its plain-data form, {class_path, init_args}) is a ParameterGroups recipe, which is
+    built from the network's named parameters."""
+    return optimizer is not None and issubclass(import_class(optimizer["class_path"]), ParameterGroups)
