@@ -181,7 +181,12 @@ class Diagnostics(L.Callback):
                     stats[f"activations/mean/tanh_{i}"], stats[f"activations/std/tanh_{i}"] = mean, std
                     stats[f"activations/saturated/tanh_{i}"] = (t.abs() > self.saturation).float().mean()
                     histograms[f"activations/tanh_{i}"] = t
-            lrs = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+            # a recipe's group (makemore.optimizers.ParameterGroups) trains at lr_scale x its "lr"
+            lrs = {
+                id(p): group["lr"] * group.get("lr_scale", 1.0)
+                for group in optimizer.param_groups
+                for p in group["params"]
+            }
             for (name, p), grad in zip(named, grads):
                 if grad is None:  # not used by this forward
                     continue

@@ -9,7 +9,9 @@ import yaml
 from conftest import cli_error, small_run_args
 
 from makemore.checkpoint import read_checkpoint
+from makemore.diagnostics import Diagnostics
 from makemore.errors import CheckpointError
+from makemore.models import MLP
 from makemore.optimizers import ParameterGroups
 
 # A tiny Transformer: its blocks' matrices for Muon, the rest for AdamW (configs/shakespeare/gpt_cpu_muon.yaml's
@@ -196,3 +198,35 @@ def test_fit_help_explains_recipes(run_cli, capsys):
         "the group's rate is lr_scale x model.learning_rate",
     ]:
         assert phrase in text
+
+
+def test_diagnostics_measure_each_groups_own_rate():
+    """Diagnostics' update-to-data ratio uses the rate a recipe's group trains at, lr_scale x its lr."""
+
+    class Writer:
+        scalars: dict = {}
+
+        def add_scalar(self, tag, value, step):
+            self.scalars[tag] = float(value)
+
+    class Module:  # what Diagnostics.measure reads of a LightningModule
+        device = torch.device("cpu")
+
+    torch.manual_seed(0)
+    module = Module()
+    module.net = MLP(27, 3, n_embd=4, n_hidden=16)
+    sgd = {"class_path": "torch.optim.SGD", "init_args": {}}
+    groups = [
+        {"name": "hidden", "names": ["hidden.*"], "lr_scale": 4.0, "optimizer": sgd},
+        {"name": "rest", "optimizer": sgd},
+    ]
+    optimizer = ParameterGroups(module.net.named_parameters(), groups, lr=0.1)
+    x, y = torch.randint(0, 27, (32, 3)), torch.randint(0, 27, (32,))
+    writer = Writer()
+    Diagnostics(histograms=False).measure(writer, module, x, y, 0, optimizer)
+    _, loss = module.net(x, y)
+    loss.backward()
+    for name, rate in [("hidden.0.weight", 0.4), ("embedding.weight", 0.1)]:
+        p = dict(module.net.named_parameters())[name]
+        expected = math.log10(float((rate * p.grad).std() / p.detach().std()))
+        assert writer.scalars[f"update_ratio/{name}"] == pytest.approx(expected, rel=1e-5)
