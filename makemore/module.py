@@ -581,7 +581,7 @@ def throwaway_parameters(net: Optional[dict], block_size: Optional[int]) -> list
     if net is None or block_size is None:
         return []
     try:  # the random state untouched: the fit's seeded draws are those of a run without this check
-        with torch.device("meta"), torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
             built = network_builder(network_class_config(net))(THROWAWAY_VOCAB_SIZE, block_size)
     except Exception:  # any network of a user's: building the real one reports its errors
         return []
