@@ -569,8 +569,9 @@ def building(option: str, config: Optional[dict], more: Optional[dict[str, Any]]
         raise ConfigError(f"{where}: {reason}") from None
 
 
-# Any vocabulary size for a throwaway network: its parameters' names and dimensions do not depend on it.
-THROWAWAY_VOCAB_SIZE = 2
+# Every size of a throwaway network (its vocab_size) and of its parameters' copies: what a recipe selects by, the
+# parameters' names and numbers of dimensions, does not depend on sizes.
+THROWAWAY_SIZE = 2
 
 
 def throwaway_parameters(net: Optional[dict], block_size: Optional[int]) -> list[tuple[str, torch.nn.Parameter]]:
@@ -582,12 +583,12 @@ def throwaway_parameters(net: Optional[dict], block_size: Optional[int]) -> list
         return []
     try:  # the random state untouched: the fit's seeded draws are those of a run without this check
         with torch.random.fork_rng(devices=[]), torch.device("meta"):
-            built = network_builder(network_class_config(net))(THROWAWAY_VOCAB_SIZE, block_size)
+            built = network_builder(network_class_config(net))(THROWAWAY_SIZE, block_size)
     except Exception:  # any network of a user's: building the real one reports its errors
         return []
     named = []
     for name, parameter in built.named_parameters():
-        throwaway = torch.nn.Parameter(torch.zeros((THROWAWAY_VOCAB_SIZE,) * parameter.dim()))
+        throwaway = torch.nn.Parameter(torch.zeros((THROWAWAY_SIZE,) * parameter.dim()))
         throwaway.grad = torch.zeros_like(throwaway)
         named.append((name, throwaway))
     return named
@@ -609,14 +610,14 @@ def check_optimization(
     parameter in no group or in two, and a group whose optimizer refuses its parameters, are one line too."""
     optimizer = optimizer or class_config(torch.optim.SGD, skip=1)
     init_args = {name: value for name, value in optimizer["init_args"].items() if name != "lr"}  # learning_rate sets it
-    parameters: list = []
     if takes_named_parameters(optimizer):
         parameters = throwaway_parameters(net, block_size)
         if not parameters:  # no network to select from here: configure_optimizers checks the real one
             return
     else:
-        parameters = [torch.nn.Parameter(torch.zeros(1))]
-        parameters[0].grad = torch.zeros(1)
+        parameter = torch.nn.Parameter(torch.zeros(1))
+        parameter.grad = torch.zeros(1)
+        parameters = [parameter]
     with building("model.optimizer", optimizer, {"model.learning_rate": learning_rate}):
         built = bound_class({**optimizer, "init_args": init_args})(parameters, lr=learning_rate)
     with building("model.lr_scheduler", lr_scheduler):

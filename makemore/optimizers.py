@@ -18,6 +18,8 @@ from makemore.errors import ConfigError
 
 # The option a recipe is given as: the start of its messages.
 OPTION = "model.optimizer"
+# How many of the network's parameter names a message shows, for a group that selects none.
+NAMES_SHOWN = 3
 
 
 class Group(TypedDict):
@@ -73,8 +75,8 @@ def assign(named: list[tuple[str, torch.Tensor]], groups: list[Group]) -> list[l
         if not parameters:
             raise ConfigError(
                 f"{OPTION}: the group {group['name']!r} selects no parameter of the network (names"
-                f" {group.get('names')}, ndim {group.get('ndim')}); parameter names are the network's, as"
-                " named_parameters() gives them (blocks.0.qkv.weight)"
+                f" {group.get('names')}, ndim {group.get('ndim')}); names are the network's own, as its"
+                f" named_parameters() gives them ({', '.join(name for name, _ in named[:NAMES_SHOWN])}, ...)"
             )
     return chosen
 
