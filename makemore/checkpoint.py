@@ -7,7 +7,6 @@ by name and must be an nn.Module, called with (vocab_size, block_size, **init_ar
 import functools
 import importlib
 import inspect
-import pickle
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Optional, Union
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Optional, Un
 import torch
 import torch.nn as nn
 
+from makemore._wording import unsafe_global
 from makemore.errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:  # `makemore sample` reads checkpoints without importing Lightning
@@ -133,10 +133,10 @@ def read_checkpoint(
     except PermissionError:
         raise CheckpointError(f"{path}: cannot read: permission denied") from None
     except Exception as err:  # torch raises many kinds for truncated or foreign files and unsafe pickles
-        unsafe = re.search(r"GLOBAL ([\w.]+)", str(err)) if isinstance(err, pickle.UnpicklingError) else None
+        unsafe = unsafe_global(err)
         if unsafe:
             raise CheckpointError(
-                f"{path}: refused: it holds Python code ({unsafe.group(1)}) that loading could run; makemore"
+                f"{path}: refused: it holds Python code ({unsafe}) that loading could run; makemore"
                 " checkpoints hold only weights and plain data, so do not trust this file"
             ) from None
         raise CheckpointError(f"{path}: not a checkpoint (truncated, corrupt, or not written by torch.save)") from None

@@ -7,10 +7,10 @@ makemore.lightning_cli.
 
 import difflib
 import os
-import re
 import sys
 from typing import TYPE_CHECKING, Any, Optional, Union
 
+from makemore._wording import function_parse_error
 from makemore.errors import ConfigError, MakemoreError
 
 if TYPE_CHECKING:  # not imported at run time: `makemore --help` imports no torch
@@ -258,26 +258,8 @@ def run_function(command: str, argv: list[str]) -> None:
     try:
         options = parser.parse_args(argv)
     except Exception as err:  # jsonargparse's parse errors: one line, as every other makemore error
-        raise ConfigError(f"{command}: {parse_error(str(err))}") from None
+        raise ConfigError(f"{command}: {function_parse_error(str(err))}") from None
     function(**options.as_dict())
-
-
-# What jsonargparse's "Expected a <class 'X'>" means on the command line.
-KINDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string", "NoneType": "null"}
-
-
-def parse_error(message: str) -> str:
-    """jsonargparse's parse error in one line; a value of the wrong type as `--option expects ..., got VALUE`."""
-    key = re.match(r'Parser key "([^"]+)":', message)
-    value = re.search(r"^\s*(?:Got|Given) value: (.*)$|\. Got value: (.*)$", message, re.MULTILINE)
-    kinds = [KINDS.get(name, name) for name in dict.fromkeys(re.findall(r"Expected a <class '(\w+)'>", message))]
-    if key and value and kinds:
-        given = value.group(1) if value.group(1) is not None else value.group(2)
-        if "a number" in kinds and re.fullmatch(r"[+-]?(inf|infinity|nan)", given.strip(), re.IGNORECASE):
-            return f"--{key.group(1)} must be a finite number, got {given}"
-        return f"--{key.group(1)} expects {' or '.join(kinds)}, got {given}"
-    first = message.splitlines()[0] if message.strip() else message
-    return first if not first.rstrip().endswith(":") else " ".join(message.split())
 
 
 def main(args: Optional[list[str]] = None) -> None:

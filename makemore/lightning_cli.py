@@ -7,7 +7,6 @@ import argparse
 import difflib
 import logging
 import os
-import re
 import shlex
 import sys
 import warnings
@@ -24,6 +23,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from makemore import _compat, distillation, lr_finder
+from makemore._wording import NOISE, SILENCED, cli_parse_error
 from makemore.batchnorm import cpu_sync_plugins
 from makemore.callbacks import LOG_EVERY_N_STEPS, LastCheckpoint, fit_callbacks, tensorboard
 from makemore.checkpoint import (
@@ -57,30 +57,6 @@ def lecture_defaults() -> dict:
     defaults = {key: value for key, value in config.items() if key not in sections}
     defaults.update({f"{name}.{key}": value for name, section in sections.items() for key, value in section.items()})
     return defaults
-
-
-# What Lightning and torch print that a makemore user cannot act on, silenced by its exact text (not by
-# category, so that anything new still shows).
-NOISE = (
-    "💡 Tip: For seamless cloud",  # advertisements for Lightning's services
-    "The following callbacks returned in `LightningModule.configure_callbacks` will override",  # our step bar
-)
-# Warnings of the same kind, silenced by their text when silence_noise() is called.
-SILENCED = (
-    r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # Lightning on torch 2.13
-    # Testing or resuming a checkpoint in a new run folder: its callbacks' paths are from the old one, as they should be.
-    r"The dirpath has changed from .* won't be reloaded",
-    # MakemoreCLI.parse_arguments parses the command line without --print_config first, given as a list.
-    r"LightningCLI's args parameter is intended to run from within Python",
-    # Under DDP Lightning recommends sync_dist=True for each tensor logged per epoch. MakemoreModule._log_split's need
-    # none: {val,test}_{loss,bpc,perplexity}[_partial][_other_split] come from MeanMetric.compute(), already the exact
-    # example-weighted mean over all processes (a sync_dist mean of it again would change nothing), and `step` is the
-    # same on every process.
-    r"It is recommended to use `self\.log\('(step|(val|test)_(loss|bpc|perplexity)(_partial)?(_other_split)?)', ",
-    # Lightning compares trainer.log_every_n_steps with an epoch's batches; makemore counts it in SGD steps and logs
-    # train_loss itself (MakemoreModule.log_train_loss), at that interval whatever the batches.
-    r"The number of training batches \(\d+\) is smaller than the logging interval",
-)
 
 
 class _Quiet(logging.Filter):
@@ -166,23 +142,7 @@ class Parser(LightningArgumentParser):
                 action.help = text
 
     def error(self, message: str, ex: Optional[Exception] = None) -> None:
-        message = " ".join(str(message).split())
-        # jsonargparse's nested 'Parser key "model.net": Parser key "n_hidden": ...' as the option's name
-        keys = re.match(r'((?:Parser key "[\w.]+": )+)(.*)', message)
-        if keys:
-            message = ".".join(re.findall(r'Parser key "([\w.]+)"', keys.group(1))) + ": " + keys.group(2)
-            message = re.sub(r"^([\w.]+): (\w+): ", r"\1.\2: ", message)  # 'model.net: n_hidden: ...'
-            message = message.replace(": Not of type ", ": not of type ")
-            # an Optional[PositiveInt] (--num_threads): the restriction that failed, as for a plain PositiveInt
-            union = re.match(
-                r"([\w.]+): Does not validate against any of the Union subtypes .*? Errors: - Not of type (\w+): (.*?)"
-                r" - .* Given value: (.*)$",
-                message,
-            )
-            if union:
-                key, kind, reason, value = union.groups()
-                message = f"{key}: not of type {kind}: {value} {reason}"
-        typo = re.search(r"unrecognized arguments: (--[\w.]+)", message, re.IGNORECASE)
+        message, typo = cli_parse_error(message)
         if typo:
             options = _compat.option_strings(self)
             try:  # and the options of the configured classes (the network's, the optimizer's)
@@ -191,7 +151,7 @@ class Parser(LightningArgumentParser):
                 ]
             except Exception:  # defaults that cannot be built: suggest from the plain options only
                 pass
-            close = difflib.get_close_matches(typo.group(1), options, n=1, cutoff=0.7)
+            close = difflib.get_close_matches(typo, options, n=1, cutoff=0.7)
             message += f" (did you mean {close[0]}?)" if close else ""
         raise ConfigError(message)
 

@@ -2,7 +2,6 @@
 
 import inspect
 import math
-import re
 from contextlib import contextmanager
 from functools import partial
 from typing import Any, Callable, Iterable, Iterator, Literal, Optional
@@ -19,6 +18,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import MeanMetric
 
 from makemore import _compat, distillation, steps
+from makemore._wording import named_options, out_of_memory
 from makemore.checkpoint import (
     attached_trainer,
     bound_class,
@@ -548,13 +548,7 @@ def building(option: str, config: Optional[dict], more: Optional[dict[str, Any]]
             f"{option}.init_args.{name}": value for name, value in ((config or {}).get("init_args") or {}).items()
         }
         options |= more or {}
-        # torch names an argument as it is spelt, in words ("learning rate") or in the singular ("beta parameter")
-        spellings = {
-            key: {name, name.replace("_", " "), name.removesuffix("s")}
-            for key in options
-            for name in [key.rsplit(".", 1)[-1]]
-        }
-        named = [key for key in options if any(re.search(rf"\b{w}\b", reason) for w in spellings[key])]
+        named = named_options(reason, options)
         if not named and isinstance(err, ZeroDivisionError):  # "integer modulo by zero": the arguments that are 0
             kind = int if "integer" in reason else (int, float)
             named = [key for key, value in options.items() if isinstance(value, kind) and value == 0]
@@ -562,10 +556,9 @@ def building(option: str, config: Optional[dict], more: Optional[dict[str, Any]]
             where = f"{named[0]}={options[named[0]]!r}"
         else:
             where = f"{option} ({(config or {}).get('class_path', '?')})"
-        if isinstance(err, MemoryError) or "can't allocate memory" in reason or "out of memory" in reason:
-            asked = re.search(r"allocate (\d+) bytes", reason)
-            size = f" ({int(asked.group(1)) / 2**30:,.1f} GiB asked for)" if asked else ""
-            raise ConfigError(f"{where}: not enough memory to build it{size}; make it smaller") from None
+        asked = "" if isinstance(err, MemoryError) else out_of_memory(reason)
+        if asked is not None:
+            raise ConfigError(f"{where}: not enough memory to build it{asked}; make it smaller") from None
         raise ConfigError(f"{where}: {reason}") from None
 
 
