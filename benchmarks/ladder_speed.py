@@ -51,7 +51,7 @@ def run_plain(config: dict, steps: int) -> float:
     data = CharDataModule(**config.get("data", {}))
     data.setup("fit")
     block_size = data.hparams.block_size
-    if data.hparams.format == "text":  # nanoGPT's get_batch: block_size characters before a random one
+    if data.format.passage:  # a stream of characters: nanoGPT's get_batch: block_size characters before a random one
         ids = data.examples["train"].ids
         back = torch.arange(-block_size, 0)
 

@@ -16,7 +16,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from makemore.text import Vocabulary, build_examples, default_path, read_words, split_words
+from makemore.formats import default_path
+from makemore.formats.words import build_examples, read_words, split_words, vocabulary_of_words
 
 BLOCK_SIZE = 3
 N_EMBD = 10
@@ -27,7 +28,7 @@ BATCH_SIZE = 32
 def build_data(path: Optional[str] = None, block_size: int = BLOCK_SIZE, seed: int = 42):
     """{"train"|"val"|"test": (X, Y)} and the vocabulary, exactly as CharDataModule builds them."""
     words = read_words(path or default_path())
-    vocabulary = Vocabulary.from_words(words)
+    vocabulary = vocabulary_of_words(words)
     splits = split_words(words, 0.8, 0.1, seed)
     data = {name: build_examples(ws, vocabulary, block_size) for name, ws in zip(("train", "val", "test"), splits)}
     return data, vocabulary

@@ -44,7 +44,7 @@ class TrainStart(L.Callback):
 
 def write_text(path: Path, chars: int, seed: int = 0) -> None:
     """A text of `chars` characters: tiny shakespeare's lines in a random order, repeated."""
-    from makemore.text import default_path
+    from makemore.formats import default_path
 
     lines = default_path("text").read_text(encoding="utf-8").splitlines(keepends=True)
     rng = random.Random(seed)

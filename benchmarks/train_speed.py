@@ -54,8 +54,9 @@ import plain_loop  # noqa: E402
 from step_timer import StepTimer  # noqa: E402
 
 from makemore.cli import run_cli as makemore_main  # noqa: E402
+from makemore.formats import default_path  # noqa: E402
+from makemore.formats.words import build_examples, read_words, split_words, vocabulary_of_words  # noqa: E402
 from makemore.models import MLP  # noqa: E402
-from makemore.text import Vocabulary, build_examples, default_path, read_words, split_words  # noqa: E402
 
 SIDES = ("plain", "plain+optim", "makemore", "makemore autograd")
 # The loops draw different random mini-batches (randint per step vs makemore's seeded draws), so from the same
@@ -173,7 +174,7 @@ def generated_words(names: list[str], count: int, seed: int = 0) -> list[str]:
     """`count` words whose lengths and letters are drawn from the empirical distributions of `names`."""
     g = torch.Generator().manual_seed(seed)
     lengths = torch.bincount(torch.tensor([len(w) for w in names])).double()
-    letters = Vocabulary.from_words(names).itos[1:]
+    letters = vocabulary_of_words(names).itos[1:]
     counts = torch.zeros(len(letters), dtype=torch.double)
     for i, ch in enumerate(letters):
         counts[i] = sum(w.count(ch) for w in names)
@@ -189,7 +190,7 @@ def time_build(path: Path) -> dict:
     t0 = time.perf_counter()
     words = read_words(path)
     t1 = time.perf_counter()
-    vocabulary = Vocabulary.from_words(words)
+    vocabulary = vocabulary_of_words(words)
     splits = split_words(words, 0.8, 0.1, 42)
     t2 = time.perf_counter()
     examples = [build_examples(ws, vocabulary, 3) for ws in splits]

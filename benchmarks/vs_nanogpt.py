@@ -89,8 +89,10 @@ sys.path.insert(0, str(HERE))  # nanogpt_baseline
 import nanogpt_baseline as baseline  # noqa: E402
 
 from makemore.checkpoint import load_network, named_checkpoint, read_checkpoint  # noqa: E402
+from makemore.formats import default_path  # noqa: E402
+from makemore.formats.text import read_text, split_text  # noqa: E402
 from makemore.runs import load_yaml  # noqa: E402
-from makemore.text import Vocabulary, default_path, read_text, split_text  # noqa: E402
+from makemore.text import Vocabulary  # noqa: E402
 
 DEFAULT_CONFIG = ROOT / "configs" / "shakespeare" / "gpt_cpu.yaml"
 NANOGPT_DEFAULT_ITERS = 2000  # the README's max_iters
@@ -308,7 +310,7 @@ def score_makemore(best: Path) -> tuple[dict, str]:
     checkpoint = read_checkpoint(str(best))
     val_text, path = makemore_val_split(checkpoint["datamodule_hyper_parameters"])
     vocabulary = Vocabulary(hparams["vocab"])
-    if not vocabulary.is_text:
+    if hparams.get("data_format") != "text":
         raise SystemExit(f"{best}: not a text model (the comparison is on tiny shakespeare)")
     ids = vocabulary.ids(val_text)
     net.eval()

@@ -10,7 +10,7 @@ _EXPORTS = {
     "MLP": "makemore.models",
     "MakemoreModule": "makemore.module",
     "Vocabulary": "makemore.text",
-    "build_examples": "makemore.text",
+    "build_examples": "makemore.formats.words",
     "embedding_figure": "makemore.callbacks",
     "load_checkpoint": "makemore.module",
     "lr_find": "makemore.api",

@@ -30,13 +30,17 @@ from makemore.runlog import RunLogger
 
 
 def module_for(data: CharDataModule, **kwargs: Any) -> MakemoreModule:
-    """A MakemoreModule for `data`: its vocabulary, block_size and split filled in, as the CLI links them.
+    """A MakemoreModule for `data`: its vocabulary, block_size, format and split filled in, as the CLI links them.
 
     kwargs are MakemoreModule's other arguments: `net` (a network class, or a functools.partial of one with
     its options), `learning_rate`, `optimizer`, `lr_scheduler` (a partial of a torch scheduler), ...
     """
     return MakemoreModule(
-        vocab=data.vocab, block_size=data.hparams.block_size, split_fingerprint=data.split_fingerprint, **kwargs
+        vocab=data.vocab,
+        block_size=data.hparams.block_size,
+        data_format=data.hparams.format,
+        split_fingerprint=data.split_fingerprint,
+        **kwargs,
     )
 
 

@@ -100,7 +100,7 @@ def sample(
     """
     import torch
 
-    from makemore import sampling
+    from makemore import formats, sampling
     from makemore.checkpoint import named_checkpoint, network_of, read_checkpoint
     from makemore.text import Vocabulary
 
@@ -127,7 +127,7 @@ def sample(
     net, hparams = network_of(checkpoint, ckpt_path, device), checkpoint["hyper_parameters"]
     vocabulary = Vocabulary(hparams["vocab"])
     generator = torch.Generator(device).manual_seed(seed)
-    if vocabulary.is_text:
+    if formats.of_checkpoint(hparams, ckpt_path).passage:
         given = {"--prefix": prefix, "--max_length": max_length, "--log_prob": log_prob, "--novelty": novelty}
         for option, value in given.items():
             if value:
@@ -222,20 +222,19 @@ def sample_passages(
 def training_splits(checkpoint: dict, ckpt_path: str, words: Optional[str]) -> tuple[list[str], list[str], list[str]]:
     """The train/val/test words a checkpoint (read from ckpt_path) was trained on, rebuilt from its data settings and
     checked against its split's fingerprint."""
-    from makemore.text import default_path, read_words, split_fingerprint, split_words
+    from makemore.formats.words import Words
 
     data = checkpoint.get("datamodule_hyper_parameters") or {}
     saved = checkpoint["hyper_parameters"].get("split_fingerprint")
     if not data or not saved:
         raise ConfigError(f"--novelty: {ckpt_path} does not record the data it was trained on")
-    path = words or data.get("path") or default_path()
-    splits = split_words(read_words(path), data["train_fraction"], data["val_fraction"], data["seed"])
-    if split_fingerprint(splits) != saved:
+    word_list = Words(words or data.get("path"), 1, data["train_fraction"], data["val_fraction"], data["seed"])
+    if word_list.fingerprint() != saved:
         raise ConfigError(
-            f"--novelty: the words of {path} do not split into the ones {ckpt_path} was trained on; give the"
-            " word list it was trained on with --words"
+            f"--novelty: the words of {word_list.path} do not split into the ones {ckpt_path} was trained on; give"
+            " the word list it was trained on with --words"
         )
-    return splits
+    return word_list.splits
 
 
 def imported(target: str) -> Any:

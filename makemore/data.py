@@ -1,105 +1,32 @@
-"""The DataModule: train/val/test examples from a word list or a text, split as the lectures split them, and their
-batches."""
+"""The DataModule: train/val/test examples from any data format (makemore.formats: a word list, a text, a folder of
+texts), split as the format splits them, and their batches."""
 
 import math
-from pathlib import Path
-from typing import Any, Iterator, Literal, Optional
+from typing import Any, Iterable, Literal, Optional
 
 import lightning as L
 import torch
 
 from makemore.errors import DataError
+from makemore.formats import FORMATS, DataFormat, FormatName
 from makemore.steps import TrainBatches, steps_per_batch
-from makemore.text import (
-    Examples,
-    Vocabulary,
-    default_path,
-    read_text,
-    read_words,
-    split_fingerprint,
-    split_text,
-    split_words,
-    storage_dtype,
-)
+from makemore.text import Examples, storage_dtype
 
 SPLITS = ("train", "val", "test")
 
 
-def line_of(path: Path, word: str) -> int:
-    """The line number of `word`'s first occurrence in the file (for error messages)."""
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
-        if line.strip() == word:
-            return number
-    return 0
-
-
-class EvalBatches:
-    """A whole split in a few large batches of examples, this process's share only (every rank-th example; no
-    padding, so exact): X (n, block_size), Y (n,), gathered when a batch is taken."""
-
-    def __init__(self, examples: Examples, batch_size: int, rank: int, world_size: int) -> None:
-        self.examples, self.batch_size, self.rank, self.world_size = examples, batch_size, rank, world_size
-        self.count = len(range(rank, len(examples), world_size))
-
-    def __len__(self) -> int:
-        return math.ceil(self.count / self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for i in range(0, self.count, self.batch_size):
-            share = torch.arange(i, min(i + self.batch_size, self.count)) * self.world_size + self.rank
-            yield self.examples[share]
-
-
-class EvalWindows:
-    """A text split as consecutive windows of block_size characters, this process's share (every rank-th window):
-    the metric of a text, each character scored once from the characters before it in its window.
-
-    Window k holds targets k*block_size ... k*block_size + L - 1 (L = block_size but in the last window). A batch is
-    (X (n, block_size + L - 1), Y (n, L)): X holds the block_size characters before each window's first target and
-    the window's inputs, so that a sequence network reads its inputs X[:, block_size - 1:] once per window and a
-    network of fixed context reads the block_size characters before each target (`window_logits`). The last,
-    shorter window comes alone in the last batch.
-    """
-
-    def __init__(self, examples: Examples, batch_size: int, rank: int, world_size: int) -> None:
-        self.examples, self.block_size = examples, examples.block_size
-        self.per_batch = max(1, batch_size // self.block_size)  # windows per batch: about batch_size targets
-        complete = len(examples) // self.block_size  # windows of block_size targets; a shorter one may follow
-        self.full = range(rank, complete, world_size)  # this process's
-        self.last = len(examples) % self.block_size and complete % world_size == rank
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.full) / self.per_batch) + int(self.last)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        B = self.block_size
-        for i in range(0, len(self.full), self.per_batch):
-            windows = self.full[i : i + self.per_batch]
-            yield self.batch(torch.arange(windows.start, windows.stop, windows.step) * B, B)
-        if self.last:
-            first = (len(self.examples) // B) * B
-            yield self.batch(torch.tensor([first]), len(self.examples) - first)
-
-    def batch(self, first: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The windows starting at targets `first` (n,), `length` targets each: X (n, block_size + length - 1), Y."""
-        span = first.unsqueeze(1) + torch.arange(length)  # the targets' positions, (n, L)
-        # the block_size ids before each window's first target, then the window's inputs
-        history = self.examples.contexts_at(first)  # (n, B)
-        X = torch.cat([history, self.examples.ids[span[:, :-1]].long()], 1)
-        return X, self.examples.ids[span].long()
-
-
 class CharDataModule(L.LightningDataModule):
-    """Train/val/test (context, next character) examples from a word list or a text, split as the lectures do.
+    """Train/val/test (context, next character) examples from a word list, a text or any registered data format,
+    split as the format splits them (the lectures' splits for words and text).
 
     Args:
-        path: the data file (UTF-8); by default the copy shipped with makemore of names.txt (format words) or of
-            tiny shakespeare (format text).
-        format: what the file is. "words": one word per line, each word an example sequence starting after the
-            start token `.` and ending with `.` (the makemore lectures). "text": one stream of characters, newlines
-            included (the GPT lecture's tiny shakespeare, any corpus): splits are contiguous, each character's
-            context is the characters before it, and validation and test score consecutive windows of block_size
-            characters (docs/text.md).
+        path: the data file (UTF-8), or the folder of a format that reads one; null: the copy shipped with makemore
+            of names.txt (format words) or of tiny shakespeare (format text).
+        format: what the data is, one of the formats registered in makemore.formats (docs/data-and-errors.md).
+            "words": one word per line, each word an example sequence starting after the start token `.` and ending
+            with `.` (the makemore lectures). "text": one stream of characters, newlines included (the GPT lecture's
+            tiny shakespeare, any corpus): splits are contiguous, each character's context is the characters before
+            it, and validation and test score consecutive windows of block_size characters (docs/text.md).
         block_size: how many previous characters the model sees (the context length).
         batch_size: examples per SGD step.
         train_fraction: share used for training: of the (shuffled) words, or the first share of a text's characters.
@@ -137,7 +64,7 @@ class CharDataModule(L.LightningDataModule):
     def __init__(
         self,
         path: Optional[str] = None,
-        format: Literal["words", "text"] = "words",
+        format: FormatName = "words",
         block_size: int = 3,
         batch_size: int = 32,
         train_fraction: float = 0.8,
@@ -162,63 +89,20 @@ class CharDataModule(L.LightningDataModule):
         ]:
             if value < 1:
                 raise DataError(f"data.{name} must be at least 1, got {value}")
-        text = format == "text"
-        leaves_test = train_fraction + val_fraction < 1 or (text and train_fraction + val_fraction <= 1)
-        if not (0 < train_fraction and 0 < val_fraction and leaves_test):
-            raise DataError(
-                f"data.train_fraction ({train_fraction}) and data.val_fraction ({val_fraction}) must be positive"
-                + (" and sum to at most 1" if text else " and sum to less than 1, leaving a test split")
-            )
-        if text and train_on == "words":
-            raise DataError("data.train_on words trains on whole words: it needs data.format words, not text")
         self.save_hyperparameters(ignore=["_instantiator"])  # the CLI's, not a setting
-        self.path = Path(path) if path else default_path(format)
         # Read now: the vocabulary decides the model's shape (linked to the model by the CLI).
-        if text:
-            self.text = read_text(self.path)
-            self.vocabulary = Vocabulary.from_text(self.text)
-            self.splits: tuple = split_text(self.text, train_fraction, val_fraction)
-            self._check_text_splits()
-        else:
-            self.words = read_words(self.path)
-            self.vocabulary = Vocabulary.from_words(self.words)
-            self.splits = split_words(self.words, train_fraction, val_fraction, seed)
-            self._check_word_splits()
+        whole_words = train_on == "words"
+        self.format: DataFormat = FORMATS[format](path, block_size, train_fraction, val_fraction, seed, whole_words)
+        self.path, self.splits, self.vocabulary = self.format.path, self.format.splits, self.format.vocabulary
         try:
             self.dtype = storage_dtype(len(self.vocabulary), storage)
         except ValueError as err:
             raise DataError(f"{self.path}: {err}") from None
-        self._fingerprint = split_fingerprint(self.splits, "chars" if text else "words")
+        self._fingerprint = self.format.fingerprint()
         self.examples: dict[str, Examples] = {}
         self._pool: Optional[tuple[int, Examples]] = None
         self._trained_steps_per_batch: Optional[int] = None  # a resumed run's, from its checkpoint
         self._steps_per_batch: Optional[int] = None  # this fit's
-
-    def _check_word_splits(self) -> None:
-        if not all(self.splits):
-            sizes = "/".join(str(len(s)) for s in self.splits)
-            raise DataError(
-                f"{self.path}: {len(self.words)} words give train/val/test splits of {sizes} words;"
-                " every split needs at least one word"
-            )
-        if self.hparams.train_on == "words":
-            longest = max(self.splits[0], key=len)
-            if len(longest) + 1 > self.hparams.block_size:
-                raise DataError(
-                    f"{self.path}:{line_of(self.path, longest)}: data.train_on words trains on whole words, and the"
-                    f" training word {longest!r} has {len(longest)} characters: data.block_size must be at least"
-                    f" {len(longest) + 1} to hold it and the `.` before it (it is {self.hparams.block_size})"
-                )
-
-    def _check_text_splits(self) -> None:
-        needed = self.hparams.block_size + 1
-        for name, split in zip(SPLITS, self.splits):
-            if (split or name != "test") and len(split) < needed:
-                sizes = "/".join(f"{len(s):,}" for s in self.splits)
-                raise DataError(
-                    f"{self.path}: its {len(self.text):,} characters give train/val/test splits of {sizes}"
-                    f" characters; the {name} split needs at least data.block_size + 1 = {needed:,}"
-                )
 
     @property
     def accumulate_grad_batches(self) -> int:
@@ -243,10 +127,10 @@ class CharDataModule(L.LightningDataModule):
     def setup(self, stage: str) -> None:
         if self.examples:  # setup runs once per stage; the examples do not change
             return
-        build = Examples.from_text if self.hparams.format == "text" else Examples.from_words
-        for name, split in zip(SPLITS, self.splits):
-            if split:
-                self.examples[name] = build(split, self.vocabulary, self.hparams.block_size, self.dtype)
+        for name in SPLITS:
+            examples = self.format.examples(name, self.hparams.block_size, self.dtype)
+            if examples is not None:
+                self.examples[name] = examples
 
     def _rank(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -301,22 +185,21 @@ class CharDataModule(L.LightningDataModule):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._trained_steps_per_batch = state_dict.get("steps_per_batch")
 
-    def _eval_batches(self, split: str, rank: int, world_size: int) -> "EvalBatches | EvalWindows":
-        """A split's evaluation batches, the share of process `rank` of `world_size`: examples or a text's windows."""
+    def _eval_batches(self, split: str, rank: int, world_size: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        """A split's evaluation batches, the share of process `rank` of `world_size`, as the format makes them."""
         if split not in self.examples:
             raise DataError(
                 f"{self.path}: the text has no {split} split: data.train_fraction + data.val_fraction is 1; lower"
                 " them to leave one"
             )
-        batches = EvalWindows if self.hparams.format == "text" else EvalBatches
-        return batches(self.examples[split], self.hparams.eval_batch_size, rank, world_size)
+        return self.format.eval_batches(self.examples[split], self.hparams.eval_batch_size, rank, world_size)
 
-    def whole_split(self, split: str) -> "EvalBatches | EvalWindows":
+    def whole_split(self, split: str) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
         """The evaluation batches of a whole split, on any process (after setup)."""
         return self._eval_batches(split, 0, 1)
 
-    def val_dataloader(self) -> "EvalBatches | EvalWindows":
+    def val_dataloader(self) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
         return self._eval_batches("val", *self._rank())
 
-    def test_dataloader(self) -> "EvalBatches | EvalWindows":
+    def test_dataloader(self) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
         return self._eval_batches("test", *self._rank())

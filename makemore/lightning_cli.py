@@ -296,6 +296,7 @@ class MakemoreCLI(LightningCLI):
         self._parsers = [*getattr(self, "_parsers", []), parser]  # for parse_arguments
         parser.set_defaults(lecture_defaults())
         parser.link_arguments("data.block_size", "model.block_size")
+        parser.link_arguments("data.format", "model.data_format")
         parser.link_arguments("data.vocab", "model.vocab", apply_on="instantiate")
         parser.link_arguments("data.split_fingerprint", "model.split_fingerprint", apply_on="instantiate")
         parser.add_argument(

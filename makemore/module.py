@@ -32,6 +32,7 @@ from makemore.checkpoint import (
     restore_random_states,
 )
 from makemore.errors import CheckpointError, ConfigError, MakemoreError
+from makemore.formats import FORMATS, FormatName
 from makemore.lr_finder import record_sweep_losses
 from makemore.models import MLP, NetworkCallable, batches_nll, eval_mode, is_sequence_model, scored
 from makemore.optimizers import takes_named_parameters
@@ -45,8 +46,11 @@ class MakemoreModule(L.LightningModule):
     Trains on batches that each carry many SGD steps (see makemore.steps).
 
     Args:
-        vocab: the vocabulary, `.` first; linked from the data by the CLI and kept in checkpoints.
+        vocab: the vocabulary, the data format's start token first; linked from the data by the CLI and kept in
+            checkpoints.
         block_size: context length; linked from the data.
+        data_format: the data.format the model trains on (makemore.formats); linked from the data by the CLI and
+            kept in checkpoints: whether it samples words (`sample`'s names) or a passage (`sample --prompt`).
         net: the network: an nn.Module class built as Net(vocab_size, block_size, **init_args) whose
             forward(idx, targets=None) returns (logits, loss); in YAML its class_path and init_args.
             Default: the lecture's embedding-MLP, makemore.models.MLP; its options: --model.net.help makemore.models.MLP.
@@ -99,6 +103,7 @@ class MakemoreModule(L.LightningModule):
         self,
         vocab: str,
         block_size: int = 3,
+        data_format: FormatName = "words",
         net: NetworkCallable = MLP,
         learning_rate: float = 0.1,
         optimizer: OptimizerCallable = torch.optim.SGD,
@@ -138,6 +143,7 @@ class MakemoreModule(L.LightningModule):
         )
         self.automatic_optimization = False  # training_step takes many SGD steps per Lightning batch
         self.vocabulary = Vocabulary(vocab)
+        self.samples_passage = FORMATS[data_format].passage
         self.learning_rate = learning_rate
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
@@ -407,7 +413,7 @@ class MakemoreModule(L.LightningModule):
             and self.trainer.is_global_zero
         ):
             generator = torch.Generator(self.device).manual_seed(self.global_step)
-            if self.vocabulary.is_text:  # a passage, its lines kept (Markdown: two spaces before a line break)
+            if self.samples_passage:  # a passage, its lines kept (Markdown: two spaces before a line break)
                 passage = "".join(self.sample_text("", self.hparams.passage_length, generator))
                 self.logger.experiment.add_text("samples", passage.replace("\n", "  \n"), self.global_step)
                 return
@@ -460,7 +466,7 @@ class MakemoreModule(L.LightningModule):
     ) -> Iterator[str]:
         """Continue `prompt` with max_new_chars characters of a text, one at a time as drawn (a text's checkpoint);
         see makemore.sampling.generate_text."""
-        if not self.vocabulary.is_text:
+        if not self.samples_passage:
             raise ValueError("the model was trained on a word list: it samples names (sample), not a text")
         return generate_text(
             self.net, self.vocabulary, self.hparams.block_size, prompt, max_new_chars, generator, temperature, top_k

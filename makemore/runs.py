@@ -27,7 +27,7 @@ from makemore.api import scalars
 from makemore.checkpoint import named_checkpoint, read_checkpoint
 from makemore.data import CharDataModule
 from makemore.errors import MakemoreError
-from makemore.models import batches_nll, split_nll
+from makemore.models import batches_nll
 
 PACKAGE = Path(__file__).resolve().parent
 CONFIGS = PACKAGE / "configs"
@@ -67,7 +67,6 @@ TEXT = {
     "shakespeare/gpt": (1.4697, "nanoGPT's README, GPU"),
 }
 CLOSED_FORM = ("bigram", "shakespeare/bigram")  # anchors computed in closed form: val within 0.01 of them
-EVAL_BATCH_SIZE = 32768  # examples per forward pass when a word list's split is scored (memory, not the result)
 RELATIVE_TOLERANCE, ABSOLUTE_TOLERANCE = 1e-4, 1e-5  # a val loss recomputed here against the one the run logged
 LOG_TAIL_LINES = 30  # of a failed command's log, in its RunError
 
@@ -182,18 +181,19 @@ def datamodule_for(checkpoint: dict, cwd: Path = Path(".")) -> CharDataModule:
     return data
 
 
-def window_nll(net: nn.Module, data: CharDataModule, split: str) -> float:
-    """The mean negative log-likelihood, in nats, of a text's split by the text metric, as validation computes it
-    (data.EvalWindows, MakemoreModule._scored): each character once, from the characters before it in its window of
-    block_size. A sequence network reads each window once: no N x block_size tensor, no forward per character."""
+def split_loss(net: nn.Module, data: CharDataModule, split: str) -> float:
+    """The mean negative log-likelihood, in nats, of a split as validation computes it, over the evaluation batches
+    its data format makes (MakemoreModule._scored): a word list's examples, or a text's windows (EvalWindows), where
+    each character is scored once from the characters before it in its window of block_size and a sequence network
+    reads each window once (no N x block_size tensor, no forward per character)."""
     return batches_nll(net, data.whole_split(split), data.hparams.block_size)
 
 
 def evaluate(best: Path, data: Optional[CharDataModule] = None, cwd: Path = Path(".")) -> dict[str, Any]:
     """Parameters, shape and the full-split train (and, as a check, val) loss of a checkpoint.
 
-    A text is scored by its own metric (window_nll), on the GPU if there is one (as its fit ran: accelerator auto); a
-    word list's examples one by one, on the CPU.
+    Scored as validation scores its data format (split_loss), on the GPU if there is one (as its fit ran:
+    accelerator auto).
 
     Args:
         best: the checkpoint.
@@ -206,13 +206,9 @@ def evaluate(best: Path, data: Optional[CharDataModule] = None, cwd: Path = Path
     module = load_checkpoint(str(best)).eval()
     data = datamodule_for(checkpoint, cwd) if data is None else data
     hp = module.hparams
-    if data.hparams.format == "text":
-        net = module.net.to("cuda" if torch.cuda.is_available() else "cpu")
-        train, val = window_nll(net, data, "train"), window_nll(net, data, "val")
-        module.cpu()
-    else:
-        train = split_nll(module.net, *data.examples["train"].tensors(), batch_size=EVAL_BATCH_SIZE)
-        val = split_nll(module.net, *data.examples["val"].tensors(), batch_size=EVAL_BATCH_SIZE)
+    net = module.net.to("cuda" if torch.cuda.is_available() else "cpu")
+    train, val = split_loss(net, data, "train"), split_loss(net, data, "val")
+    module.cpu()
     return {
         "module": module,
         "block_size": hp.block_size,

@@ -7,8 +7,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from makemore.formats.words import build_examples
 from makemore.models.base import decoder, eval_mode, next_char_logits
-from makemore.text import Vocabulary, build_examples
+from makemore.text import Vocabulary
 
 
 def check_sampling(temperature: float, top_k: Optional[int]) -> None:

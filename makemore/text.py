@@ -1,20 +1,15 @@
-"""Words or a text in, (context, next character) examples out: reading, the vocabulary, the split, the examples.
+"""Characters in, (context, next character) examples out: what every data format (makemore.formats) shares.
 
-A word list is a UTF-8 text file with one word per line. Each word of length n gives n + 1 examples:
-the `block_size` characters before each position (left-padded with the start/end token `.`) and the
-character at that position, the last one being `.` again. A text is a UTF-8 file read as one stream of
-characters (newlines included); its splits are contiguous, and each character of a split is an example, with the
-characters before it in the split as its context (left-padded with the text's start token at the split's start).
-
-A split is held once, as a compact integer tensor of its token ids (`Examples`); contexts are gathered when a
-batch is drawn, so memory grows with the characters, not with characters x block_size. No Lightning here:
-sampling and checkpoint reading use this module without paying Lightning's import.
+Reading a UTF-8 file with one-line errors, the vocabulary (the format's start token first, then the characters in
+sorted order), the split's fingerprint, and `Examples`: a split held once, as a compact integer tensor of its token
+ids and where its segments (a word, a text, a file) start; contexts are gathered when a batch is drawn, so memory grows
+with the characters, not with characters x block_size. A context never reaches back past its segment's start: it is
+left-padded with the start token (id 0) there. No Lightning here: sampling and checkpoint reading use this module
+without paying Lightning's import.
 """
 
 import codecs
 import hashlib
-import random
-import re
 from importlib import resources
 from pathlib import Path
 from typing import Optional, Union
@@ -23,17 +18,9 @@ import torch
 
 from makemore.errors import DataError
 
-# The start/end token of a word list: index 0, so it may not appear inside a word.
-TOKEN = "."
-# The start token of a text: index 0, before a split's first character. A text holds every character but NUL (a
-# file with NUL bytes is refused as binary), so this one never appears in it, and no model predicts it.
-TEXT_START = "\x00"
 # How a split's token ids are stored: the smallest integer type that holds the vocabulary (data.storage).
 STORAGE = {"uint8": torch.uint8, "int16": torch.int16, "int32": torch.int32}
 
-# Unicode's control characters (category Cc: U+0000..U+001F and U+007F..U+009F), refused inside a word: NUL bytes
-# come from a file in another encoding, and a tab or newline would break the tab-separated columns `sample` prints.
-CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 # Byte order marks of the encodings that are not UTF-8 (UTF-32LE's starts with UTF-16LE's: it comes first).
 WIDE_BOMS = (
     (codecs.BOM_UTF32_LE, "UTF-32"),
@@ -41,7 +28,6 @@ WIDE_BOMS = (
     (codecs.BOM_UTF16_LE, "UTF-16"),
     (codecs.BOM_UTF16_BE, "UTF-16"),
 )
-NUL_HINT = "; a word list is UTF-8 text: NUL bytes come from another encoding (UTF-16, UTF-32) or a binary file"
 
 
 def encoding_hint(raw: bytes) -> str:
@@ -56,15 +42,6 @@ def encoding_hint(raw: bytes) -> str:
         name = "UTF-16LE" if odd > even else "UTF-16BE"
         return f"; NUL bytes alternate with the characters: it looks like {name} text, " + convert.format(name)
     return ""
-
-
-# The data shipped with the package (makemore/assets/README.md: sources, licences, hashes), by data.format.
-SHIPPED = {"words": "names.txt", "text": "tinyshakespeare.txt"}
-
-
-def default_path(data_format: str = "words") -> Path:
-    """The copy shipped with the package of names.txt (a word list) or tiny shakespeare (a text)."""
-    return Path(str(resources.files("makemore") / "assets" / SHIPPED[data_format]))
 
 
 def read_utf8(path: Union[str, Path], expected: str) -> tuple[str, bytes]:
@@ -92,82 +69,26 @@ def read_utf8(path: Union[str, Path], expected: str) -> tuple[str, bytes]:
     return text, raw
 
 
-def read_words(path: Union[str, Path]) -> list[str]:
-    """Read one word per line; surrounding whitespace and blank lines are dropped.
-
-    Lines end where str.splitlines ends them (\\n, \\r\\n, \\r, and the rarer breaks it knows); Windows line
-    endings and a UTF-8 byte order mark are accepted. Raises DataError naming the file (and line) for a
-    missing or unreadable file, bytes that are not UTF-8, a word containing the reserved `.` or a control
-    character (Unicode category Cc: NUL, tab, escape, ...), or a file with no words at all.
-    """
-    text, raw = read_utf8(path, "a text file with one word per line")
-    words = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        word = line.strip()
-        control = CONTROL.search(word)
-        if control:
-            char = control.group()
-            hint = (encoding_hint(raw) or NUL_HINT) if char == "\0" else ""
-            raise DataError(
-                f"{path}:{number}: the word {word!r} contains the control character {char!r} (U+{ord(char):04X}) at"
-                f" column {line.index(char) + 1}; words may not contain control characters{hint}"
-            )
-        if TOKEN in word:
-            raise DataError(
-                f"{path}:{number}: the word {word!r} contains {TOKEN!r}, which is reserved as the start/end token"
-            )
-        if word:
-            words.append(word)
-    if not words:
-        raise DataError(f"{path}: no words (the file is empty or holds only blank lines)")
-    return words
-
-
-def read_text(path: Union[str, Path]) -> str:
-    """Read a text corpus: the whole UTF-8 file as one string, line endings as `\\n` (as Python's text mode reads
-    them). DataError naming the file (and line) for what `read_utf8` refuses, a binary file (NUL bytes) or a
-    text with nothing but whitespace."""
-    text, raw = read_utf8(path, "a UTF-8 text file")
-    nul = text.find("\0")
-    if nul >= 0:
-        line = text.count("\n", 0, nul) + 1
-        hint = (
-            encoding_hint(raw) or "; a text corpus is UTF-8 text: NUL bytes come from a binary file or another encoding"
-        )
-        raise DataError(f"{path}:{line}: NUL byte at character {nul:,}{hint}")
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if not text.strip():
-        raise DataError(f"{path}: no text (the file is empty or holds only whitespace)")
-    return text
-
-
 class Vocabulary:
     """Characters <-> integers: the start token is 0, the other characters follow in sorted order.
 
-    The start token is `.` for a word list (it also ends each word) and NUL (TEXT_START) for a text.
+    The data format chooses the start token (makemore.formats: `.` for a word list, where it also ends each word;
+    NUL for a text); the vocabulary does not know the format.
 
     Args:
         chars: every character of the vocabulary, the start token first (as `str(vocabulary)` gives).
     """
 
     def __init__(self, chars: str) -> None:
-        if chars[:1] not in (TOKEN, TEXT_START) or len(set(chars)) != len(chars):
-            raise ValueError(f"a vocabulary is {TOKEN!r} (or NUL) followed by distinct characters, got {chars!r}")
+        if not chars or len(set(chars)) != len(chars):
+            raise ValueError(f"a vocabulary is a start token followed by distinct characters, got {chars!r}")
         self.itos = list(chars)
         self.stoi = {ch: i for i, ch in enumerate(chars)}
 
     @classmethod
-    def from_words(cls, words: list[str]) -> "Vocabulary":
-        return cls(TOKEN + "".join(sorted(set("".join(words)))))
-
-    @classmethod
-    def from_text(cls, text: str) -> "Vocabulary":
-        return cls(TEXT_START + "".join(sorted(set(text))))
-
-    @property
-    def is_text(self) -> bool:
-        """Whether this is a text's vocabulary (sampled as a passage) rather than a word list's (sampled as words)."""
-        return self.itos[0] == TEXT_START
+    def of(cls, start: str, text: str) -> "Vocabulary":
+        """The start token, then every distinct character of `text` in sorted order."""
+        return cls(start + "".join(sorted(set(text))))
 
     def __len__(self) -> int:
         return len(self.itos)
@@ -182,9 +103,9 @@ class Vocabulary:
         return "".join(self.itos[i] for i in ids)
 
     def labels(self) -> list[str]:
-        """A printable label per id, for figures and TensorBoard's projector: `<s>` for a text's start token,
+        """A printable label per id, for figures and TensorBoard's projector: `<s>` for NUL (a text's start token),
         escapes for whitespace (`\\n`, `' '`)."""
-        special = {TEXT_START: "<s>", "\n": "\\n", "\t": "\\t", " ": "' '"}
+        special = {"\0": "<s>", "\n": "\\n", "\t": "\\t", " ": "' '"}
         return [special.get(ch, ch) for ch in self.itos]
 
     def ids(self, text: str, dtype: torch.dtype = torch.int64, chunk: int = 1 << 22) -> torch.Tensor:
@@ -215,7 +136,7 @@ def storage_dtype(vocab_size: int, storage: Optional[str] = None, source: str = 
 
 class Examples:
     """The (context, next character) examples of one split, held once: the split's token ids (the targets, in a
-    compact integer type) and where each of its segments (a word, or the whole text) starts; the contexts are
+    compact integer type) and where each of its segments (a word, a whole text, a file) starts; the contexts are
     gathered when examples are drawn, never stored.
 
     The context of target i is the `block_size` ids before it in its segment, left-padded with the start token 0.
@@ -236,20 +157,12 @@ class Examples:
         self._back = torch.arange(block_size, 0, -1)  # context column k holds the id block_size - k places back
 
     @classmethod
-    def from_words(
-        cls, words: list[str], vocabulary: Vocabulary, block_size: int, dtype: torch.dtype = torch.uint8
+    def from_segments(
+        cls, segments: list[str], vocabulary: Vocabulary, block_size: int, dtype: torch.dtype = torch.uint8
     ) -> "Examples":
-        """Every character of `words` and each word's end `.`, each an example."""
-        lengths = torch.tensor([len(word) + 1 for word in words], dtype=torch.int64)
-        ids = vocabulary.ids("".join(word + TOKEN for word in words), dtype)
-        return cls(ids, torch.cumsum(lengths, 0) - lengths, block_size)
-
-    @classmethod
-    def from_text(
-        cls, text: str, vocabulary: Vocabulary, block_size: int, dtype: torch.dtype = torch.uint8
-    ) -> "Examples":
-        """Every character of `text`, each an example, with the characters before it as its context."""
-        return cls(vocabulary.ids(text, dtype), torch.zeros(1, dtype=torch.int64), block_size)
+        """Every character of `segments` an example, its context the characters before it in its segment."""
+        lengths = torch.tensor([len(segment) for segment in segments], dtype=torch.int64)
+        return cls(vocabulary.ids("".join(segments), dtype), torch.cumsum(lengths, 0) - lengths, block_size)
 
     def __len__(self) -> int:
         return len(self.ids) if self.targets is None else len(self.targets)
@@ -311,31 +224,20 @@ class Contexts:
         return self.examples.contexts_at(self.examples.positions(index))
 
 
-def build_examples(words: list[str], vocabulary: Vocabulary, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """All (context, next character) pairs of `words`, as tensors: X (N, block_size) and Y (N,), int64, with
-    N = sum(len(w) + 1) and the rows in word order: row j of word w holds the block_size characters before position
-    j. (The lecture's build_dataset; the DataModule holds `Examples` instead.)"""
-    return Examples.from_words(words, vocabulary, block_size, torch.int64).tensors()
+def check_fractions(train_fraction: float, val_fraction: float, test_may_be_empty: bool) -> None:
+    """DataError unless data.train_fraction and data.val_fraction are positive and leave a test split (or, where
+    `test_may_be_empty`, sum to at most 1)."""
+    leaves_test = train_fraction + val_fraction < 1 or (test_may_be_empty and train_fraction + val_fraction <= 1)
+    if not (0 < train_fraction and 0 < val_fraction and leaves_test):
+        raise DataError(
+            f"data.train_fraction ({train_fraction}) and data.val_fraction ({val_fraction}) must be positive"
+            + (" and sum to at most 1" if test_may_be_empty else " and sum to less than 1, leaving a test split")
+        )
 
 
-def split_words(
-    words: list[str], train_fraction: float, val_fraction: float, seed: int
-) -> tuple[list[str], list[str], list[str]]:
-    """The lecture's split: shuffle with `random.seed(seed)`, cut at int(f*n) and int((f+v)*n)."""
-    words = list(words)
-    random.seed(seed)
-    random.shuffle(words)
-    n1 = int(train_fraction * len(words))
-    n2 = int((train_fraction + val_fraction) * len(words))
-    return words[:n1], words[n1:n2], words[n2:]
-
-
-def split_text(text: str, train_fraction: float, val_fraction: float) -> tuple[str, str, str]:
-    """A text's contiguous split, as the GPT lecture and nanoGPT cut it: the first int(f*n) characters train, the next
-    up to int((f+v)*n) validate, the rest (possibly nothing) is the test split."""
-    n1 = int(train_fraction * len(text))
-    n2 = int((train_fraction + val_fraction) * len(text))
-    return text[:n1], text[n1:n2], text[n2:]
+def shipped(name: str) -> Path:
+    """A data file shipped with the package (makemore/assets/README.md: sources, licences, hashes)."""
+    return Path(str(resources.files("makemore") / "assets" / name))
 
 
 def split_fingerprint(splits: tuple, unit: str = "words") -> dict[str, Union[int, str]]:

@@ -56,7 +56,8 @@ from makemore.api import scalars
 from makemore.batchnorm import calibrate
 from makemore.checkpoint import read_checkpoint
 from makemore.cli import main, run_cli
-from makemore.text import default_path, read_text
+from makemore.formats import default_path
+from makemore.formats.text import read_text
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"

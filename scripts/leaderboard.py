@@ -60,8 +60,8 @@ from makemore.runs import (
     minutes,
     new_version,
     shown,
+    split_loss,
     versions,
-    window_nll,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,16 +117,14 @@ def device() -> str:
 
 
 def bigram_anchor(best: Path) -> float:
-    """Val loss of the counting bigram (+1 smoothing) fitted on the run's own train split, in closed form; a text's
-    scored by the text metric, as its runs' val is (for a bigram the same number as character by character)."""
+    """Val loss of the counting bigram (+1 smoothing) fitted on the run's own train split, in closed form, scored as
+    its runs' val is (split_loss; for a text's windows and a bigram the same number as character by character)."""
     from makemore.checkpoint import read_checkpoint
-    from makemore.models import Bigram, split_nll
+    from makemore.models import Bigram
 
     data = datamodule_for(read_checkpoint(str(best)), REPO)
     counts = Bigram.from_counts(*data.examples["train"].tensors(), len(data.vocabulary))  # (N, 1): block_size 1
-    if data.hparams.format == "text":
-        return window_nll(counts, data, "val")
-    return split_nll(counts, *data.examples["val"].tensors())
+    return split_loss(counts, data, "val")
 
 
 def settings(

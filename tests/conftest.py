@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from makemore import cli
-from makemore.text import default_path
+from makemore.formats import default_path
 
 # sha256 of the lecture's names.txt (32,033 names; see makemore/assets/README.md)
 NAMES_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"

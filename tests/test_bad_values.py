@@ -15,8 +15,8 @@ import torch
 from conftest import cli_error, small_run_args
 
 from makemore.cli import main, run_cli
+from makemore.formats.words import read_words
 from makemore.sampling import scaled
-from makemore.text import read_words
 
 # main(args) inside pytest: Lightning warns that sys.argv holds pytest's own arguments.
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter:UserWarning")

@@ -8,7 +8,8 @@ import pytest
 import yaml
 from conftest import small_run_args
 
-from makemore.text import default_path, read_text
+from makemore.formats import default_path
+from makemore.formats.text import read_text
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 TEXT_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "shakespeare").glob("*.yaml"))

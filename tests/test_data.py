@@ -6,9 +6,10 @@ import torch
 from conftest import NAMES_SHA256
 from torch.utils.data import TensorDataset
 
-from makemore.data import CharDataModule, EvalBatches
+from makemore.data import CharDataModule
+from makemore.formats import default_path
+from makemore.formats.words import EvalBatches, build_examples, read_words, split_words, vocabulary_of_words
 from makemore.steps import TrainBatches
-from makemore.text import Vocabulary, build_examples, default_path, read_words, split_words
 
 
 def naive_examples(words, vocabulary, block_size):
@@ -26,7 +27,7 @@ def naive_examples(words, vocabulary, block_size):
 
 def test_names_vocabulary_and_split_sizes_match_the_lecture(names_path):
     words = read_words(names_path)
-    vocabulary = Vocabulary.from_words(words)
+    vocabulary = vocabulary_of_words(words)
     assert len(words) == 32033
     assert str(vocabulary) == ".abcdefghijklmnopqrstuvwxyz" and len(vocabulary) == 27
     train, val, test = split_words(words, 0.8, 0.1, seed=42)
@@ -43,7 +44,7 @@ def test_shipped_names_are_the_lecture_file(names_path):
 
 
 def test_contexts_of_emma_by_hand():
-    vocabulary = Vocabulary.from_words(["emma"])  # . a e m
+    vocabulary = vocabulary_of_words(["emma"])  # . a e m
     X, Y = build_examples(["emma"], vocabulary, block_size=3)
     decoded = [(vocabulary.decode(x), vocabulary.itos[y]) for x, y in zip(X.tolist(), Y.tolist())]
     assert decoded == [("...", "e"), ("..e", "m"), (".em", "m"), ("emm", "a"), ("mma", ".")]
@@ -51,7 +52,7 @@ def test_contexts_of_emma_by_hand():
 
 def test_vectorised_build_equals_the_lecture_loop():
     words = ["a", "bob", "élodie", "zoë", "x" * 12, "anna"]
-    vocabulary = Vocabulary.from_words(words)
+    vocabulary = vocabulary_of_words(words)
     for block_size in (1, 3, 8):
         X, Y = build_examples(words, vocabulary, block_size)
         X0, Y0 = naive_examples(words, vocabulary, block_size)

@@ -4,13 +4,13 @@ what the window read again at every step gives: the same logits, the same charac
 import pytest
 import torch
 
+from makemore.formats.text import vocabulary_of_text
 from makemore.models import Recurrent, Transformer
 from makemore.models.base import WindowDecoder, decoder
 from makemore.sampling import generate, generate_text
-from makemore.text import Vocabulary
 
 BLOCK_SIZE = 8
-VOCABULARY = Vocabulary.from_text("ROMEO:\nBut soft, what light through yonder window breaks?")
+VOCABULARY = vocabulary_of_text("ROMEO:\nBut soft, what light through yonder window breaks?")
 NETWORKS = {
     "transformer": lambda: Transformer(len(VOCABULARY), BLOCK_SIZE, n_layer=2, n_head=2, n_embd=16),
     "gru": lambda: Recurrent(len(VOCABULARY), BLOCK_SIZE, "gru", n_embd=16, n_hidden=16),

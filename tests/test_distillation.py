@@ -11,9 +11,11 @@ from conftest import cli_error, small_run_args
 from makemore.checkpoint import load_network
 from makemore.data import CharDataModule
 from makemore.distillation import objective, teacher_probabilities
+from makemore.formats import default_path
+from makemore.formats.text import read_text
+from makemore.formats.words import build_examples
 from makemore.models import Transformer, eval_mode
 from makemore.steps import TrainBatches
-from makemore.text import build_examples, default_path, read_text
 
 TRANSFORMER = {
     "model.net": "makemore.models.Transformer",

@@ -17,8 +17,8 @@ from conftest import cli_error
 from makemore.cli import main
 from makemore.data import CharDataModule
 from makemore.errors import CheckpointError
+from makemore.formats.words import read_words
 from makemore.module import load_checkpoint
-from makemore.text import read_words
 
 # main(args) inside pytest: Lightning warns that sys.argv holds pytest's own arguments.
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter:UserWarning")

@@ -11,11 +11,12 @@ import torch.nn.functional as F
 from conftest import cli_error, small_run_args
 
 from makemore.checkpoint import read_checkpoint
+from makemore.formats.words import build_examples, vocabulary_of_words
 from makemore.models import Bigram, BoW, Ensemble, Recurrent, Transformer, WaveNet, eval_mode, next_char_logits
 from makemore.models.base import word_start_aligned
 from makemore.module import load_checkpoint
-from makemore.runs import CLOSED_FORM, LADDER, TEACHERS, TEXT, config_path, load_yaml, run_name, window_nll
-from makemore.text import Vocabulary, build_examples
+from makemore.runs import CLOSED_FORM, LADDER, TEACHERS, TEXT, config_path, load_yaml, run_name, split_loss
+from makemore.text import Vocabulary
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +60,7 @@ def event_nll_by_whole_words(net: torch.nn.Module, words: list[str], vocabulary:
 @pytest.mark.parametrize("net_class", [Recurrent, Transformer], ids=["recurrent", "transformer"])
 def test_sequence_models_score_the_same_events_as_whole_word_evaluation(net_class):
     words = ["emma", "olivia", "ava", "x", "isabella"]
-    vocabulary = Vocabulary.from_words(words)
+    vocabulary = vocabulary_of_words(words)
     torch.manual_seed(0)
     net = net_class(len(vocabulary), 12).eval()
     X, Y = build_examples(words, vocabulary, 12)  # one window per character and word end, as the data builds
@@ -73,7 +74,7 @@ def test_sequence_models_score_the_same_events_as_whole_word_evaluation(net_clas
 
 def test_bow_predicts_from_the_characters_so_far_as_makemore_py_averages_them():
     words = ["emma", "olivia", "ava", "x", "isabella"]
-    vocabulary = Vocabulary.from_words(words)
+    vocabulary = vocabulary_of_words(words)
     torch.manual_seed(0)
     net = BoW(len(vocabulary), 12).eval()
     X, Y = build_examples(words, vocabulary, 12)
@@ -103,7 +104,7 @@ def test_bow_predicts_from_the_characters_so_far_as_makemore_py_averages_them():
 
 def test_an_ensemble_predicts_its_members_mean_and_trains_each_on_its_own_share():
     words = ["emma", "olivia", "ava", "x", "isabella", "mia", "sophia"]
-    vocabulary = Vocabulary.from_words(words)
+    vocabulary = vocabulary_of_words(words)
     torch.manual_seed(0)
     net = Ensemble(len(vocabulary), 12, partial(Transformer, n_layer=1, n_embd=16), members=3)
     X, Y = build_examples(words, vocabulary, 12)
@@ -133,7 +134,7 @@ def test_an_ensemble_predicts_its_members_mean_and_trains_each_on_its_own_share(
 @pytest.mark.parametrize("net_class", [Recurrent, Transformer], ids=["recurrent", "transformer"])
 def test_a_batch_of_short_words_runs_a_short_sequence_with_the_same_outputs(net_class):
     words = ["emma", "ava", "x", "isabellamaria"]
-    vocabulary = Vocabulary.from_words(words)
+    vocabulary = vocabulary_of_words(words)
     torch.manual_seed(0)
     net = net_class(len(vocabulary), 16).eval()
     X, Y = build_examples(words, vocabulary, 16)
@@ -148,7 +149,7 @@ def test_a_batch_of_short_words_runs_a_short_sequence_with_the_same_outputs(net_
 
 def test_learned_bigram_lands_on_the_counting_bigram():
     words = ["emma", "olivia", "ava", "anna", "mia", "amelia", "ella", "liam"]
-    vocabulary = Vocabulary.from_words(words)
+    vocabulary = vocabulary_of_words(words)
     X, Y = build_examples(words, vocabulary, 1)
     smoothed = Bigram.from_counts(X, Y, len(vocabulary), smoothing=1.0)  # lecture part 1's model
     probs = smoothed.logits.exp()
@@ -277,12 +278,12 @@ def test_the_text_ladder_is_its_own_list_of_text_configs():
 
 
 def test_a_text_bigram_scores_the_same_windowed_as_character_by_character(tmp_path):
-    """The text bigram's anchor is scored by the text metric (data.EvalWindows); with block_size 1 each window is one
+    """The text bigram's anchor is scored by the text metric (EvalWindows); with block_size 1 each window is one
     character and its context the character before it (the start token at the split's start), so the metric is
-    the per-character mean, and the sequence path of window_nll reads each window once."""
+    the per-character mean, and the sequence path of split_loss reads each window once."""
     from makemore.data import CharDataModule
+    from makemore.formats import default_path
     from makemore.models import split_nll
-    from makemore.text import default_path
 
     path = tmp_path / "text.txt"
     path.write_text(default_path("text").read_text()[:20000])
@@ -291,8 +292,8 @@ def test_a_text_bigram_scores_the_same_windowed_as_character_by_character(tmp_pa
     counts = Bigram.from_counts(*data.examples["train"].tensors(), len(data.vocabulary))
     for split in ("train", "val"):
         by_character = split_nll(counts, *data.examples[split].tensors())
-        assert window_nll(counts, data, split) == pytest.approx(by_character, rel=1e-6)
-    # a sequence model: window_nll is what validation logs (the module's _scored over the same windows)
+        assert split_loss(counts, data, split) == pytest.approx(by_character, rel=1e-6)
+    # a sequence model: split_loss is what validation logs (the module's _scored over the same windows)
     from makemore.module import MakemoreModule
 
     data = CharDataModule(str(path), format="text", block_size=8, train_fraction=0.9, val_fraction=0.1)
@@ -305,4 +306,4 @@ def test_a_text_bigram_scores_the_same_windowed_as_character_by_character(tmp_pa
             logits, targets = module._scored(X, Y)
             total += F.cross_entropy(logits, targets, reduction="sum").item()
             count += len(targets)
-    assert window_nll(module.net, data, "val") == pytest.approx(total / count, rel=1e-6)
+    assert split_loss(module.net, data, "val") == pytest.approx(total / count, rel=1e-6)

@@ -35,7 +35,8 @@ import pytest
 import torch
 
 from makemore.checkpoint import read_checkpoint
-from makemore.text import default_path, read_text
+from makemore.formats import default_path
+from makemore.formats.text import read_text
 from tests.test_text import CHARS, text_args
 
 ROOT = Path(__file__).resolve().parents[1]

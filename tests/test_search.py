@@ -14,9 +14,10 @@ from conftest import cli_error, small_run_args
 
 from makemore import search as search_module
 from makemore.cli import main
+from makemore.formats import default_path
+from makemore.formats.text import read_text
 from makemore.lightning_cli import run
 from makemore.lightning_features import batch_readers
-from makemore.text import default_path, read_text
 
 
 def base_config(words: Path, tmp_path: Path) -> Path:

@@ -13,10 +13,13 @@ import torch.nn.functional as F
 
 from makemore.checkpoint import network_of, read_checkpoint
 from makemore.cli import main
-from makemore.data import CharDataModule, EvalWindows
+from makemore.data import CharDataModule
+from makemore.formats import default_path
+from makemore.formats.text import TEXT_START, EvalWindows, read_text, vocabulary_of_text
+from makemore.formats.words import vocabulary_of_words, word_examples
 from makemore.models import MLP, Transformer, eval_mode
 from makemore.sampling import generate_text
-from makemore.text import TEXT_START, Examples, Vocabulary, default_path, read_text
+from makemore.text import Examples, Vocabulary
 from tests.conftest import cli_error, small_run_args
 
 CHARS = 4000  # of tiny shakespeare: a text small enough to train on in seconds
@@ -64,8 +67,8 @@ def test_tiny_shakespeare_splits_as_the_lecture_and_nanogpt():
 
 def test_a_context_is_the_characters_before_it_in_the_split():
     text = "abcdefg"
-    vocabulary = Vocabulary.from_text(text)
-    examples = Examples.from_text(text, vocabulary, block_size=3)
+    vocabulary = vocabulary_of_text(text)
+    examples = Examples.from_segments([text], vocabulary, block_size=3)
     X, Y = examples.tensors()
     assert vocabulary.decode(Y.tolist()) == text  # every character is a target, the first one too
     shown = ["".join(vocabulary.itos[i] if i else "_" for i in row) for row in X.tolist()]
@@ -76,8 +79,8 @@ def test_a_context_is_the_characters_before_it_in_the_split():
 
 def test_word_examples_gathered_equal_the_lecture_loop():
     words = ["emma", "olivia", "ava"]
-    vocabulary = Vocabulary.from_words(words)
-    X, Y = Examples.from_words(words, vocabulary, 3).tensors()
+    vocabulary = vocabulary_of_words(words)
+    X, Y = word_examples(words, vocabulary, 3).tensors()
     expected_X, expected_Y = [], []
     for word in words:  # the lecture's build_dataset
         context = [0] * 3
@@ -106,8 +109,8 @@ def test_windows_score_every_character_once_across_processes(text_path):
 @pytest.mark.parametrize("world_size", [1, 2, 3])
 def test_a_last_shorter_window_is_scored_once_by_one_process(world_size):
     text = read_text(default_path("text"))[:403]  # 25 windows of 16 and one of 3
-    vocabulary = Vocabulary.from_text(text)
-    examples = Examples.from_text(text, vocabulary, block_size=16)
+    vocabulary = vocabulary_of_text(text)
+    examples = Examples.from_segments([text], vocabulary, block_size=16)
     targets = [Y.flatten() for rank in range(world_size) for _, Y in EvalWindows(examples, 64, rank, world_size)]
     assert sum(len(EvalWindows(examples, 64, rank, world_size)) for rank in range(world_size)) == len(targets)
     assert torch.equal(torch.sort(torch.cat(targets)).values, torch.sort(examples.ids.long()).values)
