@@ -11,6 +11,7 @@ import torch
 
 from makemore.errors import CheckpointError
 from makemore.formats.text import Text
+from makemore.formats.text_files import TextFiles
 from makemore.formats.words import Words
 from makemore.text import Examples, Vocabulary
 
@@ -48,7 +49,7 @@ class DataFormat(Protocol):
 
 
 # data.format's values: the one place a format is registered.
-FORMATS: dict[str, type[DataFormat]] = {"words": Words, "text": Text}
+FORMATS: dict[str, type[DataFormat]] = {"words": Words, "text": Text, "text_files": TextFiles}
 # The type of data.format (and of model.data_format, linked from it): the registered names, listed by --help.
 FormatName = Literal[tuple(FORMATS)]  # type: ignore[valid-type]
 
