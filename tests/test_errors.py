@@ -127,7 +127,9 @@ def test_characters_outside_ascii_are_more_tokens(tmp_path):
     assert set("ëłøs美咲") <= set(data.vocab) and data.vocab[0] == "."
     data.setup("fit")
     assert data.vocabulary.decode(data.vocabulary.encode("łucja")) == "łucja"
-    assert sum(len(data.examples[split]) for split in ("train", "val", "test")) == sum(len(w) + 1 for w in data.words)
+    assert sum(len(data.examples[split]) for split in ("train", "val", "test")) == sum(
+        len(w) + 1 for w in data.format.words
+    )
 
 
 def test_too_few_words_for_three_splits(tmp_path):
