@@ -1,5 +1,5 @@
-"""The DataModule: train/val/test examples from any data format (makemore.formats: a word list, a text, a folder of
-texts), split as the format splits them, and their batches."""
+"""The DataModule: train/val/test examples from any data format (makemore.formats: a word list, a text, ...), split
+as the format splits them, and their batches."""
 
 import math
 from typing import Any, Iterable, Literal, Optional
@@ -16,8 +16,9 @@ SPLITS = ("train", "val", "test")
 
 
 class CharDataModule(L.LightningDataModule):
-    """Train/val/test (context, next character) examples from a word list, a text or any registered data format,
-    split as the format splits them (the lectures' splits for words and text).
+    """Train/val/test (context, next character) examples of the data, read and split by its format (data.format).
+
+    The formats are makemore.formats' (a word list and a text split as the lectures split them, ...).
 
     Args:
         path: the data file (UTF-8), or the folder of a format that reads one; null: the copy shipped with makemore
