@@ -229,7 +229,7 @@ def training_splits(checkpoint: dict, ckpt_path: str, words: Optional[str]) -> t
     if not data or not saved:
         raise ConfigError(f"--novelty: {ckpt_path} does not record the data it was trained on")
     word_list = Words(words or data.get("path"), 1, data["train_fraction"], data["val_fraction"], data["seed"])
-    if word_list.fingerprint() != saved:
+    if word_list.fingerprint != saved:
         raise ConfigError(
             f"--novelty: the words of {word_list.path} do not split into the ones {ckpt_path} was trained on; give"
             " the word list it was trained on with --words"

@@ -8,7 +8,7 @@ import lightning as L
 import torch
 
 from makemore.errors import DataError
-from makemore.formats import FORMATS, DataFormat, FormatName
+from makemore.formats import DataFormat, FormatName, format_class
 from makemore.steps import TrainBatches, steps_per_batch
 from makemore.text import Examples, storage_dtype
 
@@ -93,13 +93,14 @@ class CharDataModule(L.LightningDataModule):
         self.save_hyperparameters(ignore=["_instantiator"])  # the CLI's, not a setting
         # Read now: the vocabulary decides the model's shape (linked to the model by the CLI).
         whole_words = train_on == "words"
-        self.format: DataFormat = FORMATS[format](path, block_size, train_fraction, val_fraction, seed, whole_words)
+        self.format: DataFormat = format_class(format)(
+            path, block_size, train_fraction, val_fraction, seed, whole_words
+        )
         self.path, self.splits, self.vocabulary = self.format.path, self.format.splits, self.format.vocabulary
         try:
             self.dtype = storage_dtype(len(self.vocabulary), storage)
         except ValueError as err:
             raise DataError(f"{self.path}: {err}") from None
-        self._fingerprint = self.format.fingerprint()
         self.examples: dict[str, Examples] = {}
         self._pool: Optional[tuple[int, Examples]] = None
         self._trained_steps_per_batch: Optional[int] = None  # a resumed run's, from its checkpoint
@@ -118,7 +119,7 @@ class CharDataModule(L.LightningDataModule):
         Kept in checkpoints (linked to the model by the CLI): a checkpoint evaluated on another split, which
         could hold its training data, is refused.
         """
-        return self._fingerprint
+        return self.format.fingerprint
 
     @property
     def vocab(self) -> str:

@@ -32,7 +32,7 @@ from makemore.checkpoint import (
     restore_random_states,
 )
 from makemore.errors import CheckpointError, ConfigError, MakemoreError
-from makemore.formats import FORMATS, FormatName
+from makemore.formats import FormatName, format_class
 from makemore.lr_finder import record_sweep_losses
 from makemore.models import MLP, NetworkCallable, batches_nll, eval_mode, is_sequence_model, scored
 from makemore.optimizers import takes_named_parameters
@@ -143,7 +143,7 @@ class MakemoreModule(L.LightningModule):
         )
         self.automatic_optimization = False  # training_step takes many SGD steps per Lightning batch
         self.vocabulary = Vocabulary(vocab)
-        self.samples_passage = FORMATS[data_format].passage
+        self.samples_passage = format_class(data_format).passage
         self.learning_rate = learning_rate
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler

@@ -235,7 +235,7 @@ def check_fractions(train_fraction: float, val_fraction: float, test_may_be_empt
         )
 
 
-def shipped(name: str) -> Path:
+def asset(name: str) -> Path:
     """A data file shipped with the package (makemore/assets/README.md: sources, licences, hashes)."""
     return Path(str(resources.files("makemore") / "assets" / name))
 

@@ -143,3 +143,13 @@ def test_fit_and_sample_a_folder_through_the_cli(folder, tmp_path, run_cli):
     refused = subprocess.run([*sample, "--prefix", "RO"], capture_output=True, text=True)
     assert refused.returncode == 1 and refused.stderr.startswith("makemore: error: --prefix: ")
     assert "trained on a text" in refused.stderr and len(refused.stderr.splitlines()) == 1
+    # a checkpoint records its format by name: one this makemore does not know is one line
+    checkpoint["hyper_parameters"]["data_format"] = "poems"
+    torch.save(checkpoint, unknown := tmp_path / "poems.ckpt")
+    refused = subprocess.run(
+        [sys.executable, "-m", "makemore", "sample", "--ckpt_path", str(unknown)], capture_output=True, text=True
+    )
+    assert refused.returncode == 1 and refused.stderr == (
+        f"makemore: error: {unknown}: trained on data.format 'poems', which this makemore does not know (words, text,"
+        " text_files)\n"
+    )

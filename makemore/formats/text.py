@@ -12,10 +12,10 @@ from makemore.errors import DataError
 from makemore.text import (
     Examples,
     Vocabulary,
+    asset,
     check_fractions,
     encoding_hint,
     read_utf8,
-    shipped,
     split_fingerprint,
 )
 
@@ -137,6 +137,7 @@ class Text:
     """
 
     passage = True
+    shipped = "tinyshakespeare.txt"
 
     def __init__(
         self,
@@ -149,18 +150,12 @@ class Text:
     ) -> None:
         check_fractions(train_fraction, val_fraction, test_may_be_empty=True)
         refuse_whole_words(whole_words, "text")
-        self.path = Path(path) if path else self.shipped()
+        self.path = Path(path) if path else asset(self.shipped)
         self.text = read_text(self.path)
         self.vocabulary = vocabulary_of_text(self.text)
         self.splits = split_text(self.text, train_fraction, val_fraction)
         check_split_sizes(self.path, f"its {len(self.text):,} characters", [len(s) for s in self.splits], block_size)
-
-    @classmethod
-    def shipped(cls) -> Path:
-        return shipped("tinyshakespeare.txt")
-
-    def fingerprint(self) -> dict[str, Union[int, str]]:
-        return split_fingerprint(self.splits, "chars")
+        self.fingerprint = split_fingerprint(self.splits, "chars")
 
     def examples(self, split: str, block_size: int, dtype: torch.dtype) -> Optional[Examples]:
         text = self.splits[SPLITS.index(split)]

@@ -63,6 +63,7 @@ class TextFiles:
     """
 
     passage = True
+    shipped = None  # makemore ships no folder
 
     def __init__(
         self,
@@ -87,18 +88,11 @@ class TextFiles:
         sizes = [sum(map(len, split)) for split in self.splits]
         what = f"its {len(self.files)} files' {sum(map(len, texts)):,} characters"
         check_split_sizes(self.path, what, sizes, block_size)
-
-    @classmethod
-    def shipped(cls) -> None:
-        return None
-
-    def fingerprint(self) -> dict[str, Union[int, str]]:
-        """Characters and a hash of each split's parts (in the files' order; the files' names do not count)."""
-        fingerprint: dict[str, Union[int, str]] = {}
-        for name, split in zip(SPLITS, self.splits):
-            fingerprint[f"{name}_chars"] = sum(map(len, split))
-            fingerprint[f"{name}_sha256"] = hashlib.sha256("\0".join(split).encode()).hexdigest()[:16]
-        return fingerprint
+        # characters and a hash of each split's parts, in the files' order (the files' names do not count)
+        self.fingerprint: dict[str, Union[int, str]] = {}
+        for name, split, size in zip(SPLITS, self.splits, sizes):
+            self.fingerprint[f"{name}_chars"] = size
+            self.fingerprint[f"{name}_sha256"] = hashlib.sha256("\0".join(split).encode()).hexdigest()[:16]
 
     def examples(self, split: str, block_size: int, dtype: torch.dtype) -> Optional[Examples]:
         segments = [part for part in self.splits[SPLITS.index(split)] if part]

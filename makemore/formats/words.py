@@ -13,10 +13,10 @@ from makemore.errors import DataError
 from makemore.text import (
     Examples,
     Vocabulary,
+    asset,
     check_fractions,
     encoding_hint,
     read_utf8,
-    shipped,
     split_fingerprint,
 )
 
@@ -131,6 +131,7 @@ class Words:
     """
 
     passage = False
+    shipped = "names.txt"
 
     def __init__(
         self,
@@ -142,7 +143,7 @@ class Words:
         whole_words: bool = False,
     ) -> None:
         check_fractions(train_fraction, val_fraction, test_may_be_empty=False)
-        self.path = Path(path) if path else self.shipped()
+        self.path = Path(path) if path else asset(self.shipped)
         self.words = read_words(self.path)
         self.vocabulary = vocabulary_of_words(self.words)
         self.splits = split_words(self.words, train_fraction, val_fraction, seed)
@@ -152,6 +153,7 @@ class Words:
                 f"{self.path}: {len(self.words)} words give train/val/test splits of {sizes} words;"
                 " every split needs at least one word"
             )
+        self.fingerprint = split_fingerprint(self.splits, "words")
         longest = max(self.splits[0], key=len)
         if whole_words and len(longest) + 1 > block_size:
             raise DataError(
@@ -159,13 +161,6 @@ class Words:
                 f" training word {longest!r} has {len(longest)} characters: data.block_size must be at least"
                 f" {len(longest) + 1} to hold it and the `.` before it (it is {block_size})"
             )
-
-    @classmethod
-    def shipped(cls) -> Path:
-        return shipped("names.txt")
-
-    def fingerprint(self) -> dict[str, Union[int, str]]:
-        return split_fingerprint(self.splits, "words")
 
     def examples(self, split: str, block_size: int, dtype: torch.dtype) -> Optional[Examples]:
         return word_examples(self.splits[SPLITS.index(split)], self.vocabulary, block_size, dtype)
