@@ -360,7 +360,8 @@ class MakemoreModule(L.LightningModule):
 
     def _scored(self, X: torch.Tensor, Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits (n, vocab_size), targets (n,)) of an evaluation batch: a word list's examples, or a text's windows
-        (data.EvalWindows), where each character is predicted from those before it in its window."""
+        (makemore.formats.text.EvalWindows), where each character is predicted from those before it in its
+        window."""
         if Y.dim() == 2 and self._sequence_model is None:
             self._sequence_model = is_sequence_model(self.net, self.hparams.block_size)
         return scored(self.net, X, Y, self.hparams.block_size, self._sequence_model)

@@ -91,8 +91,9 @@ def is_sequence_model(net: torch.nn.Module, block_size: int) -> bool:
 
 
 def window_logits(net: torch.nn.Module, X: torch.Tensor, block_size: int, sequence: bool) -> torch.Tensor:
-    """The logits (n, L, vocab_size) of each target of text windows, as data.EvalWindows gives them: X (n,
-    block_size + L - 1) holds the block_size characters before each window's first target, then its inputs.
+    """The logits (n, L, vocab_size) of each target of text windows, as makemore.formats.text.EvalWindows gives
+    them: X (n, block_size + L - 1) holds the block_size characters before each window's first target, then its
+    inputs.
 
     A sequence model (`is_sequence_model`) reads each window's L inputs once, and each target is predicted from the
     characters before it in its window, as nanoGPT's windows are. A network of fixed context reads the block_size
@@ -111,8 +112,8 @@ def scored(
     net: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, block_size: int, sequence: Optional[bool] = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits (n, vocab_size), targets (n,)) of an evaluation batch, what validation and test score: a word list's
-    examples (Y (n,)), or a text's windows (data.EvalWindows, Y (n, L)) scored by `window_logits`. `sequence`:
-    whether the network is a sequence model, when known (else asked of it)."""
+    examples (Y (n,)), or a text's windows (makemore.formats.text.EvalWindows, Y (n, L)) scored by
+    `window_logits`. `sequence`: whether the network is a sequence model, when known (else asked of it)."""
     if Y.dim() == 1:
         return next_char_logits(net, X), Y
     if sequence is None:
