@@ -50,7 +50,7 @@ def run_module_optim(data, vocab_size: int, steps: int) -> dict:
     )
     start, cpu = time.perf_counter(), time.process_time()
     for X, Y in batches:
-        for x, y in zip(X.unbind(), Y.unbind()):
+        for x, y in zip(X[:, 0], Y[:, 0]):  # (steps, 1 mini-batch per step, batch_size, ...)
             _, loss = net(x, y)
             optimizer.zero_grad()
             loss.backward()
@@ -64,7 +64,7 @@ def run_module_optim(data, vocab_size: int, steps: int) -> dict:
     }
 
 
-def wrapped_steps(module) -> bool:
+def wrapped_steps(module, base=None) -> bool:
     return False  # makemore.steps.direct_steps answering no: every step goes through Lightning's wrappers
 
 

@@ -84,7 +84,7 @@ def test_train_batches_are_reproducible_and_differ_by_rank():
     first = list(loader)
     assert len(first) == len(loader) == 10
     assert [len(y) for _, y in first] == [10] * 9 + [5]  # 95 SGD steps, the last batch short
-    assert first[0][1].shape == (10, 32)
+    assert first[0][1].shape == (10, 1, 32)  # (steps, mini-batches per step, batch_size)
     again = TrainBatches(TensorDataset(X, Y), batch_size=32, steps=10, epoch_steps=95, seed=1, rank=0)
     assert all(torch.equal(a[1], b[1]) for a, b in zip(first, again))
     other_rank = TrainBatches(TensorDataset(X, Y), batch_size=32, steps=10, epoch_steps=95, seed=1, rank=1)
