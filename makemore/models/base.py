@@ -156,20 +156,6 @@ def eval_mode(net: torch.nn.Module) -> Iterator[torch.nn.Module]:
         net.train(was_training)
 
 
-def split_nll(net: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, batch_size: int = 4096) -> float:
-    """The mean negative log-likelihood of each example of a split, in nats: the metric validation and test log.
-
-    In eval mode, over chunks of `batch_size` examples, moved to the network's device.
-    """
-    device = next(net.parameters()).device
-    total = 0.0
-    with eval_mode(net):
-        for i in range(0, len(Y), batch_size):
-            logits = next_char_logits(net, X[i : i + batch_size].to(device))
-            total += F.cross_entropy(logits, Y[i : i + batch_size].to(device), reduction="sum").item()
-    return total / len(Y)
-
-
 def sequence_loss(logits: torch.Tensor, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The mean cross-entropy of every real prediction in a batch of context windows (teacher forcing).
 
