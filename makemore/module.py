@@ -301,12 +301,12 @@ class MakemoreModule(L.LightningModule):
             optimizer.optimizer.zero_grad()  # what LightningOptimizer.zero_grad forwards to
             backward = torch.Tensor.backward if self.direct else self.manual_backward
             k, losses = len(Y), []
-            for x, y, positions in zip(X, Y, where):  # gradient accumulation: one mini-batch's graph at a time
-                logits, loss = self.net(x, y)
+            for i in range(k):  # gradient accumulation: one mini-batch's graph at a time
+                logits, loss = self.net(X[i], Y[i])
                 objective = loss
                 if self.teacher_probabilities is not None:  # model.teacher: the distillation objective
-                    weight = self.hparams.distill_weight
-                    objective = distillation.objective(logits, loss, x, positions, self.teacher_probabilities, weight)
+                    soft, weight = self.teacher_probabilities, self.hparams.distill_weight
+                    objective = distillation.objective(logits, loss, X[i], where[i], soft, weight)
                 backward(objective if k == 1 else objective / k)
                 losses.append(loss.detach())
             loss = losses[0] if k == 1 else torch.stack(losses).mean()
