@@ -5,8 +5,11 @@ on_train_batch_start/end takes one SGD step per batch (makemore/lightning_featur
 step. For each config, in one process, the sides interleaved, same threads: `python -m makemore fit --config
 configs/MODEL.yaml` as a user runs it, with the config's batches (up to data.max_steps_per_batch steps each) and
 with `--data.max_steps_per_batch 1`; µs per SGD step of training from the StepTimer callback (validation excluded).
+`--against max_time` or `ema` compares the fit with `--trainer.max_time` or EMAWeightAveraging instead, which keep
+the large batches (makemore checks the clock and updates the average between SGD steps).
 
     nice python benchmarks/one_step_per_batch.py --models mlp transformer --steps 2000 --repeats 3
+    nice python benchmarks/one_step_per_batch.py --models mlp --steps 30000 --against max_time
 """
 
 import argparse
@@ -25,6 +28,13 @@ from train_speed import machine_facts  # noqa: E402
 
 from makemore.runs import LADDER  # noqa: E402
 
+# The other side of the comparison: the options added to the config's fit.
+AGAINST = {
+    "one": ("--data.max_steps_per_batch", "1"),
+    "max_time": ("--trainer.max_time", "00:01:00:00"),  # an hour: it never stops these fits
+    "ema": ("--trainer.callbacks+=EMAWeightAveraging",),
+}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -32,11 +42,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000, help="SGD steps per run (default 2000)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each side, interleaved (default 3)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--against", choices=list(AGAINST), default="one", help="the other side (default one)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(machine_facts(args.threads))
     print(f"{args.steps} SGD steps per run, {args.repeats} repeat(s) interleaved, CPU\n")
-    sides = {"many": (), "one": ("--data.max_steps_per_batch", "1")}
+    sides = {"many": (), args.against: AGAINST[args.against]}
     rows = []
     with tempfile.TemporaryDirectory(prefix="makemore-one-step-") as tmp:
         for model in args.models:
@@ -49,7 +60,8 @@ def main() -> None:
                     f"  {model} repeat {repeat + 1}: " + ", ".join(f"{s} {t[-1]:.0f} µs/step" for s, t in times.items())
                 )
             rows.append((model, *(statistics.median(times[side]) for side in sides)))
-    print(f"\n| model | µs/step, many steps a batch (median of {args.repeats}) | one step a batch | × |")
+    other = {"one": "one step a batch", "max_time": "with max_time", "ema": "with EMA"}[args.against]
+    print(f"\n| model | µs/step, many steps a batch (median of {args.repeats}) | {other} | × |")
     print("|---|---:|---:|---:|")
     for model, many, one in rows:
         print(f"| {model} | {many:.0f} | {one:.0f} | {one / many:.2f} |")
