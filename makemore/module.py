@@ -95,7 +95,7 @@ class MakemoreModule(L.LightningModule):
     hand_backward_active: bool = False  # the network's hand-written backward and p -= lr * grad, no autograd
     direct: bool = False  # the torch optimizer without Lightning's per-step wrappers (one device, 32-bit, no hooks)
     timer: Optional[Timer] = None  # the Timer of trainer.max_time, checked between SGD steps
-    averaging: list[WeightAveraging] = []  # weight averaging callbacks, updated after every SGD step
+    averaging: tuple[WeightAveraging, ...] = ()  # weight averaging callbacks, updated after every SGD step
     _sequence_model: Optional[bool] = None  # whether the network predicts at every position (text evaluation)
     teacher_probabilities: Optional[torch.Tensor] = None  # model.teacher's rows, one per training character
 
@@ -216,7 +216,7 @@ class MakemoreModule(L.LightningModule):
         # processes (each checking its own clock could stop them at different steps: a hang in the next all-reduce)
         timers = [callback for callback in self.trainer.callbacks if isinstance(callback, Timer)]
         self.timer = timers[0] if timers and self.trainer.world_size == 1 else None
-        self.averaging = [callback for callback in self.trainer.callbacks if isinstance(callback, WeightAveraging)]
+        self.averaging = tuple(callback for callback in self.trainer.callbacks if isinstance(callback, WeightAveraging))
         if self.global_step % self.trainer.log_every_n_steps == 0:  # a new window (a sweep's losses are not in it)
             self._train_losses = []
         self.hand_backward_active = False
