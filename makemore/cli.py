@@ -262,10 +262,24 @@ def run_function(command: str, argv: list[str]) -> None:
 
 
 def main(args: Optional[list[str]] = None) -> None:
-    """Run the command line (the `makemore` console script and `python -m makemore`); `args` defaults to
-    sys.argv[1:]. Returns None, so that the console script's `sys.exit(main())` exits 0 after a run that succeeded;
-    errors exit non-zero with one line. From Python, `run_cli` returns the LightningCLI."""
+    """Run the command line (what the `makemore` console script and `python -m makemore` run, through `console`);
+    `args` defaults to sys.argv[1:]. Returns None after a run that succeeded; errors are SystemExit with one line.
+    From Python, `run_cli` returns the LightningCLI."""
     run_cli(args)
+
+
+def console() -> None:
+    """The `makemore` console script and `python -m makemore`: `main`, its one-line error written whole, in one write
+    (Python writes a SystemExit's message and its newline apart, and the processes of a DDP run share stderr: their
+    lines could interleave)."""
+    try:
+        main()
+    except SystemExit as exit:
+        if not isinstance(exit.code, str):
+            raise
+        sys.stderr.flush()
+        os.write(sys.stderr.fileno(), (exit.code + "\n").encode())
+        raise SystemExit(1) from None
 
 
 def run_cli(args: Optional[list[str]] = None) -> Optional[Any]:
