@@ -10,13 +10,14 @@ The contract with Lightning, decided once per fit by the data's training loader 
 API only: Lightning counts each SGD step as an optimizer step, so `global_step`, `trainer.max_steps`, checkpoint
 names and a ModelCheckpoint's `every_n_train_steps` count SGD steps; validation runs at the end of makemore's epoch
 (`data.val_every_n_steps` SGD steps); makemore logs `train_loss` every `trainer.log_every_n_steps` SGD steps itself,
-stops at `max_time` between two SGD steps, and draws the progress bar in SGD steps (`StepProgressBar`). Batches end
-on every length that must fall between them (max_steps, every_n_train_steps, a callback's `aligned_steps`). What
+stops at `max_time` and updates weight averaging between two SGD steps, and draws the progress bar in SGD steps
+(`StepProgressBar`). Batches end on every length that must fall between them (`aligned_lengths`: max_steps,
+log_every_n_steps, every_n_train_steps, a callback's `aligned_steps`). What
 Lightning would count in batches instead (an integer `val_check_interval`, `limit_train_batches`) and what it
 applies only in automatic optimisation (`gradient_clip_val`, `accumulate_grad_batches`: here
 `model.gradient_clip_val` and `data.accumulate_grad_batches`) is refused in one line naming the replacement
-(makemore.lightning_features). A callback that acts on every batch (a learning-rate monitor, weight averaging, one
-of one's own) makes the fit take one SGD step per batch, so that it sees every step, and says so.
+(makemore.lightning_features). A callback that acts on every batch (a learning-rate monitor, one of one's own)
+makes the fit take one SGD step per batch, so that it sees every step, and says so.
 
 What it costs a user. A length with few divisors (a prime number of steps, max_steps included) makes batches small
 and training slower, and so does a callback that acts on every batch. A resumed run keeps the batch size it was
