@@ -314,15 +314,12 @@ RESUMABLE_CHANGES = frozenset(
     }
 )
 
-# What a checkpoint shares with any run it is given to, and the message when it does not: the network's shape, and
-# a resumed run's batches (makemore.steps.TrainBatches: another grouping would repeat or skip earlier draws).
+# What a checkpoint shares with any run it is given to, and the message when it does not: the network's shape.
 MUST_MATCH = {
     "vocab": "the checkpoint was trained on the vocabulary {saved!r}, but the data has {now!r}; use the data file it"
     " was trained on",
     "block_size": "the checkpoint was trained with data.block_size {saved}, but this run has {now}; use the"
     " block_size it was trained with",
-    "accumulate_grad_batches": "the checkpoint was trained with data.accumulate_grad_batches {saved}, this run"
-    " has {now}; resume with the value it was trained with",
 }
 
 # Why a checkpoint trained on another split is refused, for the purposes that need the run's own split.
@@ -366,12 +363,12 @@ def check_fits(
 ) -> Optional[str]:
     """Refuse a checkpoint whose settings do not fit this run: CheckpointError, one line starting with `source`.
 
-    Every purpose: another vocabulary, block_size or (resume) batches (MUST_MATCH). evaluate and teacher: another
+    Every purpose: another vocabulary or block_size (MUST_MATCH). evaluate and teacher: another
     split (a teacher's must be recorded). resume: every other model and data setting that differs, except
     RESUMABLE_CHANGES, all named at once (the data file's words are compared through the split's fingerprint).
 
     Args:
-        saved: the checkpoint's settings, its hyper_parameters (or a resumed loader's state, by MUST_MATCH's names).
+        saved: the checkpoint's settings, its hyper_parameters.
         run: this run's settings by the same names; only the names in both are compared.
         purpose: what the checkpoint is for: resume (the same run goes on), evaluate (validate, test),
             weights_from (a new run from its network's weights) or teacher (distillation's soft targets).

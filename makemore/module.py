@@ -232,8 +232,9 @@ class MakemoreModule(L.LightningModule):
         if self.hand_backward_active:
             # torch's schedules warn when they step before their optimizer ever did, and the hand-written step updates
             # the weights itself: the optimizer takes one step with no gradients first, which changes nothing.
-            self.optimizers().optimizer.zero_grad()
-            self.optimizers().optimizer.step()
+            optimizer = self.optimizers().optimizer
+            optimizer.zero_grad()
+            optimizer.step()
         if self.global_step == 0 and self.trainer.is_global_zero and isinstance(self.logger, TensorBoardLogger):
             self._log_untrained_loss()
 

@@ -40,7 +40,6 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from tqdm import tqdm
 
 from makemore import _compat
-from makemore.checkpoint import check_fits
 from makemore.errors import ConfigError, DivergedError
 from makemore.lightning_features import batch_readers, refuse_unsupported
 from makemore.text import Examples
@@ -126,11 +125,11 @@ class TrainBatches:
             yield self.batch(i)
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "served": self.served, "steps": self.steps, "accumulate": self.accumulate}
+        # where the loader is; its steps per batch and accumulation are the data module's (its state and settings,
+        # which a resumed run is checked against before the loader is built)
+        return {"epoch": self.epoch, "served": self.served}
 
     def load_state_dict(self, state: dict) -> None:
-        saved = {"accumulate_grad_batches": state.get("accumulate", 1)}
-        check_fits(saved, {"accumulate_grad_batches": self.accumulate}, "resume")
         self.epoch, self.served = state["epoch"], state["served"]
 
 
