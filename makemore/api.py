@@ -19,7 +19,6 @@ import lightning as L
 from lightning.pytorch.tuner import Tuner
 from matplotlib.figure import Figure
 
-from makemore.batchnorm import cpu_sync_plugins
 from makemore.checkpoint_io import with_atomic_checkpoints
 from makemore.data import CharDataModule
 from makemore.lightning_cli import claim_run_folder, silence_noise, trainer_defaults
@@ -57,6 +56,8 @@ def make_trainer(max_steps: int = 200_000, root: Union[str, Path] = ".", **kwarg
     silence_noise()
     kwargs = {**trainer_defaults(kwargs.pop("callbacks", [])), **kwargs}  # as the CLI's
     if kwargs.get("sync_batchnorm"):  # torch's SyncBatchNorm runs on GPUs only (docs/diagnostics.md)
+        from makemore.batchnorm import cpu_sync_plugins
+
         kwargs["plugins"] = cpu_sync_plugins(kwargs.get("plugins"), kwargs.get("accelerator"))
     kwargs["plugins"] = with_atomic_checkpoints(kwargs.get("plugins"))  # a failed write keeps the checkpoint there
     if "logger" not in kwargs:

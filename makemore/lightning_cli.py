@@ -24,7 +24,6 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 
 from makemore import _compat, distillation, lr_finder
 from makemore._wording import NOISE, SILENCED, cli_parse_error
-from makemore.batchnorm import cpu_sync_plugins
 from makemore.callbacks import LOG_EVERY_N_STEPS, LastCheckpoint, fit_callbacks, tensorboard
 from makemore.checkpoint import (
     check_fits,
@@ -434,7 +433,9 @@ class MakemoreCLI(LightningCLI):
                     )
                 kwargs["logger"] = RunLogger(str(root), version=version, fresh=evaluated is None)
         plugins = config.trainer.get("plugins") if config is not None else None
-        if config is not None and config.trainer.get("sync_batchnorm"):
+        if config is not None and config.trainer.get("sync_batchnorm"):  # imported for these runs only
+            from makemore.batchnorm import cpu_sync_plugins
+
             plugins = cpu_sync_plugins(plugins, config.trainer.get("accelerator"))
         kwargs["plugins"] = with_atomic_checkpoints(plugins)
         try:
@@ -522,7 +523,7 @@ class MakemoreTrainer(L.Trainer):
         weights_only: bool = True,
         allow_other_split: bool = False,
     ) -> list:
-        """The checkpoint to validate
+        """The checkpoint to evaluate
 
         Args:
             model: the module (its settings and weights are the checkpoint's).
@@ -535,11 +536,9 @@ class MakemoreTrainer(L.Trainer):
             allow_other_split: evaluate a checkpoint on a split other than the one it was trained on (its scores,
                 which may count words it trained on, are named *_other_split).
         """
-        self._evaluated(model).allow_other_split = allow_other_split
-        results = super().validate(model, dataloaders, ckpt_path, False, datamodule, weights_only)
-        if verbose:
-            self.print_scores("validate", results)
-        return results
+        return self._scores(
+            "validate", model, dataloaders, ckpt_path, verbose, datamodule, weights_only, allow_other_split
+        )
 
     def test(
         self,
@@ -551,31 +550,30 @@ class MakemoreTrainer(L.Trainer):
         weights_only: bool = True,
         allow_other_split: bool = False,
     ) -> list:
-        """The checkpoint to test
+        return self._scores("test", model, dataloaders, ckpt_path, verbose, datamodule, weights_only, allow_other_split)
 
-        Args:
-            model: the module (its settings and weights are the checkpoint's).
-            dataloaders: Lightning's; makemore's data gives its own.
-            ckpt_path: a checkpoint file, or best or last (that checkpoint of the newest run under
-                trainer.default_root_dir), or untrained (freshly initialised weights).
-            verbose: print the scores.
-            datamodule: the data.
-            weights_only: load the checkpoint as plain data (makemore's checkpoints are).
-            allow_other_split: evaluate a checkpoint on a split other than the one it was trained on (its scores,
-                which may count words it trained on, are named *_other_split).
-        """
-        self._evaluated(model).allow_other_split = allow_other_split
-        results = super().test(model, dataloaders, ckpt_path, False, datamodule, weights_only)
-        if verbose:
-            self.print_scores("test", results)
-        return results
+    test.__doc__ = validate.__doc__  # the same options (`makemore test --help` reads them)
 
-    def _evaluated(self, model: Optional[L.LightningModule]) -> L.LightningModule:
-        """The module validate or test evaluates: the one given, else the trainer's own (as Lightning picks it)."""
-        module = model if model is not None else self.lightning_module
+    def _scores(
+        self,
+        subcommand: str,
+        model: Optional[L.LightningModule],
+        dataloaders: Any,
+        ckpt_path: Optional[str],
+        verbose: bool,
+        datamodule: Optional[L.LightningDataModule],
+        weights_only: bool,
+        allow_other_split: bool,
+    ) -> list:
+        """Lightning's validate or test (`subcommand`), its scores printed by print_scores."""
+        module = model if model is not None else self.lightning_module  # the one Lightning evaluates
         if module is None:
             raise ConfigError("validate and test need a model: give one, or fit one with this trainer first")
-        return module
+        module.allow_other_split = allow_other_split
+        results = getattr(L.Trainer, subcommand)(self, model, dataloaders, ckpt_path, False, datamodule, weights_only)
+        if verbose:
+            self.print_scores(subcommand, results)
+        return results
 
     def print_scores(self, subcommand: str, results: list[dict[str, float]]) -> None:
         """Print the scores of validate or test (`subcommand`), one per line, under the checkpoint and its step."""

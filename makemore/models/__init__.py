@@ -16,6 +16,8 @@ Transformer: word_start_aligned and window_positions (positions counted from the
 sequence_loss (the loss of every real prediction of a window); see docs/networks.md.
 """
 
+import importlib
+
 from makemore.models.base import (
     Network,
     NetworkCallable,
@@ -30,13 +32,19 @@ from makemore.models.base import (
     window_positions,
     word_start_aligned,
 )
-from makemore.models.bigram import Bigram
-from makemore.models.bow import BoW
-from makemore.models.ensemble import Ensemble
-from makemore.models.mlp import MLP, Affine
-from makemore.models.recurrent import Recurrent
-from makemore.models.transformer import Transformer
-from makemore.models.wavenet import WaveNet
+
+# Each network is imported when it is first named (`makemore.models.Transformer` in a config): a run reads the code of
+# its own network only.
+NETWORKS = {
+    "Affine": "mlp",
+    "Bigram": "bigram",
+    "BoW": "bow",
+    "Ensemble": "ensemble",
+    "MLP": "mlp",
+    "Recurrent": "recurrent",
+    "Transformer": "transformer",
+    "WaveNet": "wavenet",
+}
 
 __all__ = [
     "Affine",
@@ -60,3 +68,13 @@ __all__ = [
     "window_positions",
     "word_start_aligned",
 ]
+
+
+def __getattr__(name: str) -> type:
+    if name in NETWORKS:
+        return getattr(importlib.import_module(f"makemore.models.{NETWORKS[name]}"), name)
+    raise AttributeError(f"module 'makemore.models' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *NETWORKS])
