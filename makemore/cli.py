@@ -108,10 +108,6 @@ def sample(
         raise ConfigError(f"--num_samples must be at least 1, got {num_samples}")
     if max_new_chars is not None and max_new_chars < 1:
         raise ConfigError(f"--max_new_chars must be at least 1, got {max_new_chars}")
-    try:  # before the checkpoint is read
-        sampling.check_sampling(temperature, top_k)
-    except ValueError as err:
-        raise ConfigError(f"--{err}") from None
     if not SEEDS[0] <= seed <= SEEDS[1]:
         raise ConfigError(f"--seed must be an integer from -2**63 to 2**64 - 1 (torch's generator seeds), got {seed}")
     try:
@@ -152,18 +148,14 @@ def sample(
         raise ConfigError(
             f"--max_new_chars: {ckpt_path} was trained on a word list: it samples names (--max_length caps a name)"
         )
-    num_samples = 20 if num_samples is None else num_samples
-    try:
-        sampling.check_prefix(vocabulary, prefix)
+    max_length = hparams["max_sample_length"] if max_length is None else max_length
+    try:  # the sampling options, checked before any draw
+        chunks = sampling.sample_chunks(
+            net, vocabulary, hparams["block_size"], num_samples or 20, max_length, generator, temperature, top_k, prefix
+        )
     except ValueError as err:
         raise ConfigError(f"--{err}") from None
-    max_length = hparams["max_sample_length"] if max_length is None else max_length
-    if max_length < max(len(prefix), 1):
-        raise ConfigError(f"--max_length {max_length} leaves no room for a name after --prefix {prefix!r}")
     classed = sampling.Novelty(training_splits(checkpoint, ckpt_path, words)) if novelty else None
-    chunks = sampling.sample_chunks(
-        net, vocabulary, hparams["block_size"], num_samples, max_length, generator, temperature, top_k, prefix
-    )
     try:
         for names in chunks:  # printed as each chunk is drawn: memory holds one chunk, however many names
             columns = [names]
@@ -199,19 +191,19 @@ def sample_passages(
 ) -> list[str]:
     """Print `count` passages of a text's model, each the prompt and its continuation, streamed as drawn; blank lines
     between them."""
-    from makemore.sampling import check_prefix, generate_text
+    from makemore.sampling import generate_text
 
-    try:
-        check_prefix(vocabulary, prompt, "prompt")
-    except ValueError as err:
-        raise ConfigError(f"--{err}") from None
     passages = []
     for number in range(count):
+        try:  # the sampling options, checked before any draw
+            chars = generate_text(net, vocabulary, block_size, prompt, max_new_chars, generator, temperature, top_k)
+        except ValueError as err:
+            raise ConfigError(f"--{err}") from None
         if number:
             print("\n")
         print(prompt, end="", flush=True)
         drawn = []
-        for char in generate_text(net, vocabulary, block_size, prompt, max_new_chars, generator, temperature, top_k):
+        for char in chars:
             print(char, end="", flush=True)
             drawn.append(char)
         passages.append(prompt + "".join(drawn))

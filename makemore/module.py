@@ -36,7 +36,7 @@ from makemore.formats import FormatName, format_class
 from makemore.lr_finder import record_sweep_losses
 from makemore.models import MLP, NetworkCallable, batches_nll, eval_mode, is_sequence_model, scored
 from makemore.optimizers import takes_named_parameters
-from makemore.sampling import check_prefix, generate_text, novelty, sample_words
+from makemore.sampling import generate_text, novelty, sample_words
 from makemore.text import Vocabulary
 
 
@@ -451,7 +451,6 @@ class MakemoreModule(L.LightningModule):
             prefix: every name starts with these characters (ValueError for one outside the vocabulary).
             max_length: the longest name drawn (default: model.max_sample_length).
         """
-        check_prefix(self.vocabulary, prefix)
         hparams = self.hparams
         length = hparams.max_sample_length if max_length is None else max_length
         return sample_words(

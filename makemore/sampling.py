@@ -103,7 +103,6 @@ def generate(
     return torch.cat([start, *(ix.unsqueeze(1) for ix in drawn)], 1)
 
 
-@torch.no_grad()
 def sample_chunks(
     net: nn.Module,
     vocabulary: Vocabulary,
@@ -118,8 +117,30 @@ def sample_chunks(
 ) -> Iterator[list[str]]:
     """Draw `num_samples` words in eval mode, `chunk_size` at a time (see `generate`), yielding each chunk's words
     when drawn: memory holds one chunk, however large num_samples is. The network's training mode is put back when
-    the iteration ends."""
-    prefix_ids = vocabulary.encode(prefix)  # KeyError for a character outside the vocabulary
+    the iteration ends. The options are checked when called, before any draw: ValueError naming the option."""
+    check_sampling(temperature, top_k)
+    check_prefix(vocabulary, prefix)
+    if max_length < max(len(prefix), 1):
+        raise ValueError(f"max_length {max_length} leaves no room for a name after prefix {prefix!r}")
+    return _chunks(
+        net, vocabulary, block_size, num_samples, max_length, generator, temperature, top_k, prefix, chunk_size
+    )
+
+
+@torch.no_grad()
+def _chunks(
+    net: nn.Module,
+    vocabulary: Vocabulary,
+    block_size: int,
+    num_samples: int,
+    max_length: int,
+    generator: Optional[torch.Generator],
+    temperature: float,
+    top_k: Optional[int],
+    prefix: str,
+    chunk_size: int,
+) -> Iterator[list[str]]:
+    prefix_ids = vocabulary.encode(prefix)
     with eval_mode(net):
         for first in range(0, num_samples, chunk_size):
             count = min(chunk_size, num_samples - first)
@@ -145,7 +166,6 @@ def sample_words(
     return [word for chunk in chunks for word in chunk]
 
 
-@torch.no_grad()
 def generate_text(
     net: nn.Module,
     vocabulary: Vocabulary,
@@ -160,10 +180,26 @@ def generate_text(
     """Continue `prompt` with max_new_chars characters of a text, yielding each as it is drawn (in eval mode).
 
     The network sees the last block_size characters (a longer prompt is cropped to them; before the text starts,
-    the start token). The start token itself is never drawn; the rest is drawn as `generate` draws.
+    the start token). The start token itself is never drawn; the rest is drawn as `generate` draws. The options are
+    checked when called, before any draw: ValueError naming the option.
     """
     check_sampling(temperature, top_k)
     check_prefix(vocabulary, prompt, "prompt")
+    return _text(net, vocabulary, block_size, prompt, max_new_chars, generator, temperature, top_k, cache)
+
+
+@torch.no_grad()
+def _text(
+    net: nn.Module,
+    vocabulary: Vocabulary,
+    block_size: int,
+    prompt: str,
+    max_new_chars: int,
+    generator: Optional[torch.Generator],
+    temperature: float,
+    top_k: Optional[int],
+    cache: bool,
+) -> Iterator[str]:
     device = next(net.parameters()).device
     ids = vocabulary.encode(prompt)[-block_size:]  # the window reads no further back
     prompt_ids = torch.tensor([ids], dtype=torch.long, device=device)
