@@ -78,14 +78,6 @@ def mark_saved_after_the_batch_counted(checkpoint: dict) -> None:
     state["_batches_that_stepped"] -= 1
 
 
-def option_strings(parser: Any) -> list[str]:
-    """Every option string of an argparse (jsonargparse) parser, for the closest option to a typo.
-
-    argparse keeps its actions in the private `_actions` list; there is no public way to list a parser's options.
-    """
-    return [option for action in parser._actions for option in action.option_strings]
-
-
 def restart_rate(bar: Any, n: int) -> None:
     """Make a tqdm bar count from `n`, its rate measured from there (tqdm keeps the last printed count, which its
     rate is computed from, in `last_print_n`, which has no setter)."""

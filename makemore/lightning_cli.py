@@ -143,14 +143,13 @@ class Parser(LightningArgumentParser):
     def error(self, message: str, ex: Optional[Exception] = None) -> None:
         message, typo = cli_parse_error(message)
         if typo:
-            options = _compat.option_strings(self)
-            try:  # and the options of the configured classes (the network's, the optimizer's)
-                options += [
-                    "--" + key.replace(".init_args.", ".") for key in flatten(self.get_defaults().as_dict(), "")
-                ]
-            except Exception:  # defaults that cannot be built: suggest from the plain options only
-                pass
-            close = difflib.get_close_matches(typo, options, n=1, cutoff=0.7)
+            try:  # every option, and those of the configured classes (the network's, the optimizer's), by its key
+                keys = [key.replace(".init_args.", ".") for key in flatten(self.get_defaults().as_dict(), "")]
+            except Exception:  # defaults that cannot be built: no suggestion
+                keys = []
+            parts = [key.removesuffix(".class_path").split(".") for key in keys]
+            options = {"--" + ".".join(part[:n]) for part in parts for n in range(1, len(part) + 1)}
+            close = difflib.get_close_matches(typo, sorted(options), n=1, cutoff=0.7)
             message += f" (did you mean {close[0]}?)" if close else ""
         raise ConfigError(message)
 

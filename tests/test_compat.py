@@ -84,15 +84,6 @@ def test_batches_that_stepped_in_a_checkpoint(tmp_path):
     assert state["_batches_that_stepped"] == 2
 
 
-def test_argparse_actions():
-    """ArgumentParser._actions: the options a typo is compared with."""
-    from jsonargparse import ArgumentParser
-
-    parser = ArgumentParser()
-    parser.add_argument("--block_size", type=int)
-    assert "--block_size" in _compat.option_strings(parser), "argparse.ArgumentParser._actions"
-
-
 def test_tqdm_last_print_n():
     """tqdm's last_print_n: the count its rate is measured from."""
     from tqdm import tqdm
