@@ -42,7 +42,8 @@ from makemore.errors import CheckpointError, ConfigError, MakemoreError
 from makemore.lightning_features import check_device_settings, check_trainer_options
 from makemore.lr_finder import check_sweep
 from makemore.models import MLP
-from makemore.module import MakemoreModule, check_optimization, schedule_beyond
+from makemore.module import MakemoreModule
+from makemore.optimizers import check_optimization, schedule_beyond
 from makemore.runlog import RunLogger
 
 
@@ -208,6 +209,9 @@ def check_settings(subcommand: Optional[str], config: Namespace) -> None:
     trainer = config.trainer.as_dict()
     check_trainer_options(trainer)
     check_device_settings(trainer)
+    limit = {"validate": "limit_val_batches", "test": "limit_test_batches"}.get(subcommand)
+    if limit and trainer.get(limit) == 0:
+        raise ConfigError(f"{subcommand} would evaluate nothing: trainer.{limit} is 0")
     if subcommand == "lr_find":
         check_sweep(config.min_lr, config.max_lr, config.num_training)
     if subcommand not in ("fit", "lr_find"):
@@ -355,9 +359,11 @@ class MakemoreCLI(LightningCLI):
             for subcommand_parser in self._parsers:
                 subcommand_parser.set_defaults({"model.net": {"class_path": net.class_path}})
             super().parse_arguments(parser, args)
-        config = self.config[subcommand]
-        # Lightning reads a --ckpt_path file straight after parsing: check it first, so that a missing,
-        # corrupt, foreign or unsafe file gives one clear error (CheckpointError) instead of a traceback.
+        self.check_checkpoint_options(subcommand, self.config[subcommand])
+
+    def check_checkpoint_options(self, subcommand: str, config: Namespace) -> None:
+        """--ckpt_path and --weights_from, read and checked before Lightning reads them: a missing, corrupt, foreign or
+        unsafe file is one clear error (CheckpointError) instead of a traceback; best, last and untrained resolved."""
         root = Path(config.trainer.default_root_dir or ".")
         ckpt_path = str(config.get("ckpt_path") or "")
         if subcommand in ("validate", "test") and not ckpt_path:
@@ -365,9 +371,6 @@ class MakemoreCLI(LightningCLI):
                 f"{subcommand} evaluates a trained model: give --ckpt_path FILE, best or last (the newest run's), or"
                 " untrained to evaluate freshly initialised weights"
             )
-        limit = {"validate": "limit_val_batches", "test": "limit_test_batches"}.get(subcommand)
-        if limit and config.trainer.get(limit) == 0:
-            raise ConfigError(f"{subcommand} would evaluate nothing: trainer.{limit} is 0")
         # Classes a checkpoint may make makemore import: those of this command's model settings and --allow_class.
         self._allowed = allowed = {*class_paths(config.model.as_dict()), *named_classes(config.get("allow_class"))}
         if lightning_reinterprets(ckpt_path):
@@ -395,42 +398,40 @@ class MakemoreCLI(LightningCLI):
                 )
             read_checkpoint(config.weights_from, allowed=allowed)
 
-    def instantiate_trainer(self, **kwargs) -> L.Trainer:
-        config = self.config_init[self.subcommand] if self.subcommand else None
-        if config is not None and config.trainer.get("logger") in (None, True) and "logger" not in kwargs:
-            root = Path(config.trainer.default_root_dir or ".")
-            evaluated = (
-                evaluated_run(config.get("ckpt_path"), root) if self.subcommand in ("validate", "test") else None
-            )
+    def run_logger(self, root: Path, ckpt_path: Optional[str]) -> Union[RunLogger, bool]:
+        """The logger of this command's run folder: a new root/lightning_logs/version_N for fit and lr_find (claimed
+        atomically), the evaluated run's own folder for validate and test of a run's checkpoint; False (nothing
+        logged, said once) where that folder cannot be written."""
+        evaluated = evaluated_run(ckpt_path, root) if self.subcommand in ("validate", "test") else None
+        if evaluated is not None:  # scores of a run's checkpoint go to that run's folder (its config.yaml is there)
             run_folder = root / "lightning_logs" / f"version_{evaluated}"
             unwritable = None
-            if evaluated is not None and not os.access(run_folder, os.W_OK | os.X_OK):
+            if not os.access(run_folder, os.W_OK | os.X_OK):
                 unwritable = "is read-only"
-            elif evaluated is not None and no_space_left(run_folder):
+            elif no_space_left(run_folder):
                 unwritable = "has no space left on its device"
-            if unwritable:  # evaluate and print all the same; say once that nothing is logged
+            self.save_config_callback = None
+            if unwritable:  # evaluate and print all the same
                 print(
                     f"makemore: {shown(run_folder)} {unwritable}: the scores are printed, not logged", file=sys.stderr
                 )
-                self.save_config_callback = None
-                kwargs["logger"] = False
-            else:
-                if evaluated is not None:
-                    # Scores of a run's checkpoint go to that run's folder (its config.yaml is there already).
-                    version, self.save_config_callback = evaluated, None
-                elif rank_zero_only.rank == 0 and node_rank() == 0:
-                    # Lightning's default logger picks version_N by listing folders: runs started together
-                    # collide. Claim the folder first (rank 0 only: other DDP processes log nothing).
-                    version = claim_run_folder(root)
-                else:
-                    version = None
-                self._run_folder = root / "lightning_logs" / f"version_{version}" if version is not None else None
-                if evaluated is None and self._run_folder is not None and no_space_left(self._run_folder):
-                    self._run_folder.rmdir()  # the empty folder just claimed: refused before anything is written
-                    raise ConfigError(
-                        f"{self._run_folder.parent}: cannot write a run there: no space left on its device"
-                    )
-                kwargs["logger"] = RunLogger(str(root), version=version, fresh=evaluated is None)
+                return False
+            self._run_folder = run_folder
+            return RunLogger(str(root), version=evaluated, fresh=False)
+        if rank_zero_only.rank != 0 or node_rank() != 0:  # other DDP processes log nothing
+            return RunLogger(str(root), version=None, fresh=True)
+        # Lightning's default logger picks version_N by listing folders: runs started together collide. Claim it first.
+        version = claim_run_folder(root)
+        self._run_folder = root / "lightning_logs" / f"version_{version}"
+        if no_space_left(self._run_folder):
+            self._run_folder.rmdir()  # the empty folder just claimed: refused before anything is written
+            raise ConfigError(f"{self._run_folder.parent}: cannot write a run there: no space left on its device")
+        return RunLogger(str(root), version=version, fresh=True)
+
+    def instantiate_trainer(self, **kwargs) -> L.Trainer:
+        config = self.config_init[self.subcommand] if self.subcommand else None
+        if config is not None and config.trainer.get("logger") in (None, True) and "logger" not in kwargs:
+            kwargs["logger"] = self.run_logger(Path(config.trainer.default_root_dir or "."), config.get("ckpt_path"))
         plugins = config.trainer.get("plugins") if config is not None else None
         if config is not None and config.trainer.get("sync_batchnorm"):  # imported for these runs only
             from makemore.batchnorm import cpu_sync_plugins

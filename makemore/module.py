@@ -2,7 +2,6 @@
 
 import inspect
 import math
-from contextlib import contextmanager
 from functools import partial
 from typing import Any, Callable, Iterable, Iterator, Literal, Optional
 
@@ -18,7 +17,6 @@ from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import MeanMetric
 
 from makemore import _compat, distillation, steps
-from makemore._wording import named_options, out_of_memory
 from makemore.checkpoint import (
     attached_trainer,
     bound_class,
@@ -31,11 +29,11 @@ from makemore.checkpoint import (
     read_checkpoint,
     restore_random_states,
 )
-from makemore.errors import CheckpointError, ConfigError, MakemoreError
+from makemore.errors import CheckpointError, ConfigError
 from makemore.formats import FormatName, format_class
 from makemore.lr_finder import record_sweep_losses
 from makemore.models import MLP, NetworkCallable, batches_nll, eval_mode, is_sequence_model, scored
-from makemore.optimizers import takes_named_parameters
+from makemore.optimizers import building, takes_named_parameters
 from makemore.sampling import generate_text, novelty, sample_words
 from makemore.text import Vocabulary
 
@@ -506,127 +504,6 @@ class MakemoreModule(L.LightningModule):
         self._checkpoint_step = checkpoint.get("global_step")
         if "train_losses" in checkpoint:
             self._train_losses = [checkpoint["train_losses"].to(self.device)]
-
-
-# A schedule's arguments that count its steps (or epochs), as torch.optim.lr_scheduler names them.
-SCHEDULE_LENGTHS = ("milestones", "step_size", "T_max", "T_0", "total_iters", "total_steps", "step_size_up")
-
-
-def schedule_beyond(
-    config: Optional[dict], interval: str, max_steps: Optional[int], max_epochs: Optional[int]
-) -> Optional[str]:
-    """What of the learning-rate schedule (model.lr_scheduler's plain data, stepped every `interval`) lies beyond the
-    end of the fit, trainer.max_steps or (an "epoch" schedule) trainer.max_epochs; said once before a fit. None when
-    all of it is reached, or the fit has no such end."""
-    end = max_steps if interval == "step" else max_epochs
-    if not config or end is None or end < 0:
-        return None
-    unit = "trainer.max_steps" if interval == "step" else "trainer.max_epochs"
-    late = []
-    for name in SCHEDULE_LENGTHS:
-        value = (config.get("init_args") or {}).get(name)
-        values = value if isinstance(value, (list, tuple)) else [value]
-        beyond = [v for v in values if isinstance(v, (int, float)) and v > end]
-        if beyond:
-            late.append(f"{name} {beyond[0] if len(values) == 1 else beyond}")
-    if not late:
-        return None
-    return (
-        f"model.lr_scheduler ({config['class_path'].rsplit('.', 1)[-1]}): {', '.join(late)} beyond {unit} ({end}):"
-        " the fit ends before the schedule does"
-    )
-
-
-@contextmanager
-def building(option: str, config: Optional[dict], more: Optional[dict[str, Any]] = None) -> Iterator[None]:
-    """Report what building a network, optimizer or schedule raises as one line naming the option and its value.
-
-    `config` is the option's plain-data form ({class_path, init_args}); torch's reason follows. An init_arg whose
-    name the reason mentions is named as the option (model.optimizer.init_args.momentum: ...), as is an option of
-    `more` ({"model.learning_rate": 0.1}) that the class was given too.
-    """
-    try:
-        yield
-    except (ValueError, TypeError, RuntimeError, MemoryError, ArithmeticError) as err:
-        if isinstance(err, MakemoreError):
-            raise
-        reason = " ".join(str(err).split()) or type(err).__name__
-        options = {
-            f"{option}.init_args.{name}": value for name, value in ((config or {}).get("init_args") or {}).items()
-        }
-        options |= more or {}
-        named = named_options(reason, options)
-        if not named and isinstance(err, ZeroDivisionError):  # "integer modulo by zero": the arguments that are 0
-            kind = int if "integer" in reason else (int, float)
-            named = [key for key, value in options.items() if isinstance(value, kind) and value == 0]
-        if named:
-            where = f"{named[0]}={options[named[0]]!r}"
-        else:
-            where = f"{option} ({(config or {}).get('class_path', '?')})"
-        asked = "" if isinstance(err, MemoryError) else out_of_memory(reason)
-        if asked is not None:
-            raise ConfigError(f"{where}: not enough memory to build it{asked}; make it smaller") from None
-        raise ConfigError(f"{where}: {reason}") from None
-
-
-# Every size of a throwaway network (its vocab_size) and of its parameters' copies: what a recipe selects by, the
-# parameters' names and numbers of dimensions, does not depend on sizes.
-THROWAWAY_SIZE = 2
-
-
-def throwaway_parameters(net: Optional[dict], block_size: Optional[int]) -> list[tuple[str, torch.nn.Parameter]]:
-    """The named parameters of the network model.net describes (its plain-data form), each as a small tensor of
-    zeros with the same number of dimensions and a zero gradient: what a recipe of parameter groups selects by,
-    without the memory of the network. Built on the meta device, which allocates nothing; none (an empty list)
-    for a network that cannot be built there (the real one is checked when the fit builds it)."""
-    if net is None or block_size is None:
-        return []
-    try:  # the random state untouched: the fit's seeded draws are those of a run without this check
-        with torch.random.fork_rng(devices=[]), torch.device("meta"):
-            built = network_builder(network_class_config(net))(THROWAWAY_SIZE, block_size)
-    except Exception:  # any network of a user's: building the real one reports its errors
-        return []
-    named = []
-    for name, parameter in built.named_parameters():
-        throwaway = torch.nn.Parameter(torch.zeros((THROWAWAY_SIZE,) * parameter.dim()))
-        throwaway.grad = torch.zeros_like(throwaway)
-        named.append((name, throwaway))
-    return named
-
-
-def check_optimization(
-    optimizer: Optional[dict],
-    lr_scheduler: Optional[dict],
-    learning_rate: float,
-    net: Optional[dict] = None,
-    block_size: Optional[int] = None,
-) -> None:
-    """Build model.optimizer and model.lr_scheduler (their plain-data forms, {class_path, init_args}) on a throwaway
-    parameter and take one step, so that a value torch rejects, when built or only when stepped (CosineAnnealingLR's
-    T_max 0 divides by it at the first step), is one line naming the option before any work (see `building`).
-
-    A recipe of parameter groups (makemore.optimizers.ParameterGroups) is built on throwaway copies of the
-    network's parameters (`throwaway_parameters` of `net`, model.net's plain-data form, with `block_size`): a
-    parameter in no group or in two, and a group whose optimizer refuses its parameters, are one line too."""
-    optimizer = optimizer or class_config(torch.optim.SGD, skip=1)
-    init_args = {name: value for name, value in optimizer["init_args"].items() if name != "lr"}  # learning_rate sets it
-    if takes_named_parameters(optimizer):
-        parameters = throwaway_parameters(net, block_size)
-        if not parameters:  # no network to select from here: configure_optimizers checks the real one
-            return
-    else:
-        parameter = torch.nn.Parameter(torch.zeros(1))
-        parameter.grad = torch.zeros(1)
-        parameters = [parameter]
-    with building("model.optimizer", optimizer, {"model.learning_rate": learning_rate}):
-        built = bound_class({**optimizer, "init_args": init_args})(parameters, lr=learning_rate)
-    with building("model.lr_scheduler", lr_scheduler):
-        scheduler = bound_class(lr_scheduler)(built) if lr_scheduler is not None else None
-    with building("model.optimizer", optimizer, {"model.learning_rate": learning_rate}):
-        built.step()
-    if scheduler is not None:  # stepped as makemore.steps steps it: without a metric (ReduceLROnPlateau needs one)
-        with building("model.lr_scheduler", lr_scheduler):
-            scheduler.step()
 
 
 def load_checkpoint(path: str, map_location: str = "cpu", allow_class: Iterable[str] = ()) -> MakemoreModule:
