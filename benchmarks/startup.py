@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from makemore.checkpoint import named_checkpoint
+
 ROOT = Path(__file__).resolve().parent.parent  # the checkout (not benchmarks.common's: that imports Lightning)
 
 
@@ -50,7 +52,7 @@ def main() -> None:
             "false",
         ]
         subprocess.run([*fit, "--trainer.max_steps", "100"], cwd=ROOT, capture_output=True, check=True)
-        ckpt = next(Path(tmp).rglob("last.ckpt"))
+        ckpt = named_checkpoint("last", tmp)
         startup = {
             "import torch": [python, "-c", "import torch"],
             "makemore --help": [python, "-m", "makemore", "--help"],
