@@ -7,29 +7,21 @@ side adds `--trainer.callbacks+=makemore.diagnostics.Diagnostics` at its default
 On a shared machine the two sides' difference is noisy; the callback's own time (its measuring passes and
 the figure at the end, timed inside the watched runs) is printed as a share of that run's training time too.
 
-    nice python benchmarks/diagnostics_overhead.py                         # configs/mlp.yaml, 20,000 steps, 3 repeats
-    python benchmarks/diagnostics_overhead.py --config configs/mlp_batchnorm.yaml --steps 5000 --repeats 1
+    nice python -m benchmarks.diagnostics_overhead                         # configs/mlp.yaml, 20,000 steps, 3 repeats
+    python -m benchmarks.diagnostics_overhead --config configs/mlp_batchnorm.yaml --steps 5000 --repeats 1
 """
 
 import argparse
 import functools
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))  # step_timer (the CLI imports it by class path) and train_speed
-
-from step_timer import StepTimer  # noqa: E402
-from train_speed import machine_facts, output_to  # noqa: E402
-
-from makemore.cli import run_cli as makemore_main  # noqa: E402
-from makemore.diagnostics import Diagnostics  # noqa: E402
+from benchmarks.common import CONFIGS, machine_facts, timed_fit
+from makemore.diagnostics import Diagnostics
 
 SPENT = {"s": 0.0}  # seconds inside Diagnostics' own work in the current run
 
@@ -52,25 +44,20 @@ Diagnostics.on_fit_end = timed(Diagnostics.on_fit_end)
 
 def run(config: Path, steps: int, workdir: Path, extra: list[str]) -> tuple[float, float]:
     """µs per SGD step of one fit, and the share of its training time spent in Diagnostics."""
-    root = Path(tempfile.mkdtemp(prefix="run-", dir=workdir))
-    args = ["fit", "--config", str(config), "--trainer.max_steps", str(steps), "--trainer.default_root_dir", str(root)]
-    args += ["--trainer.accelerator", "cpu", "--trainer.callbacks+=step_timer.StepTimer", *extra]
     SPENT["s"] = 0.0
-    with output_to(root / "output.log"):
-        cli = makemore_main(args)
-    timer = next(c for c in cli.trainer.callbacks if isinstance(c, StepTimer))
-    if timer.steps != steps:
-        raise RuntimeError(f"the run took {timer.steps} steps, expected {steps}")
+    _, timer = timed_fit(config, steps, workdir, *extra)
     return timer.us_per_step, SPENT["s"] / timer.train_s
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "mlp.yaml")
+    parser.add_argument("--config", type=Path, default=CONFIGS / "mlp.yaml")
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--every", type=int, default=None, help="Diagnostics' every_n_steps (default: its own)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads on both sides (default 1)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     every = args.every or Diagnostics().every_n_steps
     watched = ["--trainer.callbacks+=makemore.diagnostics.Diagnostics", "--trainer.callbacks.every_n_steps", str(every)]
     sides = {"without": [], "with Diagnostics": watched}

@@ -7,8 +7,8 @@ In one process, same threads, the sides alternating round by round (A B C A B C 
     cached     makemore.sampling.generate_text, what `makemore sample --prompt P --max_new_chars N` streams (its
                printing left out), with the Transformer's key/value cache
     window     the same with cache=False: the window read again for every character (the sampler before the cache)
-    nanoGPT    nanoGPT's own GPT.generate (model.py imported from the --nanogpt tree, as benchmarks/vs_nanogpt.py
-               imports it) on a GPT of the checkpoint's sizes, untrained (speed does not depend on the weights):
+    nanoGPT    nanoGPT's own GPT.generate (model.py imported from the --nanogpt tree, not copied) on a GPT of the
+               checkpoint's sizes, untrained (speed does not depend on the weights):
                crop the window, run the network, draw one. Without --nanogpt, that loop over makemore's network.
   names (a transformer.yaml-sized checkpoint: 4 blocks of 4 heads, 64 wide, block 16)
     cached / window  makemore.sampling.generate, what `makemore sample --num_samples K` draws, K names at once
@@ -18,8 +18,8 @@ In one process, same threads, the sides alternating round by round (A B C A B C 
 Without --text_ckpt / --names_ckpt, each checkpoint is trained here for a few steps first (`python -m makemore fit
 --config configs/shakespeare/gpt_cpu.yaml` and `configs/transformer.yaml`, shortened).
 
-    python benchmarks/generation_speed.py --nanogpt /tmp/nanogpt --makemore_py /tmp/makemore.py --out /tmp/gen.json
-    python benchmarks/generation_speed.py --chars 100 --names 20 --rounds 1      # smoke
+    python -m benchmarks.generation_speed --nanogpt /tmp/nanogpt --makemore_py /tmp/makemore.py --out /tmp/gen.json
+    python -m benchmarks.generation_speed --chars 100 --names 20 --rounds 1      # smoke
 
 (nanoGPT: `git --git-dir=<mirror> archive HEAD | tar -x -C /tmp/nanogpt`; makemore.py: `git --git-dir=<mirror> show
 HEAD:makemore.py > /tmp/makemore.py`)
@@ -34,21 +34,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))  # train_speed, vs_nanogpt
-
-from train_speed import machine_facts  # noqa: E402
-from vs_nanogpt import nanogpt_model_module  # noqa: E402
-
-from makemore.checkpoint import named_checkpoint, network_of, read_checkpoint  # noqa: E402
-from makemore.sampling import generate, generate_text  # noqa: E402
-from makemore.text import Vocabulary  # noqa: E402
+from benchmarks.common import ROOT, machine_facts
+from makemore.checkpoint import named_checkpoint, network_of, read_checkpoint
+from makemore.sampling import generate, generate_text
+from makemore.text import Vocabulary
 
 PROMPT = "ROMEO:"
 
@@ -79,6 +74,15 @@ def plain_loop(net: torch.nn.Module, idx: torch.Tensor, steps: int, block_size: 
     return idx
 
 
+def module_from(path: Path, name: str) -> ModuleType:
+    """The Python file at `path` imported as module `name` (not on sys.path: nanoGPT's `model`, makemore.py, which
+    is not `makemore`, this package)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)  # as importlib's recipe: dataclasses look it up
+    spec.loader.exec_module(module)
+    return module
+
+
 def timed(draw: Callable[[], object]) -> float:
     start = time.perf_counter()
     draw()
@@ -97,7 +101,7 @@ def text_sides(path: str, chars: int, nanogpt: Optional[Path]) -> dict[str, Call
     if nanogpt is None:
         sides["plain loop"] = lambda: torch.no_grad()(plain_loop)(net, prompt, chars, block_size)
         return sides
-    model = nanogpt_model_module(nanogpt)
+    model = module_from(nanogpt / "model.py", "nanogpt_model")
     config = model.GPTConfig(
         block_size=block_size, vocab_size=len(vocabulary) - 1, dropout=0.0, bias=True, **sizes_of(sizes)
     )
@@ -122,9 +126,7 @@ def names_sides(path: str, names: int, makemore_py: Optional[Path]) -> dict[str,
     if makemore_py is None:
         sides["plain loop"] = lambda: torch.no_grad()(plain_loop)(net, start, block_size - 1, block_size)
         return sides
-    spec = importlib.util.spec_from_file_location("makemore_py", makemore_py)  # not `makemore`: that is this package
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = module_from(makemore_py, "makemore_py")
     config = module.ModelConfig(
         block_size=block_size, vocab_size=len(vocabulary), n_embd2=sizes["n_embd"], **sizes_of(sizes)
     )

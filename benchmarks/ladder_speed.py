@@ -1,4 +1,5 @@
-"""Per SGD step, every ladder config (or any config): makemore's fit against a plain torch loop of the same network.
+"""Per SGD step, every ladder config (or any config): makemore's fit against a plain torch loop of the same network,
+or against the same fit with one option more (--against).
 
 For each config, in one process, the sides interleaved (A B A B ...), same threads, same batch size:
 
@@ -14,36 +15,42 @@ For each config, in one process, the sides interleaved (A B A B ...), same threa
             The validation's own cost is reported apart, per SGD step at the config's interval
             (data.val_every_n_steps): the plain loop does not validate at all.
 
-    nice python benchmarks/ladder_speed.py                    # every ladder config, 2,000 steps, 3 repeats
-    python benchmarks/ladder_speed.py --models mlp wavenet --steps 300 --repeats 1
-    python benchmarks/ladder_speed.py --configs configs/shakespeare/gpt_cpu.yaml --steps 300
+`--against one` compares makemore's fit with its batches (up to data.max_steps_per_batch SGD steps each) with the
+same fit at `--data.max_steps_per_batch 1`: one SGD step per Lightning batch, what a callback that acts on every
+batch costs (makemore/lightning_features.py). `--against max_time` and `--against ema` compare it with the fit under
+`--trainer.max_time` or EMAWeightAveraging, which keep the large batches (makemore checks the clock and updates the
+average between SGD steps).
+
+    nice python -m benchmarks.ladder_speed                    # every ladder config, 2,000 steps, 3 repeats
+    python -m benchmarks.ladder_speed --models mlp wavenet --steps 300 --repeats 1
+    python -m benchmarks.ladder_speed --configs configs/shakespeare/gpt_cpu.yaml --steps 300
+    nice python -m benchmarks.ladder_speed --models mlp --steps 30000 --against max_time
 """
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))  # step_timer (the CLI imports it by class path) and train_speed
+from benchmarks.common import CONFIGS, machine_facts, timed_fit
+from makemore.checkpoint import bound_class, network_builder
+from makemore.data import CharDataModule
+from makemore.runs import LADDER, load_yaml
 
-from step_timer import StepTimer  # noqa: E402
-from train_speed import machine_facts, output_to  # noqa: E402
-
-from makemore.checkpoint import import_class, network_builder  # noqa: E402
-from makemore.cli import run_cli as makemore_main  # noqa: E402
-from makemore.data import CharDataModule  # noqa: E402
-from makemore.runs import LADDER, load_yaml  # noqa: E402  the ladder's order
+# The other side of --against: the options added to the config's fit, and the table's name for that side.
+AGAINST = {
+    "one": (("--data.max_steps_per_batch", "1"), "one step a batch"),
+    "max_time": (("--trainer.max_time", "00:01:00:00"), "with max_time"),  # an hour: it never stops these fits
+    "ema": (("--trainer.callbacks+=EMAWeightAveraging",), "with EMA"),
+}
 
 
 def build(spec: dict, *args, **kwargs):
     """An object from a {class_path, init_args} entry of a config."""
-    return import_class(spec["class_path"])(*args, **kwargs, **(spec.get("init_args") or {}))
+    return bound_class({"class_path": spec["class_path"], "init_args": spec.get("init_args") or {}})(*args, **kwargs)
 
 
 def run_plain(config: dict, steps: int) -> float:
@@ -88,53 +95,31 @@ def run_plain(config: dict, steps: int) -> float:
 
 def run_makemore(config_path: Path, steps: int, workdir: Path, *options: str) -> tuple[float, float]:
     """µs per SGD step of training, and seconds of one validation (`options`: more CLI options)."""
-    root = Path(tempfile.mkdtemp(prefix="run-", dir=workdir))
-    args = ["fit", "--config", str(config_path), "--trainer.max_steps", str(steps), *options]
-    args += ["--data.val_every_n_steps", str(steps), "--trainer.default_root_dir", str(root)]
-    args += ["--trainer.accelerator", "cpu", "--trainer.callbacks+=step_timer.StepTimer"]
-    args += ["--num_threads", str(torch.get_num_threads())]
-    with output_to(root / "output.log"):
-        cli = makemore_main(args)
-    timer = next(c for c in cli.trainer.callbacks if isinstance(c, StepTimer))
-    if timer.steps != steps:
-        raise RuntimeError(f"{config_path.name}: the makemore run took {timer.steps} steps, expected {steps}")
+    _, timer = timed_fit(config_path, steps, workdir, "--data.val_every_n_steps", str(steps), *options)
     if timer.validations != 1:
         raise RuntimeError(f"{config_path.name}: {timer.validations} validations, expected 1")
     return (timer.train_s - timer.val_s) / steps * 1e6, timer.val_s
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(LADDER), choices=list(LADDER))
-    parser.add_argument("--configs", nargs="+", type=Path, default=[], help="config files instead of --models")
-    parser.add_argument("--steps", type=int, default=2000, help="SGD steps per run (default 2000)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each side, interleaved (default 3)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads on both sides (default 1)")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    print(machine_facts(args.threads))
-    print(f"{args.steps} SGD steps per run, {args.repeats} repeat(s) interleaved, CPU\n")
+def against_plain(paths: list[Path], names: list[str], args: argparse.Namespace, workdir: Path) -> None:
     rows = []
-    with tempfile.TemporaryDirectory(prefix="makemore-ladder-") as tmp:
-        paths = args.configs or [ROOT / "configs" / f"{model}.yaml" for model in args.models]
-        for path in paths:
-            model = path.stem if not args.configs else str(path)
-            config = load_yaml(path)
-            times = {"plain": [], "makemore": [], "validation": []}
-            for repeat in range(args.repeats):
-                times["plain"].append(run_plain(config, args.steps))
-                training, validation = run_makemore(path, args.steps, Path(tmp))
-                times["makemore"].append(training)
-                times["validation"].append(validation)
-                print(
-                    f"  {model} repeat {repeat + 1}: plain {times['plain'][-1]:.0f} µs/step,"
-                    f" makemore {times['makemore'][-1]:.0f} µs/step",
-                    flush=True,
-                )
-            plain, makemore, validation = (statistics.median(times[side]) for side in times)
-            data = config.get("data", {})
-            every = data.get("val_every_n_steps") or args.steps
-            rows.append((model, data.get("batch_size", 32), plain, makemore, validation / every * 1e6, every))
+    for path, model in zip(paths, names):
+        config = load_yaml(path)
+        times = {"plain": [], "makemore": [], "validation": []}
+        for repeat in range(args.repeats):
+            times["plain"].append(run_plain(config, args.steps))
+            training, validation = run_makemore(path, args.steps, workdir)
+            times["makemore"].append(training)
+            times["validation"].append(validation)
+            print(
+                f"  {model} repeat {repeat + 1}: plain {times['plain'][-1]:.0f} µs/step,"
+                f" makemore {times['makemore'][-1]:.0f} µs/step",
+                flush=True,
+            )
+        plain, makemore, validation = (statistics.median(times[side]) for side in times)
+        data = config.get("data", {})
+        every = data.get("val_every_n_steps") or args.steps
+        rows.append((model, data.get("batch_size", 32), plain, makemore, validation / every * 1e6, every))
     print(
         f"\n| model | batch | plain loop µs/step (median of {args.repeats}) | makemore µs/step | × plain"
         " | + validation µs/step (every N steps) |"
@@ -145,6 +130,46 @@ def main() -> None:
             f"| {model} | {batch} | {plain:.0f} | {makemore:.0f} | {makemore / plain:.2f}"
             f" | {validation:.0f} (every {every:,}) |"
         )
+
+
+def against_option(paths: list[Path], names: list[str], args: argparse.Namespace, workdir: Path) -> None:
+    options, other = AGAINST[args.against]
+    sides = {"many": (), other: options}
+    rows = []
+    for path, model in zip(paths, names):
+        times = {side: [] for side in sides}
+        for repeat in range(args.repeats):
+            for side, extra in sides.items():
+                times[side].append(run_makemore(path, args.steps, workdir, *extra)[0])
+            print(f"  {model} repeat {repeat + 1}: " + ", ".join(f"{s} {t[-1]:.0f} µs/step" for s, t in times.items()))
+        rows.append((model, *(statistics.median(times[side]) for side in sides)))
+    print(f"\n| model | µs/step, many steps a batch (median of {args.repeats}) | {other} | × |")
+    print("|---|---:|---:|---:|")
+    for model, many, one in rows:
+        print(f"| {model} | {many:.0f} | {one:.0f} | {one / many:.2f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(LADDER), choices=list(LADDER))
+    parser.add_argument("--configs", nargs="+", type=Path, default=[], help="config files instead of --models")
+    parser.add_argument("--steps", type=int, default=2000, help="SGD steps per run (default 2000)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each side, interleaved (default 3)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads on both sides (default 1)")
+    parser.add_argument(
+        "--against",
+        choices=["plain", *AGAINST],
+        default="plain",
+        help="the other side: the plain loop (default), or makemore's fit with one step a batch, max_time or EMA",
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(machine_facts(args.threads))
+    print(f"{args.steps} SGD steps per run, {args.repeats} repeat(s) interleaved, CPU\n")
+    paths = args.configs or [CONFIGS / f"{model}.yaml" for model in args.models]
+    names = [str(path) for path in args.configs] or args.models
+    with tempfile.TemporaryDirectory(prefix="makemore-ladder-") as tmp:
+        (against_plain if args.against == "plain" else against_option)(paths, names, args, Path(tmp))
 
 
 if __name__ == "__main__":

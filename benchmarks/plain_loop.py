@@ -1,8 +1,8 @@
 """The lecture's plain training loop ("Building makemore Part 2: MLP"), for speed comparisons.
 
 Used two ways:
-  * imported by benchmarks/train_speed.py (sides "plain" and "plain+optim");
-  * run as a script by `train_speed.py --full`:  python benchmarks/plain_loop.py --steps 200000
+  * imported by benchmarks/train_speed.py (sides "plain" and "plain+optim") and step_breakdown.py;
+  * run as a process by `train_speed --full` and startup.py:  python -m benchmarks.plain_loop --steps 200000
 
 The data comes from makemore.data (same file, same seed-42 80/10/10 split, same block size) so
 the only difference from the package is the training machinery.

@@ -12,8 +12,8 @@ seconds from its start to the start of training (reading, vocabulary, split, fin
 the seconds to train the steps. Validation is off (trainer.limit_val_batches 0): a validation's time is that of
 the split, not of start-up.
 
-    python benchmarks/scale.py                                      # text 1M, 10M, 100M characters; 100K, 1M, 10M words
-    python benchmarks/scale.py --text 1000000 --words 100000 --steps 2   # a quick run
+    python -m benchmarks.scale                                      # text 1M, 10M, 100M characters; 100K, 1M, 10M words
+    python -m benchmarks.scale --text 1000000 --words 100000 --steps 2   # a quick run
 """
 
 import argparse
@@ -27,8 +27,7 @@ from pathlib import Path
 
 import lightning as L
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+ROOT = Path(__file__).resolve().parent.parent  # the checkout: each fit runs there, where it imports benchmarks.scale
 SYLLABLES = ["ma", "ri", "an", "el", "jo", "na", "lie", "so", "be", "th", "ka", "lu", "de", "vi", "or", "sa"]
 
 
@@ -70,14 +69,13 @@ def write_words(path: Path, words: int, seed: int = 0) -> None:
 
 def fit(args: list[str], workdir: Path) -> dict:
     """Run `python -m makemore fit ARGS` with TrainStart; its peak RSS (MiB) and timings (s)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, "-m", "makemore", "fit", *args, "--trainer.callbacks+=scale.TrainStart"]
+    command = [sys.executable, "-m", "makemore", "fit", *args, "--trainer.callbacks+=benchmarks.scale.TrainStart"]
     command += ["--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false"]
     command += ["--trainer.default_root_dir", str(workdir), "--trainer.accelerator", "cpu"]
     log = workdir.with_suffix(".log")
     start = time.time()
     with open(log, "w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     _, status, usage = os.wait4(process.pid, 0)  # this child's own peak RSS (reaped here, not by Popen)
     output = log.read_text()
     if os.waitstatus_to_exitcode(status) != 0:

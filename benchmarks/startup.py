@@ -6,11 +6,11 @@ median wall time of the repeats and its ratio to the baseline in the same run:
   import torch         python -c "import torch": the floor for anything that uses torch
   makemore --help      python -m makemore --help
   makemore sample      python -m makemore sample --ckpt_path <a checkpoint> (20 names)
-  plain loop, N steps  python benchmarks/plain_loop.py --steps N (the notebook's loop as a script)
+  plain loop, N steps  python -m benchmarks.plain_loop --steps N (the notebook's loop as a script)
   makemore fit, N      python -m makemore fit --config configs/mlp.yaml --trainer.max_steps N
 
-    nice python benchmarks/startup.py                          # 5 repeats, fits of 50,000 steps
-    python benchmarks/startup.py --repeats 1 --fit-steps 200     # a smoke run
+    nice python -m benchmarks.startup                          # 5 repeats, fits of 50,000 steps
+    python -m benchmarks.startup --repeats 1 --fit-steps 200     # a smoke run
 """
 
 import argparse
@@ -21,8 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+from makemore.checkpoint import named_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent  # the checkout (not benchmarks.common's: that imports Lightning)
 
 
 def timed(command: list[str]) -> float:
@@ -51,7 +52,7 @@ def main() -> None:
             "false",
         ]
         subprocess.run([*fit, "--trainer.max_steps", "100"], cwd=ROOT, capture_output=True, check=True)
-        ckpt = next(Path(tmp).rglob("last.ckpt"))
+        ckpt = named_checkpoint("last", tmp)
         startup = {
             "import torch": [python, "-c", "import torch"],
             "makemore --help": [python, "-m", "makemore", "--help"],
@@ -61,7 +62,8 @@ def main() -> None:
         fits = {
             f"plain loop, {steps}": [
                 python,
-                str(HERE / "plain_loop.py"),
+                "-m",
+                "benchmarks.plain_loop",
                 "--steps",
                 str(args.fit_steps),
                 "--threads",

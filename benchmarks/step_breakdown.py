@@ -14,12 +14,11 @@ arithmetic from the same seed, so the makemore rows must end at the same loss; t
   makemore, no validation
                          trainer.limit_val_batches=0: what periodic validation and its checkpoints cost
 
-    nice python benchmarks/step_breakdown.py --steps 10000 --repeats 3
+    nice python -m benchmarks.step_breakdown --steps 10000 --repeats 3
 """
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,14 +26,11 @@ from pathlib import Path
 import torch
 from torch.utils.data import TensorDataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import plain_loop  # noqa: E402
-import train_speed  # noqa: E402
-
-from makemore import steps as makemore_steps  # noqa: E402
-from makemore.models import MLP  # noqa: E402
-from makemore.steps import TrainBatches  # noqa: E402
+from benchmarks import plain_loop, train_speed
+from benchmarks.common import machine_facts
+from makemore import steps as makemore_steps
+from makemore.models import MLP
+from makemore.steps import TrainBatches
 
 STEPS_PER_BATCH = 1000  # configs/mlp.yaml's batches (log_every_n_steps 1000, data.max_steps_per_batch 1000)
 
@@ -95,7 +91,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(train_speed.machine_facts(torch.get_num_threads()))
+    print(machine_facts(torch.get_num_threads()))
     data, vocabulary = plain_loop.build_data()
     results = {name: [] for name in VARIANTS}
     with tempfile.TemporaryDirectory(prefix="makemore-breakdown-") as tmp:

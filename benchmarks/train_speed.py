@@ -16,23 +16,20 @@ of steps, batch 32, three sides run interleaved (A B C A B C ...):
 
 Per side the table gives the median of the repeats, the fastest repeat ("best": other processes on
 a shared machine only ever slow a run down) and process CPU time (all threads). The StepTimer
-callback (benchmarks/step_timer.py) is a callback like any other, called once per Lightning batch.
+callback (benchmarks/common.py) is a callback like any other, called once per Lightning batch.
 benchmarks/step_breakdown.py splits makemore's time per step into its parts.
 
 It also times building the examples (names.txt and 1,000,000 generated name-like words) and prints
 Markdown tables. `--full` instead runs the lecture's 200,000 steps as two whole processes,
-`python -m makemore fit --config configs/mlp.yaml` and `python benchmarks/plain_loop.py`.
+`python -m makemore fit --config configs/mlp.yaml` and `python -m benchmarks.plain_loop`.
 
-    nice python benchmarks/train_speed.py                 # 10,000 steps, 3 repeats
-    nice python benchmarks/train_speed.py --steps 2000 --repeats 1
-    nice python benchmarks/train_speed.py --full
+    nice python -m benchmarks.train_speed                 # 10,000 steps, 3 repeats
+    nice python -m benchmarks.train_speed --steps 2000 --repeats 1
+    nice python -m benchmarks.train_speed --full
 """
 
 import argparse
-import contextlib
 import os
-import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -41,47 +38,22 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-import lightning
 import torch
 import torch.nn.functional as F
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-CONFIG = ROOT / "configs" / "mlp.yaml"
-sys.path.insert(0, str(HERE))  # plain_loop and step_timer; the CLI imports step_timer by class path
+from benchmarks import plain_loop
+from benchmarks.common import CONFIGS, ROOT, load_average, machine_facts, timed_fit
+from makemore.api import scalars
+from makemore.formats import default_path
+from makemore.formats.words import build_examples, read_words, split_words, vocabulary_of_words
+from makemore.models import MLP
 
-import plain_loop  # noqa: E402
-from step_timer import StepTimer  # noqa: E402
-
-from makemore.cli import run_cli as makemore_main  # noqa: E402
-from makemore.formats import default_path  # noqa: E402
-from makemore.formats.words import build_examples, read_words, split_words, vocabulary_of_words  # noqa: E402
-from makemore.models import MLP  # noqa: E402
+CONFIG = CONFIGS / "mlp.yaml"
 
 SIDES = ("plain", "plain+optim", "makemore", "makemore autograd")
 # The loops draw different random mini-batches (randint per step vs makemore's seeded draws), so from the same
 # weights they end at the same loss only within noise: about 0.001 apart after 10,000 steps here.
 LOSS_TOLERANCE = 0.02
-
-
-@contextlib.contextmanager
-def output_to(path: Path):
-    """Send file descriptors 1 and 2 (tqdm writes to stdout, Lightning's logging to stderr) to `path`."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(path, "ab") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
 
 
 @torch.no_grad()
@@ -124,39 +96,26 @@ def run_makemore(
     extra: Sequence[str] = (),
 ) -> dict:
     """makemore's fit through the CLI with configs/mlp.yaml; `extra` arguments come last."""
-    root = Path(tempfile.mkdtemp(prefix="run-", dir=workdir))
-    args = [
-        "fit",
-        "--config",
-        str(CONFIG),
-        "--trainer.max_steps",
-        str(steps),
+    start = time.perf_counter()
+    cli, timer = timed_fit(
+        CONFIG,
+        steps,
+        workdir,
         "--model.lr_scheduler.init_args.milestones",
         f"[{steps // 2}]",
         *(["--data.val_every_n_steps", str(val_every_n_steps)] if val_every_n_steps else []),
-        "--trainer.default_root_dir",
-        str(root),
         "--trainer.accelerator",
         accelerator,
-        "--trainer.callbacks+=step_timer.StepTimer",
-        "--num_threads",
-        str(torch.get_num_threads()),
         *extra,
-    ]
-    start = time.perf_counter()
-    with output_to(root / "output.log"):
-        cli = makemore_main(args)
+    )
     call_s = time.perf_counter() - start
-    timer = next(c for c in cli.trainer.callbacks if isinstance(c, StepTimer))
     if not cli.trainer.progress_bar_callback or not cli.trainer.checkpoint_callback or not cli.trainer.logger:
         raise RuntimeError("the makemore run lacks its progress bar, checkpointing or logger")
-    if timer.steps != steps:
-        raise RuntimeError(f"the makemore run took {timer.steps} steps, expected {steps}")
     dm_train = cli.datamodule.examples["train"].tensors()
     if not (torch.equal(dm_train[0], data["train"][0]) and torch.equal(dm_train[1], data["train"][1])):
         raise RuntimeError("the makemore run trained on different examples than the plain loop")
     net = cli.model.net.eval()
-    checkpoints = len(list(root.rglob("*.ckpt")))
+    checkpoints = len(list(Path(cli.trainer.default_root_dir).rglob("*.ckpt")))
     return {
         "us_per_step": timer.us_per_step,
         "cpu_us_per_step": timer.cpu_us_per_step,
@@ -202,20 +161,6 @@ def time_build(path: Path) -> dict:
         "split_s": t2 - t1,
         "build_s": t3 - t2,
     }
-
-
-def load_average() -> str:
-    try:
-        return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "load average unknown"
-
-
-def machine_facts(threads: int) -> str:
-    return (
-        f"machine: {platform.machine()}, os.cpu_count()={os.cpu_count()}, python {platform.python_version()}, "
-        f"torch {torch.__version__}, lightning {lightning.__version__}, torch threads {threads}; {load_average()}"
-    )
 
 
 def fmt_losses(losses: dict) -> tuple[str, str]:
@@ -340,7 +285,7 @@ def full(args) -> None:
                 "--num_threads",
                 str(args.threads or torch.get_num_threads()),
             ],
-            "plain": [sys.executable, str(HERE / "plain_loop.py"), "--steps", "200000", *extra],
+            "plain": [sys.executable, "-m", "benchmarks.plain_loop", "--steps", "200000", *extra],
         }
         times = {}
         for side, command in commands.items():
@@ -354,11 +299,9 @@ def full(args) -> None:
                 sys.exit(f"{side} failed (exit {done.returncode}):\n{log.read_text()[-3000:]}")
             if side == "plain":
                 print("  " + log.read_text().strip().splitlines()[-1])
-            else:  # checkpoint names are {epoch}-{step}-{val_loss}: report the latest validation
-                found = [re.search(r"step=(\d+)-val_loss=([\d.]+)\.ckpt$", c.name) for c in Path(tmp).rglob("*.ckpt")]
-                found = sorted((int(m[1]), m[2]) for m in found if m)
-                if found:
-                    print(f"  last checkpointed validation: step {found[-1][0]}, val_loss {found[-1][1]}")
+            else:  # the run's last validation, as TensorBoard shows it
+                step, val_loss = scalars(next(Path(tmp, "lightning_logs").iterdir()), "val_loss")[-1]
+                print(f"  last validation: step {step}, val_loss {val_loss:.4f}")
         print("\n| process (200,000 steps) | wall s | × plain |")
         print("|---|---:|---:|")
         for side in ("plain", "makemore"):

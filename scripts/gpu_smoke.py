@@ -54,7 +54,7 @@ import torch
 
 from makemore.api import scalars
 from makemore.batchnorm import calibrate
-from makemore.checkpoint import read_checkpoint
+from makemore.checkpoint import named_checkpoint, read_checkpoint
 from makemore.cli import main, run_cli
 from makemore.formats import default_path
 from makemore.formats.text import read_text
@@ -287,7 +287,7 @@ class Smoke:
     def mlp_fit(self) -> str:
         cli, probe = self.fit("mlp", "mlp.yaml", self.max_steps)
         count = all_on(probe, self.on)
-        self.results["mlp"] = Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt"
+        self.results["mlp"] = named_checkpoint("last", self.root / "mlp")
         self.results["speed"] = probe["steps_per_second"]
         hand = "hand-written backward" if cli.model.hand_backward_active else "autograd"
         return f"{probe['steps_per_second']:,.0f} SGD steps/s ({hand}); {count:,} tensors, all on {self.on}"
@@ -331,10 +331,8 @@ class Smoke:
 
     def distillation(self) -> str:
         # the teacher: the same small network trained alone (the config's ensemble takes an hour), then the student
-        teacher, _ = self.fit(
-            "teacher", "transformer_distilled.yaml", self.short_steps, model__teacher="null", **TRANSFORMER_SHRUNK
-        )
-        last = Path(teacher.trainer.log_dir) / "checkpoints" / "last.ckpt"
+        self.fit("teacher", "transformer_distilled.yaml", self.short_steps, model__teacher="null", **TRANSFORMER_SHRUNK)
+        last = named_checkpoint("last", self.root / "teacher")
         cli, probe = self.fit(
             "distilled",
             "transformer_distilled.yaml",
@@ -396,10 +394,11 @@ class Smoke:
                 f"the fit ended (status {process.returncode}) before it was killed:\n{log.read_text()[-2000:]}"
             )
         killed_at = read_checkpoint(str(last))["global_step"]
-        resumed = self.root / "killed" / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt"
         for args in (killed + ["--ckpt_path", "last"], self.args("whole", "mlp.yaml", length, **options)):
             fit_process(args)
-        whole = next((self.root / "whole").rglob("last.ckpt"))
+        resumed, whole = (named_checkpoint("last", self.root / name) for name in ("killed", "whole"))
+        if resumed.parent.parent == last.parent.parent:
+            raise Failed(f"the resumed fit made no run folder of its own under {self.root / 'killed'}")
         a, b = (read_checkpoint(str(path))["state_dict"] for path in (resumed, whole))
         differ = [name for name in b if not torch.equal(a[name], b[name])]
         if differ:
@@ -442,7 +441,7 @@ class Smoke:
             "gpt", "shakespeare/gpt.yaml", self.short_steps, "--trainer.precision", precision, **GPT_SHRUNK
         )
         count = all_on(probe, self.on)
-        last = Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt"
+        last = named_checkpoint("last", self.root / "gpt")
         drawn = io.StringIO()
         with TensorsSeen() as seen, contextlib.redirect_stdout(drawn):
             main(["sample", "--ckpt_path", str(last), "--device", self.device, "--max_new_chars", str(PASSAGE)])

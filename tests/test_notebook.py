@@ -1,7 +1,6 @@
 """The quickstart notebook runs top to bottom (small), its kept outputs are there, and makemore leaves plots inline."""
 
 import ast
-import importlib.util
 import math
 import re
 import subprocess
@@ -15,13 +14,6 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 QUICKSTART = NOTEBOOKS / "quickstart.ipynb"
 # The parameter cell's names, small: the whole notebook in well under a minute on a CPU.
 SMALL = {"MAX_STEPS": "400", "LR_FIND_STEPS": "100", "LADDER_STEPS": "200", "TENSORBOARD": "False"}
-
-
-def load_execute():
-    spec = importlib.util.spec_from_file_location("notebook_execute", NOTEBOOKS / "execute.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def cells_by_id(notebook) -> dict:
@@ -49,9 +41,15 @@ def test_parameter_cell_holds_the_names_the_test_sets():
 
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
-    """The quickstart, executed with the small parameters in a fresh folder; (notebook, folder)."""
+    """The quickstart, executed with the small parameters in a fresh folder by `python notebooks/execute.py`, as its
+    kept outputs are made; (the notebook it wrote, folder)."""
     folder = tmp_path_factory.mktemp("quickstart")
-    return load_execute().execute(QUICKSTART, SMALL, folder, timeout=300), folder
+    out = folder / QUICKSTART.name
+    settings = [arg for name, value in SMALL.items() for arg in ("--set", f"{name}={value}")]
+    command = [sys.executable, str(NOTEBOOKS / "execute.py"), str(QUICKSTART), *settings, "--cwd", str(folder)]
+    done = subprocess.run([*command, "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return nbformat.read(out, as_version=4), folder
 
 
 def test_quickstart_runs_top_to_bottom(executed):

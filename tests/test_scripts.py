@@ -65,29 +65,25 @@ def run_script(*args: str, cwd: Path) -> str:
     return done.stdout
 
 
-def test_benchmarks_print_their_tables(tmp_path):
+def run_benchmark(name: str, *args: str) -> str:
+    """`python -m benchmarks.NAME ARGS` from the checkout's root, as docs/performance.md runs them."""
+    return run_script("-m", f"benchmarks.{name}", *args, cwd=REPO)
+
+
+def test_benchmarks_print_their_tables():
     # a few steps only: this checks that the benchmarks run and report, not how fast anything is
-    out = run_script(
-        str(REPO / "benchmarks" / "train_speed.py"),
-        "--steps",
-        "40",
-        "--repeats",
-        "1",
-        "--generated-words",
-        "1000",
-        cwd=tmp_path,
-    )
+    out = run_benchmark("train_speed", "--steps", "40", "--repeats", "1", "--generated-words", "1000")
     for side in ("plain", "plain+optim", "makemore"):
         assert any(line.startswith(f"| {side} |") for line in out.splitlines()), side
     assert "| 1,000 generated words | 1,000 |" in out
     assert "Same loss from the same initial weights" in out  # 40 steps are too few for the verdict itself
-    out = run_script(str(REPO / "benchmarks" / "step_breakdown.py"), "--steps", "40", "--repeats", "1", cwd=tmp_path)
+    out = run_benchmark("step_breakdown", "--steps", "40", "--repeats", "1")
     assert "WARNING" not in out  # the makemore variants did the same arithmetic
     assert sum(line.startswith("| makemore") for line in out.splitlines()) == 3
 
 
-def test_startup_benchmark_prints_its_table(tmp_path):
-    out = run_script(str(REPO / "benchmarks" / "startup.py"), "--repeats", "1", "--fit-steps", "200", cwd=tmp_path)
+def test_startup_benchmark_prints_its_table():
+    out = run_benchmark("startup", "--repeats", "1", "--fit-steps", "200")
     for name in ("import torch", "makemore --help", "makemore sample (20 names)", "plain loop, 200 steps"):
         assert any(line.startswith(f"| {name} |") for line in out.splitlines()), name
 
@@ -210,16 +206,20 @@ def test_leaderboard_writes_the_text_table(tmp_path):
     assert "—: the lecture's 90/10 split has no test share." in text
 
 
-def test_ladder_speed_benchmark_prints_a_row_per_model(tmp_path):
-    script = str(REPO / "benchmarks" / "ladder_speed.py")
-    out = run_script(script, "--models", "bigram", "gru", "--steps", "20", "--repeats", "1", cwd=tmp_path)
+def test_ladder_speed_benchmark_prints_a_row_per_model():
+    out = run_benchmark("ladder_speed", "--models", "bigram", "gru", "--steps", "20", "--repeats", "1")
     rows = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ")]
     assert rows == ["model", "bigram", "gru"]
 
 
-def test_diagnostics_overhead_benchmark_compares_both_sides(tmp_path):
-    script = str(REPO / "benchmarks" / "diagnostics_overhead.py")
-    out = run_script(script, "--steps", "200", "--every", "100", "--repeats", "1", cwd=tmp_path)
+def test_ladder_speed_benchmark_compares_one_step_a_batch():
+    out = run_benchmark("ladder_speed", "--models", "bigram", "--steps", "20", "--repeats", "1", "--against", "one")
+    header, row = [line.split(" | ") for line in out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert header[2] == "one step a batch" and row[0] == "| bigram"
+
+
+def test_diagnostics_overhead_benchmark_compares_both_sides():
+    out = run_benchmark("diagnostics_overhead", "--steps", "200", "--every", "100", "--repeats", "1")
     rows = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ")]
     assert rows == ["side", "without", "with Diagnostics"]
     assert re.search(r"overhead: \d+\.\d+x .*\ntime inside Diagnostics: \d+\.\d%", out)
