@@ -70,6 +70,7 @@ def sample(
     allow_class: Union[str, list[str], None] = None,
     prompt: Optional[str] = None,
     max_new_chars: Optional[int] = None,
+    stream: bool = False,
 ) -> None:
     """Print names drawn from a trained model, one per line, or a text's passage; needs only the checkpoint.
 
@@ -97,6 +98,10 @@ def sample(
             than the model's block_size is read from its last block_size characters). Default: from the start.
         max_new_chars: a text's checkpoint: how many characters to draw after the prompt (default 500); they are
             printed as they are drawn.
+        stream: a text's checkpoint: each character is drawn from the whole passage so far, not from its last
+            block_size characters, at the cost of one character a step (a network that reads a text of any length:
+            a Recurrent network, whose state carries the passage, or a Transformer with position rope, each of whose
+            blocks attends to the block_size positions before). Default: the window the model was trained on.
     """
     import torch
 
@@ -138,6 +143,7 @@ def sample(
             generator,
             temperature,
             top_k,
+            stream,
         )
         return
     if prompt is not None:
@@ -148,6 +154,8 @@ def sample(
         raise ConfigError(
             f"--max_new_chars: {ckpt_path} was trained on a word list: it samples names (--max_length caps a name)"
         )
+    if stream:
+        raise ConfigError(f"--stream: {ckpt_path} was trained on a word list: it samples names, each from its start")
     max_length = hparams["max_sample_length"] if max_length is None else max_length
     try:  # the sampling options, checked before any draw
         chunks = sampling.sample_chunks(
@@ -188,6 +196,7 @@ def sample_passages(
     generator: "torch.Generator",
     temperature: float,
     top_k: Optional[int],
+    stream: bool = False,
 ) -> list[str]:
     """Print `count` passages of a text's model, each the prompt and its continuation, streamed as drawn; blank lines
     between them."""
@@ -196,7 +205,9 @@ def sample_passages(
     passages = []
     for number in range(count):
         try:  # the sampling options, checked before any draw
-            chars = generate_text(net, vocabulary, block_size, prompt, max_new_chars, generator, temperature, top_k)
+            chars = generate_text(
+                net, vocabulary, block_size, prompt, max_new_chars, generator, temperature, top_k, stream=stream
+            )
         except ValueError as err:
             raise ConfigError(f"--{err}") from None
         if number:

@@ -462,13 +462,16 @@ class MakemoreModule(L.LightningModule):
         generator: Optional[torch.Generator] = None,
         temperature: float = 1.0,
         top_k: Optional[int] = None,
+        stream: bool = False,
     ) -> Iterator[str]:
         """Continue `prompt` with max_new_chars characters of a text, one at a time as drawn (a text's checkpoint);
-        see makemore.sampling.generate_text."""
+        `stream`: from the whole text so far, not its last block_size characters (a network that reads any length).
+        See makemore.sampling.generate_text."""
         if not self.samples_passage:
             raise ValueError("the model was trained on a word list: it samples names (sample), not a text")
+        block_size = self.hparams.block_size
         return generate_text(
-            self.net, self.vocabulary, self.hparams.block_size, prompt, max_new_chars, generator, temperature, top_k
+            self.net, self.vocabulary, block_size, prompt, max_new_chars, generator, temperature, top_k, stream=stream
         )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

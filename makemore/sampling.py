@@ -8,7 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from makemore.formats.words import build_examples
-from makemore.models.base import decoder, eval_mode, next_char_logits
+from makemore.models.base import Decoder, decoder, eval_mode, next_char_logits
 from makemore.text import Vocabulary
 
 
@@ -176,35 +176,38 @@ def generate_text(
     temperature: float = 1.0,
     top_k: Optional[int] = None,
     cache: bool = True,
+    stream: bool = False,
 ) -> Iterator[str]:
     """Continue `prompt` with max_new_chars characters of a text, yielding each as it is drawn (in eval mode).
 
     The network sees the last block_size characters (a longer prompt is cropped to them; before the text starts,
-    the start token). The start token itself is never drawn; the rest is drawn as `generate` draws. The options are
-    checked when called, before any draw: ValueError naming the option.
+    the start token); with `stream`, the whole text so far (a network that reads any length:
+    makemore.models.base.reads_streams), at the cost of one character a step. The start token itself is never drawn;
+    the rest is drawn as `generate` draws. The options are checked when called, before any draw: ValueError naming
+    the option.
     """
     check_sampling(temperature, top_k)
     check_prefix(vocabulary, prompt, "prompt")
-    return _text(net, vocabulary, block_size, prompt, max_new_chars, generator, temperature, top_k, cache)
+    context = decoder(net, block_size, cache, stream)  # ValueError for stream of a network of fixed windows
+    ids = vocabulary.encode(prompt)
+    return _text(
+        net, vocabulary, ids if stream else ids[-block_size:], max_new_chars, generator, temperature, top_k, context
+    )
 
 
 @torch.no_grad()
 def _text(
     net: nn.Module,
     vocabulary: Vocabulary,
-    block_size: int,
-    prompt: str,
+    ids: list[int],
     max_new_chars: int,
     generator: Optional[torch.Generator],
     temperature: float,
     top_k: Optional[int],
-    cache: bool,
+    context: Decoder,
 ) -> Iterator[str]:
-    device = next(net.parameters()).device
-    ids = vocabulary.encode(prompt)[-block_size:]  # the window reads no further back
-    prompt_ids = torch.tensor([ids], dtype=torch.long, device=device)
+    prompt_ids = torch.tensor([ids], dtype=torch.long, device=next(net.parameters()).device)
     with eval_mode(net):
-        context = decoder(net, block_size, cache)
         logits = context.feed(prompt_ids)
         for step in range(max_new_chars):
             logits[:, 0] = float("-inf")  # the start token is not a character of the text

@@ -6,7 +6,7 @@ import torch
 
 from makemore.formats.text import vocabulary_of_text
 from makemore.models import Recurrent, Transformer
-from makemore.models.base import WindowDecoder, decoder
+from makemore.models.base import StreamDecoder, WindowDecoder, decoder
 from makemore.sampling import generate, generate_text
 
 BLOCK_SIZE = 8
@@ -73,3 +73,55 @@ def test_words_are_the_same_with_and_without_the_cache(network):
     ]
     assert torch.equal(words[0], words[1])
     assert words[0].shape[1] > BLOCK_SIZE  # some words outgrew the window
+
+
+# The networks that read a text of any length (makemore.models.base.reads_streams).
+STREAMING = ["gru", "lstm", "rnn"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("network", STREAMING)
+def test_a_stream_decoder_gives_the_whole_texts_logits(network, dtype):
+    """Stream sampling reads everything drawn so far: the network's own stream decoder gives what its forward over the
+    whole text gives, also long after the window would have slid (where the window's logits differ)."""
+    torch.manual_seed(0)
+    net = NETWORKS[network]().to(dtype).eval()
+    fast, whole, window = decoder(net, BLOCK_SIZE, stream=True), StreamDecoder(net), WindowDecoder(net, BLOCK_SIZE)
+    assert not isinstance(fast, StreamDecoder)  # the network's own
+    idx = torch.tensor([VOCABULARY.encode("ROMEO:\n")] * 2, dtype=torch.long)
+    tokens = torch.randint(1, len(VOCABULARY), (2, 3 * BLOCK_SIZE), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for step in range(tokens.shape[1] + 1):
+            expected = whole.feed(idx)
+            torch.testing.assert_close(fast.feed(idx), expected, rtol=0, atol=ROUNDING * torch.finfo(dtype).eps)
+            windowed = window.feed(idx)
+            idx = tokens[:, step : step + 1]
+    assert not torch.allclose(windowed, expected)  # the stream remembers what left the window
+
+
+@pytest.mark.parametrize("network", STREAMING)
+def test_a_streamed_passage_is_the_same_with_and_without_the_cache(network):
+    torch.manual_seed(0)
+    net = NETWORKS[network]()
+    passages = [
+        "".join(
+            generate_text(
+                net,
+                VOCABULARY,
+                BLOCK_SIZE,
+                "ROMEO:",
+                4 * BLOCK_SIZE,
+                torch.Generator().manual_seed(7),
+                cache=c,
+                stream=True,
+            )
+        )
+        for c in (True, False)
+    ]
+    assert passages[0] == passages[1]
+
+
+def test_a_network_of_fixed_windows_does_not_stream():
+    net = NETWORKS["transformer"]()
+    with pytest.raises(ValueError, match="stream: Transformer reads a window of block_size characters"):
+        generate_text(net, VOCABULARY, BLOCK_SIZE, "RO", 10, stream=True)

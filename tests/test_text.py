@@ -203,13 +203,56 @@ def test_sample_streams_what_the_window_read_at_every_step_draws(text_path, tmp_
     assert capsys.readouterr().out == "ROMEO:" + "".join(windowed) + "\n"
 
 
+def test_sample_stream_reads_the_whole_passage(text_path, tmp_path, run_cli, capsys):
+    """--stream: a recurrent network's state carries the whole passage (what its forward over all of it draws); a
+    network of fixed windows (the Transformer's learned positions) refuses it in one line."""
+    gru = ["--model.net", "makemore.models.Recurrent", "--model.net.cell", "gru", "--model.net.n_hidden", "16"]
+    cli = run_cli("fit", *text_args(text_path, tmp_path / "gru", max_steps=5), *gru)
+    last = str(Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt")
+    capsys.readouterr()
+    main(
+        [
+            "sample",
+            "--ckpt_path",
+            last,
+            "--prompt",
+            "ROMEO:",
+            "--max_new_chars",
+            "60",
+            "--seed",
+            "5",
+            "--stream",
+            "true",
+        ]
+    )
+    checkpoint = read_checkpoint(last)
+    vocabulary = Vocabulary(checkpoint["hyper_parameters"]["vocab"])
+    net = network_of(checkpoint, last)
+    streamed = generate_text(
+        net, vocabulary, 16, "ROMEO:", 60, torch.Generator().manual_seed(5), cache=False, stream=True
+    )
+    assert capsys.readouterr().out == "ROMEO:" + "".join(streamed) + "\n"
+    windowed = generate_text(net, vocabulary, 16, "ROMEO:", 60, torch.Generator().manual_seed(5))
+    assert "".join(windowed) != "".join(streamed)  # past block_size 16 the two read different contexts
+
+    cli = run_cli("fit", *text_args(text_path, tmp_path / "transformer", max_steps=5))
+    last = str(Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt")
+    refused = sample("--ckpt_path", last, "--stream", "true")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr == (
+        "makemore: error: --stream: Transformer reads a window of block_size characters, not a text of any length (a"
+        " recurrent network does; a Transformer with position rope)\n"
+    )
+
+
 def test_a_word_list_checkpoint_refuses_a_prompt(words_path, tmp_path, run_cli):
     cli = run_cli("fit", *small_run_args(words_path, tmp_path, max_steps=10))
     last = str(Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt")
-    refused = sample("--ckpt_path", last, "--prompt", "em")
-    assert refused.returncode == 1
-    assert refused.stderr.startswith("makemore: error: --prompt: ") and "word list" in refused.stderr
-    assert len(refused.stderr.splitlines()) == 1
+    for option in ["--prompt", "--stream"]:
+        refused = sample("--ckpt_path", last, option, "em" if option == "--prompt" else "true")
+        assert refused.returncode == 1
+        assert refused.stderr.startswith(f"makemore: error: {option}: ") and "word list" in refused.stderr
+        assert len(refused.stderr.splitlines()) == 1
 
 
 def test_tensorboard_gets_a_passage_and_checkpoints_say_text(text_path, tmp_path, run_cli):

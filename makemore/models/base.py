@@ -74,9 +74,46 @@ class WindowDecoder:
         return next_char_logits(self.net, self.context)
 
 
-def decoder(net: torch.nn.Module, block_size: int, cache: bool = True) -> Decoder:
+class StreamDecoder:
+    """Stream sampling's reference: the network over every token fed so far, from the start token, one forward pass
+    over all of it per feed (a network that reads a text of any length: `reads_streams`).
+
+    Args:
+        net: the network.
+    """
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        self.net = net
+        self.tokens: Optional[torch.Tensor] = None  # (b, 1 + tokens fed)
+
+    def feed(self, idx: torch.Tensor) -> torch.Tensor:
+        if self.tokens is None:
+            self.tokens = idx.new_zeros(len(idx), 1)
+        self.tokens = torch.cat([self.tokens, idx], 1)
+        return next_char_logits(self.net, self.tokens)
+
+
+def reads_streams(net: torch.nn.Module) -> bool:
+    """Whether the network reads a text of any length, each position from what it has read before (a recurrent
+    network; a Transformer with rotary positions, whose every block attends to the block_size positions before):
+    it has a `stream_decoder()`, the decoder of stream sampling."""
+    return callable(getattr(net, "stream_decoder", None))
+
+
+def decoder(net: torch.nn.Module, block_size: int, cache: bool = True, stream: bool = False) -> Decoder:
     """The network's own decoder (`net.decoder(block_size)`) when it has one and `cache`, else a `WindowDecoder`:
-    the same logits either way (to float rounding: see docs/text.md)."""
+    the same logits either way (to float rounding: see docs/text.md).
+
+    `stream`: the decoder of a network that reads the whole text so far instead of its last block_size tokens
+    (`reads_streams`; ValueError for another): its own `stream_decoder()` with `cache`, else a `StreamDecoder`.
+    """
+    if stream:
+        if not reads_streams(net):
+            raise ValueError(
+                f"stream: {type(net).__name__} reads a window of block_size characters, not a text of any length"
+                " (a recurrent network does; a Transformer with position rope)"
+            )
+        return net.stream_decoder() if cache else StreamDecoder(net)
     own = getattr(net, "decoder", None)
     return own(block_size) if cache and callable(own) else WindowDecoder(net, block_size)
 

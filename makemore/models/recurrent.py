@@ -59,6 +59,10 @@ class Recurrent(nn.Module):
         """Sampling's decoder (makemore.models.base.Decoder): the states of the windows still to be read."""
         return OpenWindows(self, block_size)
 
+    def stream_decoder(self) -> "CarriedState":
+        """Stream sampling's decoder: the state carried over the whole text, one recurrent step a token."""
+        return CarriedState(self)
+
 
 class OpenWindows:
     """The recurrent networks' decoder: the state of every window a later step will read, one token a step for all.
@@ -112,3 +116,23 @@ class OpenWindows:
             self.lengths.pop(0)
             self.state = tuple(s[:, b:] for s in self.state) if isinstance(self.state, tuple) else self.state[:, b:]
         return logits
+
+
+class CarriedState:
+    """The recurrent networks' stream decoder: one state carried over the whole text from the start token, one
+    recurrent step a token (char-rnn's sampling). Equal, to float rounding, to the network's forward over everything
+    fed so far (makemore.models.base.StreamDecoder).
+
+    Args:
+        net: the Recurrent network (in eval mode: the samplers' `eval_mode`).
+    """
+
+    def __init__(self, net: Recurrent) -> None:
+        self.net = net
+        self.state: Optional[Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]] = None
+
+    def feed(self, idx: torch.Tensor) -> torch.Tensor:
+        if self.state is None:  # the start token
+            idx = torch.cat([idx.new_zeros(len(idx), 1), idx], 1)
+        states, self.state = self.net.rnn(self.net.embedding(idx), self.state)
+        return self.net.head(states[:, -1])  # (b, vocab_size)
