@@ -105,6 +105,13 @@ def scalars(run_dir: Union[str, Path], tag: str) -> list[tuple[int, float]]:
     Tags: train_loss, val_loss, lr, ... (test_loss once the run's checkpoint was tested). KeyError, naming the
     tags there are, for one the run did not log.
     """
+    return [(step, value) for step, value, _ in timed_scalars(run_dir, tag)]
+
+
+def timed_scalars(run_dir: Union[str, Path], tag: str) -> list[tuple[int, float, float]]:
+    """(SGD step, value, wall time) of one logged scalar of a run folder, as `scalars`; the wall time is the Unix
+    time (seconds) at which the run logged the value (TensorBoard's event wall_time): for val_loss, the end of that
+    validation."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})  # 0: keep every point
@@ -112,4 +119,4 @@ def scalars(run_dir: Union[str, Path], tag: str) -> list[tuple[int, float]]:
     tags = events.Tags()["scalars"]
     if tag not in tags:
         raise KeyError(f"{run_dir} has no scalar {tag!r}; it has {', '.join(sorted(tags)) or 'none'}")
-    return [(event.step, event.value) for event in events.Scalars(tag)]
+    return [(event.step, event.value, event.wall_time) for event in events.Scalars(tag)]

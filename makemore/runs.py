@@ -17,13 +17,14 @@ import shlex
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
 from torch import nn
 
-from makemore.api import scalars
+from makemore.api import scalars, timed_scalars
 from makemore.checkpoint import named_checkpoint, read_checkpoint
 from makemore.data import CharDataModule
 from makemore.errors import MakemoreError
@@ -162,6 +163,61 @@ def logged(run_dir: Path, tag: str) -> list[tuple[int, float]]:
         return scalars(run_dir, tag)
     except KeyError as error:
         raise RunError(error.args[0]) from None
+
+
+@dataclass(frozen=True)
+class TimeToTarget:
+    """How long a run took to validate at or below a target loss, read from its run folder (`time_to_target`).
+
+    Attributes:
+        target: the loss aimed at (nats per character, the run's exact val_loss).
+        reached: whether a validation was at or below it.
+        step: the SGD step of the first validation at or below the target; None where none was.
+        loss: that validation's val_loss; None where none was.
+        seconds: from `start` to the end of that validation; None where none was.
+        best: the lowest val_loss the run logged (the target not reached: how close it came).
+        last_seconds: from `start` to the end of the run's last validation.
+        curve: every validation, (SGD step, val_loss, seconds from `start`), in order.
+    """
+
+    target: float
+    reached: bool
+    step: Optional[int]
+    loss: Optional[float]
+    seconds: Optional[float]
+    best: float
+    last_seconds: float
+    curve: list[tuple[int, float, float]]
+
+
+def time_to_target(run_dir: Union[str, Path], target: float, start: float, tag: str = "val_loss") -> TimeToTarget:
+    """The first validation of a run at or below `target`, and the seconds from `start` to its end (each value's
+    TensorBoard wall_time, logged when the validation ended); the validations' own time counts. RunError where the
+    run logged no `tag`.
+
+    Args:
+        run_dir: the run folder (lightning_logs/version_N).
+        target: the loss to reach.
+        start: the Unix time (time.time()) to count from: the run's process start, taken just before spawning it.
+        tag: the scalar: val_loss, makemore's exact loss over the whole val split.
+    """
+    try:
+        points = timed_scalars(run_dir, tag)
+    except KeyError as error:
+        raise RunError(error.args[0]) from None
+    curve = [(step, value, wall_time - start) for step, value, wall_time in points]
+    first = next(((step, value, seconds) for step, value, seconds in curve if value <= target), None)
+    step, loss, seconds = first if first else (None, None, None)
+    return TimeToTarget(
+        target=target,
+        reached=first is not None,
+        step=step,
+        loss=loss,
+        seconds=seconds,
+        best=min(value for _, value, _ in curve),
+        last_seconds=curve[-1][2],
+        curve=curve,
+    )
 
 
 def datamodule_for(checkpoint: dict, cwd: Path = Path(".")) -> CharDataModule:
