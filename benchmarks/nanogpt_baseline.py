@@ -46,7 +46,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -160,10 +160,25 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_train(python: str, command: list[str], tree: Path, env: dict, log: Optional[Path], quiet: bool) -> dict:
-    """Run train.py, stamp each line of its output with the seconds since the start, and time the process."""
+def run_train(
+    python: str,
+    command: list[str],
+    tree: Path,
+    env: dict,
+    log: Optional[Path],
+    quiet: bool,
+    until: Optional[Callable[[float, str], bool]] = None,
+) -> dict:
+    """Run `python COMMAND` in `tree` (train.py, or any script), stamp each line of its output with the seconds since
+    the start, and time the process.
+
+    Args:
+        until: called with each line's seconds and text; True stops the process there (SIGTERM), and the result's
+            "stopped" is True.
+    """
     cpu_before = children_cpu_seconds()
     lines = []
+    stopped = False
     start = time.perf_counter()
     with subprocess.Popen(
         [python, *command], cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
@@ -172,12 +187,15 @@ def run_train(python: str, command: list[str], tree: Path, env: dict, log: Optio
             lines.append((time.perf_counter() - start, line.rstrip("\n")))
             if not quiet:
                 print(line, end="", file=sys.stderr, flush=True)
+            if until is not None and not stopped and until(*lines[-1]):
+                process.terminate()  # the rest of its output is still read, until it exits
+                stopped = True
         returncode = process.wait()
     wall = time.perf_counter() - start
     cpu = children_cpu_seconds() - cpu_before
     if log is not None:
         log.write_text("".join(f"{t:9.3f} {line}\n" for t, line in lines))
-    return {"returncode": returncode, "wall_seconds": wall, "cpu_seconds": cpu, "lines": lines}
+    return {"returncode": returncode, "wall_seconds": wall, "cpu_seconds": cpu, "lines": lines, "stopped": stopped}
 
 
 def summarize(lines: list[tuple[float, str]], eval_interval: int) -> dict:

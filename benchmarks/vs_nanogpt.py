@@ -197,10 +197,31 @@ def score_nanogpt(model_module, tree: Path) -> dict:
     }
 
 
-def run_nanogpt(args, tree: Path, command: list[str], eval_interval: int, env: dict, model_module, log: Path) -> dict:
+def run_nanogpt(
+    tree: Path,
+    command: list[str],
+    eval_interval: int,
+    env: dict,
+    model_module,
+    log: Path,
+    python: str = sys.executable,
+    quiet: bool = True,
+) -> dict:
+    """train.py's run in the scratch tree, timed (baseline.run_train), and its saved model scored (`score_nanogpt`).
+
+    Args:
+        tree: the scratch copy of nanoGPT (`baseline.scratch_tree`) with its data written.
+        command: train.py's arguments (`baseline.readme_command`).
+        eval_interval: its evaluation interval (for `baseline.summarize`).
+        env: its environment (the threads).
+        model_module: nanoGPT's model.py (`nanogpt_model_module`).
+        log: where its output goes, each line stamped with its second.
+        python: the interpreter.
+        quiet: do not echo its output to stderr.
+    """
     shutil.rmtree(tree / baseline.OUT_DIR, ignore_errors=True)  # a checkpoint of an earlier repeat is not this one's
     load_before = baseline.load_average()
-    run = baseline.run_train(args.python, command, tree, env, log, args.quiet)
+    run = baseline.run_train(python, command, tree, env, log, quiet)
     load_after = baseline.load_average()
     summary = baseline.summarize(run["lines"], eval_interval)
     final = summary["final_eval"] or {}
@@ -503,7 +524,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         val_text = nanogpt_val_text(tree)
         for repeat in range(1, args.repeats + 1):
             log = workdir / f"nanogpt-{repeat}.log"
-            nano = run_nanogpt(args, tree, nano_command, eval_interval, env, model_module, log)
+            nano = run_nanogpt(tree, nano_command, eval_interval, env, model_module, log, args.python, args.quiet)
             runs.append({"repeat": repeat, **nano})
             root = workdir / f"makemore-{repeat}"
             mm = run_makemore(args, config, overrides, root, env, workdir / f"makemore-{repeat}.log")

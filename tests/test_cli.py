@@ -11,11 +11,12 @@ from conftest import small_run_args
 from makemore.formats import default_path
 from makemore.formats.text import read_text
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
-TEXT_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "shakespeare").glob("*.yaml"))
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = sorted(CONFIG_DIR.glob("*.yaml")) + [CONFIG_DIR / "speedrun" / "names.yaml"]
+TEXT_CONFIGS = sorted((CONFIG_DIR / "shakespeare").glob("*.yaml")) + [CONFIG_DIR / "speedrun" / "shakespeare.yaml"]
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+@pytest.mark.parametrize("config", CONFIGS, ids=[str(c.relative_to(CONFIG_DIR).with_suffix("")) for c in CONFIGS])
 def test_every_config_parses_and_builds(config, words_path, tmp_path, run_cli):
     # a distilled config's teacher was trained on names.txt, not on this word list: without it here (test_ladder
     # fits such a config with a teacher of its own)
@@ -33,7 +34,9 @@ def test_every_config_parses_and_builds(config, words_path, tmp_path, run_cli):
     assert cli.model.hparams.block_size == cli.datamodule.hparams.block_size  # linked, not configured twice
 
 
-@pytest.mark.parametrize("config", TEXT_CONFIGS, ids=[c.stem for c in TEXT_CONFIGS])
+@pytest.mark.parametrize(
+    "config", TEXT_CONFIGS, ids=[str(c.relative_to(CONFIG_DIR).with_suffix("")) for c in TEXT_CONFIGS]
+)
 def test_every_text_config_parses_and_builds(config, tmp_path, run_cli):
     text = tmp_path / "plays.txt"
     text.write_text(read_text(default_path("text"))[:4000], encoding="utf-8")

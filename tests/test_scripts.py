@@ -256,3 +256,36 @@ def test_gpu_smoke_runs_its_cpu_checks_where_there_is_no_gpu(tmp_path):
     )
     assert re.search(r"killed at step \d+ of 800, resumed: \d+ tensors equal to an uninterrupted run's", out)
     assert lines[-1] == f"runs: {tmp_path / 'runs'}; all checks passed"
+
+
+def test_speedrun_times_each_target_and_says_what_was_not_reached(tmp_path):
+    """scripts/speedrun.py --smoke: a names fit of a few steps, one target reached at its first validation and one
+    never; a peer that cannot run. The time is the first validation's, from the process start; the target never
+    reached gets its best val and the time spent, never a time; the failed peer is named with its error."""
+    out = tmp_path / "speedrun.md"
+    table = run_script(
+        str(REPO / "scripts" / "speedrun.py"),
+        "--smoke",
+        "--seeds=1",
+        "--threads=1",
+        f"--makemore_ref={tmp_path / 'nothing'}",
+        f"--out={out}",
+        cwd=REPO,
+    )
+    run = next(run for run in json.loads(out.with_suffix(".json").read_text())["runs"] if run["name"] == "names")
+    reached, missed = run["targets"]["4.00"], run["targets"]["0.50"]
+    first = run["curve"][0]
+    assert (reached["reached"], reached["step"], reached["seconds"]) == (True, first[0], first[2])
+    assert 0 < reached["seconds"] < run["wall_seconds"]
+    assert (missed["reached"], missed["seconds"], missed["best"]) == (False, None, min(p[1] for p in run["curve"]))
+    assert f"| names | 4.00 | names | 1 | 1 | {reached['seconds']:.0f} s |" in table
+    assert (
+        f"| names | 0.50 | names | 1 | 1 | **not reached** in 1 of 1 (best val, time spent: {missed['best']:.4f} in"
+        in table
+    )
+    assert (
+        f"| names | 2.00 | makemore.py | 1 | 1 | **failed** in 1 of 1 (seed 1: no makemore.py in {tmp_path / 'nothing'}"
+        in table
+    )
+    assert "\n".join(line for line in table.splitlines() if line.startswith("|")) in out.read_text()
+    assert out.with_suffix(".png").stat().st_size > 0  # the val curves
