@@ -263,6 +263,7 @@ def test_speedrun_times_each_target_and_says_what_was_not_reached(tmp_path):
     never; a peer that cannot run. The time is the first validation's, from the process start; the target never
     reached gets its best val and the time spent, never a time; the failed peer is named with its error."""
     out = tmp_path / "speedrun.md"
+    out.write_text("# Speedrun\n\nwhat was tried\n<!-- speedrun -->\nan old table\n<!-- /speedrun -->\nwhy\n")
     table = run_script(
         str(REPO / "scripts" / "speedrun.py"),
         "--smoke",
@@ -287,5 +288,8 @@ def test_speedrun_times_each_target_and_says_what_was_not_reached(tmp_path):
         f"| names | 2.00 | makemore.py | 1 | 1 | **failed** in 1 of 1 (seed 1: no makemore.py in {tmp_path / 'nothing'}"
         in table
     )
-    assert "\n".join(line for line in table.splitlines() if line.startswith("|")) in out.read_text()
+    report = out.read_text()
+    assert "\n".join(line for line in table.splitlines() if line.startswith("|")) in report
+    assert report.startswith("# Speedrun\n\nwhat was tried\n<!-- speedrun -->\n") and report.endswith("-->\nwhy\n")
+    assert "an old table" not in report  # the generated part replaced, the text around it kept
     assert out.with_suffix(".png").stat().st_size > 0  # the val curves
