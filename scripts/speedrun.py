@@ -396,13 +396,16 @@ def write_report(out: Path, races: list[Race], results: list[dict], facts: dict,
         "of the run's process to its first validation at or below the target (makemore: the exact val_loss over the",
         "whole val split; nanoGPT: its whole process to its final val, scored exactly the same way; makemore.py: its",
         "own printed test loss, an estimate over 10 batches of its 1,000 test words). A target not reached shows the",
-        "best val and the time spent.",
+        "best val and the time spent. In the plot, nanoGPT's and makemore.py's curves are their own printed estimates.",
         "",
         f"This run: `{command}`",
         "",
         *table(results),
         "",
-        *[f"- {race.name}: `configs/{race.config}.yaml` {' '.join(race.options)}: {race.why}" for race in races],
+        *[
+            f"- {race.name}: `{shlex.join(['configs/' + race.config + '.yaml', *race.options])}`: {race.why}"
+            for race in races
+        ],
         "",
         f"![val curves]({picture.name})",
         "",
