@@ -24,8 +24,8 @@ count (the number of physical cores here). `--threads N` sets OMP_NUM_THREADS=N 
 train.py's environment, which torch reads at start-up; the thread count train.py gets is recorded either way
 (a probe process with the same environment prints torch.get_num_threads()).
 
-    python benchmarks/nanogpt_baseline.py --nanogpt /tmp/nanogpt --out /tmp/nanogpt_baseline.json
-    python benchmarks/nanogpt_baseline.py --nanogpt /tmp/nanogpt --max_iters 50 --eval_interval 25   # smoke test
+    python -m benchmarks.nanogpt_baseline --nanogpt /tmp/nanogpt --out /tmp/nanogpt_baseline.json
+    python -m benchmarks.nanogpt_baseline --nanogpt /tmp/nanogpt --max_iters 50 --eval_interval 25   # smoke test
 
 (a nanoGPT tree without .git: `git --git-dir=<mirror> archive HEAD | tar -x -C /tmp/nanogpt`)
 """

@@ -52,9 +52,9 @@ shorter than the run becomes N / 10 (--warmup_iters, lr_scheduler.init_args.warm
 The machine should be otherwise idle: both sides use the same threads, and other processes on the same cores
 stretch whichever side they overlap (the load averages before and after each run are in the JSON; compare them).
 
-    python benchmarks/vs_nanogpt.py --nanogpt /tmp/nanogpt --out /tmp/vs_nanogpt.json    # the comparison, ~ 2 x 5 min
-    python benchmarks/vs_nanogpt.py --nanogpt /tmp/nanogpt --repeats 3 --threads 2 --out /tmp/vs_nanogpt_t2.json
-    python benchmarks/vs_nanogpt.py --nanogpt /tmp/nanogpt --nanogpt_max_iters 20 --makemore_max_steps 20  # smoke
+    python -m benchmarks.vs_nanogpt --nanogpt /tmp/nanogpt --out /tmp/vs_nanogpt.json    # the comparison, ~ 2 x 5 min
+    python -m benchmarks.vs_nanogpt --nanogpt /tmp/nanogpt --repeats 3 --threads 2 --out /tmp/vs_nanogpt_t2.json
+    python -m benchmarks.vs_nanogpt --nanogpt /tmp/nanogpt --nanogpt_max_iters 20 --makemore_max_steps 20  # smoke
 
 (a nanoGPT tree without .git: `git --git-dir=<mirror> archive HEAD | tar -x -C /tmp/nanogpt`)
 """
@@ -82,17 +82,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))  # nanogpt_baseline
+from benchmarks import nanogpt_baseline as baseline
+from makemore.checkpoint import load_network, named_checkpoint, read_checkpoint
+from makemore.formats import default_path
+from makemore.formats.text import read_text, split_text
+from makemore.runs import load_yaml
+from makemore.text import Vocabulary
 
-import nanogpt_baseline as baseline  # noqa: E402
-
-from makemore.checkpoint import load_network, named_checkpoint, read_checkpoint  # noqa: E402
-from makemore.formats import default_path  # noqa: E402
-from makemore.formats.text import read_text, split_text  # noqa: E402
-from makemore.runs import load_yaml  # noqa: E402
-from makemore.text import Vocabulary  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_CONFIG = ROOT / "configs" / "shakespeare" / "gpt_cpu.yaml"
 NANOGPT_DEFAULT_ITERS = 2000  # the README's max_iters

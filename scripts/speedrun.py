@@ -50,11 +50,10 @@ from typing import Optional, Union
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))  # nanoGPT's runner and scorer, reused
+sys.path.insert(0, str(ROOT))  # the benchmarks package: nanoGPT's runner and scorer, reused
 
-import nanogpt_baseline as baseline  # noqa: E402
-import vs_nanogpt  # noqa: E402
-
+from benchmarks import nanogpt_baseline as baseline  # noqa: E402
+from benchmarks import vs_nanogpt  # noqa: E402
 from makemore.runs import RunError, config_path, new_version, shown, time_to_target, versions  # noqa: E402
 
 NANOGPT_FINAL = "nanoGPT"  # a target: the exact final val of nanoGPT's run of the same repeat and threads
