@@ -11,8 +11,30 @@ from makemore.sampling import generate, generate_text
 
 BLOCK_SIZE = 8
 VOCABULARY = vocabulary_of_text("ROMEO:\nBut soft, what light through yonder window breaks?")
+
+
+def moved(net: torch.nn.Module) -> torch.nn.Module:
+    """The network with every parameter moved off its initial value, as training moves it (zero-initialised
+    projections and head would make every logit 0, cached or not)."""
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    return net
+
+
+def transformer(**options) -> Transformer:
+    return Transformer(len(VOCABULARY), BLOCK_SIZE, n_layer=2, n_head=2, n_embd=16, **options)
+
+
 NETWORKS = {
-    "transformer": lambda: Transformer(len(VOCABULARY), BLOCK_SIZE, n_layer=2, n_head=2, n_embd=16),
+    "transformer": transformer,
+    # each of the Transformer's options alone (those that change what a step computes), then all of them
+    "transformer-rope": lambda: transformer(position="rope"),
+    "transformer-qk-norm": lambda: transformer(qk_norm=True),
+    "transformer-relu2": lambda: transformer(activation="relu2"),
+    "transformer-every-option": lambda: moved(
+        transformer(position="rope", qk_norm=True, activation="relu2", zero_init_proj=True, zero_init_head=True)
+    ),
     "gru": lambda: Recurrent(len(VOCABULARY), BLOCK_SIZE, "gru", n_embd=16, n_hidden=16),
     "lstm": lambda: Recurrent(len(VOCABULARY), BLOCK_SIZE, "lstm", n_embd=16, n_hidden=16, n_layers=2),
     "rnn": lambda: Recurrent(len(VOCABULARY), BLOCK_SIZE, "rnn", n_embd=16, n_hidden=16),
@@ -46,7 +68,7 @@ def test_a_decoder_gives_the_windows_logits(network, prompt, dtype):
 
 
 @pytest.mark.parametrize("prompt", PROMPTS)
-@pytest.mark.parametrize("network", ["transformer", "lstm"])
+@pytest.mark.parametrize("network", ["transformer", "transformer-every-option", "lstm"])
 def test_a_passage_is_the_same_with_and_without_the_cache(network, prompt):
     torch.manual_seed(0)
     net = NETWORKS[network]()
@@ -62,7 +84,7 @@ def test_a_passage_is_the_same_with_and_without_the_cache(network, prompt):
     assert len(passages[0]) == 5 * BLOCK_SIZE
 
 
-@pytest.mark.parametrize("network", ["transformer", "gru"])
+@pytest.mark.parametrize("network", ["transformer", "transformer-every-option", "gru"])
 def test_words_are_the_same_with_and_without_the_cache(network):
     torch.manual_seed(0)
     net = NETWORKS[network]().eval()

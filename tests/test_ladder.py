@@ -57,7 +57,11 @@ def event_nll_by_whole_words(net: torch.nn.Module, words: list[str], vocabulary:
     return total / events
 
 
-@pytest.mark.parametrize("net_class", [Recurrent, Transformer], ids=["recurrent", "transformer"])
+@pytest.mark.parametrize(
+    "net_class",
+    [Recurrent, Transformer, partial(Transformer, position="rope")],
+    ids=["recurrent", "transformer", "transformer-rope"],
+)
 def test_sequence_models_score_the_same_events_as_whole_word_evaluation(net_class):
     words = ["emma", "olivia", "ava", "x", "isabella"]
     vocabulary = vocabulary_of_words(words)

@@ -1,39 +1,127 @@
-"""A small GPT (makemore.py's Transformer): causal self-attention blocks over the context."""
+"""A small GPT (makemore.py's Transformer): causal self-attention blocks over the context.
 
-from typing import Optional
+Each option of the speedrun's network (rotary positions, QK-norm, ReLU², zero-initialised projections and head)
+is off by default: the defaults are makemore.py's network, parameter for parameter and number for number.
+"""
+
+from typing import Literal, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from jsonargparse.typing import PositiveFloat
 
-from makemore.models.base import DropoutRate, PositiveInt, embed_from_word_start, sequence_loss, window_positions
+from makemore.models.base import (
+    DropoutRate,
+    PositiveInt,
+    embed_from_word_start,
+    sequence_loss,
+    window_positions,
+    word_start_aligned,
+)
+
+
+class Rotary(nn.Module):
+    """Rotary position embeddings (RoFormer, Su et al. 2021): each pair of a head's dimensions (i, i + hs/2) of a
+    query or key at position p turned by the angle p * base^(-2i/hs), so that a query-key product depends on
+    the two positions only through their distance.
+
+    Args:
+        head_size: dimensions per head (even).
+        block_size: positions the tables cover.
+        base: the wavelength base of the angles.
+    """
+
+    def __init__(self, head_size: int, block_size: int, base: float) -> None:
+        super().__init__()
+        half = head_size // 2
+        rates = base ** -(torch.arange(half, dtype=torch.float64) / half)  # (hs/2,)
+        angles = torch.outer(torch.arange(block_size, dtype=torch.float64), rates)  # (block_size, hs/2)
+        # Derived from the options, so not in the state_dict: checkpoints hold the same keys as without them.
+        self.register_buffer("cos", angles.cos().float(), persistent=False)
+        self.register_buffer("sin", angles.sin().float(), persistent=False)
+
+    def forward(self, z: torch.Tensor, start: int) -> torch.Tensor:
+        """z (b, nh, t, hs) at positions start, ..., start + t - 1, rotated."""
+        t = z.shape[2]
+        cos, sin = self.cos[start : start + t].to(z.dtype), self.sin[start : start + t].to(z.dtype)  # (t, hs/2)
+        z1, z2 = z.chunk(2, dim=-1)
+        return torch.cat([z1 * cos - z2 * sin, z1 * sin + z2 * cos], dim=-1)
+
+
+class ReLUSquared(nn.Module):
+    """relu(x)², the MLP's activation of the modded-nanogpt speedrun (So et al. 2021, "Primer")."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x).square()
+
+
+ACTIVATIONS = {"gelu": nn.GELU, "relu2": ReLUSquared}
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: x + attention(ln(x)), then x + mlp(ln(x))."""
+    """Pre-norm transformer block: x + attention(ln(x)), then x + mlp(ln(x)).
 
-    def __init__(self, n_embd: int, n_head: int, dropout: float) -> None:
+    Args:
+        n_embd: width of the residual stream.
+        n_head: attention heads.
+        dropout: dropout on attention and the block's outputs.
+        rotary: rotate queries and keys by their positions (None: positions come with the input).
+        qk_norm: RMSNorm (with a learned gain) of each head's queries and keys before their product.
+        activation: the MLP's nonlinearity, a key of ACTIVATIONS.
+        zero_init_proj: the attention's output projection and the MLP's second linear start at zero.
+    """
+
+    def __init__(
+        self,
+        n_embd: int,
+        n_head: int,
+        dropout: float,
+        rotary: Optional[Rotary] = None,
+        qk_norm: bool = False,
+        activation: str = "gelu",
+        zero_init_proj: bool = False,
+    ) -> None:
         super().__init__()
         self.n_head, self.dropout = n_head, dropout
         self.ln_1 = nn.LayerNorm(n_embd)
         self.qkv = nn.Linear(n_embd, 3 * n_embd)
         self.proj = nn.Linear(n_embd, n_embd)
         self.ln_2 = nn.LayerNorm(n_embd)
-        self.mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.GELU(), nn.Linear(4 * n_embd, n_embd))
+        self.mlp = nn.Sequential(
+            nn.Linear(n_embd, 4 * n_embd), ACTIVATIONS[activation](), nn.Linear(4 * n_embd, n_embd)
+        )
         self.drop = nn.Dropout(dropout)
+        self.rotary = rotary
+        # None when off: a network without them keeps its state_dict's keys.
+        self.q_norm = nn.RMSNorm(n_embd // n_head) if qk_norm else None
+        self.k_norm = nn.RMSNorm(n_embd // n_head) if qk_norm else None
+        if zero_init_proj:  # each block starts as the identity (drawn first, so the other weights stay the same)
+            for linear in (self.proj, self.mlp[2]):
+                nn.init.zeros_(linear.weight)
+                nn.init.zeros_(linear.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(x)[0]
 
     def decode(
-        self, x: torch.Tensor, past: Optional[tuple[torch.Tensor, torch.Tensor]] = None, last_only: bool = False
+        self,
+        x: torch.Tensor,
+        past: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+        last_only: bool = False,
+        start: int = 0,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """The block on x (b, t, c), the positions after those whose keys and values `past` holds (each (b, nh,
         t_past, hs), or None at the window's start); returns (x, (keys, values) of every position so far).
-        `last_only`: the output of the last position only, (b, 1, c) (every position's keys and values still)."""
+        `last_only`: the output of the last position only, (b, 1, c) (every position's keys and values still).
+        `start`: the position of x's first row (t_past), for rotary positions."""
         b, t, c = x.shape
         q, k, v = self.qkv(self.ln_1(x)).split(c, dim=2)
         q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))  # (b, nh, t, hs)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if self.rotary is not None:
+            q, k = self.rotary(q, start), self.rotary(k, start)
         mask, causal = None, past is None
         if last_only:  # one query, which sees every key
             q, x, t, causal = q[:, :, -1:], x[:, -1:], 1, False
@@ -52,15 +140,30 @@ class Transformer(nn.Module):
 
     Returns logits for every position, (b, t, vocab_size); with targets, the loss of every real prediction
     of the window (makemore.models.base.sequence_loss). Train it on whole words (data.train_on: words);
-    evaluation scores the last position, as for every model.
+    evaluation scores the last position, as for every model. The head is its own matrix (not tied to the token
+    embedding), as in makemore.py. What the options below bought on names and tiny shakespeare: docs/networks.md.
 
     Args:
         vocab_size: number of tokens, `.` included.
-        block_size: context length: positions with a learned embedding, the longest context it can take.
+        block_size: context length: the longest context it can take (the rows of the learned position table).
         n_layer: transformer blocks.
         n_head: attention heads per block (n_embd must divide by it).
         n_embd: width of the residual stream.
         dropout: dropout on the embeddings, attention and block outputs (0 disables it).
+        position: how the blocks know where a token is: `learned`, a learned table of block_size position
+            embeddings added to the token embeddings (makemore.py, GPT-2); `rope`, rotary position embeddings
+            (RoFormer): each block rotates its queries and keys by their positions, so attention depends on
+            distances, and no table is learned (n_embd / n_head must be even).
+        rope_base: with position `rope`, the base of the rotation's wavelengths (RoFormer's 10,000).
+        qk_norm: normalise each head's queries and keys (RMSNorm with a learned gain per dimension) before their
+            dot product, which bounds the attention logits at the start and keeps them from growing unchecked
+            at high learning rates (as the modded-nanogpt speedrun, OLMo 2 and Gemma 3 do).
+        activation: the MLP's nonlinearity: `gelu` (makemore.py, GPT-2) or `relu2`, relu(x)² (Primer; the
+            modded-nanogpt speedrun).
+        zero_init_proj: start each block's attention output projection and MLP's second linear at zero (weights
+            and biases), so each block starts as the identity and the residual stream as the embeddings.
+        zero_init_head: start the head (the logits' linear map) at zero: the first loss is exactly
+            ln(vocab_size), the uniform guess.
     """
 
     def __init__(
@@ -71,23 +174,53 @@ class Transformer(nn.Module):
         n_head: PositiveInt = 4,
         n_embd: PositiveInt = 64,
         dropout: DropoutRate = 0.0,
+        position: Literal["learned", "rope"] = "learned",
+        rope_base: PositiveFloat = 10000.0,
+        qk_norm: bool = False,
+        activation: Literal["gelu", "relu2"] = "gelu",
+        zero_init_proj: bool = False,
+        zero_init_head: bool = False,
     ) -> None:
         super().__init__()
         if n_embd % n_head:
             raise ValueError(f"Transformer: n_embd ({n_embd}) must be a multiple of n_head ({n_head})")
+        if position == "rope" and (n_embd // n_head) % 2:
+            raise ValueError(
+                f"Transformer: position rope turns pairs of a head's dimensions, but n_embd / n_head "
+                f"({n_embd} / {n_head}) is odd"
+            )
         self.block_size = block_size
         self.embedding = nn.Embedding(vocab_size, n_embd)
-        self.position = nn.Embedding(block_size, n_embd)
+        self.position = nn.Embedding(block_size, n_embd) if position == "learned" else None
         self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(Block(n_embd, n_head, dropout) for _ in range(n_layer))
+        self.blocks = nn.ModuleList(
+            Block(
+                n_embd,
+                n_head,
+                dropout,
+                Rotary(n_embd // n_head, block_size, rope_base) if position == "rope" else None,
+                qk_norm,
+                activation,
+                zero_init_proj,
+            )
+            for _ in range(n_layer)
+        )
         self.ln_f = nn.LayerNorm(n_embd)
         self.head = nn.Linear(n_embd, vocab_size, bias=False)
+        if zero_init_head:
+            nn.init.zeros_(self.head.weight)
 
     def forward(
         self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None
     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         t = idx.shape[1]
-        x, shift = embed_from_word_start(idx, self.embedding, self.position)  # (b, width, n_embd): width <= t
+        if self.position is None:  # rotary positions: the blocks rotate queries and keys, the input is the tokens
+            if t > self.block_size:
+                raise ValueError(f"a context of {t} positions, but the network's block_size is {self.block_size}")
+            aligned, shift = word_start_aligned(idx)
+            x = self.embedding(aligned)
+        else:
+            x, shift = embed_from_word_start(idx, self.embedding, self.position)  # (b, width, n_embd): width <= t
         x = self.drop(x)
         for block in self.blocks:
             x = block(x)
@@ -104,11 +237,12 @@ class KeyValueCache:
 
     Exact against the window the samplers and the metric read (the last block_size tokens, positions counted from
     the window's first: `embed_from_word_start`), as long as the window starts at the start token: each new token
-    takes the next position and attends to the cached keys. Once the text is longer than the window, the window
-    slides by a token a step and every token's position changes, and with it every key and value of every block
-    (learned absolute positions enter the first block's input, and each block's output depends on the window's
-    first token): no cached value stays right, so each step runs the whole window again, the last block and the head
-    on its last position only.
+    takes the next position and attends to the cached keys (rotated by their positions, with position `rope`).
+    Once the text is longer than the window, the window slides by a token a step and every token's position
+    changes; each block's output depends on the window's first token, which the slide drops, so every key and value
+    of every block but the first changes (and the first block's too with learned positions, which enter its input):
+    no cached value stays right, so each step runs the whole window again, the last block and the head on its last
+    position only.
 
     Args:
         net: the Transformer (in eval mode: the samplers' `eval_mode`).
@@ -131,12 +265,15 @@ class KeyValueCache:
         window = torch.cat([self.window, idx], 1)
         if window.shape[1] > self.block_size:  # the window slides: every position moves, nothing cached holds
             window, idx, start, self.past = window[:, -self.block_size :], window[:, -self.block_size :], 0, []
-        positions = torch.arange(start, window.shape[1], device=idx.device)
-        x = net.drop(net.embedding(idx) + net.position(positions))  # (b, t, n_embd)
+        x = net.embedding(idx)  # (b, t, n_embd)
+        if net.position is not None:
+            x = x + net.position(torch.arange(start, window.shape[1], device=idx.device))
+        x = net.drop(x)
         past = self.past or [None] * len(net.blocks)
         self.past = []
         for number, (block, kv) in enumerate(zip(net.blocks, past)):
-            x, kv = block.decode(x, kv, last_only=number == len(net.blocks) - 1)  # the head reads the last only
+            last_only = number == len(net.blocks) - 1  # the head reads the last position only
+            x, kv = block.decode(x, kv, last_only=last_only, start=start)
             self.past.append(kv)
         self.window = window
         return net.head(net.ln_f(x[:, -1]))  # (b, vocab_size)
