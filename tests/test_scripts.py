@@ -218,6 +218,15 @@ def test_ladder_speed_benchmark_compares_one_step_a_batch():
     assert header[2] == "one step a batch" and row[0] == "| bigram"
 
 
+def test_network_options_benchmark_prints_a_row_per_option_set():
+    options = ["position=rope", "qk_norm=true,activation=relu2"]
+    config = str(REPO / "configs" / "transformer.yaml")
+    out = run_benchmark("network_options", "--config", config, "--options", *options, "--steps", "3", "--repeats", "2")
+    rows = [line.split("|")[1:4] for line in out.splitlines() if line.startswith("| ") and "µs/step" not in line]
+    assert [row[0].strip() for row in rows] == ["(the config)", *options]
+    assert rows[0][2].strip() == "1.00" and all(float(row[1]) > 0 for row in rows)
+
+
 def test_diagnostics_overhead_benchmark_compares_both_sides():
     out = run_benchmark("diagnostics_overhead", "--steps", "200", "--every", "100", "--repeats", "1")
     rows = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ")]
