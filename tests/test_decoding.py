@@ -98,7 +98,7 @@ def test_words_are_the_same_with_and_without_the_cache(network):
 
 
 # The networks that read a text of any length (makemore.models.base.reads_streams).
-STREAMING = ["gru", "lstm", "rnn"]
+STREAMING = ["transformer-rope", "transformer-every-option", "gru", "lstm", "rnn"]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -110,7 +110,7 @@ def test_a_stream_decoder_gives_the_whole_texts_logits(network, dtype):
     net = NETWORKS[network]().to(dtype).eval()
     fast, whole, window = decoder(net, BLOCK_SIZE, stream=True), StreamDecoder(net), WindowDecoder(net, BLOCK_SIZE)
     assert not isinstance(fast, StreamDecoder)  # the network's own
-    idx = torch.tensor([VOCABULARY.encode("ROMEO:\n")] * 2, dtype=torch.long)
+    idx = torch.tensor([VOCABULARY.encode("ROMEO:\nBut soft")] * 2, dtype=torch.long)  # longer than the window
     tokens = torch.randint(1, len(VOCABULARY), (2, 3 * BLOCK_SIZE), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         for step in range(tokens.shape[1] + 1):

@@ -203,11 +203,18 @@ def test_sample_streams_what_the_window_read_at_every_step_draws(text_path, tmp_
     assert capsys.readouterr().out == "ROMEO:" + "".join(windowed) + "\n"
 
 
-def test_sample_stream_reads_the_whole_passage(text_path, tmp_path, run_cli, capsys):
-    """--stream: a recurrent network's state carries the whole passage (what its forward over all of it draws); a
-    network of fixed windows (the Transformer's learned positions) refuses it in one line."""
-    gru = ["--model.net", "makemore.models.Recurrent", "--model.net.cell", "gru", "--model.net.n_hidden", "16"]
-    cli = run_cli("fit", *text_args(text_path, tmp_path / "gru", max_steps=5), *gru)
+STREAMING_NETWORKS = {
+    "gru": ["--model.net", "makemore.models.Recurrent", "--model.net.cell", "gru", "--model.net.n_hidden", "16"],
+    "transformer-rope": ["--model.net.position", "rope"],
+}
+
+
+@pytest.mark.parametrize("network", STREAMING_NETWORKS)
+def test_sample_stream_reads_the_whole_passage(text_path, tmp_path, run_cli, capsys, network):
+    """--stream: a recurrent network's state carries the whole passage, a rotary Transformer attends in every block
+    to the block_size positions before (what the forward over all of it draws); a network of fixed windows (the
+    Transformer's learned positions) refuses it in one line."""
+    cli = run_cli("fit", *text_args(text_path, tmp_path / network, max_steps=5), *STREAMING_NETWORKS[network])
     last = str(Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt")
     capsys.readouterr()
     main(

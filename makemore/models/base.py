@@ -96,8 +96,8 @@ class StreamDecoder:
 def reads_streams(net: torch.nn.Module) -> bool:
     """Whether the network reads a text of any length, each position from what it has read before (a recurrent
     network; a Transformer with rotary positions, whose every block attends to the block_size positions before):
-    it has a `stream_decoder()`, the decoder of stream sampling."""
-    return callable(getattr(net, "stream_decoder", None))
+    its `reads_streams` is true, and its `stream_decoder()` is the decoder of stream sampling."""
+    return bool(getattr(net, "reads_streams", False))
 
 
 def decoder(net: torch.nn.Module, block_size: int, cache: bool = True, stream: bool = False) -> Decoder:

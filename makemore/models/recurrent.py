@@ -59,6 +59,8 @@ class Recurrent(nn.Module):
         """Sampling's decoder (makemore.models.base.Decoder): the states of the windows still to be read."""
         return OpenWindows(self, block_size)
 
+    reads_streams = True  # a text of any length: makemore.models.base.reads_streams
+
     def stream_decoder(self) -> "CarriedState":
         """Stream sampling's decoder: the state carried over the whole text, one recurrent step a token."""
         return CarriedState(self)

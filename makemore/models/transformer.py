@@ -34,17 +34,27 @@ class Rotary(nn.Module):
 
     def __init__(self, head_size: int, block_size: int, base: float) -> None:
         super().__init__()
-        half = head_size // 2
-        rates = base ** -(torch.arange(half, dtype=torch.float64) / half)  # (hs/2,)
-        angles = torch.outer(torch.arange(block_size, dtype=torch.float64), rates)  # (block_size, hs/2)
+        self.half, self.base = head_size // 2, base
+        angles = self.angles(0, block_size)  # (block_size, hs/2)
         # Derived from the options, so not in the state_dict: checkpoints hold the same keys as without them.
         self.register_buffer("cos", angles.cos().float(), persistent=False)
         self.register_buffer("sin", angles.sin().float(), persistent=False)
 
+    def angles(self, start: int, t: int) -> torch.Tensor:
+        """The angles (t, hs/2) of positions start, ..., start + t - 1, in float64."""
+        rates = self.base ** -(torch.arange(self.half, dtype=torch.float64) / self.half)  # (hs/2,)
+        return torch.outer(torch.arange(start, start + t, dtype=torch.float64), rates)
+
     def forward(self, z: torch.Tensor, start: int) -> torch.Tensor:
-        """z (b, nh, t, hs) at positions start, ..., start + t - 1, rotated."""
+        """z (b, nh, t, hs) at positions start, ..., start + t - 1, rotated (past the table, as a stream reads them:
+        the angles of those positions computed as the table's are)."""
         t = z.shape[2]
-        cos, sin = self.cos[start : start + t].to(z.dtype), self.sin[start : start + t].to(z.dtype)  # (t, hs/2)
+        if start + t <= len(self.cos):
+            cos, sin = self.cos[start : start + t], self.sin[start : start + t]  # (t, hs/2)
+        else:
+            angles = self.angles(start, t).to(z.device)
+            cos, sin = angles.cos().float(), angles.sin().float()
+        cos, sin = cos.to(z.dtype), sin.to(z.dtype)
         z1, z2 = z.chunk(2, dim=-1)
         return torch.cat([z1 * cos - z2 * sin, z1 * sin + z2 * cos], dim=-1)
 
@@ -59,6 +69,21 @@ class ReLUSquared(nn.Module):
 ACTIVATIONS = {"gelu": nn.GELU, "relu2": ReLUSquared}
 
 
+def attention_mask(
+    queries: int, keys: int, window: Optional[int], device: torch.device
+) -> tuple[Optional[torch.Tensor], bool]:
+    """(mask, is_causal) for scaled_dot_product_attention: `queries` consecutive positions, the last of which is the
+    last of `keys`, each seeing the keys up to its own, the `window` latest only (None: all of them)."""
+    band = window is not None and keys > window
+    if queries == keys and not band:
+        return None, True
+    if queries == 1 and not band:  # one query, which sees every key
+        return None, False
+    offset = keys - queries  # query i is position offset + i
+    mask = torch.ones(queries, keys, dtype=torch.bool, device=device).tril(offset)
+    return (mask.triu(offset - window + 1) if band else mask), False
+
+
 class Block(nn.Module):
     """Pre-norm transformer block: x + attention(ln(x)), then x + mlp(ln(x)).
 
@@ -70,6 +95,8 @@ class Block(nn.Module):
         qk_norm: RMSNorm (with a learned gain) of each head's queries and keys before their product.
         activation: the MLP's nonlinearity, a key of ACTIVATIONS.
         zero_init_proj: the attention's output projection and the MLP's second linear start at zero.
+        window: each position attends to this many positions at most, its own and those just before (a stream's
+            band; None: every position before it).
     """
 
     def __init__(
@@ -81,9 +108,10 @@ class Block(nn.Module):
         qk_norm: bool = False,
         activation: str = "gelu",
         zero_init_proj: bool = False,
+        window: Optional[int] = None,
     ) -> None:
         super().__init__()
-        self.n_head, self.dropout = n_head, dropout
+        self.n_head, self.dropout, self.window = n_head, dropout, window
         self.ln_1 = nn.LayerNorm(n_embd)
         self.qkv = nn.Linear(n_embd, 3 * n_embd)
         self.proj = nn.Linear(n_embd, n_embd)
@@ -122,13 +150,11 @@ class Block(nn.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         if self.rotary is not None:
             q, k = self.rotary(q, start), self.rotary(k, start)
-        mask, causal = None, past is None
-        if last_only:  # one query, which sees every key
-            q, x, t, causal = q[:, :, -1:], x[:, -1:], 1, False
+        if last_only:
+            q, x, t = q[:, :, -1:], x[:, -1:], 1
         if past is not None:
             k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)  # (b, nh, t_past + t, hs)
-            if t > 1:  # query i is position t_past + i: it sees every key up to its own
-                mask = torch.ones(t, k.shape[2], dtype=torch.bool, device=x.device).tril(k.shape[2] - t)
+        mask, causal = attention_mask(t, k.shape[2], self.window, x.device)
         dropout = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, mask, dropout, is_causal=causal)  # (b, nh, t, hs)
         x = x + self.drop(self.proj(y.transpose(1, 2).reshape(b, t, c)))
@@ -202,6 +228,7 @@ class Transformer(nn.Module):
                 qk_norm,
                 activation,
                 zero_init_proj,
+                block_size if position == "rope" else None,
             )
             for _ in range(n_layer)
         )
@@ -215,8 +242,7 @@ class Transformer(nn.Module):
     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         t = idx.shape[1]
         if self.position is None:  # rotary positions: the blocks rotate queries and keys, the input is the tokens
-            if t > self.block_size:
-                raise ValueError(f"a context of {t} positions, but the network's block_size is {self.block_size}")
+            # (longer than block_size: a stream, each position attending to the block_size positions up to its own)
             aligned, shift = word_start_aligned(idx)
             x = self.embedding(aligned)
         else:
@@ -230,6 +256,16 @@ class Transformer(nn.Module):
     def decoder(self, block_size: int) -> "KeyValueCache":
         """Sampling's decoder (makemore.models.base.Decoder): the window's keys and values, one position a step."""
         return KeyValueCache(self, block_size)
+
+    @property
+    def reads_streams(self) -> bool:
+        """With rotary positions, a text of any length (makemore.models.base.reads_streams): each block attends to
+        the block_size positions up to each position's own, wherever it lies."""
+        return self.position is None
+
+    def stream_decoder(self) -> "StreamCache":
+        """Stream sampling's decoder: each block's keys and values of its last block_size positions."""
+        return StreamCache(self)
 
 
 class KeyValueCache:
@@ -276,4 +312,41 @@ class KeyValueCache:
             x, kv = block.decode(x, kv, last_only=last_only, start=start)
             self.past.append(kv)
         self.window = window
+        return net.head(net.ln_f(x[:, -1]))  # (b, vocab_size)
+
+
+class StreamCache:
+    """The Transformer's stream decoder (rotary positions): each block's keys and values of the positions the next
+    one attends to, so that a step runs the new tokens only, however long the text.
+
+    Every position p attends, in every block, to positions p - block_size + 1, ..., p (the band of the network's
+    forward over a text longer than block_size); its queries and keys are rotated by p itself, and attention depends
+    on distances only, so a key computed when its token was new stays right: no window slides, each step runs one
+    token through the network. Equal, to float rounding, to the network's forward over everything fed so far
+    (makemore.models.base.StreamDecoder). The tokens that fell out of every block's band still count through the
+    blocks below: a block's value at p holds what the block below read up to block_size positions before p.
+
+    Args:
+        net: the Transformer, with position rope (in eval mode: the samplers' `eval_mode`).
+    """
+
+    def __init__(self, net: Transformer) -> None:
+        if not net.reads_streams:
+            raise ValueError("a stream needs rotary positions (position rope): learned ones end at block_size")
+        self.net, self.fed = net, 0  # tokens fed so far, the start token included
+        self.past: list[tuple[torch.Tensor, torch.Tensor]] = []  # per block: the last block_size - 1 keys, values
+
+    def feed(self, idx: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        if not self.fed:  # the start token, position 0
+            idx = torch.cat([idx.new_zeros(len(idx), 1), idx], 1)
+        x = net.drop(net.embedding(idx))
+        past = self.past or [None] * len(net.blocks)
+        self.past = []
+        keep = net.block_size - 1  # the next position attends to these and to itself
+        for number, (block, kv) in enumerate(zip(net.blocks, past)):
+            last_only = number == len(net.blocks) - 1  # the head reads the last position only
+            x, (k, v) = block.decode(x, kv, last_only=last_only, start=self.fed)
+            self.past.append((k[:, :, -keep:], v[:, :, -keep:]) if keep else (k[:, :, :0], v[:, :, :0]))
+        self.fed += idx.shape[1]
         return net.head(net.ln_f(x[:, -1]))  # (b, vocab_size)
