@@ -28,6 +28,7 @@ HEAD:makemore.py > /tmp/makemore.py`)
 import argparse
 import importlib.util
 import json
+import shlex
 import statistics
 import subprocess
 import sys
@@ -35,22 +36,23 @@ import tempfile
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from benchmarks.common import ROOT, machine_facts
 from makemore.checkpoint import named_checkpoint, network_of, read_checkpoint
+from makemore.models.base import reads_streams
 from makemore.sampling import generate, generate_text
 from makemore.text import Vocabulary
 
 PROMPT = "ROMEO:"
 
 
-def train_briefly(config: str, steps: int, root: Path) -> str:
-    """A checkpoint of `config`'s network after `steps` SGD steps (its last.ckpt)."""
-    command = [sys.executable, "-m", "makemore", "fit", "--config", config, "--trainer.max_steps", str(steps)]
+def train_briefly(config: str, steps: int, root: Path, options: Sequence[str] = ()) -> str:
+    """A checkpoint of `config`'s network (with fit's `options`) after `steps` SGD steps (its last.ckpt)."""
+    command = [sys.executable, "-m", "makemore", "fit", "--config", config, *options, "--trainer.max_steps", str(steps)]
     command += ["--data.val_every_n_steps", str(steps), "--trainer.default_root_dir", str(root)]
     command += ["--trainer.enable_progress_bar", "false"]
     subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
@@ -93,11 +95,15 @@ def text_sides(path: str, chars: int, nanogpt: Optional[Path]) -> dict[str, Call
     net, vocabulary, block_size, sizes = loaded(path)
     prompt = torch.tensor([vocabulary.encode(PROMPT)])
 
-    def passage(cache: bool) -> Callable[[], str]:
+    def passage(cache: bool, stream: bool = False) -> Callable[[], str]:
         generator = torch.Generator().manual_seed(0)
-        return lambda: "".join(generate_text(net, vocabulary, block_size, PROMPT, chars, generator, cache=cache))
+        return lambda: "".join(
+            generate_text(net, vocabulary, block_size, PROMPT, chars, generator, cache=cache, stream=stream)
+        )
 
     sides = {"makemore cached": passage(True), "makemore window": passage(False)}
+    if reads_streams(net):  # --stream: the whole passage so far, one token a step
+        sides = {"makemore stream": passage(True, stream=True), **sides}
     if nanogpt is None:
         sides["plain loop"] = lambda: torch.no_grad()(plain_loop)(net, prompt, chars, block_size)
         return sides
@@ -159,12 +165,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="rounds, every side once each")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--train_steps", type=int, default=20, help="SGD steps of a checkpoint trained here")
+    parser.add_argument(
+        "--text_options",
+        default="",
+        help="fit options of the text checkpoint trained here, as one string: --text_options='--model.net.position"
+        " rope' (a network that streams: its --stream side is timed too, and the rates are given against it)",
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="generation-speed-") as tmp:
         text_ckpt = args.text_ckpt or train_briefly(
-            "configs/shakespeare/gpt_cpu.yaml", args.train_steps, Path(tmp, "t")
+            "configs/shakespeare/gpt_cpu.yaml", args.train_steps, Path(tmp, "t"), shlex.split(args.text_options)
         )
         names_ckpt = args.names_ckpt or train_briefly("configs/transformer.yaml", args.train_steps, Path(tmp, "n"))
         results = {
@@ -175,10 +187,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(results["machine"])
     for kind, unit in (("text", "characters"), ("names", "names")):
         sides = results[kind]
-        cached = sides["makemore cached"]["per_second"]
+        cached = sides[next(iter(sides))]["per_second"]  # the fastest of makemore's: the stream where there is one
         print(f"{kind} ({unit} a second, median of {args.rounds} rounds):")
         for name, side in sides.items():
-            print(f"  {name:16s} {side['per_second']:9.0f}   cached / this: {cached / side['per_second']:.2f}x")
+            print(
+                f"  {name:16s} {side['per_second']:9.0f}   {next(iter(sides))} / this: {cached / side['per_second']:.2f}x"
+            )
     if args.out:
         args.out.write_text(json.dumps(results, indent=1) + "\n")
     return 0

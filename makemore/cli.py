@@ -198,26 +198,26 @@ def sample_passages(
     top_k: Optional[int],
     stream: bool = False,
 ) -> list[str]:
-    """Print `count` passages of a text's model, each the prompt and its continuation, streamed as drawn; blank lines
-    between them."""
-    from makemore.sampling import generate_text
+    """Print `count` passages of a text's model, each the prompt and its continuation, drawn as one batch (the first
+    printed as it is drawn); blank lines between them."""
+    from makemore.sampling import generate_passages
 
-    passages = []
-    for number in range(count):
-        try:  # the sampling options, checked before any draw
-            chars = generate_text(
-                net, vocabulary, block_size, prompt, max_new_chars, generator, temperature, top_k, stream=stream
-            )
-        except ValueError as err:
-            raise ConfigError(f"--{err}") from None
-        if number:
-            print("\n")
-        print(prompt, end="", flush=True)
-        drawn = []
-        for char in chars:
-            print(char, end="", flush=True)
-            drawn.append(char)
-        passages.append(prompt + "".join(drawn))
+    try:  # the sampling options, checked before any draw
+        columns = generate_passages(
+            net, vocabulary, block_size, prompt, max_new_chars, count, generator, temperature, top_k, stream=stream
+        )
+    except ValueError as err:
+        raise ConfigError(f"--{err}") from None
+    print(prompt, end="", flush=True)
+    drawn: list[list[str]] = [[] for _ in range(count)]
+    for chars in columns:  # drawn as one batch: the first passage is printed as it is drawn, the others after it
+        print(chars[0], end="", flush=True)
+        for passage, char in zip(drawn, chars):
+            passage.append(char)
+    passages = [prompt + "".join(passage) for passage in drawn]
+    for passage in passages[1:]:
+        print("\n")
+        print(passage, end="")
     print()
     return passages
 

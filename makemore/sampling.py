@@ -178,7 +178,29 @@ def generate_text(
     cache: bool = True,
     stream: bool = False,
 ) -> Iterator[str]:
-    """Continue `prompt` with max_new_chars characters of a text, yielding each as it is drawn (in eval mode).
+    """Continue `prompt` with max_new_chars characters of a text, yielding each as it is drawn (in eval mode): one
+    passage of `generate_passages`."""
+    passages = generate_passages(
+        net, vocabulary, block_size, prompt, max_new_chars, 1, generator, temperature, top_k, cache, stream
+    )
+    return (chars[0] for chars in passages)
+
+
+def generate_passages(
+    net: nn.Module,
+    vocabulary: Vocabulary,
+    block_size: int,
+    prompt: str,
+    max_new_chars: int,
+    count: int = 1,
+    generator: Optional[torch.Generator] = None,
+    temperature: float = 1.0,
+    top_k: Optional[int] = None,
+    cache: bool = True,
+    stream: bool = False,
+) -> Iterator[list[str]]:
+    """Continue `prompt` in `count` passages at once (one batch), max_new_chars characters each, yielding the
+    passages' next characters (a list of `count`) as they are drawn (in eval mode).
 
     The network sees the last block_size characters (a longer prompt is cropped to them; before the text starts,
     the start token); with `stream`, the whole text so far (a network that reads any length:
@@ -190,29 +212,29 @@ def generate_text(
     check_prefix(vocabulary, prompt, "prompt")
     context = decoder(net, block_size, cache, stream)  # ValueError for stream of a network of fixed windows
     ids = vocabulary.encode(prompt)
-    return _text(
-        net, vocabulary, ids if stream else ids[-block_size:], max_new_chars, generator, temperature, top_k, context
-    )
+    ids = ids if stream else ids[-block_size:]
+    return _passages(net, vocabulary, ids, max_new_chars, count, generator, temperature, top_k, context)
 
 
 @torch.no_grad()
-def _text(
+def _passages(
     net: nn.Module,
     vocabulary: Vocabulary,
     ids: list[int],
     max_new_chars: int,
+    count: int,
     generator: Optional[torch.Generator],
     temperature: float,
     top_k: Optional[int],
     context: Decoder,
-) -> Iterator[str]:
-    prompt_ids = torch.tensor([ids], dtype=torch.long, device=next(net.parameters()).device)
+) -> Iterator[list[str]]:
+    prompt_ids = torch.tensor([ids] * count, dtype=torch.long, device=next(net.parameters()).device)
     with eval_mode(net):
         logits = context.feed(prompt_ids)
         for step in range(max_new_chars):
             logits[:, 0] = float("-inf")  # the start token is not a character of the text
-            ix = draw(logits, generator, temperature, top_k)
-            yield vocabulary.itos[int(ix)]
+            ix = draw(logits, generator, temperature, top_k)  # (count, 1)
+            yield [vocabulary.itos[i] for i in ix.squeeze(1).tolist()]
             if step < max_new_chars - 1:
                 logits = context.feed(ix)
 

@@ -7,7 +7,7 @@ import torch
 from makemore.formats.text import vocabulary_of_text
 from makemore.models import Recurrent, Transformer
 from makemore.models.base import StreamDecoder, WindowDecoder, decoder
-from makemore.sampling import generate, generate_text
+from makemore.sampling import generate, generate_passages, generate_text
 
 BLOCK_SIZE = 8
 VOCABULARY = vocabulary_of_text("ROMEO:\nBut soft, what light through yonder window breaks?")
@@ -121,26 +121,29 @@ def test_a_stream_decoder_gives_the_whole_texts_logits(network, dtype):
     assert not torch.allclose(windowed, expected)  # the stream remembers what left the window
 
 
+@pytest.mark.parametrize("stream", [True, False])
 @pytest.mark.parametrize("network", STREAMING)
-def test_a_streamed_passage_is_the_same_with_and_without_the_cache(network):
+def test_passages_drawn_at_once_are_the_same_with_and_without_the_cache(network, stream):
     torch.manual_seed(0)
     net = NETWORKS[network]()
-    passages = [
-        "".join(
-            generate_text(
+    drawn = [
+        list(
+            generate_passages(
                 net,
                 VOCABULARY,
                 BLOCK_SIZE,
                 "ROMEO:",
                 4 * BLOCK_SIZE,
+                3,
                 torch.Generator().manual_seed(7),
                 cache=c,
-                stream=True,
+                stream=stream,
             )
         )
         for c in (True, False)
     ]
-    assert passages[0] == passages[1]
+    assert drawn[0] == drawn[1]
+    assert len({"".join(passage) for passage in zip(*drawn[0])}) == 3
 
 
 def test_a_network_of_fixed_windows_does_not_stream():

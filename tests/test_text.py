@@ -18,7 +18,7 @@ from makemore.formats import default_path
 from makemore.formats.text import TEXT_START, EvalWindows, read_text, vocabulary_of_text
 from makemore.formats.words import vocabulary_of_words, word_examples
 from makemore.models import MLP, Transformer, eval_mode
-from makemore.sampling import generate_text
+from makemore.sampling import generate_passages, generate_text
 from makemore.text import Examples, Vocabulary
 from tests.conftest import cli_error, small_run_args
 
@@ -201,6 +201,25 @@ def test_sample_streams_what_the_window_read_at_every_step_draws(text_path, tmp_
         network_of(checkpoint, last), vocabulary, 16, "ROMEO:", 60, torch.Generator().manual_seed(5), cache=False
     )
     assert capsys.readouterr().out == "ROMEO:" + "".join(windowed) + "\n"
+
+
+def test_sample_draws_passages_as_one_batch(text_path, tmp_path, run_cli, capsys):
+    """--num_samples N of a text's checkpoint: N passages drawn at once (what the window read again for each row of
+    the batch draws), printed with a blank line between them, the first as it is drawn."""
+    cli = run_cli("fit", *text_args(text_path, tmp_path, max_steps=5))
+    last = str(Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt")
+    capsys.readouterr()
+    main(
+        ["sample", "--ckpt_path", last, "--prompt", "RO", "--max_new_chars", "30", "--num_samples", "3", "--seed", "2"]
+    )
+    checkpoint = read_checkpoint(last)
+    vocabulary = Vocabulary(checkpoint["hyper_parameters"]["vocab"])
+    columns = generate_passages(
+        network_of(checkpoint, last), vocabulary, 16, "RO", 30, 3, torch.Generator().manual_seed(2), cache=False
+    )
+    passages = ["RO" + "".join(chars) for chars in zip(*columns)]
+    assert capsys.readouterr().out == "\n\n".join(passages) + "\n"
+    assert len(set(passages)) == 3
 
 
 STREAMING_NETWORKS = {

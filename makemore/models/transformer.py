@@ -46,15 +46,12 @@ class Rotary(nn.Module):
         return torch.outer(torch.arange(start, start + t, dtype=torch.float64), rates)
 
     def forward(self, z: torch.Tensor, start: int) -> torch.Tensor:
-        """z (b, nh, t, hs) at positions start, ..., start + t - 1, rotated (past the table, as a stream reads them:
-        the angles of those positions computed as the table's are)."""
+        """z (b, nh, t, hs) at positions start, ..., start + t - 1, rotated."""
         t = z.shape[2]
-        if start + t <= len(self.cos):
-            cos, sin = self.cos[start : start + t], self.sin[start : start + t]  # (t, hs/2)
-        else:
-            angles = self.angles(start, t).to(z.device)
-            cos, sin = angles.cos().float(), angles.sin().float()
-        cos, sin = cos.to(z.dtype), sin.to(z.dtype)
+        if start + t > len(self.cos):  # a stream past the table: the table grows, doubling (the same values)
+            angles = self.angles(0, max(start + t, 2 * len(self.cos))).to(self.cos.device)
+            self.cos, self.sin = angles.cos().float().to(self.cos.dtype), angles.sin().float().to(self.sin.dtype)
+        cos, sin = self.cos[start : start + t].to(z.dtype), self.sin[start : start + t].to(z.dtype)  # (t, hs/2)
         z1, z2 = z.chunk(2, dim=-1)
         return torch.cat([z1 * cos - z2 * sin, z1 * sin + z2 * cos], dim=-1)
 
