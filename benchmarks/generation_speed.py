@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from benchmarks.common import ROOT, machine_facts
 from makemore.checkpoint import named_checkpoint, network_of, read_checkpoint
 from makemore.models.base import reads_streams
-from makemore.sampling import generate, generate_text
+from makemore.sampling import generate, generate_passages, generate_text
 from makemore.text import Vocabulary
 
 PROMPT = "ROMEO:"
@@ -91,7 +91,7 @@ def timed(draw: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def text_sides(path: str, chars: int, nanogpt: Optional[Path]) -> dict[str, Callable[[], object]]:
+def text_sides(path: str, chars: int, nanogpt: Optional[Path], passages: int) -> dict[str, Callable[[], object]]:
     net, vocabulary, block_size, sizes = loaded(path)
     prompt = torch.tensor([vocabulary.encode(PROMPT)])
 
@@ -104,6 +104,17 @@ def text_sides(path: str, chars: int, nanogpt: Optional[Path]) -> dict[str, Call
     sides = {"makemore cached": passage(True), "makemore window": passage(False)}
     if reads_streams(net):  # --stream: the whole passage so far, one token a step
         sides = {"makemore stream": passage(True, stream=True), **sides}
+    if passages > 1:  # `makemore sample --num_samples N`: N passages as one batch, timed per character of one
+
+        def batch() -> None:
+            generator = torch.Generator().manual_seed(0)
+            columns = generate_passages(
+                net, vocabulary, block_size, PROMPT, chars, passages, generator, stream=reads_streams(net)
+            )
+            for _ in columns:
+                pass
+
+        sides = {f"makemore {passages} at once": lambda: batch(), **sides}
     if nanogpt is None:
         sides["plain loop"] = lambda: torch.no_grad()(plain_loop)(net, prompt, chars, block_size)
         return sides
@@ -141,8 +152,9 @@ def names_sides(path: str, names: int, makemore_py: Optional[Path]) -> dict[str,
     return sides
 
 
-def rounds(sides: dict[str, Callable[[], object]], count: int, amount: int) -> dict[str, dict]:
-    """Each side once a round, in turn; per side the median rate (amount a second) and every round's."""
+def rounds(sides: dict[str, Callable[[], object]], count: int, amount: int, batch: int = 1) -> dict[str, dict]:
+    """Each side once a round, in turn; per side the median rate (amount a second, `batch` times that for a side
+    named "... at once") and every round's."""
     seconds = {name: [] for name in sides}
     for draw in sides.values():  # warm-up, not timed
         draw()
@@ -150,7 +162,8 @@ def rounds(sides: dict[str, Callable[[], object]], count: int, amount: int) -> d
         for name, draw in sides.items():
             seconds[name].append(timed(draw))
     return {
-        name: {"per_second": amount / statistics.median(times), "seconds": times} for name, times in seconds.items()
+        name: {"per_second": amount * (batch if "at once" in name else 1) / statistics.median(times), "seconds": times}
+        for name, times in seconds.items()
     }
 
 
@@ -162,6 +175,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--makemore_py", type=Path, help="makemore.py; without it, the plain loop")
     parser.add_argument("--chars", type=int, default=500, help="characters a passage (makemore sample's default)")
     parser.add_argument("--names", type=int, default=100, help="names drawn at once")
+    parser.add_argument(
+        "--passages",
+        type=int,
+        default=1,
+        help="also time `makemore sample --num_samples N`'s N passages drawn as one batch (characters of all of them"
+        " a second; nanoGPT's sample.py draws its num_samples one after another, at its one-passage rate)",
+    )
     parser.add_argument("--rounds", type=int, default=5, help="rounds, every side once each")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--train_steps", type=int, default=20, help="SGD steps of a checkpoint trained here")
@@ -181,7 +201,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         names_ckpt = args.names_ckpt or train_briefly("configs/transformer.yaml", args.train_steps, Path(tmp, "n"))
         results = {
             "machine": machine_facts(args.threads),
-            "text": rounds(text_sides(text_ckpt, args.chars, args.nanogpt), args.rounds, args.chars),
+            "text": rounds(
+                text_sides(text_ckpt, args.chars, args.nanogpt, args.passages), args.rounds, args.chars, args.passages
+            ),
             "names": rounds(names_sides(names_ckpt, args.names, args.makemore_py), args.rounds, args.names),
         }
     print(results["machine"])
