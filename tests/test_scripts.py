@@ -302,3 +302,20 @@ def test_speedrun_times_each_target_and_says_what_was_not_reached(tmp_path):
     assert report.startswith("# Speedrun\n\nwhat was tried\n<!-- speedrun -->\n") and report.endswith("-->\nwhy\n")
     assert "an old table" not in report  # the generated part replaced, the text around it kept
     assert out.with_suffix(".png").stat().st_size > 0  # the val curves
+
+
+def test_stream_quality_scores_the_val_split_both_ways(tmp_path, run_cli):
+    text = tmp_path / "text.txt"
+    text.write_text("ROMEO:\nBut soft, what light through yonder window breaks?\n" * 20, encoding="utf-8")
+    args = ["--data.path", str(text), "--data.format", "text", "--data.block_size", "8", "--data.batch_size", "4"]
+    args += ["--model.net", "makemore.models.Transformer", "--model.net.n_layer", "2", "--model.net.n_embd", "16"]
+    args += ["--model.net.position", "rope", "--trainer.max_steps", "5", "--trainer.default_root_dir", str(tmp_path)]
+    cli = run_cli("fit", *args, "--trainer.enable_progress_bar", "false")
+    best = cli.trainer.checkpoint_callback.best_model_path
+    scores = []
+    for chunk in ("7", "1000"):  # a chunk reads the characters before it that its first position reaches: exact
+        out = run_benchmark("stream_quality", "--ckpt_path", best, "--chunk", chunk)
+        scores.append([float(line.split()[-1]) for line in out.splitlines()[1:3]])
+    assert scores[0] == scores[1]
+    window = scores[0][0]
+    assert window == pytest.approx(cli.trainer.checkpoint_callback.best_model_score.item(), abs=1e-4)  # val_loss
