@@ -168,7 +168,9 @@ class Transformer(nn.Module):
 
     Args:
         vocab_size: number of tokens, `.` included.
-        block_size: context length: the longest context it can take (the rows of the learned position table).
+        block_size: context length: with learned positions the longest context it can take (the rows of the
+            position table); with rope, how many positions each block attends to (a longer text is read as a
+            stream, each position attending to the block_size up to its own).
         n_layer: transformer blocks.
         n_head: attention heads per block (n_embd must divide by it).
         n_embd: width of the residual stream.
