@@ -218,12 +218,14 @@ class Transformer(nn.Module):
         self.embedding = nn.Embedding(vocab_size, n_embd)
         self.position = nn.Embedding(block_size, n_embd) if position == "learned" else None
         self.drop = nn.Dropout(dropout)
+        # one table of angles for every block (and one to grow, for a stream)
+        rotary = Rotary(n_embd // n_head, block_size, rope_base) if position == "rope" else None
         self.blocks = nn.ModuleList(
             Block(
                 n_embd,
                 n_head,
                 dropout,
-                Rotary(n_embd // n_head, block_size, rope_base) if position == "rope" else None,
+                rotary,
                 qk_norm,
                 activation,
                 zero_init_proj,
@@ -251,6 +253,24 @@ class Transformer(nn.Module):
             x = block(x)
         logits = window_positions(self.head(self.ln_f(x)), shift, t)  # (b, t, vocab_size)
         return logits, None if targets is None else sequence_loss(logits, idx, targets)
+
+    def decode(
+        self,
+        x: torch.Tensor,
+        past: list[tuple[torch.Tensor, torch.Tensor]],
+        start: int,
+        keep: Optional[int] = None,
+    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """The blocks and the head on x (b, t, n_embd), the embedded tokens at positions start, ...; `past`: each
+        block's keys and values of the positions before (empty at the start). Returns the logits of the last position
+        (b, vocab_size) and each block's keys and values, the last `keep` of them when given (the decoders' step)."""
+        past = past or [None] * len(self.blocks)
+        kept = []
+        for number, (block, kv) in enumerate(zip(self.blocks, past)):
+            last_only = number == len(self.blocks) - 1  # the head reads the last position only
+            x, (k, v) = block.decode(x, kv, last_only=last_only, start=start)
+            kept.append((k, v) if keep is None else (k[:, :, k.shape[2] - keep :], v[:, :, v.shape[2] - keep :]))
+        return self.head(self.ln_f(x[:, -1])), kept
 
     def decoder(self, block_size: int) -> "KeyValueCache":
         """Sampling's decoder (makemore.models.base.Decoder): the window's keys and values, one position a step."""
@@ -303,15 +323,9 @@ class KeyValueCache:
         x = net.embedding(idx)  # (b, t, n_embd)
         if net.position is not None:
             x = x + net.position(torch.arange(start, window.shape[1], device=idx.device))
-        x = net.drop(x)
-        past = self.past or [None] * len(net.blocks)
-        self.past = []
-        for number, (block, kv) in enumerate(zip(net.blocks, past)):
-            last_only = number == len(net.blocks) - 1  # the head reads the last position only
-            x, kv = block.decode(x, kv, last_only=last_only, start=start)
-            self.past.append(kv)
+        logits, self.past = net.decode(net.drop(x), self.past, start)
         self.window = window
-        return net.head(net.ln_f(x[:, -1]))  # (b, vocab_size)
+        return logits
 
 
 class StreamCache:
@@ -339,13 +353,7 @@ class StreamCache:
         net = self.net
         if not self.fed:  # the start token, position 0
             idx = torch.cat([idx.new_zeros(len(idx), 1), idx], 1)
-        x = net.drop(net.embedding(idx))
-        past = self.past or [None] * len(net.blocks)
-        self.past = []
-        keep = net.block_size - 1  # the next position attends to these and to itself
-        for number, (block, kv) in enumerate(zip(net.blocks, past)):
-            last_only = number == len(net.blocks) - 1  # the head reads the last position only
-            x, (k, v) = block.decode(x, kv, last_only=last_only, start=self.fed)
-            self.past.append((k[:, :, -keep:], v[:, :, -keep:]) if keep else (k[:, :, :0], v[:, :, :0]))
+        # the next position attends to the last block_size - 1 and to itself
+        logits, self.past = net.decode(net.drop(net.embedding(idx)), self.past, self.fed, keep=net.block_size - 1)
         self.fed += idx.shape[1]
-        return net.head(net.ln_f(x[:, -1]))  # (b, vocab_size)
+        return logits
