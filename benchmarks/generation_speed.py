@@ -48,6 +48,8 @@ from makemore.sampling import generate, generate_passages, generate_text
 from makemore.text import Vocabulary
 
 PROMPT = "ROMEO:"
+# A side of the comparison: what it draws, and how many characters (or names) one draw is.
+Side = tuple[Callable[[], object], int]
 
 
 def train_briefly(config: str, steps: int, root: Path, options: Sequence[str] = ()) -> str:
@@ -91,7 +93,7 @@ def timed(draw: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def text_sides(path: str, chars: int, nanogpt: Optional[Path], passages: int) -> dict[str, Callable[[], object]]:
+def text_sides(path: str, chars: int, nanogpt: Optional[Path], passages: int) -> dict[str, Side]:
     net, vocabulary, block_size, sizes = loaded(path)
     prompt = torch.tensor([vocabulary.encode(PROMPT)])
 
@@ -101,10 +103,10 @@ def text_sides(path: str, chars: int, nanogpt: Optional[Path], passages: int) ->
             generate_text(net, vocabulary, block_size, PROMPT, chars, generator, cache=cache, stream=stream)
         )
 
-    sides = {"makemore cached": passage(True), "makemore window": passage(False)}
+    sides = {"makemore cached": (passage(True), chars), "makemore window": (passage(False), chars)}
     if reads_streams(net):  # --stream: the whole passage so far, one token a step
-        sides = {"makemore stream": passage(True, stream=True), **sides}
-    if passages > 1:  # `makemore sample --num_samples N`: N passages as one batch, timed per character of one
+        sides = {"makemore stream": (passage(True, stream=True), chars), **sides}
+    if passages > 1:  # `makemore sample --num_samples N`: N passages as one batch, the characters of all counted
 
         def batch() -> None:
             generator = torch.Generator().manual_seed(0)
@@ -114,16 +116,16 @@ def text_sides(path: str, chars: int, nanogpt: Optional[Path], passages: int) ->
             for _ in columns:
                 pass
 
-        sides = {f"makemore {passages} at once": lambda: batch(), **sides}
+        sides = {f"makemore {passages} at once": (batch, passages * chars), **sides}
     if nanogpt is None:
-        sides["plain loop"] = lambda: torch.no_grad()(plain_loop)(net, prompt, chars, block_size)
+        sides["plain loop"] = (lambda: torch.no_grad()(plain_loop)(net, prompt, chars, block_size), chars)
         return sides
     model = module_from(nanogpt / "model.py", "nanogpt_model")
     config = model.GPTConfig(
         block_size=block_size, vocab_size=len(vocabulary) - 1, dropout=0.0, bias=True, **sizes_of(sizes)
     )
     gpt = model.GPT(config).eval()
-    sides["nanoGPT"] = lambda: torch.no_grad()(gpt.generate)(prompt - 1, chars)  # nanoGPT's ids: no start token
+    sides["nanoGPT"] = (lambda: torch.no_grad()(gpt.generate)(prompt - 1, chars), chars)  # its ids: no start token
     return sides
 
 
@@ -131,38 +133,40 @@ def sizes_of(init_args: dict) -> dict:
     return {name: init_args[name] for name in ("n_layer", "n_head", "n_embd")}
 
 
-def names_sides(path: str, names: int, makemore_py: Optional[Path]) -> dict[str, Callable[[], object]]:
+def names_sides(path: str, names: int, makemore_py: Optional[Path]) -> dict[str, Side]:
     net, vocabulary, block_size, sizes = loaded(path)
 
     def words(cache: bool) -> Callable[[], torch.Tensor]:
         generator = torch.Generator().manual_seed(0)
         return lambda: generate(net, block_size, names, block_size, generator, cache=cache)
 
-    sides = {"makemore cached": words(True), "makemore window": words(False)}
+    sides = {"makemore cached": (words(True), names), "makemore window": (words(False), names)}
     start = torch.zeros(names, 1, dtype=torch.long)
     if makemore_py is None:
-        sides["plain loop"] = lambda: torch.no_grad()(plain_loop)(net, start, block_size - 1, block_size)
+        sides["plain loop"] = (lambda: torch.no_grad()(plain_loop)(net, start, block_size - 1, block_size), names)
         return sides
     module = module_from(makemore_py, "makemore_py")
     config = module.ModelConfig(
         block_size=block_size, vocab_size=len(vocabulary), n_embd2=sizes["n_embd"], **sizes_of(sizes)
     )
     model = module.Transformer(config).eval()
-    sides["makemore.py"] = lambda: torch.no_grad()(module.generate)(model, start, block_size - 1, do_sample=True)
+    sides["makemore.py"] = (
+        lambda: torch.no_grad()(module.generate)(model, start, block_size - 1, do_sample=True),
+        names,
+    )
     return sides
 
 
-def rounds(sides: dict[str, Callable[[], object]], count: int, amount: int, batch: int = 1) -> dict[str, dict]:
-    """Each side once a round, in turn; per side the median rate (amount a second, `batch` times that for a side
-    named "... at once") and every round's."""
+def rounds(sides: dict[str, Side], count: int) -> dict[str, dict]:
+    """Each side once a round, in turn; per side the median rate (its amount a second) and every round's."""
     seconds = {name: [] for name in sides}
-    for draw in sides.values():  # warm-up, not timed
+    for draw, _ in sides.values():  # warm-up, not timed
         draw()
     for _ in range(count):
-        for name, draw in sides.items():
+        for name, (draw, _) in sides.items():
             seconds[name].append(timed(draw))
     return {
-        name: {"per_second": amount * (batch if "at once" in name else 1) / statistics.median(times), "seconds": times}
+        name: {"per_second": sides[name][1] / statistics.median(times), "seconds": times}
         for name, times in seconds.items()
     }
 
@@ -201,10 +205,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         names_ckpt = args.names_ckpt or train_briefly("configs/transformer.yaml", args.train_steps, Path(tmp, "n"))
         results = {
             "machine": machine_facts(args.threads),
-            "text": rounds(
-                text_sides(text_ckpt, args.chars, args.nanogpt, args.passages), args.rounds, args.chars, args.passages
-            ),
-            "names": rounds(names_sides(names_ckpt, args.names, args.makemore_py), args.rounds, args.names),
+            "text": rounds(text_sides(text_ckpt, args.chars, args.nanogpt, args.passages), args.rounds),
+            "names": rounds(names_sides(names_ckpt, args.names, args.makemore_py), args.rounds),
         }
     print(results["machine"])
     for kind, unit in (("text", "characters"), ("names", "names")):

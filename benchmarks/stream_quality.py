@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from makemore.checkpoint import read_checkpoint
+from makemore.models import Transformer
 from makemore.models.base import eval_mode, reads_streams
 from makemore.module import load_checkpoint
 from makemore.runs import datamodule_for, split_loss
@@ -29,14 +30,13 @@ from makemore.runs import datamodule_for, split_loss
 def stream_nll(net: torch.nn.Module, ids: torch.Tensor, chunk: int) -> float:
     """The mean NLL of ids (N,) read as one stream after the start token, each from every id before it."""
     full = torch.cat([ids.new_zeros(1), ids]).long().unsqueeze(0)  # (1, N + 1): position i predicts id i + 1
-    blocks = getattr(net, "blocks", None)
-    # how far back the first position of a chunk reaches: a Transformer's every block the block_size - 1 before
-    reach = None if blocks is None else len(blocks) * (net.block_size - 1)
-    total, n = 0.0, full.shape[1] - 1
+    n = full.shape[1] - 1
     with eval_mode(net), torch.no_grad():
-        if reach is None:  # a recurrent network: its state carries the whole split
+        if not isinstance(net, Transformer):  # a recurrent network: its state carries the whole split
             logits, _ = net(full[:, :-1])
             return F.cross_entropy(logits[0], full[0, 1:], reduction="mean").item()
+        # how far back the first position of a chunk reaches: every block the block_size - 1 positions before
+        reach, total = len(net.blocks) * (net.block_size - 1), 0.0
         for start in range(0, n, chunk):
             end = min(start + chunk, n)
             logits, _ = net(full[:, max(0, start - reach) : end])
