@@ -102,15 +102,16 @@ STREAMING = ["transformer-rope", "transformer-every-option", "gru", "lstm", "rnn
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("prompt", PROMPTS)
 @pytest.mark.parametrize("network", STREAMING)
-def test_a_stream_decoder_gives_the_whole_texts_logits(network, dtype):
+def test_a_stream_decoder_gives_the_whole_texts_logits(network, prompt, dtype):
     """Stream sampling reads everything drawn so far: the network's own stream decoder gives what its forward over the
     whole text gives, also long after the window would have slid (where the window's logits differ)."""
     torch.manual_seed(0)
     net = NETWORKS[network]().to(dtype).eval()
     fast, whole, window = decoder(net, BLOCK_SIZE, stream=True), StreamDecoder(net), WindowDecoder(net, BLOCK_SIZE)
     assert not isinstance(fast, StreamDecoder)  # the network's own
-    idx = torch.tensor([VOCABULARY.encode("ROMEO:\nBut soft")] * 2, dtype=torch.long)  # longer than the window
+    idx = torch.tensor([VOCABULARY.encode(prompt)] * 2, dtype=torch.long)  # from none to longer than the window
     tokens = torch.randint(1, len(VOCABULARY), (2, 3 * BLOCK_SIZE), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         for step in range(tokens.shape[1] + 1):

@@ -269,7 +269,8 @@ class Transformer(nn.Module):
         for number, (block, kv) in enumerate(zip(self.blocks, past)):
             last_only = number == len(self.blocks) - 1  # the head reads the last position only
             x, (k, v) = block.decode(x, kv, last_only=last_only, start=start)
-            kept.append((k, v) if keep is None else (k[:, :, k.shape[2] - keep :], v[:, :, v.shape[2] - keep :]))
+            first = 0 if keep is None else max(0, k.shape[2] - keep)  # (a slice from -keep would keep all for 0)
+            kept.append((k[:, :, first:], v[:, :, first:]))
         return self.head(self.ln_f(x[:, -1])), kept
 
     def decoder(self, block_size: int) -> "KeyValueCache":
