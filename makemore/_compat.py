@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.tuner import lr_finder as _lr_finder
 
@@ -32,6 +32,15 @@ def every_n_train_steps(checkpoint: ModelCheckpoint) -> int:
 def progress_bar_leave(bar: TQDMProgressBar) -> bool:
     """TQDMProgressBar's `leave` argument, to build makemore's step-counting bar with the user's settings."""
     return bar._leave
+
+
+def learning_rates(monitor: LearningRateMonitor, trainer: L.Trainer, interval: str) -> dict[str, float]:
+    """What a LearningRateMonitor logs at a batch start, under its names (LearningRateMonitor._extract_stats): the
+    rates (and momenta, weight decays when asked) of the optimizers whose scheduler steps per `interval` ("step",
+    "epoch" or "any") and of those without one. makemore logs them at SGD steps (makemore.steps.StepLearningRateMonitor);
+    Lightning's naming of optimizers and parameter groups has no public function.
+    """
+    return monitor._extract_stats(trainer, interval)
 
 
 def count_optimizer_step(optimizer: LightningOptimizer, step) -> None:

@@ -37,6 +37,8 @@ SAME = "unchanged"
 REFUSED = "refused"
 
 BATCH_HOOKS = ("on_train_batch_start", "on_train_batch_end")
+# Lightning's callbacks that makemore.steps.step_callbacks replaces by its own, which count SGD steps
+REPLACED = ("TQDMProgressBar", "LearningRateMonitor")
 _EPOCHS = "acts at epoch ends (an epoch is data.val_every_n_steps SGD steps)"
 
 # Lightning's callbacks (lightning.pytorch.callbacks.__all__), by class name; a subclass takes its first listed base's.
@@ -67,7 +69,11 @@ CALLBACKS: dict[str, tuple[str, str]] = {
         "sweeps one SGD step per batch before training; makemore.lr_finder.FindLearningRate adds makemore's"
         " suggestion and plot",
     ),
-    "LearningRateMonitor": (BATCH, "reads the learning rate at every batch"),
+    "LearningRateMonitor": (
+        STEP,
+        "replaced by makemore.steps.StepLearningRateMonitor: the same values and names, read every log_every_n_steps"
+        " SGD steps and at epoch starts; a subclass of one's own reads them at every batch (its hooks decide)",
+    ),
     "ModelCheckpoint": (STEP, "every_n_train_steps counts SGD steps (batches end on its multiples)"),
     "ModelPruning": (SAME, _EPOCHS),
     "ModelSummary": (SAME, "prints the network once"),
@@ -178,10 +184,8 @@ def callback_verdict(callback: L.Callback) -> tuple[str, str]:
     for klass in type(callback).__mro__:
         if getattr(lightning_callbacks, klass.__name__, None) is not klass or klass.__name__ not in CALLBACKS:
             continue
-        # only the stock progress bar is replaced by makemore's: a bar of one's own is decided by its hooks
-        if CALLBACKS[klass.__name__][0] != HOOKS and (
-            klass is not lightning_callbacks.TQDMProgressBar or type(callback) is klass
-        ):
+        # only the stock bar and learning-rate monitor are replaced by makemore's: a subclass is decided by its hooks
+        if CALLBACKS[klass.__name__][0] != HOOKS and (klass.__name__ not in REPLACED or type(callback) is klass):
             verdict, why = CALLBACKS[klass.__name__]
         break
     own = type(callback).__module__.split(".")[0] == "makemore" or hasattr(callback, "aligned_steps")

@@ -162,16 +162,23 @@ class ParameterGroups(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for inner in self.optimizers:
-            rates = [group["lr"] for group in inner.param_groups]
-            for group in inner.param_groups:
-                group["lr"] = group["lr"] * group["lr_scale"]
-            try:
+        with self.group_rates():
+            for inner in self.optimizers:
                 inner.step()
-            finally:  # the shared rate back, exactly as the schedule left it
-                for group, rate in zip(inner.param_groups, rates):
-                    group["lr"] = rate
         return loss
+
+    @contextmanager
+    def group_rates(self) -> Iterator[None]:
+        """Within it, each group's "lr" is the rate its optimizer steps at, lr_scale x the shared rate (what `step`
+        applies and what a learning-rate monitor logs); after it, the shared rate, exactly as the schedule left it."""
+        rates = [group["lr"] for group in self.param_groups]
+        for group in self.param_groups:
+            group["lr"] = group["lr"] * group["lr_scale"]
+        try:
+            yield
+        finally:
+            for group, rate in zip(self.param_groups, rates):
+                group["lr"] = rate
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load what `state_dict` saved (every group's settings and every parameter's state), into this optimizer

@@ -16,8 +16,9 @@ log_every_n_steps, every_n_train_steps, a callback's `aligned_steps`). What
 Lightning would count in batches instead (an integer `val_check_interval`, `limit_train_batches`) and what it
 applies only in automatic optimisation (`gradient_clip_val`, `accumulate_grad_batches`: here
 `model.gradient_clip_val` and `data.accumulate_grad_batches`) is refused in one line naming the replacement
-(makemore.lightning_features). A callback that acts on every batch (a learning-rate monitor, one of one's own)
-makes the fit take one SGD step per batch, so that it sees every step, and says so.
+(makemore.lightning_features). A callback that acts on every batch (ThroughputMonitor, one of one's own)
+makes the fit take one SGD step per batch, so that it sees every step, and says so; Lightning's progress bar and
+learning-rate monitor are replaced by ones that count SGD steps (`step_callbacks`).
 
 What it costs a user. A length with few divisors (a prime number of steps, max_steps included) makes batches small
 and training slower, and so does a callback that acts on every batch. A resumed run keeps the batch size it was
@@ -28,11 +29,12 @@ for the lecture's settings).
 
 import math
 import sys
+from contextlib import ExitStack
 from typing import Any, Callable, Iterator, Optional
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
 from lightning.pytorch.plugins.precision import Precision
 from lightning.pytorch.strategies import SingleDeviceStrategy
 from lightning.pytorch.utilities import rank_zero_info
@@ -42,6 +44,7 @@ from tqdm import tqdm
 from makemore import _compat
 from makemore.errors import ConfigError, DivergedError
 from makemore.lightning_features import batch_readers, refuse_unsupported
+from makemore.optimizers import ParameterGroups
 from makemore.text import Examples
 
 # splitmix64 (Steele, Lea and Flood 2014): a counter-based generator, so any draw can be computed alone.
@@ -239,9 +242,40 @@ class StepProgressBar(TQDMProgressBar):
             bar.refresh()
 
 
+class StepLearningRateMonitor(LearningRateMonitor):
+    """Lightning's LearningRateMonitor, reading the rates at SGD steps: the same values under the same names (and the
+    momenta and weight decays when asked), every trainer.log_every_n_steps SGD steps and at the fit's last, beside
+    train_loss (batches end there), and at each epoch's start (`data.val_every_n_steps` steps), each logged at that
+    SGD step. The stock one reads them at every batch start, at Lightning's count of batches."""
+
+    def on_train_batch_start(self, *args: Any, **kwargs: Any) -> None:
+        pass  # read at batch ends instead, which fall on log_every_n_steps
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        step = trainer.global_step
+        if self.logging_interval != "epoch" and (step % trainer.log_every_n_steps == 0 or step == trainer.max_steps):
+            self._log(trainer, "step" if self.logging_interval is None else "any")
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        if self.logging_interval != "step":
+            self._log(trainer, "epoch" if self.logging_interval is None else "any")
+
+    def _log(self, trainer: L.Trainer, interval: str) -> None:
+        with ExitStack() as each_groups_own:  # a recipe's groups at the rates they step at (lr_scale x the shared one)
+            for optimizer in trainer.optimizers:
+                if isinstance(optimizer, ParameterGroups):
+                    each_groups_own.enter_context(optimizer.group_rates())
+            rates = _compat.learning_rates(self, trainer, interval)
+        if rates:
+            for logger in trainer.loggers:
+                logger.log_metrics(rates, step=trainer.global_step)
+
+
 def step_callbacks(module: L.LightningModule) -> list[L.Callback]:
-    """The callbacks a LightningModule that trains many SGD steps per batch adds in `configure_callbacks`: the
-    progress bar in SGD steps in place of the stock one (a user's own bar is left alone).
+    """The callbacks a LightningModule that trains many SGD steps per batch adds in `configure_callbacks`, each in
+    place of Lightning's stock one (Lightning replaces a trainer's callbacks of the class it subclasses): the progress
+    bar in SGD steps and the learning-rate monitor reading at SGD steps, with the user's settings. A subclass of one's
+    own is left alone (makemore.lightning_features: its hooks decide).
 
     Called before Lightning checks the trainer's configuration: a fit with a callback or option that cannot work
     per SGD step stops here, in one line.
@@ -250,9 +284,15 @@ def step_callbacks(module: L.LightningModule) -> list[L.Callback]:
     if trainer.state.fn == "fit":
         refuse_unsupported(trainer)
     bar = trainer.progress_bar_callback
-    if type(bar) is not TQDMProgressBar:
-        return []
-    return [StepProgressBar(refresh_rate=bar.refresh_rate, leave=_compat.progress_bar_leave(bar))]
+    own = []
+    if type(bar) is TQDMProgressBar:
+        own.append(StepProgressBar(refresh_rate=bar.refresh_rate, leave=_compat.progress_bar_leave(bar)))
+    own += [
+        StepLearningRateMonitor(monitor.logging_interval, monitor.log_momentum, monitor.log_weight_decay)
+        for monitor in trainer.callbacks
+        if type(monitor) is LearningRateMonitor
+    ]
+    return own
 
 
 def settle_implementation(optimizer: torch.optim.Optimizer) -> None:

@@ -35,6 +35,33 @@ def test_progress_bar_leave():
     assert _compat.progress_bar_leave(TQDMProgressBar(leave=True)) is True
 
 
+def test_learning_rate_monitor_stats(tmp_path):
+    """LearningRateMonitor._extract_stats: the values, under Lightning's names, that makemore logs at SGD steps."""
+    from lightning.pytorch.callbacks import LearningRateMonitor
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    assert callable(getattr(LearningRateMonitor, "_extract_stats", None)), "LearningRateMonitor._extract_stats"
+
+    class Module(BoringModel):
+        def configure_optimizers(self):
+            return torch.optim.AdamW(self.parameters(), lr=0.25, betas=(0.5, 0.9))
+
+    class Monitor(LearningRateMonitor):
+        def on_train_batch_end(self, trainer, *args):
+            self.seen = _compat.learning_rates(self, trainer, "step")
+
+    monitor = Monitor(log_momentum=True)
+    trainer = L.Trainer(
+        callbacks=[monitor],
+        max_steps=1,
+        default_root_dir=tmp_path,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+    )
+    trainer.fit(Module())
+    assert monitor.seen == {"lr-AdamW": 0.25, "lr-AdamW-momentum": 0.5}
+
+
 def test_lightning_optimizer_step_hooks():
     """LightningOptimizer._on_before_step / _on_after_step: how a manual optimizer step is counted."""
     optimizer = LightningOptimizer(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1))

@@ -15,6 +15,7 @@ import lightning as L
 import pytest
 import torch
 from conftest import cli_error, small_run_args
+from lightning.pytorch.callbacks import LearningRateMonitor
 from torch.utils.data import TensorDataset
 
 from makemore import lightning_features
@@ -362,17 +363,55 @@ def test_weight_averaging_averages_the_weights_of_every_sgd_step(averaging, word
         assert torch.equal(checkpoint["current_model_state"]["net." + key], w)
 
 
+class RateMonitor(LearningRateMonitor):
+    """A learning-rate monitor of one's own: Lightning's hooks, which read the rates at every batch."""
+
+
 def test_a_callback_acting_per_batch_is_said_once(words_path, tmp_path, caplog, run_cli):
     cli = run_cli(
-        "fit", *small_run_args(words_path, tmp_path, max_steps=20), "--trainer.callbacks+=LearningRateMonitor"
+        "fit",
+        *small_run_args(words_path, tmp_path, max_steps=20),
+        "--trainer.callbacks+=test_lightning_features.RateMonitor",
     )
-    said = "makemore: LearningRateMonitor act(s) on every Lightning batch: this fit takes one SGD step per batch"
+    said = "makemore: RateMonitor act(s) on every Lightning batch: this fit takes one SGD step per batch"
     assert [record.getMessage() for record in caplog.records].count(
         said + " (slower for small models; see docs/performance.md)"
     ) == 1
     # as Lightning logs it with one optimizer step per batch: every log_every_n_steps (10), at its count of the
     # batches before this one
     assert [step for step, _ in scalars(cli.trainer.log_dir, "lr-SGD")] == [9, 19]
+
+
+def test_the_learning_rate_monitor_reads_at_sgd_steps_what_lightnings_reads_at_batches(
+    words_path, tmp_path, caplog, run_cli
+):
+    """Lightning's own LearningRateMonitor keeps the fast batches: at every log_every_n_steps SGD steps it logs, under
+    the same names, the values Lightning's logs at that step when it reads them at every batch (one step a batch)."""
+    options = [
+        *CASES["cosine schedule"],
+        *CASES["adamw"],
+        "--trainer.callbacks.log_momentum",
+        "true",
+    ]
+    per_batch = run_cli(
+        "fit",
+        *small_run_args(words_path, tmp_path / "per_batch", max_steps=21, trainer__log_every_n_steps="1"),
+        "--trainer.callbacks+=test_lightning_features.RateMonitor",
+        *options,
+    )
+    caplog.clear()
+    stock = run_cli(
+        "fit",
+        *small_run_args(words_path, tmp_path / "stock", max_steps=20),
+        "--trainer.callbacks+=LearningRateMonitor",
+        *options,
+    )
+    assert not [record for record in caplog.records if "one SGD step per batch" in record.getMessage()]
+    for tag in ("lr-AdamW", "lr-AdamW-momentum"):
+        every_step = dict(scalars(per_batch.trainer.log_dir, tag))
+        assert len(every_step) == 21
+        assert scalars(stock.trainer.log_dir, tag) == [(10, every_step[10]), (20, every_step[20])]
+    assert scalars(stock.trainer.log_dir, "lr-AdamW") == scalars(stock.trainer.log_dir, "lr")  # makemore's own
 
 
 @pytest.mark.parametrize(
@@ -435,4 +474,4 @@ def test_the_table_lists_every_lightning_callback_and_trainer_option_and_is_the_
         lightning_features.REFUSED,
     }
     assert re.search(r"\| `EMAWeightAveraging` \| per SGD step \|", docs)
-    assert re.search(r"\| `LearningRateMonitor` \| one step a batch \|", docs)
+    assert re.search(r"\| `LearningRateMonitor` \| per SGD step \|", docs)

@@ -8,6 +8,7 @@ import torch
 import yaml
 from conftest import cli_error, small_run_args
 
+from makemore.api import scalars
 from makemore.checkpoint import read_checkpoint
 from makemore.diagnostics import Diagnostics
 from makemore.errors import CheckpointError
@@ -71,6 +72,17 @@ def test_a_schedule_moves_every_groups_rate_and_lr_scale_multiplies_it(words_pat
     rates = [group["lr"] for group in cli.trainer.optimizers[0].param_groups]
     assert rates == pytest.approx([0.005, 0.005])  # model.learning_rate 0.01, halved by the end, in both groups
     assert [group["lr_scale"] for group in cli.trainer.optimizers[0].param_groups] == [10.0, 1.0]
+
+
+def test_a_learning_rate_monitor_logs_each_groups_own_rate(words_path, tmp_path, run_cli):
+    """Lightning's LearningRateMonitor logs the rate each group steps at: lr_scale x the shared rate (makemore's lr)."""
+    config = recipe_config(tmp_path, [MATRICES, REST])
+    cli = fit(run_cli, words_path, tmp_path, config, 20, "--trainer.callbacks+=LearningRateMonitor")
+    shared = scalars(cli.trainer.log_dir, "lr")
+    assert [step for step, _ in shared] == [10, 20]
+    assert scalars(cli.trainer.log_dir, "lr-ParameterGroups/pg1") == [(s, pytest.approx(10 * r)) for s, r in shared]
+    assert scalars(cli.trainer.log_dir, "lr-ParameterGroups/pg2") == shared
+    assert [group["lr"] for group in cli.trainer.optimizers[0].param_groups] == [0.01, 0.01]  # the shared rate again
 
 
 def test_a_groups_rate_is_lr_scale_times_model_learning_rate(words_path, tmp_path, run_cli):
