@@ -35,25 +35,35 @@ class Rotary(nn.Module):
     def __init__(self, head_size: int, block_size: int, base: float) -> None:
         super().__init__()
         self.half, self.base = head_size // 2, base
-        angles = self.angles(0, block_size)  # (block_size, hs/2)
         # Derived from the options, so not in the state_dict: checkpoints hold the same keys as without them.
-        self.register_buffer("cos", angles.cos().float(), persistent=False)
-        self.register_buffer("sin", angles.sin().float(), persistent=False)
+        self.register_buffer("cos", torch.empty(0), persistent=False)
+        self.register_buffer("sin", torch.empty(0), persistent=False)
+        self.tables(block_size, torch.device("cpu"))
 
-    def angles(self, start: int, t: int) -> torch.Tensor:
-        """The angles (t, hs/2) of positions start, ..., start + t - 1, in float64."""
+    def tables(self, positions: int, device: torch.device) -> None:
+        """The tables (positions, hs) by which `rotate` turns a row at each position: cos of each pair's angle in both
+        of its dimensions, and sin with the sign of each half's term."""
         rates = self.base ** -(torch.arange(self.half, dtype=torch.float64) / self.half)  # (hs/2,)
-        return torch.outer(torch.arange(start, start + t, dtype=torch.float64), rates)
+        angles = torch.outer(torch.arange(positions, dtype=torch.float64), rates)  # (positions, hs/2)
+        cos, sin = angles.cos().float().to(device), angles.sin().float().to(device)
+        dtype = self.cos.dtype if self.cos.numel() else torch.float32  # as the module was cast
+        self.cos, self.sin = torch.cat([cos, cos], -1).to(dtype), torch.cat([-sin, sin], -1).to(dtype)
+
+    def at(self, start: int, t: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tables' rows (t, hs) of positions start, ..., start + t - 1, in `dtype`: what `rotate` takes."""
+        if start + t > len(self.cos):  # a stream past the table: the table grows, doubling (the same values)
+            self.tables(max(start + t, 2 * len(self.cos)), self.cos.device)
+        return self.cos[start : start + t].to(dtype), self.sin[start : start + t].to(dtype)
+
+    @staticmethod
+    def rotate(z: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """z (b, nh, t, hs) turned by the rows `at` gave for its positions: (z1 cos - z2 sin, z2 cos + z1 sin) for
+        its halves z1, z2, in four operations (rolling by half a head swaps the halves)."""
+        return z * cos + z.roll(z.shape[-1] // 2, dims=-1) * sin
 
     def forward(self, z: torch.Tensor, start: int) -> torch.Tensor:
         """z (b, nh, t, hs) at positions start, ..., start + t - 1, rotated."""
-        t = z.shape[2]
-        if start + t > len(self.cos):  # a stream past the table: the table grows, doubling (the same values)
-            angles = self.angles(0, max(start + t, 2 * len(self.cos))).to(self.cos.device)
-            self.cos, self.sin = angles.cos().float().to(self.cos.dtype), angles.sin().float().to(self.sin.dtype)
-        cos, sin = self.cos[start : start + t].to(z.dtype), self.sin[start : start + t].to(z.dtype)  # (t, hs/2)
-        z1, z2 = z.chunk(2, dim=-1)
-        return torch.cat([z1 * cos - z2 * sin, z1 * sin + z2 * cos], dim=-1)
+        return self.rotate(z, *self.at(start, z.shape[2], z.dtype))
 
 
 class ReLUSquared(nn.Module):
@@ -127,26 +137,27 @@ class Block(nn.Module):
                 nn.init.zeros_(linear.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(x)[0]
+        turn = None if self.rotary is None else self.rotary.at(0, x.shape[1], x.dtype)
+        return self.decode(x, turn=turn)[0]
 
     def decode(
         self,
         x: torch.Tensor,
         past: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
         last_only: bool = False,
-        start: int = 0,
+        turn: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """The block on x (b, t, c), the positions after those whose keys and values `past` holds (each (b, nh,
         t_past, hs), or None at the window's start); returns (x, (keys, values) of every position so far).
         `last_only`: the output of the last position only, (b, 1, c) (every position's keys and values still).
-        `start`: the position of x's first row (t_past), for rotary positions."""
+        `turn`: with rotary positions, the rows of Rotary.at for x's positions (one lookup for every block)."""
         b, t, c = x.shape
         q, k, v = self.qkv(self.ln_1(x)).split(c, dim=2)
         q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))  # (b, nh, t, hs)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        if self.rotary is not None:
-            q, k = self.rotary(q, start), self.rotary(k, start)
+        if turn is not None:
+            q, k = Rotary.rotate(q, *turn), Rotary.rotate(k, *turn)
         if last_only:
             q, x, t = q[:, :, -1:], x[:, -1:], 1
         if past is not None:
@@ -265,10 +276,12 @@ class Transformer(nn.Module):
         block's keys and values of the positions before (empty at the start). Returns the logits of the last position
         (b, vocab_size) and each block's keys and values, the last `keep` of them when given (the decoders' step)."""
         past = past or [None] * len(self.blocks)
+        rotary = self.blocks[0].rotary
+        turn = None if rotary is None else rotary.at(start, x.shape[1], x.dtype)
         kept = []
         for number, (block, kv) in enumerate(zip(self.blocks, past)):
             last_only = number == len(self.blocks) - 1  # the head reads the last position only
-            x, (k, v) = block.decode(x, kv, last_only=last_only, start=start)
+            x, (k, v) = block.decode(x, kv, last_only, turn)
             first = 0 if keep is None else max(0, k.shape[2] - keep)  # (a slice from -keep would keep all for 0)
             kept.append((k[:, :, first:], v[:, :, first:]))
         return self.head(self.ln_f(x[:, -1])), kept
