@@ -18,8 +18,8 @@ For each config, in one process, the sides interleaved (A B A B ...), same threa
 `--against one` compares makemore's fit with its batches (up to data.max_steps_per_batch SGD steps each) with the
 same fit at `--data.max_steps_per_batch 1`: one SGD step per Lightning batch, what a callback that acts on every
 batch costs (makemore/lightning_features.py). `--against max_time` and `--against ema` compare it with the fit under
-`--trainer.max_time` or EMAWeightAveraging, which keep the large batches (makemore checks the clock and updates the
-average between SGD steps).
+`--trainer.max_time`, EMAWeightAveraging or LearningRateMonitor, which keep the large batches (makemore checks the
+clock, updates the average and reads the rates between SGD steps).
 
     nice python -m benchmarks.ladder_speed                    # every ladder config, 2,000 steps, 3 repeats
     python -m benchmarks.ladder_speed --models mlp wavenet --steps 300 --repeats 1
@@ -45,6 +45,7 @@ AGAINST = {
     "one": (("--data.max_steps_per_batch", "1"), "one step a batch"),
     "max_time": (("--trainer.max_time", "00:01:00:00"), "with max_time"),  # an hour: it never stops these fits
     "ema": (("--trainer.callbacks+=EMAWeightAveraging",), "with EMA"),
+    "lr_monitor": (("--trainer.callbacks+=LearningRateMonitor",), "with LearningRateMonitor"),
 }
 
 
@@ -160,7 +161,8 @@ def main() -> None:
         "--against",
         choices=["plain", *AGAINST],
         default="plain",
-        help="the other side: the plain loop (default), or makemore's fit with one step a batch, max_time or EMA",
+        help="the other side: the plain loop (default), or makemore's fit with one step a batch, max_time, EMA or"
+        " LearningRateMonitor",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
