@@ -1,13 +1,12 @@
 """`makemore search`: a hyperparameter search with Optuna over any option of the CLI, the space in YAML.
 
 Each trial is a normal `fit` of the base config with the trial's options on top, in its own run folder under --root.
-Optuna's stock pieces do the work: an RDBStorage with heartbeats (a trial whose process died is run again with its
-settings: RetryHeartbeatStaleTrialCallback), `create_study(load_if_exists=True)` (the same command again continues
-the study; several processes share it), TPESampler, MedianPruner, MaxTrialsCallback, optimize's timeout and
-optuna-integration's Lightning pruning callback (reporting at the SGD step here: `PruneAtSGDStep`). makemore's own:
-the space file (`read_space`; its format is in docs/usage.md), a trial as a makemore fit (`fit_trial`), the report,
-and one study however many commands run it: `--trials N` counts the study's finished trials (`claim`), trial N's
-draws depend only on the seed, N and the trials before it (`TrialSeededSampler`), a --root holds one study.
+Optuna's stock pieces do the searching: an RDBStorage with heartbeats (a trial whose process died is run again with
+its settings: RetryHeartbeatStaleTrialCallback), `create_study(load_if_exists=True)` (the same command again continues
+the study; several processes share it), TPESampler or, for a space the trials cover, BruteForceSampler, MedianPruner,
+MaxTrialsCallback (`--trials` counts the study's finished trials) and optimize's timeout. makemore's own: the space
+file (`read_space`; its format is in docs/usage.md), a trial as a fit pruned at its SGD step (`fit_trial`), each
+trial's sampler seeded by --seed and the trial's number, one study a --root, and the report.
 """
 
 import contextlib
@@ -15,7 +14,6 @@ import difflib
 import functools
 import hashlib
 import inspect
-import itertools
 import json
 import math
 import os
@@ -24,10 +22,9 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import lightning as L
-import numpy as np
 import optuna
 import sqlalchemy
 import sqlalchemy.exc
@@ -36,7 +33,6 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
-from optuna_integration import PyTorchLightningPruningCallback
 
 from makemore.checkpoint import read_checkpoint
 from makemore.errors import ConfigError, MakemoreError
@@ -46,18 +42,16 @@ HEARTBEAT_INTERVAL = 5  # seconds between a running trial's heartbeats in the st
 GRACE_PERIOD = 30  # seconds without a heartbeat after which a running trial's process is taken for dead
 MAX_RETRY = 2  # times a trial whose process died is run again with its settings before it stays failed
 MAX_FAILURES = 3  # trials failing one after another that stop the search (the base config or the space is wrong)
-MAX_GRID = 100_000  # settings of a space of finitely many up to which no two trials share one while others are left
 POLL_SECONDS = 1  # how often the reporting command looks whether other processes' trials have ended
 STUDY_RECORD = "study.json"  # in --root: the one study whose trial folders, best.yaml and report the folder holds
 OPTUNA_TABLES = {"studies", "trials", "version_info"}  # tables every Optuna study database has
 TABLES_NAMED = 5  # tables of another database an error names
 PLOT_DPI = 100  # the resolution of history.png and importances.png
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-PLACED = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)  # the trials that hold a place among the study's N
 
 
 def say(line: str) -> None:
-    """Print `line` to stderr as the search's own: a trial started, ended, failed, not run, waited for."""
+    """Print `line` to stderr as the search's own: a trial started, ended, failed, waited for."""
     print(f"makemore search: {line}", file=sys.stderr, flush=True)
 
 
@@ -174,12 +168,6 @@ def storage_key(storage: str) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def shown_storage(storage: str) -> str:
-    """A study's database URL, an SQLite file's path shown as the user would type it."""
-    prefix = "sqlite:///"
-    return prefix + shown(storage.removeprefix(prefix)) if storage.startswith(prefix) else storage
-
-
 def check_root_study(root: Path, storage: str, name: str) -> bool:
     """Whether the root has its record; ConfigError, before the study is opened, if it records another study."""
     record = root / STUDY_RECORD
@@ -192,10 +180,10 @@ def check_root_study(root: Path, storage: str, name: str) -> bool:
         raise ConfigError(f"{shown(record)}: not makemore's record of the study --root holds") from None
     if (held_name, held_storage) != (name, storage_key(storage)):
         default = held_storage == storage_key(f"sqlite:///{root / 'study.db'}")
-        its_storage = "the default --storage" if default else f"--storage {held_storage}"
         raise ConfigError(
-            f"--root {shown(root)} holds study {held_name!r} of {shown_storage(held_storage)}: continue it with"
-            f" --study {held_name} and {its_storage}, or give study {name!r} another --root"
+            f"--root {shown(root)} holds study {held_name!r} of {held_storage}: continue it with --study {held_name}"
+            f" and {'the default --storage' if default else f'--storage {held_storage}'}, or give study {name!r}"
+            " another --root"
         )
     return True
 
@@ -218,45 +206,30 @@ def claim_root(root: Path, storage: str, study: optuna.Study) -> None:
         draft.unlink()
 
 
-def unusable(storage: str, err: Exception) -> ConfigError:
-    """The error of a --storage that cannot be opened as a study database, with the database's first line."""
-    return ConfigError(
-        f"{shown_storage(storage)}: not a usable Optuna study database ({(str(err) or type(err).__name__).splitlines()[0]})"
-    )
-
-
-def check_storage(storage: str) -> None:
-    """Refuse a database that is not one, or that holds tables and is not an Optuna study's, before Optuna opens it
-    (Optuna would add its tables to it): its tables are only listed."""
+def open_study(storage: str, name: str, pruner: optuna.pruners.BasePruner) -> optuna.Study:
+    """The study, created or loaded, on a database checked first: one with tables that are not an Optuna study's is
+    refused and left as it was (Optuna would add its tables to it). Heartbeats on; a trial found dead runs again."""
     try:
         engine = sqlalchemy.create_engine(storage, poolclass=sqlalchemy.pool.NullPool)  # no connection kept open
         tables = set(sqlalchemy.inspect(engine).get_table_names())
+        if not tables or OPTUNA_TABLES <= tables:
+            store = optuna.storages.RDBStorage(
+                storage,
+                heartbeat_interval=HEARTBEAT_INTERVAL,
+                grace_period=GRACE_PERIOD,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+            )
+            return optuna.create_study(storage=store, study_name=name, pruner=pruner, load_if_exists=True)
     except sqlalchemy.exc.ArgumentError:
         raise ConfigError(f"--storage {storage}: not a database URL (for example sqlite:///study.db)") from None
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as err:  # not a database, or no driver for it
-        raise unusable(storage, err) from None
-    if tables and not OPTUNA_TABLES <= tables:
-        listed = ", ".join(sorted(tables)[:TABLES_NAMED]) + (", ..." if len(tables) > TABLES_NAMED else "")
-        raise ConfigError(
-            f"{shown_storage(storage)}: not an Optuna study database (it holds the tables {listed}); nothing was"
-            " written to it. Give --storage a new file or a study's database"
-        )
-
-
-def open_study(storage: str, name: str, seed: int, pruner: optuna.pruners.BasePruner, space: dict) -> optuna.Study:
-    """The study on a checked database, created or loaded: heartbeats on, a dead trial retried, TrialSeededSampler."""
-    check_storage(storage)
-    try:
-        store = optuna.storages.RDBStorage(
-            storage,
-            heartbeat_interval=HEARTBEAT_INTERVAL,
-            grace_period=GRACE_PERIOD,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
-        )
-        sampler = TrialSeededSampler(seed, space)
-        return optuna.create_study(storage=store, study_name=name, sampler=sampler, pruner=pruner, load_if_exists=True)
-    except (sqlalchemy.exc.SQLAlchemyError, RuntimeError, ValueError) as err:
-        raise unusable(storage, err) from None
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, RuntimeError, ValueError) as err:  # no driver, not a database
+        first_line = (str(err) or type(err).__name__).splitlines()[0]
+        raise ConfigError(f"{storage_key(storage)}: not a usable Optuna study database ({first_line})") from None
+    listed = ", ".join(sorted(tables)[:TABLES_NAMED]) + (", ..." if len(tables) > TABLES_NAMED else "")
+    raise ConfigError(
+        f"{storage_key(storage)}: not an Optuna study database (it holds the tables {listed}); nothing was written to"
+        " it. Give --storage a new file or a study's database"
+    )
 
 
 def check_space_fits(study: optuna.Study, space: dict[str, BaseDistribution], search_path: Path) -> None:
@@ -273,124 +246,46 @@ def check_space_fits(study: optuna.Study, space: dict[str, BaseDistribution], se
                 ) from None
 
 
-@contextlib.contextmanager
-def optuna_quiet() -> Iterator[None]:
-    """While the block runs, Optuna logs errors only (makemore says in one line how each trial ended, a failed one
-    without Optuna's traceback) and does not warn that heartbeats, retries and its plots are experimental."""
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            yield
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-
-
-# ---------------------------------------------------------------------------------------------------- the sampler
-
-
-def grid(space: dict[str, BaseDistribution]) -> Optional[tuple[list[str], list[tuple]]]:
-    """The searched options and every setting of them, in a space of at most MAX_GRID settings; None otherwise."""
-    names, values = [name for name, dist in space.items() if not dist.single()], []
-    for dist in (space[name] for name in names):
-        if isinstance(dist, FloatDistribution) and dist.step is None:
-            return None
-        if isinstance(dist, CategoricalDistribution):
-            values.append(list(dist.choices))
-        else:  # Optuna's own values of a step, low + k * step
-            values.append([dist.low + k * dist.step for k in range(round((dist.high - dist.low) / dist.step) + 1)])
-    if math.prod(map(len, values)) > MAX_GRID:
-        return None
-    return names, list(itertools.product(*values))
-
-
-def setting(names: list[str], params: dict[str, Any]) -> tuple:
-    """A trial's setting (its `params`) of the searched options `names`."""
-    return tuple(params.get(name) for name in names)
-
-
-def trial_seed(seed: int, number: int) -> int:
-    """The seed of trial `number`'s draws: the study's seed and the trial's number, whoever runs it, whenever."""
-    return int.from_bytes(hashlib.sha256(f"makemore search {seed} {number}".encode()).digest()[:4], "little")
-
-
-class TrialSeededSampler(optuna.samplers.BaseSampler):
-    """Optuna's multivariate TPESampler (random for its first trials) seeded afresh for each trial by the study's seed
-    and the trial's number, never by the process: a study continued, resumed or shared samples as one process would.
-    In a space of at most MAX_GRID settings it draws each trial's whole setting, and replaces one that a trial of the
-    study holds (finished, running or queued) by one no trial holds, drawn uniformly, while there is one."""
-
-    def __init__(self, seed: int, space: dict[str, BaseDistribution]) -> None:
-        self.seed, self.space, self.grid = seed, space, grid(space)
-        self.before_trial(None, None)
-
-    def before_trial(self, study: Optional[optuna.Study], trial: Optional[FrozenTrial]) -> None:
-        seed = trial_seed(self.seed, -1 if trial is None else trial.number)
-        self.tpe, self.rng = optuna.samplers.TPESampler(seed=seed, multivariate=True), np.random.RandomState(seed)
-        if trial is not None:
-            self.tpe.before_trial(study, trial)
-
-    def reseed_rng(self) -> None:  # seeded per trial, in before_trial
-        pass
-
-    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        # TPE's: the options every finished trial drew from the same distribution; a grid's: all its options
-        if self.grid is None:
-            return self.tpe.infer_relative_search_space(study, trial)
-        return {name: self.space[name] for name in self.grid[0]}
-
-    def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict) -> dict[str, Any]:
-        if self.grid is None:
-            return self.tpe.sample_relative(study, trial, search_space)
-        modelled = self.tpe.infer_relative_search_space(study, trial).items()
-        params = self.tpe.sample_relative(study, trial, {name: d for name, d in modelled if name in search_space})
-        for name, dist in search_space.items():  # in the space's order, as the draws must be; all in TPE's first trials
-            if name not in params:
-                params[name] = self.tpe.sample_independent(study, trial, name, dist)
-        names, settings = self.grid
-        taken = {
-            setting(names, t.params)
-            for t in study.get_trials(deepcopy=False, states=PLACED)
-            if t.number != trial.number
-        }
-        free = [s for s in settings if s not in taken]
-        if setting(names, params) in taken and free:
-            return dict(zip(names, free[self.rng.randint(len(free))]))
-        return params
-
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, name: str, dist: BaseDistribution) -> Any:
-        return self.tpe.sample_independent(study, trial, name, dist)
-
-    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Any) -> None:
-        self.tpe.after_trial(study, trial, state, values)
-
-
 # ----------------------------------------------------------------------------------------------------- the trials
 
 
-class PruneAtSGDStep(PyTorchLightningPruningCallback):
-    """optuna-integration's pruning callback on val_loss, its on_validation_end made right for makemore (the library's
-    measured by tests/test_search.py::test_the_library_callback_reports_epochs_and_crashes_the_fit):
-    - it reports at the SGD step, as the search file's pruner counts (n_warmup_steps), not at `current_epoch` (a
-      makemore epoch is data.val_every_n_steps SGD steps: n_warmup_steps 4000 would be a warmup that never ends);
-    - a pruned trial's fit stops at that validation as a fit does (trainer.should_stop; the objective raises
-      TrialPruned after it), where the library's TrialPruned inside the fit is a crash: no checkpoint, no trainer to
-      read the trial's run folder and SGD steps from;
-    - the validation at trainer.max_steps never prunes: that trial trained to the end.
-    Its hooks are on_fit_start and on_validation_end, none per batch: the fit keeps many SGD steps a Lightning batch.
-    """
+def trial_seed(seed: int, number: int) -> int:
+    """The seed of trial `number`'s sampler: the study's seed and the trial's number, whoever runs it, whenever."""
+    return int.from_bytes(hashlib.sha256(f"makemore search {seed} {number}".encode()).digest()[:4], "little")
+
+
+def sampler(space: dict[str, BaseDistribution], trials: int, seed: int) -> optuna.samplers.BaseSampler:
+    """Optuna's sampler for a trial, seeded by `seed`: BruteForceSampler (every setting once before any twice) when the
+    space has at most `trials` settings (the search can try them all), else multivariate TPE (random at first)."""
+    sizes = [
+        len(d.choices) if isinstance(d, CategoricalDistribution) else round((d.high - d.low) / d.step) + 1
+        for d in space.values()
+        if isinstance(d, CategoricalDistribution) or d.step is not None
+    ]
+    if len(sizes) == len(space) and math.prod(sizes) <= trials:
+        return optuna.samplers.BruteForceSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+
+
+class PruneAtSGDStep(L.Callback):
+    """Optuna's pruning at each validation, by val_loss at the trial's SGD step (the step the search file's
+    n_warmup_steps counts): a pruned trial's fit stops there as a fit does, with its checkpoints; the validation at
+    trainer.max_steps never prunes (that trial trained to the end). No hook per batch: the fit keeps many SGD steps a
+    Lightning batch. (optuna-integration's PyTorchLightningPruningCallback reports at `current_epoch` and raises
+    TrialPruned inside the fit: tests/test_search.py::test_the_library_callback_reports_epochs_and_crashes_the_fit.)"""
 
     def __init__(self, trial: optuna.Trial) -> None:
-        super().__init__(trial, monitor="val_loss")
-        self.pruned = False
+        """Args:
+        trial: the Optuna trial the fit's validations are reported to.
+        """
+        self.trial, self.pruned = trial, False
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+        if trainer.sanity_checking or "val_loss" not in trainer.callback_metrics:
             return
-        self._trial.report(float(trainer.callback_metrics[self.monitor]), trainer.global_step)
+        self.trial.report(float(trainer.callback_metrics["val_loss"]), trainer.global_step)
         trained_to_the_end = 0 < trainer.max_steps <= trainer.global_step  # nothing left to save: it completes
-        if not trained_to_the_end and self._trial.should_prune():
+        if not trained_to_the_end and self.trial.should_prune():
             self.pruned = trainer.should_stop = True
 
 
@@ -409,39 +304,25 @@ def retried(trial: FrozenTrial) -> Optional[int]:
     return history[-1] if history else None
 
 
-class NotRun(Exception):
-    """A trial that is not run (see `claim`): failed, with the reason in its user attribute `not_run`."""
-
-
-def claim(trial: optuna.Trial, space: dict[str, BaseDistribution], trials: int) -> Optional[str]:
-    """None if the trial may run, else why not: it runs only if fewer than `trials` trials numbered before it hold a
-    place in the study and, in a space of at most MAX_GRID settings that has others, none of them holds its setting.
-    The database numbers trials one after another, so of two processes racing for a place the later trial yields."""
-    earlier = [t for t in trial.study.get_trials(deepcopy=False, states=PLACED) if t.number < trial.number]
-    if len(earlier) >= trials:
-        return f"the study already has its {trials} trials"
-    names, settings = grid(space) or ([], [])
-    held = {setting(names, t.params): t.number for t in reversed(earlier)}  # each setting by the first trial holding it
-    mine = setting(names, trial.params)
-    if settings and mine in held and not set(settings) <= held.keys():
-        return f"the settings of trial {held[mine]}"
-    return None
-
-
-def fit_trial(trial: optuna.Trial, config: Path, space: dict, fixed: dict, root: Path, trials: int) -> float:
-    """The objective: a fit of the base config with the trial's options; its best val_loss, TrialPruned if the pruner
-    stopped it. A makemore error (diverged, bad settings) is one line in the log and the trial's user attribute."""
+def fit_trial(
+    trial: optuna.Trial,
+    config: Path,
+    space: dict[str, BaseDistribution],
+    fixed: dict[str, Any],
+    root: Path,
+    trials: int,
+    seed: int,
+) -> float:
+    """The objective: a fit of `config` with the trial's options from `space` and the `fixed` ones, in root/trial_N;
+    its best val_loss, TrialPruned if the pruner stopped it. A makemore error (diverged, bad settings) is one line in
+    the log and the trial's user attribute. `trials` and `seed`: the search's, for the trial's sampler."""
+    # A seeded Optuna sampler draws from one stream per process: a continued study would draw trial 0's settings again,
+    # and workers would draw alike. Trial N's sampler is seeded by --seed and N instead, set before the trial's first
+    # draw (Optuna samples a trial at its first suggest; test_a_continued_search_draws_... fails should that change).
+    trial.study.sampler = sampler(space, trials, trial_seed(seed, trial.number))
     values = {option: suggest(trial, option, dist) for option, dist in space.items()}
-    why = claim(trial, space, trials)
-    if why is not None:
-        trial.set_user_attr("not_run", why)
-        say(f"trial {trial.number}: not run ({why})")
-        raise NotRun(why)
-    again = retried(next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number))
-    say(
-        f"trial {trial.number}: {' '.join(flags(values))}"
-        + ("" if again is None else f" (trial {again} again: its process died)")
-    )
+    again = retried(trial.study.get_trials(deepcopy=False)[trial.number])
+    say(f"trial {trial.number}: {' '.join(flags(values))}" + ("" if again is None else f" (trial {again} again)"))
     args = ["fit", "--config", str(config), *flags({**fixed, **values}), "--trainer.enable_progress_bar", "false"]
     pruning = PruneAtSGDStep(trial)
     try:
@@ -462,15 +343,13 @@ def fit_trial(trial: optuna.Trial, config: Path, space: dict, fixed: dict, root:
 
 
 class TrialLog:
-    """A callback after each trial that ran: a line on how it ended (a failed one said so itself); the search stops
-    after MAX_FAILURES failures in a row, listed in `failures`."""
+    """A callback after each trial: a line on how it ended (a failed one said so itself); the search stops after
+    MAX_FAILURES failures in a row, listed in `failures`."""
 
     def __init__(self) -> None:
         self.failures: list[int] = []
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if "not_run" in trial.user_attrs:
-            return
         self.failures = [*self.failures, trial.number] if trial.state == TrialState.FAIL else []
         if len(self.failures) >= MAX_FAILURES:
             study.stop()
@@ -487,23 +366,22 @@ def run_trials(study: optuna.Study, objective: Any, trials: int, timeout: Option
     queued again and, while time is left, run here)."""
     log, waited = TrialLog(), set()
     deadline = None if timeout is None else time.monotonic() + timeout
+    stop = MaxTrialsCallback(trials, states=(*FINISHED, TrialState.RUNNING))  # a running trial holds its place
     while True:
         optuna.storages.fail_stale_trials(study)
         now = study.get_trials(deepcopy=False)
         left = None if deadline is None else deadline - time.monotonic()
         finished = sum(t.state in FINISHED for t in now)
-        placed = finished + sum(t.state == TrialState.RUNNING for t in now)
+        running = {t.number for t in now if t.state == TrialState.RUNNING}
         queued = any(t.state == TrialState.WAITING for t in now)  # a trial whose process died, to run again
-        if finished < trials and (placed < trials or queued) and (left is None or left > 0):
-            stop = MaxTrialsCallback(trials, states=(*FINISHED, TrialState.RUNNING))
-            study.optimize(objective, callbacks=[stop, log], catch=(MakemoreError, NotRun), timeout=left)
+        if finished < trials and (finished + len(running) < trials or queued) and (left is None or left > 0):
+            study.optimize(objective, callbacks=[stop, log], catch=(MakemoreError,), timeout=left)
             if len(log.failures) >= MAX_FAILURES:
                 raise ConfigError(
                     f"trials {', '.join(map(str, log.failures))} failed one after another (their errors are above); the"
                     " search stopped. Check the base config and the space"
                 )
             continue
-        running = {t.number for t in now if t.state == TrialState.RUNNING}
         if not wait or not running:
             return
         for number in sorted(running - waited):
@@ -520,10 +398,9 @@ def run_trials(study: optuna.Study, objective: Any, trials: int, timeout: Option
 
 def report(study: optuna.Study, config: Path, fixed: dict[str, Any], root: Path, storage: str) -> str:
     """search.md's text (the trials table, the best trial), best.yaml, the plots, the best trial's test loss."""
-    drawn = study.get_trials(deepcopy=False)
-    ran = [t for t in drawn if "not_run" not in t.user_attrs]  # the trials that ran (or run, or wait to)
+    ran = study.get_trials(deepcopy=False)
     complete, pruned, failed = ([t for t in ran if t.state == state] for state in (*FINISHED, TrialState.FAIL))
-    lines = [f"# Search: study `{study.study_name}` ({shown_storage(storage)})", "", *table(ran), ""]
+    lines = [f"# Search: study `{study.study_name}` ({storage})", "", *table(ran), ""]
     base = yaml.safe_load(config.read_text())
     for option, value in fixed.items():
         set_option(base, option, value)
@@ -533,10 +410,6 @@ def report(study: optuna.Study, config: Path, fixed: dict[str, Any], root: Path,
         saved = sum(max_steps - t.user_attrs.get("steps", max_steps) for t in pruned)
         lines[-1] += f" (stopped early, {saved:,} of their {len(pruned) * max_steps:,} SGD steps not trained)"
     lines[-1] += f", {len(failed)} failed" if failed else ""
-    if len(drawn) > len(ran):
-        lines[-1] += (
-            f"; {len(drawn) - len(ran)} more drawn but not run (the study had its trials or their settings), not listed"
-        )
     errors = [f"- trial {t.number} failed: {t.user_attrs['error']}" for t in failed if "error" in t.user_attrs]
     lines += ["", *errors] if errors else []
     if not complete:
@@ -668,7 +541,7 @@ def search(
         root: the study's folder: its trials' run folders, the database and the results (one study a root).
         storage: the study's database URL (default: sqlite:///ROOT/study.db).
         study: the study's name (default: the search file's name).
-        seed: the study's seed: trial N's draws depend on it, N and the trials before N, whichever process draws them.
+        seed: the study's seed: trial N's sampler is seeded by it and N, whichever process runs trial N.
         timeout: seconds after which no worker starts another trial (the ones running finish); none: no limit.
     """
     config_path, search_path, root_path = Path(config), Path(search), Path(root).resolve()
@@ -682,9 +555,13 @@ def search(
     check_root(root_path)
     storage, name = storage or f"sqlite:///{root_path / 'study.db'}", study or search_path.stem
     check_options(config_path, space, fixed, search_path)
-    with optuna_quiet():
+    # Optuna's log: errors only (makemore says how each trial ended in one line, a failed one without Optuna's
+    # traceback), and no warnings that heartbeats, retries, its samplers and plots are experimental.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         recorded = check_root_study(root_path, storage, name)
-        optuna_study = open_study(storage, name, seed, median_pruner(pruner, search_path), space)
+        optuna_study = open_study(storage, name, median_pruner(pruner, search_path))
         if not recorded:
             claim_root(root_path, storage, optuna_study)
         check_space_fits(optuna_study, space, search_path)
@@ -693,7 +570,7 @@ def search(
         command = [sys.executable, "-m", "makemore", "search", *(f"--{k}={v}" for k, v in options.items())]
         others = [subprocess.Popen(command) for _ in range(1, workers)]
         objective = functools.partial(
-            fit_trial, config=config_path, space=space, fixed=fixed, root=root_path, trials=trials
+            fit_trial, config=config_path, space=space, fixed=fixed, root=root_path, trials=trials, seed=seed
         )
         run_trials(optuna_study, objective, trials, timeout, wait=workers > 0)
         if workers == 0:

@@ -51,11 +51,6 @@ def load(root: Path, name: str = "space") -> optuna.Study:
     return optuna.load_study(study_name=name, storage=f"sqlite:///{root / 'study.db'}")
 
 
-def ran(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """The study's trials that ran or run, not those drawn and not run (a lost race for the last place)."""
-    return [t for t in study.trials if "not_run" not in t.user_attrs]
-
-
 def settings(trials: list[optuna.trial.FrozenTrial]) -> list[tuple]:
     return [tuple(sorted(t.params.items())) for t in trials]
 
@@ -66,7 +61,7 @@ def test_search_runs_trials_in_workers_and_resumes(words_path, tmp_path, capsys)
     args = ["search", "--config", str(config), "--search", str(space), "--root", str(root)]
     main([*args, "--trials", "3", "--workers", "2"])
     study = optuna.load_study(study_name="space", storage=f"sqlite:///{root / 'study.db'}")
-    finished = ran(study)  # the two processes ran 3 trials in all, with 3 settings
+    finished = study.trials  # the two processes ran 3 trials in all, with 3 settings
     assert len(finished) == 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in finished)
     assert len(set(settings(finished))) == 3
     for trial in finished:  # each trial is a normal run folder, with its TensorBoard logs
@@ -93,7 +88,7 @@ def test_search_runs_trials_in_workers_and_resumes(words_path, tmp_path, capsys)
     # run again asking for more: the study continues, the earlier trials stay
     main([*args, "--trials", str(len(finished) + 2)])
     study = optuna.load_study(study_name="space", storage=f"sqlite:///{root / 'study.db'}")
-    again = ran(study)
+    again = study.trials
     assert len(again) == len(finished) + 2 and len(set(settings(again))) == len(again)
     assert [t.params for t in again[: len(finished)]] == [t.params for t in finished]
 
@@ -132,7 +127,7 @@ def test_each_validation_is_reported_at_its_sgd_step_and_the_last_never_prunes(w
 
 
 def test_the_library_callback_reports_epochs_and_crashes_the_fit(words_path, tmp_path):
-    """Why PruneAtSGDStep overrides optuna-integration's on_validation_end (should this fail, see if it still must)."""
+    """Why PruneAtSGDStep is not optuna-integration's callback (should this fail, see whether it could be now)."""
     from optuna_integration import PyTorchLightningPruningCallback
 
     args = [*small_run_args(words_path, tmp_path, max_steps=100), "--data.val_every_n_steps", "25"]
@@ -151,7 +146,7 @@ def test_pruned_trials_are_recorded_with_their_steps(words_path, tmp_path, monke
     config, space, root = base_config(words_path, tmp_path), space_file(tmp_path, SPACE), tmp_path / "search"
     monkeypatch.setattr(search_module, "median_pruner", lambda *_: optuna.pruners.ThresholdPruner(upper=0.0))
     main(["search", "--config", str(config), "--search", str(space), "--root", str(root), "--trials", "2"])
-    trials = ran(load(root))
+    trials = load(root).trials
     assert [t.state for t in trials] == [optuna.trial.TrialState.PRUNED] * 2  # each at its first validation
     assert [t.user_attrs["steps"] for t in trials] == [20, 20]
     assert [list(t.intermediate_values) for t in trials] == [[20], [20]]  # reported at the SGD step
@@ -326,7 +321,7 @@ def test_no_two_trials_share_settings_until_the_space_has_no_others(words_path, 
     args = ["search", "--config", str(config), "--search", str(space), "--root", str(root)]
     main([*args, "--trials", "1"])
     main([*args, "--trials", "3"])  # the second run takes the other setting, the third trial repeats one
-    trials = ran(load(root))
+    trials = load(root).trials
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3
     assert {t.params["model.net.init_args.n_hidden"] for t in trials[:2]} == {16, 32}
 
@@ -356,12 +351,13 @@ def test_two_searches_at_once_run_the_trials_asked_for_with_distinct_settings(wo
         main(args)  # the same command, while the other one runs its trials
     finally:
         assert other.wait(timeout=300) == 0, (tmp_path / "other.log").read_text()
-    trials = ran(load(root))
+    trials = load(root).trials
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3  # 3 in all, none running
     assert len(set(settings(trials))) == 3
     assert "3 trials: 3 complete" in (root / "search.md").read_text()
 
 
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # retry_history, read by retried
 def test_a_trial_whose_process_was_killed_is_failed_and_run_again(words_path, tmp_path, monkeypatch):
     config, space, root = base_config(words_path, tmp_path), space_file(tmp_path, SPACE), tmp_path / "search"
     args = ["search", "--config", str(config), "--search", str(space), "--root", str(root), "--trials", "2"]
@@ -376,7 +372,7 @@ def test_a_trial_whose_process_was_killed_is_failed_and_run_again(words_path, tm
     study = load(root)
     assert study.trials[0].state == optuna.trial.TrialState.FAIL
     assert optuna.trial.TrialState.RUNNING not in [t.state for t in study.trials]
-    again = [t for t in study.trials if t.system_attrs.get("retry_history") == [0]]
+    again = [t for t in study.trials if search_module.retried(t) == 0]
     assert len(again) == 1 and again[0].params == study.trials[0].params  # run again with its settings
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 2 and again[0] in complete and len(set(settings(complete))) == 2
@@ -430,7 +426,7 @@ def test_choices_that_are_lists_are_searched_and_written_as_lists(words_path, tm
         fixed={"model.optimizer": {"class_path": "torch.optim.AdamW"}},
     )
     main(["search", "--config", str(config), "--search", str(space), "--root", str(root), "--trials", "2"])
-    trials = ran(load(root))
+    trials = load(root).trials
     assert sorted(t.params[betas] for t in trials) == ["[0.8, 0.9]", "[0.9, 0.99]"]
     best = yaml.safe_load((root / "best.yaml").read_text())
     assert best["model"]["optimizer"]["init_args"]["betas"] in ([0.9, 0.99], [0.8, 0.9])
