@@ -342,9 +342,14 @@ def start_search(args: list[str], root: Path, log: Path) -> subprocess.Popen:
     return process
 
 
-def test_two_searches_at_once_run_the_trials_asked_for_with_distinct_settings(words_path, tmp_path):
+@pytest.mark.parametrize(
+    "searched",
+    [SPACE, {"model.net.init_args.n_hidden": {"choices": [16, 32, 48]}}],
+    ids=["TPE", "as many settings as trials: BruteForceSampler"],
+)
+def test_two_searches_at_once_run_the_trials_asked_for_with_distinct_settings(words_path, tmp_path, searched):
     config, root = base_config(words_path, tmp_path), tmp_path / "search"
-    space = space_file(tmp_path, SPACE, fixed={"trainer.max_steps": 200})  # trials long enough to overlap
+    space = space_file(tmp_path, searched, fixed={"trainer.max_steps": 200})  # trials long enough to overlap
     args = ["search", "--config", str(config), "--search", str(space), "--root", str(root), "--trials", "3"]
     other = start_search(args, root, tmp_path / "other.log")
     try:
