@@ -48,6 +48,7 @@ OPTUNA_TABLES = {"studies", "trials", "version_info"}  # tables every Optuna stu
 TABLES_NAMED = 5  # tables of another database an error names
 PLOT_DPI = 100  # the resolution of history.png and importances.png
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+PLACED = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)  # the trials that hold a place among the study's N
 
 
 def say(line: str) -> None:
@@ -304,6 +305,10 @@ def retried(trial: FrozenTrial) -> Optional[int]:
     return history[-1] if history else None
 
 
+class NotRun(Exception):
+    """A trial that lost the race for the study's last place: failed unrun, its user attribute `not_run` set."""
+
+
 def fit_trial(
     trial: optuna.Trial,
     config: Path,
@@ -315,7 +320,13 @@ def fit_trial(
 ) -> float:
     """The objective: a fit of `config` with the trial's options from `space` and the `fixed` ones, in root/trial_N;
     its best val_loss, TrialPruned if the pruner stopped it. A makemore error (diverged, bad settings) is one line in
-    the log and the trial's user attribute. `trials` and `seed`: the search's, for the trial's sampler."""
+    the log and the trial's user attribute. `trials` and `seed`: the search's, for the places and the sampler."""
+    if sum(t.number < trial.number for t in trial.study.get_trials(deepcopy=False, states=PLACED)) >= trials:
+        # MaxTrialsCallback counts when a trial ends, so two processes can both start a trial for the last place;
+        # the database numbers trials in order, and the later one yields (failed, marked, left out of the report).
+        trial.set_user_attr("not_run", True)
+        say(f"trial {trial.number}: not run (the study already has its {trials} trials)")
+        raise NotRun()
     # A seeded Optuna sampler draws from one stream per process: a continued study would draw trial 0's settings again,
     # and workers would draw alike. Trial N's sampler is seeded by --seed and N instead, set before the trial's first
     # draw (Optuna samples a trial at its first suggest; test_a_continued_search_draws_... fails should that change).
@@ -350,6 +361,8 @@ class TrialLog:
         self.failures: list[int] = []
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if "not_run" in trial.user_attrs:
+            return
         self.failures = [*self.failures, trial.number] if trial.state == TrialState.FAIL else []
         if len(self.failures) >= MAX_FAILURES:
             study.stop()
@@ -375,7 +388,7 @@ def run_trials(study: optuna.Study, objective: Any, trials: int, timeout: Option
         running = {t.number for t in now if t.state == TrialState.RUNNING}
         queued = any(t.state == TrialState.WAITING for t in now)  # a trial whose process died, to run again
         if finished < trials and (finished + len(running) < trials or queued) and (left is None or left > 0):
-            study.optimize(objective, callbacks=[stop, log], catch=(MakemoreError,), timeout=left)
+            study.optimize(objective, callbacks=[stop, log], catch=(MakemoreError, NotRun), timeout=left)
             if len(log.failures) >= MAX_FAILURES:
                 raise ConfigError(
                     f"trials {', '.join(map(str, log.failures))} failed one after another (their errors are above); the"
@@ -398,7 +411,7 @@ def run_trials(study: optuna.Study, objective: Any, trials: int, timeout: Option
 
 def report(study: optuna.Study, config: Path, fixed: dict[str, Any], root: Path, storage: str) -> str:
     """search.md's text (the trials table, the best trial), best.yaml, the plots, the best trial's test loss."""
-    ran = study.get_trials(deepcopy=False)
+    ran = [t for t in study.get_trials(deepcopy=False) if "not_run" not in t.user_attrs]
     complete, pruned, failed = ([t for t in ran if t.state == state] for state in (*FINISHED, TrialState.FAIL))
     lines = [f"# Search: study `{study.study_name}` ({storage})", "", *table(ran), ""]
     base = yaml.safe_load(config.read_text())
@@ -410,6 +423,8 @@ def report(study: optuna.Study, config: Path, fixed: dict[str, Any], root: Path,
         saved = sum(max_steps - t.user_attrs.get("steps", max_steps) for t in pruned)
         lines[-1] += f" (stopped early, {saved:,} of their {len(pruned) * max_steps:,} SGD steps not trained)"
     lines[-1] += f", {len(failed)} failed" if failed else ""
+    unrun = len(study.get_trials(deepcopy=False)) - len(ran)
+    lines[-1] += f"; {unrun} more lost a race for the study's last place, not run, not listed" if unrun else ""
     errors = [f"- trial {t.number} failed: {t.user_attrs['error']}" for t in failed if "error" in t.user_attrs]
     lines += ["", *errors] if errors else []
     if not complete:

@@ -51,6 +51,11 @@ def load(root: Path, name: str = "space") -> optuna.Study:
     return optuna.load_study(study_name=name, storage=f"sqlite:///{root / 'study.db'}")
 
 
+def ran(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials that ran or run, not those drawn and not run (a lost race for the last place)."""
+    return [t for t in study.trials if "not_run" not in t.user_attrs]
+
+
 def settings(trials: list[optuna.trial.FrozenTrial]) -> list[tuple]:
     return [tuple(sorted(t.params.items())) for t in trials]
 
@@ -61,7 +66,7 @@ def test_search_runs_trials_in_workers_and_resumes(words_path, tmp_path, capsys)
     args = ["search", "--config", str(config), "--search", str(space), "--root", str(root)]
     main([*args, "--trials", "3", "--workers", "2"])
     study = optuna.load_study(study_name="space", storage=f"sqlite:///{root / 'study.db'}")
-    finished = study.trials  # the two processes ran 3 trials in all, with 3 settings
+    finished = ran(study)  # the two processes ran 3 trials in all, with 3 settings
     assert len(finished) == 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in finished)
     assert len(set(settings(finished))) == 3
     for trial in finished:  # each trial is a normal run folder, with its TensorBoard logs
@@ -88,7 +93,7 @@ def test_search_runs_trials_in_workers_and_resumes(words_path, tmp_path, capsys)
     # run again asking for more: the study continues, the earlier trials stay
     main([*args, "--trials", str(len(finished) + 2)])
     study = optuna.load_study(study_name="space", storage=f"sqlite:///{root / 'study.db'}")
-    again = study.trials
+    again = ran(study)
     assert len(again) == len(finished) + 2 and len(set(settings(again))) == len(again)
     assert [t.params for t in again[: len(finished)]] == [t.params for t in finished]
 
@@ -146,7 +151,7 @@ def test_pruned_trials_are_recorded_with_their_steps(words_path, tmp_path, monke
     config, space, root = base_config(words_path, tmp_path), space_file(tmp_path, SPACE), tmp_path / "search"
     monkeypatch.setattr(search_module, "median_pruner", lambda *_: optuna.pruners.ThresholdPruner(upper=0.0))
     main(["search", "--config", str(config), "--search", str(space), "--root", str(root), "--trials", "2"])
-    trials = load(root).trials
+    trials = ran(load(root))
     assert [t.state for t in trials] == [optuna.trial.TrialState.PRUNED] * 2  # each at its first validation
     assert [t.user_attrs["steps"] for t in trials] == [20, 20]
     assert [list(t.intermediate_values) for t in trials] == [[20], [20]]  # reported at the SGD step
@@ -321,7 +326,7 @@ def test_no_two_trials_share_settings_until_the_space_has_no_others(words_path, 
     args = ["search", "--config", str(config), "--search", str(space), "--root", str(root)]
     main([*args, "--trials", "1"])
     main([*args, "--trials", "3"])  # the second run takes the other setting, the third trial repeats one
-    trials = load(root).trials
+    trials = ran(load(root))
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3
     assert {t.params["model.net.init_args.n_hidden"] for t in trials[:2]} == {16, 32}
 
@@ -329,6 +334,27 @@ def test_no_two_trials_share_settings_until_the_space_has_no_others(words_path, 
     space = space_file(tmp_path, {"model.net.init_args.n_hidden": {"choices": [16, 64]}})
     cli_error([*args, "--trials", "4"], r".*space.yaml: model.net.init_args.n_hidden: not the distribution study")
     assert len(load(root).trials) == 3
+
+
+def test_a_trial_that_lost_the_race_for_the_last_place_is_not_run(tmp_path):
+    """Two processes can both start a trial for the study's last place (MaxTrialsCallback counts when a trial ends): the
+    trial the database numbered later yields, unrun, and is marked so that the report leaves it out."""
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(value=1.0))  # one of 2 trials finished: one place left
+    first, second = study.ask(), study.ask()  # two processes take it at once
+    space = {"model.learning_rate": optuna.distributions.FloatDistribution(0.05, 0.5, log=True)}
+    options = {
+        "config": tmp_path / "unread.yaml",
+        "space": space,
+        "fixed": {},
+        "root": tmp_path,
+        "trials": 2,
+        "seed": 0,
+    }
+    with pytest.raises(search_module.NotRun):
+        search_module.fit_trial(second, **options)
+    assert study.trials[second.number].user_attrs["not_run"] and not study.trials[second.number].params
+    assert first.number < second.number and not list(tmp_path.iterdir())  # nothing ran
 
 
 def start_search(args: list[str], root: Path, log: Path) -> subprocess.Popen:
@@ -356,7 +382,7 @@ def test_two_searches_at_once_run_the_trials_asked_for_with_distinct_settings(wo
         main(args)  # the same command, while the other one runs its trials
     finally:
         assert other.wait(timeout=300) == 0, (tmp_path / "other.log").read_text()
-    trials = load(root).trials
+    trials = ran(load(root))
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3  # 3 in all, none running
     assert len(set(settings(trials))) == 3
     assert "3 trials: 3 complete" in (root / "search.md").read_text()
@@ -431,7 +457,7 @@ def test_choices_that_are_lists_are_searched_and_written_as_lists(words_path, tm
         fixed={"model.optimizer": {"class_path": "torch.optim.AdamW"}},
     )
     main(["search", "--config", str(config), "--search", str(space), "--root", str(root), "--trials", "2"])
-    trials = load(root).trials
+    trials = ran(load(root))
     assert sorted(t.params[betas] for t in trials) == ["[0.8, 0.9]", "[0.9, 0.99]"]
     best = yaml.safe_load((root / "best.yaml").read_text())
     assert best["model"]["optimizer"]["init_args"]["betas"] in ([0.9, 0.99], [0.8, 0.9])
