@@ -163,7 +163,7 @@ def storage_key(storage: str) -> str:
     try:
         url = sqlalchemy.engine.make_url(storage)
     except sqlalchemy.exc.ArgumentError:
-        return storage  # not a URL: check_storage says so
+        return storage  # not a URL: open_study says so
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         url = url.set(database=str(Path(url.database).resolve()))
     return url.render_as_string(hide_password=True)
