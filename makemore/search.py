@@ -6,7 +6,8 @@ its settings: RetryHeartbeatStaleTrialCallback), `create_study(load_if_exists=Tr
 the study; several processes share it), TPESampler or, for a space the trials cover, BruteForceSampler, MedianPruner,
 MaxTrialsCallback (`--trials` counts the study's finished trials) and optimize's timeout. makemore's own: the space
 file (`read_space`; its format is in docs/usage.md), a trial as a fit pruned at its SGD step (`fit_trial`), each
-trial's sampler seeded by --seed and the trial's number, one study a --root, and the report.
+trial's sampler seeded by --seed and the trial's number, the later of two trials racing for the last place not run,
+one study a --root, and the report.
 """
 
 import contextlib
