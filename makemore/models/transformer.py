@@ -136,8 +136,11 @@ class Block(nn.Module):
                 nn.init.zeros_(linear.weight)
                 nn.init.zeros_(linear.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        turn = None if self.rotary is None else self.rotary.at(0, x.shape[1], x.dtype)
+    def forward(self, x: torch.Tensor, turn: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
+        """The block on x (b, t, c) at positions 0, ..., t - 1; `turn`: their rotary rows (Transformer.turn), looked
+        up here when not given."""
+        if turn is None and self.rotary is not None:
+            turn = self.rotary.at(0, x.shape[1], x.dtype)
         return self.decode(x, turn=turn)[0]
 
     def decode(
@@ -260,8 +263,9 @@ class Transformer(nn.Module):
         else:
             x, shift = embed_from_word_start(idx, self.embedding, self.position)  # (b, width, n_embd): width <= t
         x = self.drop(x)
+        turn = self.turn(0, x.shape[1], x.dtype)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, turn)
         logits = window_positions(self.head(self.ln_f(x)), shift, t)  # (b, t, vocab_size)
         return logits, None if targets is None else sequence_loss(logits, idx, targets)
 
@@ -276,8 +280,7 @@ class Transformer(nn.Module):
         block's keys and values of the positions before (empty at the start). Returns the logits of the last position
         (b, vocab_size) and each block's keys and values, the last `keep` of them when given (the decoders' step)."""
         past = past or [None] * len(self.blocks)
-        rotary = self.blocks[0].rotary
-        turn = None if rotary is None else rotary.at(start, x.shape[1], x.dtype)
+        turn = self.turn(start, x.shape[1], x.dtype)
         kept = []
         for number, (block, kv) in enumerate(zip(self.blocks, past)):
             last_only = number == len(self.blocks) - 1  # the head reads the last position only
@@ -285,6 +288,12 @@ class Transformer(nn.Module):
             first = 0 if keep is None else max(0, k.shape[2] - keep)  # (a slice from -keep would keep all for 0)
             kept.append((k[:, :, first:], v[:, :, first:]))
         return self.head(self.ln_f(x[:, -1])), kept
+
+    def turn(self, start: int, t: int, dtype: torch.dtype) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+        """With rotary positions, the rows of Rotary.at for positions start, ..., start + t - 1, which every block
+        shares (one lookup a forward); None with learned positions."""
+        rotary = self.blocks[0].rotary
+        return None if rotary is None else rotary.at(start, t, dtype)
 
     def decoder(self, block_size: int) -> "KeyValueCache":
         """Sampling's decoder (makemore.models.base.Decoder): the window's keys and values, one position a step."""
