@@ -334,7 +334,7 @@ class MakemoreModule(L.LightningModule):
         window a checkpoint cut are kept in it."""
         interval, step = self.trainer.log_every_n_steps, self.global_step
         self._train_losses = [*(self._train_losses or []), losses]
-        if step % interval and step != self.trainer.max_steps:
+        if not steps.logs_now(self.trainer):
             return
         train_loss, lr = torch.cat(self._train_losses).mean(), self.optimizers().param_groups[0]["lr"]
         if step % interval == 0:  # a window ends (at max_steps off the interval it goes on, should the run resume)

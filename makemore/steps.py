@@ -242,6 +242,13 @@ class StepProgressBar(TQDMProgressBar):
             bar.refresh()
 
 
+def logs_now(trainer: L.Trainer) -> bool:
+    """Whether the train metrics (train_loss, the learning rates) are logged at the SGD step just taken: every
+    trainer.log_every_n_steps steps (batches end there: `aligned_lengths`) and at the fit's last."""
+    step = trainer.global_step
+    return step % trainer.log_every_n_steps == 0 or step == trainer.max_steps
+
+
 class StepLearningRateMonitor(LearningRateMonitor):
     """Lightning's LearningRateMonitor, reading the rates at SGD steps: the same values under the same names (and the
     momenta and weight decays when asked), every trainer.log_every_n_steps SGD steps and at the fit's last, beside
@@ -252,8 +259,7 @@ class StepLearningRateMonitor(LearningRateMonitor):
         pass  # read at batch ends instead, which fall on log_every_n_steps
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
-        step = trainer.global_step
-        if self.logging_interval != "epoch" and (step % trainer.log_every_n_steps == 0 or step == trainer.max_steps):
+        if self.logging_interval != "epoch" and logs_now(trainer):
             self._log(trainer, "step" if self.logging_interval is None else "any")
 
     def on_train_epoch_start(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
