@@ -23,7 +23,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import lightning as L
 import optuna
@@ -248,6 +248,21 @@ def check_space_fits(study: optuna.Study, space: dict[str, BaseDistribution], se
                 ) from None
 
 
+@contextlib.contextmanager
+def optuna_quiet() -> Iterator[None]:
+    """While the block runs, Optuna logs errors only (makemore says in one line how each trial ended, a failed one
+    without Optuna's traceback) and does not warn that heartbeats, retries, its samplers and plots are experimental;
+    after it, Optuna's verbosity is as it was (a search run from Python changes no setting)."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
 # ----------------------------------------------------------------------------------------------------- the trials
 
 
@@ -412,7 +427,8 @@ def run_trials(study: optuna.Study, objective: Any, trials: int, timeout: Option
 
 def report(study: optuna.Study, config: Path, fixed: dict[str, Any], root: Path, storage: str) -> str:
     """search.md's text (the trials table, the best trial), best.yaml, the plots, the best trial's test loss."""
-    ran = [t for t in study.get_trials(deepcopy=False) if "not_run" not in t.user_attrs]
+    drawn = study.get_trials(deepcopy=False)
+    ran = [t for t in drawn if "not_run" not in t.user_attrs]
     complete, pruned, failed = ([t for t in ran if t.state == state] for state in (*FINISHED, TrialState.FAIL))
     lines = [f"# Search: study `{study.study_name}` ({storage})", "", *table(ran), ""]
     base = yaml.safe_load(config.read_text())
@@ -424,7 +440,7 @@ def report(study: optuna.Study, config: Path, fixed: dict[str, Any], root: Path,
         saved = sum(max_steps - t.user_attrs.get("steps", max_steps) for t in pruned)
         lines[-1] += f" (stopped early, {saved:,} of their {len(pruned) * max_steps:,} SGD steps not trained)"
     lines[-1] += f", {len(failed)} failed" if failed else ""
-    unrun = len(study.get_trials(deepcopy=False)) - len(ran)
+    unrun = len(drawn) - len(ran)
     lines[-1] += f"; {unrun} more lost a race for the study's last place, not run, not listed" if unrun else ""
     errors = [f"- trial {t.number} failed: {t.user_attrs['error']}" for t in failed if "error" in t.user_attrs]
     lines += ["", *errors] if errors else []
@@ -571,11 +587,7 @@ def search(
     check_root(root_path)
     storage, name = storage or f"sqlite:///{root_path / 'study.db'}", study or search_path.stem
     check_options(config_path, space, fixed, search_path)
-    # Optuna's log: errors only (makemore says how each trial ended in one line, a failed one without Optuna's
-    # traceback), and no warnings that heartbeats, retries, its samplers and plots are experimental.
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with optuna_quiet():
         recorded = check_root_study(root_path, storage, name)
         optuna_study = open_study(storage, name, median_pruner(pruner, search_path))
         if not recorded:
