@@ -371,6 +371,8 @@ class MakemoreCLI(LightningCLI):
                 f"{subcommand} evaluates a trained model: give --ckpt_path FILE, best or last (the newest run's), or"
                 " untrained to evaluate freshly initialised weights"
             )
+        if not ckpt_path and not config.get("weights_from"):
+            return  # a new run from fresh weights: no checkpoint to read
         # Classes a checkpoint may make makemore import: those of this command's model settings and --allow_class.
         self._allowed = allowed = {*class_paths(config.model.as_dict()), *named_classes(config.get("allow_class"))}
         if lightning_reinterprets(ckpt_path):

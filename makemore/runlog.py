@@ -92,8 +92,7 @@ class RunLogger(TensorBoardLogger):
         """Remove the run folder of a fresh run that has logged no training step and written no checkpoint."""
         folder = Path(self.log_dir)
         if self._fresh and not self._trained and not any(folder.glob("checkpoints/*.ckpt")):
-            if self._experiment is not None:
-                self._experiment.close()
+            self.experiment.close()  # its event file's handle (a writer made now is closed at once)
             shutil.rmtree(folder, ignore_errors=True)
 
     @rank_zero_only
