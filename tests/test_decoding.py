@@ -151,3 +151,47 @@ def test_a_network_of_fixed_windows_does_not_stream():
     net = NETWORKS["transformer"]()
     with pytest.raises(ValueError, match="stream: Transformer reads a window of block_size characters"):
         generate_text(net, VOCABULARY, BLOCK_SIZE, "RO", 10, stream=True)
+
+
+class ConcatenatedStream:
+    """The stream decoder as `Transformer.decode` computes it: each block's last block_size - 1 keys and values
+    concatenated with the new ones at every step (what StreamCache computed before it kept them in place)."""
+
+    def __init__(self, net: Transformer) -> None:
+        self.net, self.fed, self.past = net, 0, []
+
+    def feed(self, idx: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        if not self.fed:
+            idx = torch.cat([idx.new_zeros(len(idx), 1), idx], 1)
+        logits, self.past = net.decode(net.embedding(idx), self.past, self.fed, keep=net.block_size - 1)
+        self.fed += idx.shape[1]
+        return logits
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("network", ["transformer-rope", "transformer-every-option"])
+def test_the_stream_cache_gives_the_logits_of_decode_bit_for_bit(network, dtype):
+    """StreamCache's step keeps the keys and values in place, but computes what Transformer.decode computes, number
+    for number: the same logits to the last bit (so the same draws for a seed), through the moves of its rows."""
+    torch.manual_seed(0)
+    net = NETWORKS[network]().to(dtype).eval()
+    fast, reference = decoder(net, BLOCK_SIZE, stream=True), ConcatenatedStream(net)
+    tokens = torch.randint(1, len(VOCABULARY), (2, 6 * BLOCK_SIZE), generator=torch.Generator().manual_seed(2))
+    # a prompt, then a token a step past several windows, then several tokens at once (more than the rows' room)
+    feeds = [tokens[:, :3], *tokens[:, 3 : 4 * BLOCK_SIZE].split(1, 1), tokens[:, 4 * BLOCK_SIZE :], tokens[:, :1]]
+    with torch.inference_mode():
+        for step, idx in enumerate(feeds):
+            assert torch.equal(fast.feed(idx), reference.feed(idx)), f"step {step}"
+
+
+def test_a_stream_drawn_past_the_rotary_table_leaves_a_network_that_trains():
+    """Sampling runs in inference mode; the rotary table it grows for a long stream stays a tensor that a training
+    step can save for its backward pass."""
+    torch.manual_seed(0)
+    net = NETWORKS["transformer-rope"]()
+    assert len("".join(generate_text(net, VOCABULARY, BLOCK_SIZE, "RO", 4 * BLOCK_SIZE, stream=True))) == 4 * BLOCK_SIZE
+    idx = torch.randint(1, len(VOCABULARY), (2, 3 * BLOCK_SIZE), generator=torch.Generator().manual_seed(0))
+    _, loss = net(idx, idx[:, -1])
+    loss.backward()
+    assert all(parameter.grad is not None for parameter in net.parameters())

@@ -43,11 +43,13 @@ class Rotary(nn.Module):
     def tables(self, positions: int, device: torch.device) -> None:
         """The tables (positions, hs) by which `rotate` turns a row at each position: cos of each pair's angle in both
         of its dimensions, and sin with the sign of each half's term."""
-        rates = self.base ** -(torch.arange(self.half, dtype=torch.float64) / self.half)  # (hs/2,)
-        angles = torch.outer(torch.arange(positions, dtype=torch.float64), rates)  # (positions, hs/2)
-        cos, sin = angles.cos().float().to(device), angles.sin().float().to(device)
-        dtype = self.cos.dtype if self.cos.numel() else torch.float32  # as the module was cast
-        self.cos, self.sin = torch.cat([cos, cos], -1).to(dtype), torch.cat([-sin, sin], -1).to(dtype)
+        # (grown while sampling under inference mode, they must stay tensors that training can save for backward)
+        with torch.inference_mode(False):
+            rates = self.base ** -(torch.arange(self.half, dtype=torch.float64) / self.half)  # (hs/2,)
+            angles = torch.outer(torch.arange(positions, dtype=torch.float64), rates)  # (positions, hs/2)
+            cos, sin = angles.cos().float().to(device), angles.sin().float().to(device)
+            dtype = self.cos.dtype if self.cos.numel() else torch.float32  # as the module was cast
+            self.cos, self.sin = torch.cat([cos, cos], -1).to(dtype), torch.cat([-sin, sin], -1).to(dtype)
 
     def at(self, start: int, t: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """The tables' rows (t, hs) of positions start, ..., start + t - 1, in `dtype`: what `rotate` takes."""
@@ -351,6 +353,72 @@ class KeyValueCache:
         return logits
 
 
+# A stream's keys and values are kept in place, in room for this many windows of positions: the last window - 1
+# of them move back to the front once in window + 1 steps or so, instead of being concatenated and cut every step.
+STREAM_WINDOWS_KEPT = 2
+
+
+class StreamBlock:
+    """A Block's step in a StreamCache: what `Block.decode` computes, operation for operation on the same numbers
+    (so the same logits, bit for bit), with the block's keys and values kept in place and the fixed costs of a step
+    paid once: the block's weights and the views of its rows are looked up when made, the rotation of the queries and
+    keys is one, written straight into the rows, attention reads views of them (nothing is concatenated or cut) and
+    the modules' functions are called directly (so no module hooks run). The weights are the block's own tensors,
+    as training updates them in place.
+
+    Args:
+        block: the Block (rotary positions, a band `window`).
+        rows: its rotated queries, keys and values, (b, 3, nh, capacity, hs).
+    """
+
+    def __init__(self, block: Block, rows: torch.Tensor) -> None:
+        self.block = block
+        ln_1, ln_2, fc, self.activation, fc2 = block.ln_1, block.ln_2, *block.mlp
+        self.ln_1 = (ln_1.normalized_shape, ln_1.weight, ln_1.bias, ln_1.eps)
+        self.ln_2 = (ln_2.normalized_shape, ln_2.weight, ln_2.bias, ln_2.eps)
+        self.qkv, self.proj = (block.qkv.weight, block.qkv.bias), (block.proj.weight, block.proj.bias)
+        self.fc, self.fc2 = (fc.weight, fc.bias), (fc2.weight, fc2.bias)
+        nh, hs = rows.shape[2], rows.shape[4]
+        self.heads, self.halves = (3, nh, hs), (3, nh, 2, hs // 2)  # a head's two halves: what rotation swaps
+        self.qk_rows = rows[:, :2].permute(0, 3, 1, 2, 4).unflatten(-1, self.halves[2:])  # (b, cap, 2, nh, 2, hs/2)
+        self.v_rows = rows[:, 2].transpose(1, 2)  # (b, capacity, nh, hs)
+        self.q, self.k, self.v = rows.unbind(1)  # (b, nh, capacity, hs) each
+
+    def __call__(
+        self, x: torch.Tensor, held: int, turn: tuple[torch.Tensor, torch.Tensor], last_only: bool
+    ) -> torch.Tensor:
+        """The block on x (b, t, c) at the positions after the `held` whose rows are filled (the last window - 1 at
+        least); writes x's rows into the next t and returns x through the block, (b, t, c), (b, 1, c) with
+        `last_only` (Block.decode's). `turn`: Rotary.at's rows of x's positions, viewed as (t, 1, 1, 2, hs / 2)."""
+        block = self.block
+        b, t, c = x.shape
+        qkv = F.linear(F.layer_norm(x, *self.ln_1), *self.qkv)
+        if block.q_norm is None:
+            qk = qkv.view(b, t, *self.halves).narrow(2, 0, 2)
+        else:
+            heads = qkv.view(b, t, *self.heads)
+            qk = torch.stack([block.q_norm(heads[:, :, 0]), block.k_norm(heads[:, :, 1])], 2)
+            qk = qk.unflatten(-1, self.halves[2:])
+        cos, sin = turn  # Rotary.rotate's z * cos + roll(z) * sin: rolling by half a head flips its two halves
+        torch.add(qk * cos, qk.flip(-2) * sin, out=self.qk_rows.narrow(1, held, t))
+        self.v_rows.narrow(1, held, t).copy_(qkv.view(b, t, *self.heads).select(2, 2))
+        first = max(0, held - block.window + 1)  # the earliest key that the first new position attends to
+        q, k, v = (
+            self.q.narrow(2, held, t),
+            self.k.narrow(2, first, held + t - first),
+            self.v.narrow(2, first, held + t - first),
+        )
+        if last_only:
+            q, x, t = q.narrow(2, t - 1, 1), x.narrow(1, t - 1, 1), 1
+        mask, causal = attention_mask(t, k.shape[2], block.window, x.device)
+        training = block.training
+        y = F.scaled_dot_product_attention(q, k, v, mask, block.dropout if training else 0.0, is_causal=causal)
+        y = F.linear(y.transpose(1, 2).reshape(b, t, c), *self.proj)
+        x = x + (block.drop(y) if training else y)
+        y = F.linear(self.activation(F.linear(F.layer_norm(x, *self.ln_2), *self.fc)), *self.fc2)
+        return x + (block.drop(y) if training else y)
+
+
 class StreamCache:
     """The Transformer's stream decoder (rotary positions): each block's keys and values of the positions the next
     one attends to, so that a step runs the new tokens only, however long the text.
@@ -359,8 +427,10 @@ class StreamCache:
     forward over a text longer than block_size); its queries and keys are rotated by p itself, and attention depends
     on distances only, so a key computed when its token was new stays right: no window slides, each step runs one
     token through the network. Equal, to float rounding, to the network's forward over everything fed so far
-    (makemore.models.base.StreamDecoder). The tokens that fell out of every block's band still count through the
-    blocks below: a block's value at p holds what the block below read up to block_size positions before p.
+    (makemore.models.base.StreamDecoder); number for number what `Transformer.decode` with the last block_size - 1
+    keys and values gives, with fewer operations a step (`StreamBlock`: a token's step is mostly the fixed cost
+    of each operation, not its arithmetic; docs/text.md). The tokens that fell out of every block's band still count through
+    the blocks below: a block's value at p holds what the block below read up to block_size positions before p.
 
     Args:
         net: the Transformer, with position rope (in eval mode: the samplers' `eval_mode`).
@@ -370,13 +440,44 @@ class StreamCache:
         if not net.reads_streams:
             raise ValueError("a stream needs rotary positions (position rope): learned ones end at block_size")
         self.net, self.fed = net, 0  # tokens fed so far, the start token included
-        self.past: list[tuple[torch.Tensor, torch.Tensor]] = []  # per block: the last block_size - 1 keys, values
+        # Every block's rotated queries, keys and values, (n_layer, b, 3, nh, capacity, hs): those of the last `held`
+        # positions in its first `held` rows.
+        self.rows: Optional[torch.Tensor] = None
+        self.held = 0
+        self.blocks: list[StreamBlock] = []  # each block's step, on its rows
 
     def feed(self, idx: torch.Tensor) -> torch.Tensor:
         net = self.net
         if not self.fed:  # the start token, position 0
             idx = torch.cat([idx.new_zeros(len(idx), 1), idx], 1)
-        # the next position attends to the last block_size - 1 and to itself
-        logits, self.past = net.decode(net.drop(net.embedding(idx)), self.past, self.fed, keep=net.block_size - 1)
-        self.fed += idx.shape[1]
-        return logits
+        t = idx.shape[1]
+        x = F.embedding(idx, net.embedding.weight)
+        self.make_room(x, t)
+        x = net.drop(x) if net.training else x
+        halves = (2, self.blocks[0].halves[-1])
+        turn = tuple(table.view(t, 1, 1, *halves) for table in net.turn(self.fed, t, x.dtype))
+        for block in self.blocks:
+            x = block(x, self.held, turn, block is self.blocks[-1])
+        self.fed += t
+        self.held += t
+        ln_f = net.ln_f
+        return F.linear(
+            F.layer_norm(x.select(1, -1), ln_f.normalized_shape, ln_f.weight, ln_f.bias, ln_f.eps), net.head.weight
+        )
+
+    def make_room(self, x: torch.Tensor, t: int) -> None:
+        """Rows for t more positions after the last block_size - 1 held (which move to the front when they must)."""
+        net = self.net
+        if self.rows is not None and self.held + t <= self.rows.shape[4]:
+            return
+        keep = min(self.held, net.block_size - 1)  # what the next positions attend to
+        rows = self.rows
+        if rows is None or keep + t > rows.shape[4]:  # the first feed, or more tokens at once than fit
+            b, _, c = x.shape
+            n_head = net.blocks[0].n_head
+            capacity = max(STREAM_WINDOWS_KEPT * net.block_size, keep + t)
+            rows = x.new_empty(len(net.blocks), b, 3, n_head, capacity, c // n_head)
+            self.blocks = [StreamBlock(block, block_rows) for block, block_rows in zip(net.blocks, rows)]
+        if keep:  # (cloned: the rows may overlap the ones they move to)
+            rows[:, :, :, :, :keep] = self.rows[:, :, :, :, self.held - keep : self.held].clone()
+        self.rows, self.held = rows, keep
