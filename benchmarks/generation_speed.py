@@ -28,6 +28,7 @@ HEAD:makemore.py > /tmp/makemore.py`)
 import argparse
 import importlib.util
 import json
+import os
 import shlex
 import statistics
 import subprocess
@@ -43,8 +44,8 @@ import torch.nn.functional as F
 
 from benchmarks.common import ROOT, machine_facts
 from makemore.checkpoint import named_checkpoint, network_of, read_checkpoint
-from makemore.models.base import reads_streams
-from makemore.sampling import generate, generate_passages, generate_text
+from makemore.models.base import eval_mode, reads_streams
+from makemore.sampling import draw, generate, generate_passages, generate_text
 from makemore.text import Vocabulary
 
 PROMPT = "ROMEO:"
@@ -78,6 +79,106 @@ def plain_loop(net: torch.nn.Module, idx: torch.Tensor, steps: int, block_size: 
     return idx
 
 
+class ConcatenatedStream:
+    """The Transformer's stream decoder before StreamBlock (issue #38's first step): `Transformer.decode`, each block's
+    last block_size - 1 keys and values concatenated with the new ones and cut at every step. The same logits, bit for
+    bit (tests/test_decoding.py), in more operations."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        self.net, self.fed, self.past = net, 0, []
+
+    def feed(self, idx: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        if not self.fed:
+            idx = torch.cat([idx.new_zeros(len(idx), 1), idx], 1)
+        logits, self.past = net.decode(net.embedding(idx), self.past, self.fed, keep=net.block_size - 1)
+        self.fed += idx.shape[1]
+        return logits
+
+
+def passage_before(net: torch.nn.Module, vocabulary: Vocabulary, chars: int, generator: torch.Generator) -> str:
+    """A streamed passage as generate_text drew it before StreamBlock: ConcatenatedStream's logits, the same draws
+    (makemore.sampling.draw), under no_grad rather than inference mode."""
+    out = []
+    with eval_mode(net):
+        context = ConcatenatedStream(net)
+        logits = context.feed(torch.tensor([vocabulary.encode(PROMPT)]))
+        for step in range(chars):
+            logits[:, 0] = float("-inf")
+            ix = draw(logits, generator, 1.0, None)
+            out += [vocabulary.itos[i] for i in ix.squeeze(1).tolist()]
+            if step < chars - 1:
+                logits = context.feed(ix)
+    return "".join(out)
+
+
+def kernels_alone(net: torch.nn.Module, tokens: int) -> float:
+    """Seconds a token of the Transformer's own kernels, called back to back on one streamed token's shapes (each
+    block's two LayerNorms, four matrix-vector products, attention over block_size keys and activation; the final
+    LayerNorm and the head): the network's arithmetic with the least fixed cost eager PyTorch allows."""
+    generator = torch.Generator().manual_seed(0)
+    c, n_head, window = net.embedding.embedding_dim, net.blocks[0].n_head, net.block_size
+    x, hidden = torch.randn(1, 1, c, generator=generator), torch.randn(1, 1, 4 * c, generator=generator)
+    q, k = torch.randn(1, n_head, 1, c // n_head, generator=generator), torch.randn(1, n_head, window, c // n_head)
+    with torch.inference_mode():
+        start = time.perf_counter()
+        for _ in range(tokens):
+            for block in net.blocks:
+                F.layer_norm(x, (c,), block.ln_1.weight, block.ln_1.bias)
+                F.linear(x, block.qkv.weight, block.qkv.bias)
+                F.scaled_dot_product_attention(q, k, k)
+                F.linear(x, block.proj.weight, block.proj.bias)
+                F.layer_norm(x, (c,), block.ln_2.weight, block.ln_2.bias)
+                F.linear(x, block.mlp[0].weight, block.mlp[0].bias)
+                block.mlp[1](hidden)
+                F.linear(hidden, block.mlp[2].weight, block.mlp[2].bias)
+            F.linear(F.layer_norm(x, (c,), net.ln_f.weight, net.ln_f.bias), net.head.weight)
+        return (time.perf_counter() - start) / tokens
+
+
+def token_split(net: torch.nn.Module, vocabulary: Vocabulary, chars: int, before: bool) -> dict[str, float]:
+    """Seconds a character of a streamed passage, split as `makemore sample --stream true` spends them: the network's
+    step (context.feed), the draw (makemore.sampling.draw and the start token's -inf), the text (ids to characters)
+    and the print (`sample`'s print(..., flush=True), here to os.devnull). The loop is generate_passages' own, timed
+    part by part; `before`: with ConcatenatedStream under no_grad, as it was before StreamBlock."""
+    generator, seconds = torch.Generator().manual_seed(0), dict.fromkeys(("network", "draw", "text", "print"), 0.0)
+    clock = time.perf_counter
+    with eval_mode(net), open(os.devnull, "w") as sink, torch.no_grad() if before else torch.inference_mode():
+        context = ConcatenatedStream(net) if before else net.stream_decoder()
+        logits = context.feed(torch.tensor([vocabulary.encode(PROMPT)]))
+        for _ in range(chars):
+            start = clock()
+            logits[:, 0] = float("-inf")
+            ix = draw(logits, generator, 1.0, None)
+            drawn = clock()
+            text = [vocabulary.itos[i] for i in ix.squeeze(1).tolist()]
+            decoded = clock()
+            print(text[0], end="", flush=True, file=sink)
+            printed = clock()
+            logits = context.feed(ix)
+            for part, seconds_spent in zip(
+                seconds, (clock() - printed, drawn - start, decoded - drawn, printed - decoded)
+            ):
+                seconds[part] += seconds_spent
+    return {part: spent / chars for part, spent in seconds.items()}
+
+
+def splits(path: str, chars: int, count: int) -> dict[str, dict[str, float]]:
+    """`token_split` before and after StreamBlock and `kernels_alone`, alternating, `count` rounds: the median of each
+    part, in microseconds a character."""
+    net, vocabulary, _, _ = loaded(path)
+    rounds_of = {"before": [], "after": [], "kernels": []}
+    token_split(net, vocabulary, chars, False)  # warm-up
+    for _ in range(count):
+        rounds_of["before"].append(token_split(net, vocabulary, chars, True))
+        rounds_of["after"].append(token_split(net, vocabulary, chars, False))
+        rounds_of["kernels"].append({"network": kernels_alone(net, chars)})
+    return {
+        side: {part: 1e6 * statistics.median(r[part] for r in runs) for part in runs[0]}
+        for side, runs in rounds_of.items()
+    }
+
+
 def module_from(path: Path, name: str) -> ModuleType:
     """The Python file at `path` imported as module `name` (not on sys.path: nanoGPT's `model`, makemore.py, which
     is not `makemore`, this package)."""
@@ -106,6 +207,9 @@ def text_sides(path: str, chars: int, nanogpt: Optional[Path], passages: int) ->
     sides = {"makemore cached": (passage(True), chars), "makemore window": (passage(False), chars)}
     if reads_streams(net):  # --stream: the whole passage so far, one token a step
         sides = {"makemore stream": (passage(True, stream=True), chars), **sides}
+        if hasattr(net, "stream_decoder") and hasattr(net, "decode"):  # the Transformer's: also as it was before
+            generator = torch.Generator()
+            sides["stream before"] = (lambda: passage_before(net, vocabulary, chars, generator.manual_seed(0)), chars)
     if passages > 1:  # `makemore sample --num_samples N`: N passages as one batch, the characters of all counted
 
         def batch() -> None:
@@ -160,11 +264,11 @@ def names_sides(path: str, names: int, makemore_py: Optional[Path]) -> dict[str,
 def rounds(sides: dict[str, Side], count: int) -> dict[str, dict]:
     """Each side once a round, in turn; per side the median rate (its amount a second) and every round's."""
     seconds = {name: [] for name in sides}
-    for draw, _ in sides.values():  # warm-up, not timed
-        draw()
+    for side, _ in sides.values():  # warm-up, not timed
+        side()
     for _ in range(count):
-        for name, (draw, _) in sides.items():
-            seconds[name].append(timed(draw))
+        for name, (side, _) in sides.items():
+            seconds[name].append(timed(side))
     return {
         name: {"per_second": sides[name][1] / statistics.median(times), "seconds": times}
         for name, times in seconds.items()
@@ -195,9 +299,25 @@ def main(argv: Optional[list[str]] = None) -> int:
         help="fit options of the text checkpoint trained here, as one string: --text_options='--model.net.position"
         " rope' (a network that streams: its --stream side is timed too, and the rates are given against it)",
     )
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="instead: where a streamed character's time goes (network, draw, text, print), before and after"
+        " StreamBlock, and the network's kernels alone (--text_ckpt of a Transformer with position rope)",
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.split:
+        if not args.text_ckpt:
+            parser.error("--split needs --text_ckpt, a checkpoint of a Transformer with position rope")
+        results = {"machine": machine_facts(args.threads), "split": splits(args.text_ckpt, args.chars, args.rounds)}
+        print(results["machine"])
+        for side, parts in results["split"].items():
+            print(f"  {side:8s} " + "  ".join(f"{part} {us:6.1f}" for part, us in parts.items()) + " (us a character)")
+        if args.out:
+            args.out.write_text(json.dumps(results, indent=1) + "\n")
+        return 0
     with tempfile.TemporaryDirectory(prefix="generation-speed-") as tmp:
         text_ckpt = args.text_ckpt or train_briefly(
             "configs/shakespeare/gpt_cpu.yaml", args.train_steps, Path(tmp, "t"), shlex.split(args.text_options)

@@ -38,21 +38,29 @@ def scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 
     Divided as they are, float32 logits overflow to inf below a temperature of about 1e-38 and softmax gives nan;
     shifted first, the others fall to -inf instead, so a tiny temperature draws the most likely character (the
-    limit as the temperature goes to 0; ties share the probability).
+    limit as the temperature goes to 0; ties share the probability). The nan of 0 / a temperature that underflows to
+    0 is 0 (so is a nan logit's: every row with one is uniform), -inf stays: what softmax gives is that of
+    where(shifted < 0, shifted / temperature, 0), in two operations fewer (tests/test_bad_values.py).
     """
     shifted = logits - logits.amax(dim=-1, keepdim=True)
-    return torch.where(shifted < 0, shifted / temperature, 0.0)  # 0 / a temperature that underflows to 0 is nan
+    return (shifted / temperature).nan_to_num_(0.0, float("inf"), float("-inf"))
 
 
 def draw(
     logits: torch.Tensor, generator: Optional[torch.Generator], temperature: float, top_k: Optional[int]
 ) -> torch.Tensor:
     """One token id per row of logits (b, vocab_size), (b, 1): from softmax(logits / temperature), from the top_k
-    most likely only when given (logits already -inf stay impossible)."""
+    most likely only when given (logits already -inf stay impossible).
+
+    Drawn as torch.multinomial(probs, 1, generator=generator) draws one (the exponential race: the argmax of p / q,
+    q ~ Exp(1) drawn for every entry), so the same ids for a seed (tests/test_sampling.py), without its check of the
+    probabilities, which waits for a result (.item()) at every step: softmax's rows of `scaled` logits always pass.
+    """
     if top_k is not None and top_k < logits.shape[1]:
         kth = torch.topk(logits, top_k, dim=1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    return torch.multinomial(F.softmax(scaled(logits, temperature), dim=-1), 1, generator=generator)
+    probs = F.softmax(scaled(logits, temperature), dim=-1)
+    return probs.div_(torch.empty_like(probs).exponential_(generator=generator)).argmax(-1, keepdim=True)
 
 
 # Names drawn at once, as one batch: memory holds one chunk of names, however many are asked for. The draws of a
@@ -232,7 +240,7 @@ def _passages(
     with eval_mode(net):
         logits = context.feed(prompt_ids)
         for step in range(max_new_chars):
-            logits[:, 0] = float("-inf")  # the start token is not a character of the text
+            logits.select(1, 0).fill_(float("-inf"))  # the start token is not a character of the text
             ix = draw(logits, generator, temperature, top_k)  # (count, 1)
             yield [vocabulary.itos[i] for i in ix.squeeze(1).tolist()]
             if step < max_new_chars - 1:

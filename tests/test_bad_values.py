@@ -183,6 +183,21 @@ def test_scaled_logits_are_never_nan():
     assert torch.allclose(torch.softmax(scaled(logits, 0.7), -1), torch.softmax(logits / 0.7, -1))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_scaled_logits_give_the_probabilities_of_the_shift_and_divide(dtype):
+    """The probabilities the draws use are softmax(where(shifted < 0, shifted / temperature, 0)) to the last bit, for
+    temperatures that underflow, ties, masked (-inf) and nan logits (a row with one is uniform)."""
+    generator = torch.Generator().manual_seed(0)
+    for temperature in (1.0, 0.7, 1.3, 1e-3, 1e-40, 1e-300, 5e-324, 1e30):
+        logits = torch.randn(4, 66, generator=generator) * 5
+        logits[0, 3], logits[1], logits[2, 5] = float("-inf"), logits[1, 0], float("nan")
+        logits = logits.to(dtype)
+        shifted = logits - logits.amax(dim=-1, keepdim=True)
+        expected = torch.softmax(torch.where(shifted < 0, shifted / temperature, 0.0), dim=-1)
+        assert torch.equal(torch.softmax(scaled(logits, temperature), dim=-1), expected), temperature
+    assert torch.equal(expected[2], torch.full((66,), 1 / 66, dtype=dtype))
+
+
 @pytest.mark.parametrize("seed", [10**23, 2**64, -(2**63) - 1])
 def test_seed_outside_torchs_range_is_one_line(ckpt, seed):
     message = cli_error(

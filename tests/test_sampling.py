@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from conftest import cli_error, small_run_args
 
 from makemore.models import MLP, Transformer, next_char_logits
-from makemore.sampling import novelty, sample_chunks, sample_words, word_log_probs
+from makemore.sampling import draw, novelty, sample_chunks, sample_words, scaled, word_log_probs
 from makemore.text import Vocabulary
 
 VOCABULARY = Vocabulary(".abcdefghijklmnopqrstuvwxyz")
@@ -28,6 +28,24 @@ def greedy(net: torch.nn.Module, block_size: int, max_length: int, prefix: str =
                 break
             name += VOCABULARY.itos[ix]
     return name
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("rows", [1, 10])
+def test_a_draw_is_torch_multinomials_for_the_same_seed(rows, dtype):
+    """draw() draws as torch.multinomial(probs, 1) draws (its exponential race, without its check that waits for a
+    result): the same ids for a seed, so every passage and name a seed gave stays the same."""
+    logits = torch.randn(100, rows, 66, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    for seed, row_logits in enumerate(logits):
+        masked = row_logits.masked_fill(row_logits < -2, float("-inf"))  # some characters impossible
+        for temperature, top_k in ((1.0, None), (0.7, 5), (1e-40, None)):
+            kept = masked
+            if top_k is not None:
+                kept = masked.masked_fill(masked < torch.topk(masked, top_k, dim=1).values[:, -1:], float("-inf"))
+            probs = torch.softmax(scaled(kept, temperature), dim=-1)
+            expected = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(seed))
+            drawn = draw(masked, torch.Generator().manual_seed(seed), temperature, top_k)
+            assert torch.equal(drawn, expected), (seed, temperature, top_k)
 
 
 @pytest.mark.parametrize("net_class", [MLP, Transformer], ids=["mlp", "transformer"])
