@@ -96,16 +96,22 @@ class ConcatenatedStream:
         return logits
 
 
+def draw_before(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """makemore.sampling.draw at temperature 1 as it was before issue #38's step: the same ids, in more operations."""
+    shifted = logits - logits.amax(dim=-1, keepdim=True)
+    return torch.multinomial(F.softmax(torch.where(shifted < 0, shifted / 1.0, 0.0), dim=-1), 1, generator=generator)
+
+
 def passage_before(net: torch.nn.Module, vocabulary: Vocabulary, chars: int, generator: torch.Generator) -> str:
-    """A streamed passage as generate_text drew it before StreamBlock: ConcatenatedStream's logits, the same draws
-    (makemore.sampling.draw), under no_grad rather than inference mode."""
+    """A streamed passage as generate_text drew it before StreamBlock: ConcatenatedStream's logits, `draw_before`,
+    under no_grad rather than inference mode (the same characters)."""
     out = []
     with eval_mode(net):
         context = ConcatenatedStream(net)
         logits = context.feed(torch.tensor([vocabulary.encode(PROMPT)]))
         for step in range(chars):
             logits[:, 0] = float("-inf")
-            ix = draw(logits, generator, 1.0, None)
+            ix = draw_before(logits, generator)
             out += [vocabulary.itos[i] for i in ix.squeeze(1).tolist()]
             if step < chars - 1:
                 logits = context.feed(ix)
@@ -115,24 +121,31 @@ def passage_before(net: torch.nn.Module, vocabulary: Vocabulary, chars: int, gen
 def kernels_alone(net: torch.nn.Module, tokens: int) -> float:
     """Seconds a token of the Transformer's own kernels, called back to back on one streamed token's shapes (each
     block's two LayerNorms, four matrix-vector products, attention over block_size keys and activation; the final
-    LayerNorm and the head): the network's arithmetic with the least fixed cost eager PyTorch allows."""
+    LayerNorm and the head), their arguments looked up beforehand: the network's arithmetic with the least fixed cost
+    eager PyTorch allows."""
     generator = torch.Generator().manual_seed(0)
     c, n_head, window = net.embedding.embedding_dim, net.blocks[0].n_head, net.block_size
     x, hidden = torch.randn(1, 1, c, generator=generator), torch.randn(1, 1, 4 * c, generator=generator)
     q, k = torch.randn(1, n_head, 1, c // n_head, generator=generator), torch.randn(1, n_head, window, c // n_head)
+    calls = []
+    for block in net.blocks:
+        fc, activation, fc2 = block.mlp
+        calls += [
+            (F.layer_norm, (x, (c,), block.ln_1.weight, block.ln_1.bias)),
+            (F.linear, (x, block.qkv.weight, block.qkv.bias)),
+            (F.scaled_dot_product_attention, (q, k, k)),
+            (F.linear, (x, block.proj.weight, block.proj.bias)),
+            (F.layer_norm, (x, (c,), block.ln_2.weight, block.ln_2.bias)),
+            (F.linear, (x, fc.weight, fc.bias)),
+            (activation, (hidden,)),
+            (F.linear, (hidden, fc2.weight, fc2.bias)),
+        ]
+    calls += [(F.layer_norm, (x, (c,), net.ln_f.weight, net.ln_f.bias)), (F.linear, (x, net.head.weight))]
     with torch.inference_mode():
         start = time.perf_counter()
         for _ in range(tokens):
-            for block in net.blocks:
-                F.layer_norm(x, (c,), block.ln_1.weight, block.ln_1.bias)
-                F.linear(x, block.qkv.weight, block.qkv.bias)
-                F.scaled_dot_product_attention(q, k, k)
-                F.linear(x, block.proj.weight, block.proj.bias)
-                F.layer_norm(x, (c,), block.ln_2.weight, block.ln_2.bias)
-                F.linear(x, block.mlp[0].weight, block.mlp[0].bias)
-                block.mlp[1](hidden)
-                F.linear(hidden, block.mlp[2].weight, block.mlp[2].bias)
-            F.linear(F.layer_norm(x, (c,), net.ln_f.weight, net.ln_f.bias), net.head.weight)
+            for kernel, arguments in calls:
+                kernel(*arguments)
         return (time.perf_counter() - start) / tokens
 
 
@@ -140,7 +153,7 @@ def token_split(net: torch.nn.Module, vocabulary: Vocabulary, chars: int, before
     """Seconds a character of a streamed passage, split as `makemore sample --stream true` spends them: the network's
     step (context.feed), the draw (makemore.sampling.draw and the start token's -inf), the text (ids to characters)
     and the print (`sample`'s print(..., flush=True), here to os.devnull). The loop is generate_passages' own, timed
-    part by part; `before`: with ConcatenatedStream under no_grad, as it was before StreamBlock."""
+    part by part; `before`: with ConcatenatedStream and `draw_before` under no_grad, as it was before StreamBlock."""
     generator, seconds = torch.Generator().manual_seed(0), dict.fromkeys(("network", "draw", "text", "print"), 0.0)
     clock = time.perf_counter
     with eval_mode(net), open(os.devnull, "w") as sink, torch.no_grad() if before else torch.inference_mode():
@@ -148,8 +161,12 @@ def token_split(net: torch.nn.Module, vocabulary: Vocabulary, chars: int, before
         logits = context.feed(torch.tensor([vocabulary.encode(PROMPT)]))
         for _ in range(chars):
             start = clock()
-            logits[:, 0] = float("-inf")
-            ix = draw(logits, generator, 1.0, None)
+            if before:
+                logits[:, 0] = float("-inf")
+                ix = draw_before(logits, generator)
+            else:
+                logits.select(1, 0).fill_(float("-inf"))
+                ix = draw(logits, generator, 1.0, None)
             drawn = clock()
             text = [vocabulary.itos[i] for i in ix.squeeze(1).tolist()]
             decoded = clock()

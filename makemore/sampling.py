@@ -43,7 +43,9 @@ def scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     where(shifted < 0, shifted / temperature, 0), in two operations fewer (tests/test_bad_values.py).
     """
     shifted = logits - logits.amax(dim=-1, keepdim=True)
-    return (shifted / temperature).nan_to_num_(0.0, float("inf"), float("-inf"))
+    if temperature != 1:  # (x / 1 is x, nan included)
+        shifted = shifted / temperature
+    return shifted.nan_to_num_(0.0, float("inf"), float("-inf"))
 
 
 def draw(

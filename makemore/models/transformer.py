@@ -360,29 +360,81 @@ STREAM_WINDOWS_KEPT = 2
 
 class StreamBlock:
     """A Block's step in a StreamCache: what `Block.decode` computes, operation for operation on the same numbers
-    (so the same logits, bit for bit), with the block's keys and values kept in place and the fixed costs of a step
-    paid once: the block's weights and the views of its rows are looked up when made, the rotation of the queries and
-    keys is one, written straight into the rows, attention reads views of them (nothing is concatenated or cut) and
-    the modules' functions are called directly (so no module hooks run). The weights are the block's own tensors,
-    as training updates them in place.
+    (so the same logits, bit for bit), with the fixed costs of a step paid once where they can be. The block's
+    weights are looked up when made (the block's own tensors, which training updates in place), its modules'
+    functions called directly (so no module hooks run). The new positions' queries, keys and values are written
+    straight into the rows kept in place (by the matrix product itself for one token), queries and keys are rotated
+    there as one, attention reads views of the rows (nothing is concatenated or cut), and a token's views of the rows
+    are made once for each row it can land on.
 
     Args:
         block: the Block (rotary positions, a band `window`).
-        rows: its rotated queries, keys and values, (b, 3, nh, capacity, hs).
+        rows: its rotated queries, keys and values, (b, capacity, 3, nh, hs).
     """
 
     def __init__(self, block: Block, rows: torch.Tensor) -> None:
-        self.block = block
+        self.block, self.rows, self.window = block, rows, block.window
         ln_1, ln_2, fc, self.activation, fc2 = block.ln_1, block.ln_2, *block.mlp
         self.ln_1 = (ln_1.normalized_shape, ln_1.weight, ln_1.bias, ln_1.eps)
         self.ln_2 = (ln_2.normalized_shape, ln_2.weight, ln_2.bias, ln_2.eps)
-        self.qkv, self.proj = (block.qkv.weight, block.qkv.bias), (block.proj.weight, block.proj.bias)
+        self.qkv = (block.qkv.weight, block.qkv.bias)
+        self.proj = (block.proj.weight, block.proj.bias)
         self.fc, self.fc2 = (fc.weight, fc.bias), (fc2.weight, fc2.bias)
-        nh, hs = rows.shape[2], rows.shape[4]
-        self.heads, self.halves = (3, nh, hs), (3, nh, 2, hs // 2)  # a head's two halves: what rotation swaps
-        self.qk_rows = rows[:, :2].permute(0, 3, 1, 2, 4).unflatten(-1, self.halves[2:])  # (b, cap, 2, nh, 2, hs/2)
-        self.v_rows = rows[:, 2].transpose(1, 2)  # (b, capacity, nh, hs)
-        self.q, self.k, self.v = rows.unbind(1)  # (b, nh, capacity, hs) each
+        # F.linear(x, w, b) of rows is torch.addmm(b, x, w.t()): the same product, which can write in place
+        self.qkv_t, self.proj_t, self.fc_t, self.fc2_t = (
+            (weight.t(), bias) for weight, bias in (self.qkv, self.proj, self.fc, self.fc2)
+        )
+        self.flat = rows.flatten(2)  # (b, capacity, 3 c): a position's row as the qkv product gives it
+        self.halves = (2, rows.shape[-1] // 2)  # a head's two halves: what rotation swaps
+        self.token_views: dict[int, tuple[torch.Tensor, ...]] = {}  # one token's views of the rows, by `held`
+
+    def views(self, held: int, t: int) -> tuple[torch.Tensor, ...]:
+        """The rows of t positions after `held`: their qkv (b, t, 3 c), their queries and keys to rotate (b, t, 2, nh,
+        2, hs / 2); their queries (b, nh, t, hs), and the keys and values they attend to (b, nh, <= window + t - 1,
+        hs)."""
+        first = max(0, held - self.window + 1)  # the earliest key that the first new position attends to
+        new, seen = self.rows.narrow(1, held, t), self.rows.narrow(1, first, held + t - first)
+        qk = new.narrow(2, 0, 2).unflatten(-1, self.halves)
+        q, k, v = new.select(2, 0), seen.select(2, 1), seen.select(2, 2)
+        return self.flat.narrow(1, held, t), qk, q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+
+    def rotate(self, qk: torch.Tensor, qkv: torch.Tensor, turn: tuple[torch.Tensor, torch.Tensor]) -> None:
+        """Turn the queries and keys qk (a view of the rows) in place, QK-normed first with qk_norm (from qkv, (b, t,
+        3 c)): Rotary.rotate's z * cos + roll(z) * sin, rolling by half a head being a flip of its two halves."""
+        block = self.block
+        if block.q_norm is not None:
+            heads = qkv.unflatten(-1, (3, block.n_head, -1))
+            normed = torch.stack([block.q_norm(heads[:, :, 0]), block.k_norm(heads[:, :, 1])], 2)
+            source = normed.unflatten(-1, self.halves)
+        else:
+            source = qk
+        cos, sin = turn
+        torch.add(source * cos, source.flip(-2) * sin, out=qk)
+
+    def step(self, x: torch.Tensor, held: int, turn: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The block on one token, x (b, c), at the position after the `held` whose rows are filled (the last
+        window - 1 at least): writes its row and returns x through the block, (b, c). `turn`: Rotary.at's rows of
+        its position, viewed as (1, 1, 1, 2, hs / 2)."""
+        block, b = self.block, len(x)
+        views = self.token_views.get(held)
+        if views is None:
+            views = self.token_views[held] = self.views(held, 1)
+        qkv, qk, q, k, v = views
+        torch.addmm(self.qkv_t[1], F.layer_norm(x, *self.ln_1), self.qkv_t[0], out=qkv.view(b, -1))
+        if block.q_norm is None:
+            cos, sin = turn
+            torch.add(qk * cos, qk.flip(-2) * sin, out=qk)
+        else:
+            self.rotate(qk, qkv, turn)
+        if block.training:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=block.dropout)
+            x = x + block.drop(torch.addmm(self.proj_t[1], y.reshape(b, -1), self.proj_t[0]))
+            hidden = self.activation(torch.addmm(self.fc_t[1], F.layer_norm(x, *self.ln_2), self.fc_t[0]))
+            return x + block.drop(torch.addmm(self.fc2_t[1], hidden, self.fc2_t[0]))
+        y = F.scaled_dot_product_attention(q, k, v)  # (b, nh, 1, hs): one query sees every key of the band
+        x = x + torch.addmm(self.proj_t[1], y.reshape(b, -1), self.proj_t[0])
+        hidden = self.activation(torch.addmm(self.fc_t[1], F.layer_norm(x, *self.ln_2), self.fc_t[0]))
+        return x + torch.addmm(self.fc2_t[1], hidden, self.fc2_t[0])
 
     def __call__(
         self, x: torch.Tensor, held: int, turn: tuple[torch.Tensor, torch.Tensor], last_only: bool
@@ -392,31 +444,22 @@ class StreamBlock:
         `last_only` (Block.decode's). `turn`: Rotary.at's rows of x's positions, viewed as (t, 1, 1, 2, hs / 2)."""
         block = self.block
         b, t, c = x.shape
-        qkv = F.linear(F.layer_norm(x, *self.ln_1), *self.qkv)
-        if block.q_norm is None:
-            qk = qkv.view(b, t, *self.halves).narrow(2, 0, 2)
-        else:
-            heads = qkv.view(b, t, *self.heads)
-            qk = torch.stack([block.q_norm(heads[:, :, 0]), block.k_norm(heads[:, :, 1])], 2)
-            qk = qk.unflatten(-1, self.halves[2:])
-        cos, sin = turn  # Rotary.rotate's z * cos + roll(z) * sin: rolling by half a head flips its two halves
-        torch.add(qk * cos, qk.flip(-2) * sin, out=self.qk_rows.narrow(1, held, t))
-        self.v_rows.narrow(1, held, t).copy_(qkv.view(b, t, *self.heads).select(2, 2))
-        first = max(0, held - block.window + 1)  # the earliest key that the first new position attends to
-        q, k, v = (
-            self.q.narrow(2, held, t),
-            self.k.narrow(2, first, held + t - first),
-            self.v.narrow(2, first, held + t - first),
-        )
+        qkv, qk, q, k, v = self.views(held, t)
+        qkv.copy_(F.linear(F.layer_norm(x, *self.ln_1), *self.qkv))
+        self.rotate(qk, qkv, turn)
         if last_only:
             q, x, t = q.narrow(2, t - 1, 1), x.narrow(1, t - 1, 1), 1
         mask, causal = attention_mask(t, k.shape[2], block.window, x.device)
         training = block.training
+        drop = block.drop if training else _unchanged
         y = F.scaled_dot_product_attention(q, k, v, mask, block.dropout if training else 0.0, is_causal=causal)
-        y = F.linear(y.transpose(1, 2).reshape(b, t, c), *self.proj)
-        x = x + (block.drop(y) if training else y)
-        y = F.linear(self.activation(F.linear(F.layer_norm(x, *self.ln_2), *self.fc)), *self.fc2)
-        return x + (block.drop(y) if training else y)
+        x = x + drop(F.linear(y.transpose(1, 2).reshape(b, t, c), *self.proj))
+        return x + drop(F.linear(self.activation(F.linear(F.layer_norm(x, *self.ln_2), *self.fc)), *self.fc2))
+
+
+def _unchanged(x: torch.Tensor) -> torch.Tensor:
+    """Dropout in eval mode."""
+    return x
 
 
 class StreamCache:
@@ -440,44 +483,59 @@ class StreamCache:
         if not net.reads_streams:
             raise ValueError("a stream needs rotary positions (position rope): learned ones end at block_size")
         self.net, self.fed = net, 0  # tokens fed so far, the start token included
-        # Every block's rotated queries, keys and values, (n_layer, b, 3, nh, capacity, hs): those of the last `held`
+        # Every block's rotated queries, keys and values, (n_layer, b, capacity, 3, nh, hs): those of the last `held`
         # positions in its first `held` rows.
         self.rows: Optional[torch.Tensor] = None
         self.held = 0
         self.blocks: list[StreamBlock] = []  # each block's step, on its rows
+        self.ln_f = (net.ln_f.normalized_shape, net.ln_f.weight, net.ln_f.bias, net.ln_f.eps)
+        self.head = net.head.weight.t()
+        self.tables: Optional[tuple[torch.Tensor, torch.Tensor]] = None  # the rotary tables' views (`turn`)
 
     def feed(self, idx: torch.Tensor) -> torch.Tensor:
         net = self.net
         if not self.fed:  # the start token, position 0
             idx = torch.cat([idx.new_zeros(len(idx), 1), idx], 1)
-        t = idx.shape[1]
-        x = F.embedding(idx, net.embedding.weight)
+        b, t = idx.shape
+        x = F.embedding(idx, net.embedding.weight)  # (b, t, c)
         self.make_room(x, t)
         x = net.drop(x) if net.training else x
-        halves = (2, self.blocks[0].halves[-1])
-        turn = tuple(table.view(t, 1, 1, *halves) for table in net.turn(self.fed, t, x.dtype))
-        for block in self.blocks:
-            x = block(x, self.held, turn, block is self.blocks[-1])
+        turn = self.turn(t, x.dtype)
+        if t == 1:
+            x = x.view(b, -1)
+            for block in self.blocks:
+                x = block.step(x, self.held, turn)
+        else:
+            for block in self.blocks:
+                x = block(x, self.held, turn, block is self.blocks[-1])
+            x = x.select(1, -1)
         self.fed += t
         self.held += t
-        ln_f = net.ln_f
-        return F.linear(
-            F.layer_norm(x.select(1, -1), ln_f.normalized_shape, ln_f.weight, ln_f.bias, ln_f.eps), net.head.weight
-        )
+        return torch.mm(F.layer_norm(x, *self.ln_f), self.head)  # F.linear without a bias is this product
+
+    def turn(self, t: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotary.at's rows of the next t positions, viewed as (t, 1, 1, 2, hs / 2) for StreamBlock (views of the whole
+        tables, made again when the tables grow)."""
+        if self.tables is None or self.fed + t > len(self.tables[0]) or self.tables[0].dtype != dtype:
+            rotary = self.net.blocks[0].rotary
+            rotary.at(self.fed, t, dtype)  # the tables grow, doubling, for a stream past them
+            halves = self.blocks[0].halves
+            self.tables = tuple(table.to(dtype).view(len(table), 1, 1, *halves) for table in (rotary.cos, rotary.sin))
+        return self.tables[0].narrow(0, self.fed, t), self.tables[1].narrow(0, self.fed, t)
 
     def make_room(self, x: torch.Tensor, t: int) -> None:
         """Rows for t more positions after the last block_size - 1 held (which move to the front when they must)."""
         net = self.net
-        if self.rows is not None and self.held + t <= self.rows.shape[4]:
+        if self.rows is not None and self.held + t <= self.rows.shape[2]:
             return
         keep = min(self.held, net.block_size - 1)  # what the next positions attend to
         rows = self.rows
-        if rows is None or keep + t > rows.shape[4]:  # the first feed, or more tokens at once than fit
+        if rows is None or keep + t > rows.shape[2]:  # the first feed, or more tokens at once than fit
             b, _, c = x.shape
             n_head = net.blocks[0].n_head
             capacity = max(STREAM_WINDOWS_KEPT * net.block_size, keep + t)
-            rows = x.new_empty(len(net.blocks), b, 3, n_head, capacity, c // n_head)
+            rows = x.new_empty(len(net.blocks), b, capacity, 3, n_head, c // n_head)
             self.blocks = [StreamBlock(block, block_rows) for block, block_rows in zip(net.blocks, rows)]
         if keep:  # (cloned: the rows may overlap the ones they move to)
-            rows[:, :, :, :, :keep] = self.rows[:, :, :, :, self.held - keep : self.held].clone()
+            rows[:, :, :keep] = self.rows[:, :, self.held - keep : self.held].clone()
         self.rows, self.held = rows, keep
