@@ -7,6 +7,8 @@ In one process, same threads, the sides alternating round by round (A B C A B C 
     cached     makemore.sampling.generate_text, what `makemore sample --prompt P --max_new_chars N` streams (its
                printing left out), with the Transformer's key/value cache
     window     the same with cache=False: the window read again for every character (the sampler before the cache)
+    stream     with a checkpoint that streams (position rope): `--stream true`, the whole passage so far
+    stream before   the same passage as the stream drew it before StreamBlock (ConcatenatedStream, draw_before)
     nanoGPT    nanoGPT's own GPT.generate (model.py imported from the --nanogpt tree, not copied) on a GPT of the
                checkpoint's sizes, untrained (speed does not depend on the weights):
                crop the window, run the network, draw one. Without --nanogpt, that loop over makemore's network.
@@ -20,6 +22,7 @@ Without --text_ckpt / --names_ckpt, each checkpoint is trained here for a few st
 
     python -m benchmarks.generation_speed --nanogpt /tmp/nanogpt --makemore_py /tmp/makemore.py --out /tmp/gen.json
     python -m benchmarks.generation_speed --chars 100 --names 20 --rounds 1      # smoke
+    python -m benchmarks.generation_speed --split --text_ckpt ROPE_CKPT  # where a streamed character's time goes
 
 (nanoGPT: `git --git-dir=<mirror> archive HEAD | tar -x -C /tmp/nanogpt`; makemore.py: `git --git-dir=<mirror> show
 HEAD:makemore.py > /tmp/makemore.py`)
@@ -350,9 +353,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         sides = results[kind]
         cached = sides[next(iter(sides))]["per_second"]  # the fastest of makemore's: the stream where there is one
         print(f"{kind} ({unit} a second, median of {args.rounds} rounds):")
+        peer = list(sides)[-1]  # nanoGPT's or makemore.py's loop (the plain loop without them)
         for name, side in sides.items():
             print(
-                f"  {name:16s} {side['per_second']:9.0f}   {next(iter(sides))} / this: {cached / side['per_second']:.2f}x"
+                f"  {name:20s} {side['per_second']:9.0f}   {next(iter(sides))} / this: {cached / side['per_second']:.2f}x"
+                f"   this / {peer}: {side['per_second'] / sides[peer]['per_second']:.2f}x"
             )
     if args.out:
         args.out.write_text(json.dumps(results, indent=1) + "\n")
