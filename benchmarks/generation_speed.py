@@ -121,34 +121,42 @@ def passage_before(net: torch.nn.Module, vocabulary: Vocabulary, chars: int, gen
     return "".join(out)
 
 
-def kernels_alone(net: torch.nn.Module, tokens: int) -> float:
-    """Seconds a token of the Transformer's own kernels, called back to back on one streamed token's shapes (each
-    block's two LayerNorms, four matrix-vector products, attention over block_size keys and activation; the final
-    LayerNorm and the head), their arguments looked up beforehand: the network's arithmetic with the least fixed cost
-    eager PyTorch allows."""
+def network_ops_alone(net: torch.nn.Module, tokens: int) -> float:
+    """Seconds a token of the Transformer's own operations, called back to back on one streamed token's shapes, their
+    arguments made beforehand: the embedding; in each block two LayerNorms, four matrix products, the rotation of
+    queries and keys (two products, a flip, a sum), attention over block_size keys, the activation and two residual
+    sums; the final LayerNorm and the head. The network's arithmetic, each operation with its least fixed cost in
+    eager PyTorch; what a step costs beyond it is Python and views."""
     generator = torch.Generator().manual_seed(0)
     c, n_head, window = net.embedding.embedding_dim, net.blocks[0].n_head, net.block_size
-    x, hidden = torch.randn(1, 1, c, generator=generator), torch.randn(1, 1, 4 * c, generator=generator)
+    x, hidden = torch.randn(1, c, generator=generator), torch.randn(1, 4 * c, generator=generator)
     q, k = torch.randn(1, n_head, 1, c // n_head, generator=generator), torch.randn(1, n_head, window, c // n_head)
-    calls = []
+    qk, table = torch.randn(1, 1, 2, n_head, 2, c // n_head // 2), torch.randn(1, 1, 1, 2, c // n_head // 2)
+    calls = [(F.embedding, (torch.ones(1, 1, dtype=torch.long), net.embedding.weight))]
     for block in net.blocks:
         fc, activation, fc2 = block.mlp
         calls += [
             (F.layer_norm, (x, (c,), block.ln_1.weight, block.ln_1.bias)),
-            (F.linear, (x, block.qkv.weight, block.qkv.bias)),
+            (torch.addmm, (block.qkv.bias, x, block.qkv.weight.t())),
+            (torch.mul, (qk, table)),
+            (torch.flip, (qk, (-2,))),
+            (torch.mul, (qk, table)),
+            (torch.add, (qk, qk)),
             (F.scaled_dot_product_attention, (q, k, k)),
-            (F.linear, (x, block.proj.weight, block.proj.bias)),
+            (torch.addmm, (block.proj.bias, x, block.proj.weight.t())),
+            (torch.add, (x, x)),
             (F.layer_norm, (x, (c,), block.ln_2.weight, block.ln_2.bias)),
-            (F.linear, (x, fc.weight, fc.bias)),
-            (activation, (hidden,)),
-            (F.linear, (hidden, fc2.weight, fc2.bias)),
+            (torch.addmm, (fc.bias, x, fc.weight.t())),
+            (activation.forward, (hidden,)),
+            (torch.addmm, (fc2.bias, hidden, fc2.weight.t())),
+            (torch.add, (x, x)),
         ]
-    calls += [(F.layer_norm, (x, (c,), net.ln_f.weight, net.ln_f.bias)), (F.linear, (x, net.head.weight))]
+    calls += [(F.layer_norm, (x, (c,), net.ln_f.weight, net.ln_f.bias)), (torch.mm, (x, net.head.weight.t()))]
     with torch.inference_mode():
         start = time.perf_counter()
         for _ in range(tokens):
-            for kernel, arguments in calls:
-                kernel(*arguments)
+            for operation, arguments in calls:
+                operation(*arguments)
         return (time.perf_counter() - start) / tokens
 
 
@@ -184,15 +192,15 @@ def token_split(net: torch.nn.Module, vocabulary: Vocabulary, chars: int, before
 
 
 def splits(path: str, chars: int, count: int) -> dict[str, dict[str, float]]:
-    """`token_split` before and after StreamBlock and `kernels_alone`, alternating, `count` rounds: the median of each
-    part, in microseconds a character."""
+    """`token_split` before and after StreamBlock and `network_ops_alone`, alternating, `count` rounds: the median of
+    each part, in microseconds a character."""
     net, vocabulary, _, _ = loaded(path)
-    rounds_of = {"before": [], "after": [], "kernels": []}
+    rounds_of = {"before": [], "after": [], "network ops alone": []}
     token_split(net, vocabulary, chars, False)  # warm-up
     for _ in range(count):
         rounds_of["before"].append(token_split(net, vocabulary, chars, True))
         rounds_of["after"].append(token_split(net, vocabulary, chars, False))
-        rounds_of["kernels"].append({"network": kernels_alone(net, chars)})
+        rounds_of["network ops alone"].append({"network": network_ops_alone(net, chars)})
     return {
         side: {part: 1e6 * statistics.median(r[part] for r in runs) for part in runs[0]}
         for side, runs in rounds_of.items()
@@ -323,7 +331,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "--split",
         action="store_true",
         help="instead: where a streamed character's time goes (network, draw, text, print), before and after"
-        " StreamBlock, and the network's kernels alone (--text_ckpt of a Transformer with position rope)",
+        " StreamBlock, and the network's operations alone (--text_ckpt of a Transformer with position rope)",
     )
     parser.add_argument("--out", type=Path, help="write the results as JSON")
     args = parser.parse_args(argv)
@@ -334,7 +342,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         results = {"machine": machine_facts(args.threads), "split": splits(args.text_ckpt, args.chars, args.rounds)}
         print(results["machine"])
         for side, parts in results["split"].items():
-            print(f"  {side:8s} " + "  ".join(f"{part} {us:6.1f}" for part, us in parts.items()) + " (us a character)")
+            print(f"  {side:17s} " + "  ".join(f"{part} {us:6.1f}" for part, us in parts.items()) + " (us a character)")
         if args.out:
             args.out.write_text(json.dumps(results, indent=1) + "\n")
         return 0

@@ -374,7 +374,8 @@ class StreamBlock:
 
     def __init__(self, block: Block, rows: torch.Tensor) -> None:
         self.block, self.rows, self.window = block, rows, block.window
-        ln_1, ln_2, fc, self.activation, fc2 = block.ln_1, block.ln_2, *block.mlp
+        ln_1, ln_2, fc, activation, fc2 = block.ln_1, block.ln_2, *block.mlp
+        self.activation = activation.forward  # (its module call's hooks machinery costs more than GELU's dispatch)
         self.ln_1 = (ln_1.normalized_shape, ln_1.weight, ln_1.bias, ln_1.eps)
         self.ln_2 = (ln_2.normalized_shape, ln_2.weight, ln_2.bias, ln_2.eps)
         self.qkv = (block.qkv.weight, block.qkv.bias)
@@ -398,6 +399,14 @@ class StreamBlock:
         q, k, v = new.select(2, 0), seen.select(2, 1), seen.select(2, 2)
         return self.flat.narrow(1, held, t), qk, q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 
+    def token(self, held: int) -> tuple[torch.Tensor, ...]:
+        """`views` of one token after `held`, made once for each row, and its qkv row as the product's (b, 3 c)."""
+        views = self.token_views.get(held)
+        if views is None:
+            views = self.views(held, 1)
+            views = self.token_views[held] = (views[0].flatten(1), *views)
+        return views
+
     def rotate(self, qk: torch.Tensor, qkv: torch.Tensor, turn: tuple[torch.Tensor, torch.Tensor]) -> None:
         """Turn the queries and keys qk (a view of the rows) in place, QK-normed first with qk_norm (from qkv, (b, t,
         3 c)): Rotary.rotate's z * cos + roll(z) * sin, rolling by half a head being a flip of its two halves."""
@@ -416,11 +425,8 @@ class StreamBlock:
         window - 1 at least): writes its row and returns x through the block, (b, c). `turn`: Rotary.at's rows of
         its position, viewed as (1, 1, 1, 2, hs / 2)."""
         block, b = self.block, len(x)
-        views = self.token_views.get(held)
-        if views is None:
-            views = self.token_views[held] = self.views(held, 1)
-        qkv, qk, q, k, v = views
-        torch.addmm(self.qkv_t[1], F.layer_norm(x, *self.ln_1), self.qkv_t[0], out=qkv.view(b, -1))
+        row, qkv, qk, q, k, v = self.token(held)
+        torch.addmm(self.qkv_t[1], F.layer_norm(x, *self.ln_1), self.qkv_t[0], out=row)
         if block.q_norm is None:
             cos, sin = turn
             torch.add(qk * cos, qk.flip(-2) * sin, out=qk)
