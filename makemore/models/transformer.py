@@ -424,7 +424,7 @@ class StreamBlock:
         """The block on one token, x (b, c), at the position after the `held` whose rows are filled (the last
         window - 1 at least): writes its row and returns x through the block, (b, c). `turn`: Rotary.at's rows of
         its position, viewed as (1, 1, 1, 2, hs / 2)."""
-        block, b = self.block, len(x)
+        block, b = self.block, x.shape[0]  # (len() of a tensor costs a Python call)
         row, qkv, qk, q, k, v = self.token(held)
         torch.addmm(self.qkv_t[1], F.layer_norm(x, *self.ln_1), self.qkv_t[0], out=row)
         if block.q_norm is None:
