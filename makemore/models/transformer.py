@@ -400,11 +400,14 @@ class StreamBlock:
         return self.flat.narrow(1, held, t), qk, q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 
     def token(self, held: int) -> tuple[torch.Tensor, ...]:
-        """`views` of one token after `held`, made once for each row, and its qkv row as the product's (b, 3 c)."""
+        """`views` of one token after `held`, made once for each row: its qkv row as the product's (b, 3 c), and its
+        queries and keys (b, 2, nh, 2, hs / 2) as views of that row (fewer dimensions: cheaper to turn)."""
         views = self.token_views.get(held)
         if views is None:
-            views = self.views(held, 1)
-            views = self.token_views[held] = (views[0].flatten(1), *views)
+            qkv, qk, q, k, v = self.views(held, 1)
+            row = qkv.flatten(1)
+            qk = row.narrow(1, 0, qk[0, 0].numel()).view(len(row), *qk.shape[2:])
+            views = self.token_views[held] = (row, qkv, qk, q, k, v)
         return views
 
     def rotate(self, qk: torch.Tensor, qkv: torch.Tensor, turn: tuple[torch.Tensor, torch.Tensor]) -> None:
@@ -414,7 +417,7 @@ class StreamBlock:
         if block.q_norm is not None:
             heads = qkv.unflatten(-1, (3, block.n_head, -1))
             normed = torch.stack([block.q_norm(heads[:, :, 0]), block.k_norm(heads[:, :, 1])], 2)
-            source = normed.unflatten(-1, self.halves)
+            source = normed.reshape(qk.shape)  # (the same order: a head's halves last)
         else:
             source = qk
         cos, sin = turn
