@@ -361,11 +361,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         sides = results[kind]
         cached = sides[next(iter(sides))]["per_second"]  # the fastest of makemore's: the stream where there is one
         print(f"{kind} ({unit} a second, median of {args.rounds} rounds):")
-        peer = list(sides)[-1]  # nanoGPT's or makemore.py's loop (the plain loop without them)
+        first, peer = next(iter(sides)), list(sides)[-1]  # peer: nanoGPT's or makemore.py's loop (or the plain one)
         for name, side in sides.items():
+            rate = side["per_second"]
             print(
-                f"  {name:20s} {side['per_second']:9.0f}   {next(iter(sides))} / this: {cached / side['per_second']:.2f}x"
-                f"   this / {peer}: {side['per_second'] / sides[peer]['per_second']:.2f}x"
+                f"  {name:20s} {rate:9.0f}   {first} / this: {cached / rate:.2f}x"
+                f"   this / {peer}: {rate / sides[peer]['per_second']:.2f}x"
             )
     if args.out:
         args.out.write_text(json.dumps(results, indent=1) + "\n")

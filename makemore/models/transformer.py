@@ -480,9 +480,9 @@ class StreamCache:
     on distances only, so a key computed when its token was new stays right: no window slides, each step runs one
     token through the network. Equal, to float rounding, to the network's forward over everything fed so far
     (makemore.models.base.StreamDecoder); number for number what `Transformer.decode` with the last block_size - 1
-    keys and values gives, with fewer operations a step (`StreamBlock`: a token's step is mostly the fixed cost
-    of each operation, not its arithmetic; docs/text.md). The tokens that fell out of every block's band still count through
-    the blocks below: a block's value at p holds what the block below read up to block_size positions before p.
+    keys and values gives, in fewer operations a step (`StreamBlock`; docs/text.md, "Sampling speed"). The tokens
+    that fell out of every block's band still count through the blocks below: a block's value at p holds what the
+    block below read up to block_size positions before p.
 
     Args:
         net: the Transformer, with position rope (in eval mode: the samplers' `eval_mode`).
