@@ -136,7 +136,7 @@ def network_ops_alone(net: torch.nn.Module, tokens: int) -> float:
     for block in net.blocks:
         fc, activation, fc2 = block.mlp
         calls += [
-            (F.layer_norm, (x, (c,), block.ln_1.weight, block.ln_1.bias)),
+            (torch.layer_norm, (x, (c,), block.ln_1.weight, block.ln_1.bias)),
             (torch.addmm, (block.qkv.bias, x, block.qkv.weight.t())),
             (torch.mul, (qk, table)),
             (torch.flip, (qk, (-2,))),
@@ -145,13 +145,13 @@ def network_ops_alone(net: torch.nn.Module, tokens: int) -> float:
             (F.scaled_dot_product_attention, (q, k, k)),
             (torch.addmm, (block.proj.bias, x, block.proj.weight.t())),
             (torch.add, (x, x)),
-            (F.layer_norm, (x, (c,), block.ln_2.weight, block.ln_2.bias)),
+            (torch.layer_norm, (x, (c,), block.ln_2.weight, block.ln_2.bias)),
             (torch.addmm, (fc.bias, x, fc.weight.t())),
             (activation.forward, (hidden,)),
             (torch.addmm, (fc2.bias, hidden, fc2.weight.t())),
             (torch.add, (x, x)),
         ]
-    calls += [(F.layer_norm, (x, (c,), net.ln_f.weight, net.ln_f.bias)), (torch.mm, (x, net.head.weight.t()))]
+    calls += [(torch.layer_norm, (x, (c,), net.ln_f.weight, net.ln_f.bias)), (torch.mm, (x, net.head.weight.t()))]
     with torch.inference_mode():
         start = time.perf_counter()
         for _ in range(tokens):

@@ -381,7 +381,8 @@ class StreamBlock:
         self.qkv = (block.qkv.weight, block.qkv.bias)
         self.proj = (block.proj.weight, block.proj.bias)
         self.fc, self.fc2 = (fc.weight, fc.bias), (fc2.weight, fc2.bias)
-        # F.linear(x, w, b) of rows is torch.addmm(b, x, w.t()): the same product, which can write in place
+        # F.linear(x, w, b) of rows is torch.addmm(b, x, w.t()): the same product, which can write in place; and
+        # F.layer_norm is torch.layer_norm after a check for overrides, which a step need not pay nine times
         self.qkv_t, self.proj_t, self.fc_t, self.fc2_t = (
             (weight.t(), bias) for weight, bias in (self.qkv, self.proj, self.fc, self.fc2)
         )
@@ -429,7 +430,7 @@ class StreamBlock:
         its position, viewed as (1, 1, 1, 2, hs / 2)."""
         block, b = self.block, x.shape[0]  # (len() of a tensor costs a Python call)
         row, qkv, qk, q, k, v = self.token(held)
-        torch.addmm(self.qkv_t[1], F.layer_norm(x, *self.ln_1), self.qkv_t[0], out=row)
+        torch.addmm(self.qkv_t[1], torch.layer_norm(x, *self.ln_1), self.qkv_t[0], out=row)
         if block.q_norm is None:
             cos, sin = turn
             torch.add(qk * cos, qk.flip(-2) * sin, out=qk)
@@ -438,11 +439,11 @@ class StreamBlock:
         if block.training:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=block.dropout)
             x = x + block.drop(torch.addmm(self.proj_t[1], y.reshape(b, -1), self.proj_t[0]))
-            hidden = self.activation(torch.addmm(self.fc_t[1], F.layer_norm(x, *self.ln_2), self.fc_t[0]))
+            hidden = self.activation(torch.addmm(self.fc_t[1], torch.layer_norm(x, *self.ln_2), self.fc_t[0]))
             return x + block.drop(torch.addmm(self.fc2_t[1], hidden, self.fc2_t[0]))
         y = F.scaled_dot_product_attention(q, k, v)  # (b, nh, 1, hs): one query sees every key of the band
         x = x + torch.addmm(self.proj_t[1], y.reshape(b, -1), self.proj_t[0])
-        hidden = self.activation(torch.addmm(self.fc_t[1], F.layer_norm(x, *self.ln_2), self.fc_t[0]))
+        hidden = self.activation(torch.addmm(self.fc_t[1], torch.layer_norm(x, *self.ln_2), self.fc_t[0]))
         return x + torch.addmm(self.fc2_t[1], hidden, self.fc2_t[0])
 
     def __call__(
@@ -520,7 +521,7 @@ class StreamCache:
             x = x.select(1, -1)
         self.fed += t
         self.held += t
-        return torch.mm(F.layer_norm(x, *self.ln_f), self.head)  # F.linear without a bias is this product
+        return torch.mm(torch.layer_norm(x, *self.ln_f), self.head)  # F.linear without a bias is this product
 
     def turn(self, t: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """Rotary.at's rows of the next t positions, viewed as (t, 1, 1, 2, hs / 2) for StreamBlock (views of the whole
