@@ -290,17 +290,26 @@ def names_sides(path: str, names: int, makemore_py: Optional[Path]) -> dict[str,
 
 
 def rounds(sides: dict[str, Side], count: int) -> dict[str, dict]:
-    """Each side once a round, in turn; per side the median rate (its amount a second) and every round's."""
+    """Each side once a round, in turn; per side the median rate (its amount a second), every round's seconds, and
+    its rate over the last side's (the peer's) round by round, with their median: on a machine shared with other
+    work, the two sides of one round ran under the same load, the medians of each side perhaps not."""
     seconds = {name: [] for name in sides}
     for side, _ in sides.values():  # warm-up, not timed
         side()
     for _ in range(count):
         for name, (side, _) in sides.items():
             seconds[name].append(timed(side))
-    return {
-        name: {"per_second": sides[name][1] / statistics.median(times), "seconds": times}
-        for name, times in seconds.items()
-    }
+    peer = list(sides)[-1]
+    results = {}
+    for name, times in seconds.items():
+        ratios = [sides[name][1] / time / (sides[peer][1] / theirs) for time, theirs in zip(times, seconds[peer])]
+        results[name] = {
+            "per_second": sides[name][1] / statistics.median(times),
+            "seconds": times,
+            "over_peer_by_round": ratios,
+            "over_peer_median": statistics.median(ratios),
+        }
+    return results
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -363,10 +372,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"{kind} ({unit} a second, median of {args.rounds} rounds):")
         first, peer = next(iter(sides)), list(sides)[-1]  # peer: nanoGPT's or makemore.py's loop (or the plain one)
         for name, side in sides.items():
-            rate = side["per_second"]
+            rate, ratios = side["per_second"], side["over_peer_by_round"]
             print(
-                f"  {name:20s} {rate:9.0f}   {first} / this: {cached / rate:.2f}x"
-                f"   this / {peer}: {rate / sides[peer]['per_second']:.2f}x"
+                f"  {name:20s} {rate:9.0f}   {first} / this: {cached / rate:.2f}x   this / {peer}, round by round:"
+                f" median {side['over_peer_median']:.2f}x ({min(ratios):.2f} to {max(ratios):.2f})"
             )
     if args.out:
         args.out.write_text(json.dumps(results, indent=1) + "\n")
