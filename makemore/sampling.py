@@ -226,7 +226,7 @@ def generate_passages(
     return _passages(net, vocabulary, ids, max_new_chars, count, generator, temperature, top_k, context)
 
 
-@torch.inference_mode()  # (no_grad's view and version bookkeeping is a tenth of a streamed step: only text leaves)
+@torch.inference_mode()  # (no view or version bookkeeping, which no_grad keeps, in a step of small operations)
 def _passages(
     net: nn.Module,
     vocabulary: Vocabulary,
