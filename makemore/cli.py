@@ -60,6 +60,7 @@ def sample(
     num_samples: Optional[int] = None,
     seed: int = 42,
     device: str = "cpu",
+    num_threads: Optional[int] = 1,
     temperature: float = 1.0,
     top_k: Optional[int] = None,
     prefix: str = "",
@@ -81,6 +82,8 @@ def sample(
         seed: seed of the sampling generator; the same seed gives the same names. From -2**63 to 2**64 - 1, what
             torch.Generator.manual_seed takes.
         device: where to run the model (cpu or cuda).
+        num_threads: torch's intra-op CPU threads (null: torch's default). A character at a time from a small model
+            gains nothing from more, and several threads slow to a crawl when other processes share the cores.
         temperature: divides the logits before sampling: below 1 more likely names, above 1 more varied ones. Any
             finite number above 0; near 0, however small (1e-300), each character is the most likely one (as
             --top_k 1).
@@ -113,6 +116,8 @@ def sample(
         raise ConfigError(f"--num_samples must be at least 1, got {num_samples}")
     if max_new_chars is not None and max_new_chars < 1:
         raise ConfigError(f"--max_new_chars must be at least 1, got {max_new_chars}")
+    if num_threads is not None and num_threads < 1:
+        raise ConfigError(f"--num_threads must be at least 1 (null: torch's default), got {num_threads}")
     if not SEEDS[0] <= seed <= SEEDS[1]:
         raise ConfigError(f"--seed must be an integer from -2**63 to 2**64 - 1 (torch's generator seeds), got {seed}")
     try:
@@ -121,6 +126,8 @@ def sample(
         raise ConfigError(f"--device {device!r} is not a torch device (cpu, cuda, cuda:1, ...)") from None
     if kind != "cpu" and not getattr(torch, kind).is_available():
         raise ConfigError(f"--device {device}: torch sees no {kind} device on this machine")
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
     if ckpt_path in ("best", "last"):
         name, ckpt_path = ckpt_path, str(named_checkpoint(ckpt_path, allowed=allow_class))
         print(f"makemore: --ckpt_path {name}: {ckpt_path}", file=sys.stderr)

@@ -173,6 +173,24 @@ def trained(words_path, tmp_path, run_cli) -> str:
     return str(Path(fit.trainer.log_dir) / "checkpoints" / "last.ckpt")
 
 
+def test_sample_runs_torch_on_one_thread_unless_told(trained, run_cli, capsys):
+    """One character at a time from a small model: more threads only wait on each other, and on a machine whose
+    cores other processes share they slow the draw several-fold; --num_threads as fit's."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        run_cli("sample", "--ckpt_path", trained, "--num_samples", "3")
+        one = capsys.readouterr().out
+        assert torch.get_num_threads() == 1
+        run_cli("sample", "--ckpt_path", trained, "--num_samples", "3", "--num_threads", "2")
+        assert torch.get_num_threads() == 2 and capsys.readouterr().out == one  # the same names
+        run_cli("sample", "--ckpt_path", trained, "--num_samples", "3", "--num_threads", "null")
+        assert torch.get_num_threads() == 2  # torch's own setting left as it is
+        cli_error(["sample", "--ckpt_path", trained, "--num_threads", "0"], r"--num_threads must be at least 1")
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_a_huge_max_length_draws_names_to_their_end(trained, run_cli, capsys):
     """Columns grow as drawn: --max_length 10**9 allocates nothing ahead, and each name stops at its `.`."""
     capsys.readouterr()
