@@ -13,7 +13,9 @@ from makemore.formats.text import read_text
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 CONFIGS = sorted(CONFIG_DIR.glob("*.yaml")) + [CONFIG_DIR / "speedrun" / "names.yaml"]
-TEXT_CONFIGS = sorted((CONFIG_DIR / "shakespeare").glob("*.yaml")) + [CONFIG_DIR / "speedrun" / "shakespeare.yaml"]
+TEXT_CONFIGS = sorted((CONFIG_DIR / "shakespeare").glob("*.yaml")) + sorted(
+    (CONFIG_DIR / "speedrun").glob("shakespeare*.yaml")
+)
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[str(c.relative_to(CONFIG_DIR).with_suffix("")) for c in CONFIGS])
