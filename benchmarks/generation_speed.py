@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from benchmarks.common import ROOT, machine_facts
 from makemore.checkpoint import named_checkpoint, network_of, read_checkpoint
 from makemore.models.base import eval_mode, reads_streams
+from makemore.models.transformer import ConcatenatedStream
 from makemore.sampling import draw, generate, generate_passages, generate_text
 from makemore.text import Vocabulary
 
@@ -80,23 +81,6 @@ def plain_loop(net: torch.nn.Module, idx: torch.Tensor, steps: int, block_size: 
         probs = F.softmax(logits[:, -1], dim=-1)
         idx = torch.cat([idx, torch.multinomial(probs, 1)], 1)
     return idx
-
-
-class ConcatenatedStream:
-    """The Transformer's stream decoder before StreamBlock (issue #38's first step): `Transformer.decode`, each block's
-    last block_size - 1 keys and values concatenated with the new ones and cut at every step. The same logits, bit for
-    bit (tests/test_decoding.py), in more operations."""
-
-    def __init__(self, net: torch.nn.Module) -> None:
-        self.net, self.fed, self.past = net, 0, []
-
-    def feed(self, idx: torch.Tensor) -> torch.Tensor:
-        net = self.net
-        if not self.fed:
-            idx = torch.cat([idx.new_zeros(len(idx), 1), idx], 1)
-        logits, self.past = net.decode(net.embedding(idx), self.past, self.fed, keep=net.block_size - 1)
-        self.fed += idx.shape[1]
-        return logits
 
 
 def draw_before(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

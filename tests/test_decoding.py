@@ -7,6 +7,7 @@ import torch
 from makemore.formats.text import vocabulary_of_text
 from makemore.models import Recurrent, Transformer
 from makemore.models.base import StreamDecoder, WindowDecoder, decoder
+from makemore.models.transformer import ConcatenatedStream
 from makemore.sampling import generate, generate_passages, generate_text
 
 BLOCK_SIZE = 8
@@ -151,22 +152,6 @@ def test_a_network_of_fixed_windows_does_not_stream():
     net = NETWORKS["transformer"]()
     with pytest.raises(ValueError, match="stream: Transformer reads a window of block_size characters"):
         generate_text(net, VOCABULARY, BLOCK_SIZE, "RO", 10, stream=True)
-
-
-class ConcatenatedStream:
-    """The stream decoder as `Transformer.decode` computes it: each block's last block_size - 1 keys and values
-    concatenated with the new ones at every step (what StreamCache computed before it kept them in place)."""
-
-    def __init__(self, net: Transformer) -> None:
-        self.net, self.fed, self.past = net, 0, []
-
-    def feed(self, idx: torch.Tensor) -> torch.Tensor:
-        net = self.net
-        if not self.fed:
-            idx = torch.cat([idx.new_zeros(len(idx), 1), idx], 1)
-        logits, self.past = net.decode(net.embedding(idx), self.past, self.fed, keep=net.block_size - 1)
-        self.fed += idx.shape[1]
-        return logits
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -549,3 +549,25 @@ class StreamCache:
         if keep:  # (cloned: the rows may overlap the ones they move to)
             rows[:, :, :keep] = self.rows[:, :, self.held - keep : self.held].clone()
         self.rows, self.held = rows, keep
+
+
+class ConcatenatedStream:
+    """StreamCache's reference: the stream decoder as `Transformer.decode` computes it, each block's last
+    block_size - 1 keys and values concatenated with the new ones and cut at every step. The same logits as
+    StreamCache, bit for bit (tests/test_decoding.py), in more operations a step (benchmarks/generation_speed.py's
+    "stream before").
+
+    Args:
+        net: the Transformer, with position rope.
+    """
+
+    def __init__(self, net: Transformer) -> None:
+        self.net, self.fed, self.past = net, 0, []
+
+    def feed(self, idx: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        if not self.fed:  # the start token, position 0
+            idx = torch.cat([idx.new_zeros(len(idx), 1), idx], 1)
+        logits, self.past = net.decode(net.embedding(idx), self.past, self.fed, keep=net.block_size - 1)
+        self.fed += idx.shape[1]
+        return logits
