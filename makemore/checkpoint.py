@@ -305,6 +305,7 @@ RESUMABLE_CHANGES = frozenset(
         "num_samples",
         "max_sample_length",
         "passage_length",
+        "untrained_loss",
         "max_loss_factor",
         "hand_backward",
         "path",

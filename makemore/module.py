@@ -62,6 +62,9 @@ class MakemoreModule(L.LightningModule):
         num_samples: names sampled to TensorBoard text at each validation (a word list).
         max_sample_length: longest name sampling will produce.
         passage_length: characters of the passage sampled to TensorBoard text at each validation (a text).
+        untrained_loss: log the untrained network's val loss at step 0 of a new fit (untrained_val_loss, beside
+            uniform_loss: the lecture's check of the initialisation). It costs one validation of the whole split
+            before the first SGD step; false skips it (the speedrun's configs, where every second counts).
         max_loss_factor: training stops, with an error naming the step, when a step's loss is not finite or
             above max_loss_factor x ln(vocab_size) (ln(vocab_size) is the loss of uniform guessing; the
             lecture's badly initialised MLP starts near 8 x). null: only a non-finite loss stops it.
@@ -110,6 +113,7 @@ class MakemoreModule(L.LightningModule):
         num_samples: int = 10,
         max_sample_length: int = 50,
         passage_length: int = 500,
+        untrained_loss: bool = True,
         max_loss_factor: Optional[float] = 10.0,
         hand_backward: Optional[bool] = None,
         split_fingerprint: Optional[dict] = None,
@@ -233,7 +237,12 @@ class MakemoreModule(L.LightningModule):
             optimizer = self.optimizers().optimizer
             optimizer.zero_grad()
             optimizer.step()
-        if self.global_step == 0 and self.trainer.is_global_zero and isinstance(self.logger, TensorBoardLogger):
+        if (
+            self.hparams.untrained_loss
+            and self.global_step == 0
+            and self.trainer.is_global_zero
+            and isinstance(self.logger, TensorBoardLogger)
+        ):
             self._log_untrained_loss()
 
     def _log_untrained_loss(self) -> None:

@@ -124,3 +124,14 @@ def test_a_kaiming_model_with_a_small_output_layer_starts_at_uniform_guessing(wo
         start[name] = untrained.value - uniform.value
     assert abs(start["kaiming"]) < 0.1
     assert start["randn"] > 5.0  # confidently wrong (about 16 above uniform on names.txt, docs/diagnostics.md)
+
+
+def test_a_fit_told_not_to_skips_the_untrained_validation(words_path, tmp_path, run_cli):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cli = run_cli("fit", *small_run_args(words_path, tmp_path, max_steps=10), "--model.untrained_loss", "false")
+    events = EventAccumulator(cli.trainer.log_dir)
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    assert "val_loss" in scalars  # the fit validated and logged as usual
+    assert "untrained_val_loss" not in scalars and "uniform_loss" not in scalars
