@@ -154,20 +154,26 @@ def test_a_network_of_fixed_windows_does_not_stream():
         generate_text(net, VOCABULARY, BLOCK_SIZE, "RO", 10, stream=True)
 
 
+# Feeds of a stream, each a number of tokens at once: a prompt, then a token a step past several windows and past the
+# rotary table, then a few tokens at once (within the rows' room), more steps, more tokens at once than the rows'
+# room, and a step.
+STREAM_FEEDS = [*[1] * (4 * BLOCK_SIZE - 3), 3, *[1] * BLOCK_SIZE, 2 * BLOCK_SIZE, 1]
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("prompt", [1, 3, 2 * BLOCK_SIZE + 3])  # one token, a few, longer than the window
 @pytest.mark.parametrize("network", ["transformer-rope", "transformer-every-option"])
-def test_the_stream_cache_gives_the_logits_of_decode_bit_for_bit(network, dtype):
-    """StreamCache's step keeps the keys and values in place, but computes what Transformer.decode computes, number
-    for number: the same logits to the last bit (so the same draws for a seed), through the moves of its rows."""
+def test_the_stream_cache_gives_the_logits_of_decode_bit_for_bit(network, prompt, dtype):
+    """StreamCache keeps the keys and values in place, but computes what Transformer.decode computes, number for
+    number: the same logits to the last bit (so the same draws for a seed), through the moves of its rows."""
     torch.manual_seed(0)
     net = NETWORKS[network]().to(dtype).eval()
     fast, reference = decoder(net, BLOCK_SIZE, stream=True), ConcatenatedStream(net)
-    tokens = torch.randint(1, len(VOCABULARY), (2, 6 * BLOCK_SIZE), generator=torch.Generator().manual_seed(2))
-    # a prompt, then a token a step past several windows, then several tokens at once (more than the rows' room)
-    feeds = [tokens[:, :3], *tokens[:, 3 : 4 * BLOCK_SIZE].split(1, 1), tokens[:, 4 * BLOCK_SIZE :], tokens[:, :1]]
+    sizes = [prompt, *STREAM_FEEDS]
+    tokens = torch.randint(1, len(VOCABULARY), (2, sum(sizes)), generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
-        for step, idx in enumerate(feeds):
-            assert torch.equal(fast.feed(idx), reference.feed(idx)), f"step {step}"
+        for step, idx in enumerate(tokens.split(sizes, 1)):
+            assert torch.equal(fast.feed(idx), reference.feed(idx)), f"feed {step} of {idx.shape[1]} tokens"
 
 
 def test_a_stream_drawn_past_the_rotary_table_leaves_a_network_that_trains():
