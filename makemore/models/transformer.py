@@ -359,13 +359,14 @@ STREAM_WINDOWS_KEPT = 2
 
 
 class StreamBlock:
-    """A Block's step in a StreamCache: what `Block.decode` computes, operation for operation on the same numbers
-    (so the same logits, bit for bit), with the fixed costs of a step paid once where they can be. The block's
+    """A Block's step of one token in a StreamCache: what `Block.decode` computes, operation for operation on the same
+    numbers (so the same logits, bit for bit), with the fixed costs of a step paid once where they can be. The block's
     weights are looked up when made (the block's own tensors, which training updates in place), its modules'
     functions called directly (so no module hooks run). The new positions' queries, keys and values are written
-    straight into the rows kept in place (by the matrix product itself for one token), queries and keys are rotated
-    there as one, attention reads views of the rows (nothing is concatenated or cut), and a token's views of the rows
-    are made once for each row it can land on.
+    straight into the rows kept in place (by the matrix product itself), queries and keys are rotated there as one,
+    attention reads views of the rows (nothing is concatenated or cut), and a token's views of the rows are made once
+    for each row it can land on. Several tokens at once (a prompt) go through `Block.decode` itself, with `past` and
+    `keep`.
 
     Args:
         block: the Block (rotary positions, a band `window`).
@@ -378,37 +379,50 @@ class StreamBlock:
         self.activation = activation.forward  # (its module call's hooks machinery costs more than GELU's dispatch)
         self.ln_1 = (ln_1.normalized_shape, ln_1.weight, ln_1.bias, ln_1.eps)
         self.ln_2 = (ln_2.normalized_shape, ln_2.weight, ln_2.bias, ln_2.eps)
-        self.qkv = (block.qkv.weight, block.qkv.bias)
-        self.proj = (block.proj.weight, block.proj.bias)
-        self.fc, self.fc2 = (fc.weight, fc.bias), (fc2.weight, fc2.bias)
         # F.linear(x, w, b) of rows is torch.addmm(b, x, w.t()): the same product, which can write in place; and
         # F.layer_norm is torch.layer_norm after a check for overrides, which a step need not pay nine times
         self.qkv_t, self.proj_t, self.fc_t, self.fc2_t = (
-            (weight.t(), bias) for weight, bias in (self.qkv, self.proj, self.fc, self.fc2)
+            (linear.weight.t(), linear.bias) for linear in (block.qkv, block.proj, fc, fc2)
         )
         self.flat = rows.flatten(2)  # (b, capacity, 3 c): a position's row as the qkv product gives it
         self.halves = (2, rows.shape[-1] // 2)  # a head's two halves: what rotation swaps
         self.token_views: dict[int, tuple[torch.Tensor, ...]] = {}  # one token's views of the rows, by `held`
 
-    def views(self, held: int, t: int) -> tuple[torch.Tensor, ...]:
-        """The rows of t positions after `held`: their qkv (b, t, 3 c), their queries and keys to rotate (b, t, 2, nh,
-        2, hs / 2); their queries (b, nh, t, hs), and the keys and values they attend to (b, nh, <= window + t - 1,
-        hs)."""
-        first = max(0, held - self.window + 1)  # the earliest key that the first new position attends to
-        new, seen = self.rows.narrow(1, held, t), self.rows.narrow(1, first, held + t - first)
-        qk = new.narrow(2, 0, 2).unflatten(-1, self.halves)
-        q, k, v = new.select(2, 0), seen.select(2, 1), seen.select(2, 2)
-        return self.flat.narrow(1, held, t), qk, q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    def first(self, held: int) -> int:
+        """The earliest row that the position after the `held` attends to (the band's)."""
+        return max(0, held - self.window + 1)
+
+    def keys_values(self, first: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The keys and values of `length` rows from `first`, (b, nh, length, hs) each: views of the rows."""
+        rows = self.rows.narrow(1, first, length)
+        return rows.select(2, 1).transpose(1, 2), rows.select(2, 2).transpose(1, 2)
+
+    def past(self, held: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Block.decode's `past` for the positions after the `held`: the keys and values of the rows before them that
+        the first of them attends to, (b, nh, <= window - 1, hs) each."""
+        first = self.first(held)
+        return self.keys_values(first, held - first)
+
+    def keep(self, keys: torch.Tensor, values: torch.Tensor, held: int, t: int) -> None:
+        """Writes the last t of Block.decode's keys and values (b, nh, >= t, hs), those of the t positions after the
+        `held`, into their rows."""
+        for kept, new in zip(self.keys_values(held, t), (keys, values)):
+            kept.copy_(new.narrow(2, new.shape[2] - t, t))
 
     def token(self, held: int) -> tuple[torch.Tensor, ...]:
-        """`views` of one token after `held`, made once for each row: its qkv row as the product's (b, 3 c), and its
-        queries and keys (b, 2, nh, 2, hs / 2) as views of that row (fewer dimensions: cheaper to turn)."""
+        """Views of the rows for one token after `held`, made once for each row: its qkv row as the product's (b, 3 c)
+        and as (b, 1, 3 c), its queries and keys to rotate (b, 2, nh, 2, hs / 2) as a view of that row (fewer
+        dimensions: cheaper to turn), its query (b, nh, 1, hs), and the keys and values it attends to (b, nh,
+        <= window, hs)."""
         views = self.token_views.get(held)
         if views is None:
-            qkv, qk, q, k, v = self.views(held, 1)
+            b, _, _, n_head, _ = self.rows.shape
+            qkv = self.flat.narrow(1, held, 1)
             row = qkv.flatten(1)
-            qk = row.narrow(1, 0, qk[0, 0].numel()).view(len(row), *qk.shape[2:])
-            views = self.token_views[held] = (row, qkv, qk, q, k, v)
+            qk = row.narrow(1, 0, 2 * row.shape[1] // 3).view(b, 2, n_head, *self.halves)
+            q = self.rows.narrow(1, held, 1).select(2, 0).transpose(1, 2)
+            first = self.first(held)
+            views = self.token_views[held] = (row, qkv, qk, q, *self.keys_values(first, held + 1 - first))
         return views
 
     def rotate(self, qk: torch.Tensor, qkv: torch.Tensor, turn: tuple[torch.Tensor, torch.Tensor]) -> None:
@@ -436,40 +450,10 @@ class StreamBlock:
             torch.add(qk * cos, qk.flip(-2) * sin, out=qk)
         else:
             self.rotate(qk, qkv, turn)
-        if block.training:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=block.dropout)
-            x = x + block.drop(torch.addmm(self.proj_t[1], y.reshape(b, -1), self.proj_t[0]))
-            hidden = self.activation(torch.addmm(self.fc_t[1], torch.layer_norm(x, *self.ln_2), self.fc_t[0]))
-            return x + block.drop(torch.addmm(self.fc2_t[1], hidden, self.fc2_t[0]))
         y = F.scaled_dot_product_attention(q, k, v)  # (b, nh, 1, hs): one query sees every key of the band
         x = x + torch.addmm(self.proj_t[1], y.reshape(b, -1), self.proj_t[0])
         hidden = self.activation(torch.addmm(self.fc_t[1], torch.layer_norm(x, *self.ln_2), self.fc_t[0]))
         return x + torch.addmm(self.fc2_t[1], hidden, self.fc2_t[0])
-
-    def __call__(
-        self, x: torch.Tensor, held: int, turn: tuple[torch.Tensor, torch.Tensor], last_only: bool
-    ) -> torch.Tensor:
-        """The block on x (b, t, c) at the positions after the `held` whose rows are filled (the last window - 1 at
-        least); writes x's rows into the next t and returns x through the block, (b, t, c), (b, 1, c) with
-        `last_only` (Block.decode's). `turn`: Rotary.at's rows of x's positions, viewed as (t, 1, 1, 2, hs / 2)."""
-        block = self.block
-        b, t, c = x.shape
-        qkv, qk, q, k, v = self.views(held, t)
-        qkv.copy_(F.linear(F.layer_norm(x, *self.ln_1), *self.qkv))
-        self.rotate(qk, qkv, turn)
-        if last_only:
-            q, x, t = q.narrow(2, t - 1, 1), x.narrow(1, t - 1, 1), 1
-        mask, causal = attention_mask(t, k.shape[2], block.window, x.device)
-        training = block.training
-        drop = block.drop if training else _unchanged
-        y = F.scaled_dot_product_attention(q, k, v, mask, block.dropout if training else 0.0, is_causal=causal)
-        x = x + drop(F.linear(y.transpose(1, 2).reshape(b, t, c), *self.proj))
-        return x + drop(F.linear(self.activation(F.linear(F.layer_norm(x, *self.ln_2), *self.fc)), *self.fc2))
-
-
-def _unchanged(x: torch.Tensor) -> torch.Tensor:
-    """Dropout in eval mode."""
-    return x
 
 
 class StreamCache:
@@ -509,29 +493,29 @@ class StreamCache:
         b, t = idx.shape
         x = F.embedding(idx, net.embedding.weight)  # (b, t, c)
         self.make_room(x, t)
-        x = net.drop(x) if net.training else x
-        turn = self.turn(t, x.dtype)
-        if t == 1:
+        if t == 1 and not net.training:  # a step (the samplers' eval mode): StreamBlock's, on the rows in place
+            turn = self.turn(x.dtype)
             x = x.view(b, -1)
             for block in self.blocks:
                 x = block.step(x, self.held, turn)
-        else:
-            for block in self.blocks:
-                x = block(x, self.held, turn, block is self.blocks[-1])
-            x = x.select(1, -1)
+            logits = torch.mm(torch.layer_norm(x, *self.ln_f), self.head)  # F.linear without a bias is this product
+        else:  # several tokens (a prompt), or dropout in training mode: Transformer.decode on views of the rows
+            logits, kept = net.decode(net.drop(x), [block.past(self.held) for block in self.blocks], self.fed)
+            for block, (keys, values) in zip(self.blocks, kept):
+                block.keep(keys, values, self.held, t)
         self.fed += t
         self.held += t
-        return torch.mm(torch.layer_norm(x, *self.ln_f), self.head)  # F.linear without a bias is this product
+        return logits
 
-    def turn(self, t: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rotary.at's rows of the next t positions, viewed as (t, 1, 1, 2, hs / 2) for StreamBlock (views of the whole
-        tables, made again when the tables grow)."""
-        if self.tables is None or self.fed + t > len(self.tables[0]) or self.tables[0].dtype != dtype:
+    def turn(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotary.at's rows of the next position, viewed as (1, 1, 1, 2, hs / 2) for StreamBlock.step (views of the
+        whole tables, made again when the tables grow)."""
+        if self.tables is None or self.fed >= len(self.tables[0]) or self.tables[0].dtype != dtype:
             rotary = self.net.blocks[0].rotary
-            rotary.at(self.fed, t, dtype)  # the tables grow, doubling, for a stream past them
+            rotary.at(self.fed, 1, dtype)  # the tables grow, doubling, for a stream past them
             halves = self.blocks[0].halves
             self.tables = tuple(table.to(dtype).view(len(table), 1, 1, *halves) for table in (rotary.cos, rotary.sin))
-        return self.tables[0].narrow(0, self.fed, t), self.tables[1].narrow(0, self.fed, t)
+        return self.tables[0].narrow(0, self.fed, 1), self.tables[1].narrow(0, self.fed, 1)
 
     def make_room(self, x: torch.Tensor, t: int) -> None:
         """Rows for t more positions after the last block_size - 1 held (which move to the front when they must)."""
