@@ -8,7 +8,6 @@ In one process, same threads, the sides alternating round by round (A B C A B C 
                printing left out), with the Transformer's key/value cache
     window     the same with cache=False: the window read again for every character (the sampler before the cache)
     stream     with a checkpoint that streams (position rope): `--stream true`, the whole passage so far
-    stream before   the same passage as the stream drew it before StreamBlock (ConcatenatedStream, draw_before)
     nanoGPT    nanoGPT's own GPT.generate (model.py imported from the --nanogpt tree, not copied) on a GPT of the
                checkpoint's sizes, untrained (speed does not depend on the weights):
                crop the window, run the network, draw one. Without --nanogpt, that loop over makemore's network.
@@ -22,7 +21,8 @@ Without --text_ckpt / --names_ckpt, each checkpoint is trained here for a few st
 
     python -m benchmarks.generation_speed --nanogpt /tmp/nanogpt --makemore_py /tmp/makemore.py --out /tmp/gen.json
     python -m benchmarks.generation_speed --chars 100 --names 20 --rounds 1      # smoke
-    python -m benchmarks.generation_speed --split --text_ckpt ROPE_CKPT  # where a streamed character's time goes
+    python -m benchmarks.generation_speed --split --text_ckpt ROPE_CKPT  # where a streamed character's time goes,
+                                     # with StreamCache and with its reference decoder (ConcatenatedStream)
 
 (nanoGPT: `git --git-dir=<mirror> archive HEAD | tar -x -C /tmp/nanogpt`; makemore.py: `git --git-dir=<mirror> show
 HEAD:makemore.py > /tmp/makemore.py`)
@@ -83,28 +83,6 @@ def plain_loop(net: torch.nn.Module, idx: torch.Tensor, steps: int, block_size: 
     return idx
 
 
-def draw_before(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """makemore.sampling.draw at temperature 1 as it was before issue #38's step: the same ids, in more operations."""
-    shifted = logits - logits.amax(dim=-1, keepdim=True)
-    return torch.multinomial(F.softmax(torch.where(shifted < 0, shifted / 1.0, 0.0), dim=-1), 1, generator=generator)
-
-
-def passage_before(net: torch.nn.Module, vocabulary: Vocabulary, chars: int, generator: torch.Generator) -> str:
-    """A streamed passage as generate_text drew it before StreamBlock: ConcatenatedStream's logits, `draw_before`,
-    under no_grad rather than inference mode (the same characters)."""
-    out = []
-    with eval_mode(net):
-        context = ConcatenatedStream(net)
-        logits = context.feed(torch.tensor([vocabulary.encode(PROMPT)]))
-        for step in range(chars):
-            logits[:, 0] = float("-inf")
-            ix = draw_before(logits, generator)
-            out += [vocabulary.itos[i] for i in ix.squeeze(1).tolist()]
-            if step < chars - 1:
-                logits = context.feed(ix)
-    return "".join(out)
-
-
 def network_ops_alone(net: torch.nn.Module, tokens: int) -> float:
     """Seconds a token of the Transformer's own operations, called back to back on one streamed token's shapes, their
     arguments made beforehand: the embedding; in each block two LayerNorms, four matrix products, the rotation of
@@ -144,24 +122,21 @@ def network_ops_alone(net: torch.nn.Module, tokens: int) -> float:
         return (time.perf_counter() - start) / tokens
 
 
-def token_split(net: torch.nn.Module, vocabulary: Vocabulary, chars: int, before: bool) -> dict[str, float]:
+def token_split(net: torch.nn.Module, vocabulary: Vocabulary, chars: int, reference: bool) -> dict[str, float]:
     """Seconds a character of a streamed passage, split as `makemore sample --stream true` spends them: the network's
     step (context.feed), the draw (makemore.sampling.draw and the start token's -inf), the text (ids to characters)
     and the print (`sample`'s print(..., flush=True), here to os.devnull). The loop is generate_passages' own, timed
-    part by part; `before`: with ConcatenatedStream and `draw_before` under no_grad, as it was before StreamBlock."""
+    part by part; `reference`: with StreamCache's reference decoder, ConcatenatedStream (Transformer.decode on the
+    keys and values concatenated and cut every step), instead of the network's stream decoder."""
     generator, seconds = torch.Generator().manual_seed(0), dict.fromkeys(("network", "draw", "text", "print"), 0.0)
     clock = time.perf_counter
-    with eval_mode(net), open(os.devnull, "w") as sink, torch.no_grad() if before else torch.inference_mode():
-        context = ConcatenatedStream(net) if before else net.stream_decoder()
+    with eval_mode(net), open(os.devnull, "w") as sink, torch.inference_mode():
+        context = ConcatenatedStream(net) if reference else net.stream_decoder()
         logits = context.feed(torch.tensor([vocabulary.encode(PROMPT)]))
         for _ in range(chars):
             start = clock()
-            if before:
-                logits[:, 0] = float("-inf")
-                ix = draw_before(logits, generator)
-            else:
-                logits.select(1, 0).fill_(float("-inf"))
-                ix = draw(logits, generator, 1.0, None)
+            logits.select(1, 0).fill_(float("-inf"))
+            ix = draw(logits, generator, 1.0, None)
             drawn = clock()
             text = [vocabulary.itos[i] for i in ix.squeeze(1).tolist()]
             decoded = clock()
@@ -176,14 +151,14 @@ def token_split(net: torch.nn.Module, vocabulary: Vocabulary, chars: int, before
 
 
 def splits(path: str, chars: int, count: int) -> dict[str, dict[str, float]]:
-    """`token_split` before and after StreamBlock and `network_ops_alone`, alternating, `count` rounds: the median of
-    each part, in microseconds a character."""
+    """`token_split` with ConcatenatedStream and with StreamCache, and `network_ops_alone`, alternating, `count`
+    rounds: the median of each part, in microseconds a character."""
     net, vocabulary, _, _ = loaded(path)
-    rounds_of = {"before": [], "after": [], "network ops alone": []}
+    rounds_of = {"ConcatenatedStream": [], "StreamCache": [], "network ops alone": []}
     token_split(net, vocabulary, chars, False)  # warm-up
     for _ in range(count):
-        rounds_of["before"].append(token_split(net, vocabulary, chars, True))
-        rounds_of["after"].append(token_split(net, vocabulary, chars, False))
+        rounds_of["ConcatenatedStream"].append(token_split(net, vocabulary, chars, True))
+        rounds_of["StreamCache"].append(token_split(net, vocabulary, chars, False))
         rounds_of["network ops alone"].append({"network": network_ops_alone(net, chars)})
     return {
         side: {part: 1e6 * statistics.median(r[part] for r in runs) for part in runs[0]}
@@ -219,9 +194,6 @@ def text_sides(path: str, chars: int, nanogpt: Optional[Path], passages: int) ->
     sides = {"makemore cached": (passage(True), chars), "makemore window": (passage(False), chars)}
     if reads_streams(net):  # --stream: the whole passage so far, one token a step
         sides = {"makemore stream": (passage(True, stream=True), chars), **sides}
-        if hasattr(net, "stream_decoder") and hasattr(net, "decode"):  # the Transformer's: also as it was before
-            generator = torch.Generator()
-            sides["stream before"] = (lambda: passage_before(net, vocabulary, chars, generator.manual_seed(0)), chars)
     if passages > 1:  # `makemore sample --num_samples N`: N passages as one batch, the characters of all counted
 
         def batch() -> None:
@@ -323,8 +295,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument(
         "--split",
         action="store_true",
-        help="instead: where a streamed character's time goes (network, draw, text, print), before and after"
-        " StreamBlock, and the network's operations alone (--text_ckpt of a Transformer with position rope)",
+        help="instead: where a streamed character's time goes (network, draw, text, print), with StreamCache and"
+        " with its reference decoder ConcatenatedStream, and the network's operations alone (--text_ckpt of a"
+        " Transformer with position rope)",
     )
     parser.add_argument("--out", type=Path, help="write the results as JSON")
     args = parser.parse_args(argv)
@@ -335,7 +308,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         results = {"machine": machine_facts(args.threads), "split": splits(args.text_ckpt, args.chars, args.rounds)}
         print(results["machine"])
         for side, parts in results["split"].items():
-            print(f"  {side:17s} " + "  ".join(f"{part} {us:6.1f}" for part, us in parts.items()) + " (us a character)")
+            print(f"  {side:18s} " + "  ".join(f"{part} {us:6.1f}" for part, us in parts.items()) + " (us a character)")
         if args.out:
             args.out.write_text(json.dumps(results, indent=1) + "\n")
         return 0

@@ -538,8 +538,8 @@ class StreamCache:
 class ConcatenatedStream:
     """StreamCache's reference: the stream decoder as `Transformer.decode` computes it, each block's last
     block_size - 1 keys and values concatenated with the new ones and cut at every step. The same logits as
-    StreamCache, bit for bit (tests/test_decoding.py), in more operations a step (benchmarks/generation_speed.py's
-    "stream before").
+    StreamCache, bit for bit (tests/test_decoding.py), in more operations a step (benchmarks/generation_speed.py
+    --split times both).
 
     Args:
         net: the Transformer, with position rope.
