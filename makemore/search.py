@@ -4,10 +4,10 @@ Each trial is a normal `fit` of the base config with the trial's options on top,
 Optuna's stock pieces do the searching: an RDBStorage with heartbeats (a trial whose process died is run again with
 its settings: RetryHeartbeatStaleTrialCallback), `create_study(load_if_exists=True)` (the same command again continues
 the study; several processes share it), TPESampler or, for a space the trials cover, BruteForceSampler, MedianPruner,
-MaxTrialsCallback (`--trials` counts the study's finished trials) and optimize's timeout. makemore's own: the space
-file (`read_space`; its format is in docs/usage.md), a trial as a fit pruned at its SGD step (`fit_trial`), each
-trial's sampler seeded by --seed and the trial's number, the later of two trials racing for the last place not run,
-one study a --root, and the report.
+MaxTrialsCallback (`--trials` counts the study's finished trials), optimize's timeout and Optuna's plots. makemore's
+own: the space file (`read_space`; its format is in docs/usage.md), a trial as a fit pruned at its SGD step
+(`fit_trial`), each trial's sampler seeded by --seed and the trial's number, the later of two trials racing for the
+last place not run, one study a --root, and the report.
 """
 
 import contextlib
@@ -32,7 +32,6 @@ import sqlalchemy.exc
 import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.storages import RetryHeartbeatStaleTrialCallback
-from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from makemore.checkpoint import read_checkpoint
@@ -92,7 +91,7 @@ def distribution(spec: Any, where: str) -> BaseDistribution:
             if not isinstance(spec["choices"], list) or not spec["choices"] or set(spec) != {"choices"}:
                 raise ValueError("choices must be a non-empty list, alone")
             # Optuna's choices are numbers, strings, booleans or null: a list or mapping (AdamW's betas) is searched
-            # as its JSON text, which the command line reads back as the list (and best.yaml writes as one).
+            # as its JSON text, which the command line reads back as the list.
             return CategoricalDistribution(
                 [json.dumps(c) if isinstance(c, (list, dict)) else c for c in spec["choices"]]
             )
@@ -145,20 +144,6 @@ def check_options(config: Path, space: dict[str, BaseDistribution], fixed: dict[
 # ------------------------------------------------------------------------------------------------ the root and study
 
 
-def check_root(root: Path) -> None:
-    """Create the search's folder; ConfigError naming it when it is a file or cannot be written to."""
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise ConfigError(
-            f"--root {shown(root)}: a file, not a folder; give a folder for the trials and the report"
-        ) from None
-    except OSError as err:
-        raise ConfigError(f"--root {shown(root)}: cannot create the folder ({err.strerror})") from None
-    if not os.access(root, os.W_OK | os.X_OK):
-        raise ConfigError(f"--root {shown(root)}: read-only; give a folder the trials and the report can be written to")
-
-
 def storage_key(storage: str) -> str:
     """A study database's URL as the root's record keeps it: an SQLite file by its absolute path, a password hidden."""
     try:
@@ -170,14 +155,24 @@ def storage_key(storage: str) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def check_root_study(root: Path, storage: str, name: str) -> bool:
-    """Whether the root has its record; ConfigError, before the study is opened, if it records another study."""
+def check_root(root: Path, storage: str, name: str) -> None:
+    """Create the search's folder; ConfigError naming it when it is a file, cannot be written to, or its STUDY_RECORD
+    names another study (another search file, --study or --storage): its trial folders and report are that one's."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(
+            f"--root {shown(root)}: a file, not a folder; give a folder for the trials and the report"
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"--root {shown(root)}: cannot create the folder ({err.strerror})") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise ConfigError(f"--root {shown(root)}: read-only; give a folder the trials and the report can be written to")
     record = root / STUDY_RECORD
     if not record.exists():
-        return False
+        return
     try:
-        held = json.loads(record.read_text())
-        held_name, held_storage = held["study"], held["storage"]
+        held_name, held_storage = (json.loads(record.read_text())[key] for key in ("study", "storage"))
     except (ValueError, KeyError, TypeError):
         raise ConfigError(f"{shown(record)}: not makemore's record of the study --root holds") from None
     if (held_name, held_storage) != (name, storage_key(storage)):
@@ -187,30 +182,22 @@ def check_root_study(root: Path, storage: str, name: str) -> bool:
             f" and {'the default --storage' if default else f'--storage {held_storage}'}, or give study {name!r}"
             " another --root"
         )
-    return True
 
 
-def claim_root(root: Path, storage: str, study: optuna.Study) -> None:
-    """Record in root that it holds `study`, atomically: of two commands racing, one writes the record and the other
-    checks against it. A root with trial folders and no record (from before the record) takes only a study with trials."""
-    if list(root.glob("trial_*")) and not study.get_trials(deepcopy=False):
-        raise ConfigError(
-            f"--root {shown(root)} holds the trials of another search (no {STUDY_RECORD} names its study); continue"
-            f" that study with its --study, or give study {study.study_name!r} another --root"
-        )
+def claim_root(root: Path, storage: str, name: str) -> None:
+    """Write the root's STUDY_RECORD once its study has opened, atomically: of two commands racing, one writes the
+    record and the other checks against it."""
     draft = root / f".{STUDY_RECORD}.{os.getpid()}"
-    draft.write_text(json.dumps({"study": study.study_name, "storage": storage_key(storage)}) + "\n")
-    try:
-        os.link(draft, root / STUDY_RECORD)  # fails if the record exists: never overwritten
-    except FileExistsError:
-        check_root_study(root, storage, study.study_name)
-    finally:
-        draft.unlink()
+    draft.write_text(json.dumps({"study": name, "storage": storage_key(storage)}) + "\n")
+    with contextlib.suppress(FileExistsError):
+        os.link(draft, root / STUDY_RECORD)  # never overwrites a record
+    draft.unlink()
+    check_root(root, storage, name)
 
 
 def open_study(storage: str, name: str, pruner: optuna.pruners.BasePruner) -> optuna.Study:
-    """The study, created or loaded, on a database checked first: one with tables that are not an Optuna study's is
-    refused and left as it was (Optuna would add its tables to it). Heartbeats on; a trial found dead runs again."""
+    """The study, created or loaded, with heartbeats (a trial found dead runs again), on a database checked first: one
+    with tables that are not an Optuna study's is refused and left as it was (Optuna would add its tables to it)."""
     try:
         engine = sqlalchemy.create_engine(storage, poolclass=sqlalchemy.pool.NullPool)  # no connection kept open
         tables = set(sqlalchemy.inspect(engine).get_table_names())
@@ -250,9 +237,8 @@ def check_space_fits(study: optuna.Study, space: dict[str, BaseDistribution], se
 
 @contextlib.contextmanager
 def optuna_quiet() -> Iterator[None]:
-    """While the block runs, Optuna logs errors only (makemore says in one line how each trial ended, a failed one
-    without Optuna's traceback) and does not warn that heartbeats, retries, its samplers and plots are experimental;
-    after it, Optuna's verbosity is as it was (a search run from Python changes no setting)."""
+    """While the block runs, Optuna logs errors only (makemore says in one line how each trial ended) and does not warn
+    that heartbeats, retries, its samplers and plots are experimental; after it, Optuna's verbosity is as it was."""
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
@@ -266,22 +252,19 @@ def optuna_quiet() -> Iterator[None]:
 # ----------------------------------------------------------------------------------------------------- the trials
 
 
-def trial_seed(seed: int, number: int) -> int:
-    """The seed of trial `number`'s sampler: the study's seed and the trial's number, whoever runs it, whenever."""
-    return int.from_bytes(hashlib.sha256(f"makemore search {seed} {number}".encode()).digest()[:4], "little")
-
-
-def sampler(space: dict[str, BaseDistribution], trials: int, seed: int) -> optuna.samplers.BaseSampler:
-    """Optuna's sampler for a trial, seeded by `seed`: BruteForceSampler (every setting once before any twice) when the
-    space has at most `trials` settings (the search can try them all), else multivariate TPE (random at first)."""
+def sampler(space: dict[str, BaseDistribution], trials: int, seed: int, number: int) -> optuna.samplers.BaseSampler:
+    """Optuna's sampler for trial `number`, seeded by the search's `seed` and `number` (whoever runs it, whenever):
+    BruteForceSampler (every setting once before any twice) when the space has at most `trials` settings, else
+    multivariate TPE (random at first)."""
+    trial_seed = int.from_bytes(hashlib.sha256(f"makemore search {seed} {number}".encode()).digest()[:4], "little")
     sizes = [
         len(d.choices) if isinstance(d, CategoricalDistribution) else round((d.high - d.low) / d.step) + 1
         for d in space.values()
         if isinstance(d, CategoricalDistribution) or d.step is not None
     ]
     if len(sizes) == len(space) and math.prod(sizes) <= trials:
-        return optuna.samplers.BruteForceSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+        return optuna.samplers.BruteForceSampler(seed=trial_seed)
+    return optuna.samplers.TPESampler(seed=trial_seed, multivariate=True)
 
 
 class PruneAtSGDStep(L.Callback):
@@ -307,7 +290,7 @@ class PruneAtSGDStep(L.Callback):
 
 
 def suggest(trial: optuna.Trial, option: str, dist: BaseDistribution) -> Any:
-    """The trial's value of an option, drawn from its distribution (as the study's sampler proposed it)."""
+    """The trial's value of an option, drawn from its distribution (Optuna has no public `suggest(name, dist)`)."""
     if isinstance(dist, CategoricalDistribution):
         return trial.suggest_categorical(option, dist.choices)
     if isinstance(dist, IntDistribution):
@@ -346,16 +329,17 @@ def fit_trial(
     # A seeded Optuna sampler draws from one stream per process: a continued study would draw trial 0's settings again,
     # and workers would draw alike. Trial N's sampler is seeded by --seed and N instead, set before the trial's first
     # draw (Optuna samples a trial at its first suggest; test_a_continued_search_draws_... fails should that change).
-    trial.study.sampler = sampler(space, trials, trial_seed(seed, trial.number))
+    trial.study.sampler = sampler(space, trials, seed, trial.number)
     values = {option: suggest(trial, option, dist) for option, dist in space.items()}
-    again = retried(trial.study.get_trials(deepcopy=False)[trial.number])
+    again = retried(trial.study.trials[trial.number])
     say(f"trial {trial.number}: {' '.join(flags(values))}" + ("" if again is None else f" (trial {again} again)"))
     args = ["fit", "--config", str(config), *flags({**fixed, **values}), "--trainer.enable_progress_bar", "false"]
+    args += ["--trainer.default_root_dir", str(root / f"trial_{trial.number}")]
     pruning = PruneAtSGDStep(trial)
     try:
-        trainer = run([*args, "--trainer.default_root_dir", str(root / f"trial_{trial.number}")], [pruning]).trainer
-        trial.set_user_attr("run", str(Path(trainer.log_dir)))
-        trial.set_user_attr("steps", trainer.global_step)
+        trainer = run(args, [pruning]).trainer
+        for name, value in ("run", trainer.log_dir), ("steps", trainer.global_step), ("max_steps", trainer.max_steps):
+            trial.set_user_attr(name, value)
         if pruning.pruned:
             raise optuna.TrialPruned(f"pruned at step {trainer.global_step}")
         best = trainer.checkpoint_callback.best_model_score
@@ -395,7 +379,7 @@ def run_trials(study: optuna.Study, objective: Any, trials: int, timeout: Option
     queued again and, while time is left, run here)."""
     log, waited = TrialLog(), set()
     deadline = None if timeout is None else time.monotonic() + timeout
-    stop = MaxTrialsCallback(trials, states=(*FINISHED, TrialState.RUNNING))  # a running trial holds its place
+    stop = optuna.study.MaxTrialsCallback(trials, states=(*FINISHED, TrialState.RUNNING))  # running holds its place
     while True:
         optuna.storages.fail_stale_trials(study)
         now = study.get_trials(deepcopy=False)
@@ -425,35 +409,29 @@ def run_trials(study: optuna.Study, objective: Any, trials: int, timeout: Option
 # ----------------------------------------------------------------------------------------------------- the report
 
 
-def report(study: optuna.Study, config: Path, fixed: dict[str, Any], root: Path, storage: str) -> str:
-    """search.md's text (the trials table, the best trial), best.yaml, the plots, the best trial's test loss."""
-    drawn = study.get_trials(deepcopy=False)
-    ran = [t for t in drawn if "not_run" not in t.user_attrs]
+def report(study: optuna.Study, root: Path, storage: str) -> str:
+    """search.md's text (the trials table, the best trial); writes best.yaml and the plots, tests the best trial."""
+    ran = [t for t in study.get_trials(deepcopy=False) if "not_run" not in t.user_attrs]
     complete, pruned, failed = ([t for t in ran if t.state == state] for state in (*FINISHED, TrialState.FAIL))
-    lines = [f"# Search: study `{study.study_name}` ({storage})", "", *table(ran), ""]
-    base = yaml.safe_load(config.read_text())
-    for option, value in fixed.items():
-        set_option(base, option, value)
-    lines.append(f"{len(ran)} trials: {len(complete)} complete, {len(pruned)} pruned")
-    max_steps = base.get("trainer", {}).get("max_steps")
-    if max_steps and pruned:
-        saved = sum(max_steps - t.user_attrs.get("steps", max_steps) for t in pruned)
-        lines[-1] += f" (stopped early, {saved:,} of their {len(pruned) * max_steps:,} SGD steps not trained)"
-    lines[-1] += f", {len(failed)} failed" if failed else ""
-    unrun = len(drawn) - len(ran)
-    lines[-1] += f"; {unrun} more lost a race for the study's last place, not run, not listed" if unrun else ""
+    counts = f"{len(ran)} trials: {len(complete)} complete, {len(pruned)} pruned"
+    budgets = [t.user_attrs.get("max_steps", 0) for t in pruned]  # 0: no step budget (or a study from before it)
+    if pruned and min(budgets) > 0:
+        untrained = sum(budgets) - sum(t.user_attrs["steps"] for t in pruned)
+        counts += f" (stopped early, {untrained:,} of their {sum(budgets):,} SGD steps not trained)"
+    counts += f", {len(failed)} failed" if failed else ""
     errors = [f"- trial {t.number} failed: {t.user_attrs['error']}" for t in failed if "error" in t.user_attrs]
+    lines = [f"# Search: study `{study.study_name}` ({storage_key(storage)})", "", *table(ran), "", counts]
     lines += ["", *errors] if errors else []
     if not complete:
-        return "\n".join(lines + ["", "No trial completed: no best settings yet."])
+        return "\n".join([*lines, "", "No trial completed: no best settings yet."])
+    # best.yaml is the best trial's config as its fit saved it, less the run folder and progress bar the search set
     best, best_config = study.best_trial, root / "best.yaml"
-    for option, value in best.params.items():
-        set_option(base, option, from_json(value))
-    header = (
-        f"# makemore search: the best of {len(complete)} complete trials of study {study.study_name}, val_loss"
-        f" {best.value:.4f}\n# (the base config {config} with the search's fixed and best options)\n"
-    )
-    best_config.write_text(header + yaml.safe_dump(base, sort_keys=False))
+    config = yaml.safe_load((Path(best.user_attrs["run"]) / "config.yaml").read_text())
+    for option in ("default_root_dir", "enable_progress_bar"):
+        config["trainer"].pop(option, None)
+    header = f"# makemore search: trial {best.number}'s config, the best of study {study.study_name} (val_loss"
+    header += f" {best.value:.4f})\n"
+    best_config.write_text(header + yaml.safe_dump(config, sort_keys=False))
     test_loss = test_once(study, best, best_config, root)
     tested = "no test split" if test_loss is None else f"test_loss {test_loss:.4f} (its checkpoint tested once)"
     lines += [
@@ -461,22 +439,18 @@ def report(study: optuna.Study, config: Path, fixed: dict[str, Any], root: Path,
         f"Best: trial {best.number}, val_loss {best.value:.4f}, {tested}; settings: `{shown(best_config)}` (`python"
         f" -m makemore fit --config {shown(best_config)}`).",
     ]
-    for name, title in plots(study, root, len(complete)):
-        lines += ["", f"![{title}]({name})"]
-    return "\n".join(lines)
+    return "\n".join(lines + plots(study, root, len(complete)))
 
 
 def table(trials: list[FrozenTrial]) -> list[str]:
     """search.md's table: a trial a row (state, val_loss, SGD steps, options), a rerun of a dead trial's noted."""
     options = list(dict.fromkeys(option for t in trials for option in t.params))
-    again = {retried(t): t.number for t in trials if retried(t) is not None}
-    lines = [
-        "| trial | state | val_loss | steps | " + " | ".join(f"`{o}`" for o in options) + " |",
-        "|---" * (4 + len(options)) + "|",
-    ]
+    rerun_as = {retried(t): t.number for t in trials if retried(t) is not None}
+    lines = ["| trial | state | val_loss | steps | " + " | ".join(f"`{o}`" for o in options) + " |"]
+    lines.append("|---" * (4 + len(options)) + "|")
     for t in trials:
         number = f"{t.number}" + ("" if retried(t) is None else f" (trial {retried(t)} again)")
-        number += f" (its process died; run again as trial {again[t.number]})" if t.number in again else ""
+        number += f" (its process died; run again as trial {rerun_as[t.number]})" if t.number in rerun_as else ""
         value = "-" if t.value is None else f"{t.value:.4f}"
         cells = [
             number,
@@ -497,7 +471,7 @@ def test_once(study: optuna.Study, best: FrozenTrial, best_config: Path, root: P
         fingerprint = read_checkpoint(checkpoint)["hyper_parameters"]["split_fingerprint"]
         if any(size > 0 for name, size in fingerprint.items() if name.startswith("test_") and isinstance(size, int)):
             argv = ["test", "--config", str(best_config), "--ckpt_path", checkpoint]
-            with contextlib.redirect_stdout(sys.stderr):
+            with contextlib.redirect_stdout(sys.stderr):  # the test's table: search.md is the command's output
                 cli = run([*argv, "--trainer.default_root_dir", str(root / f"trial_{best.number}")])
             test_loss = float(cli.trainer.callback_metrics["test_loss"])
         study.set_user_attr("test_loss", test_loss)
@@ -505,46 +479,27 @@ def test_once(study: optuna.Study, best: FrozenTrial, best_config: Path, root: P
     return study.user_attrs["test_loss"]
 
 
-def from_json(value: Any) -> Any:
-    """A choice searched as JSON text (a list or a mapping, see `distribution`) as that list or mapping again."""
-    if isinstance(value, str) and value[:1] in ("[", "{"):
-        with contextlib.suppress(ValueError):
-            return json.loads(value)
-    return value
-
-
-def set_option(config: dict, option: str, value: Any) -> None:
-    """Set a dotted CLI option in a nested config, under init_args where the config names a class_path."""
-    keys = option.split(".")
-    node = config
-    for key in keys[:-1]:
-        if "class_path" in node and key not in ("class_path", "init_args"):
-            node = node.setdefault("init_args", {})
-        node = node.setdefault(key, {})
-    if "class_path" in node and keys[-1] not in ("class_path", "init_args"):
-        node = node.setdefault("init_args", {})
-    node[keys[-1]] = value
-
-
-def plots(study: optuna.Study, root: Path, complete: int) -> list[tuple[str, str]]:
-    """Optuna's optimisation history and (from 2 complete trials) parameter importances in root: (file, title)s."""
+def plots(study: optuna.Study, root: Path, complete: int) -> list[str]:
+    """Optuna's optimisation history and (from 2 complete trials) parameter importances as PNGs in root; search.md's
+    lines that show them."""
     import matplotlib.pyplot as plt
     import optuna.visualization.matplotlib as vis
 
-    drawn = [("history.png", "optimisation history", vis.plot_optimization_history)]
-    drawn += [("importances.png", "parameter importances", vis.plot_param_importances)] if complete >= 2 else []
-    written = []
-    for name, title, draw in drawn:
+    drawn = {"history": ("optimisation history", vis.plot_optimization_history)}
+    if complete >= 2:
+        drawn["importances"] = ("parameter importances", vis.plot_param_importances)
+    lines = []
+    for name, (title, draw) in drawn.items():
         try:
-            ax = draw(study)
+            figure = draw(study).figure
         except (ValueError, RuntimeError) as err:
-            say(f"no {name}: {err}")
+            say(f"no {name}.png: {err}")
             continue
-        ax.figure.tight_layout()
-        ax.figure.savefig(root / name, dpi=PLOT_DPI)
-        plt.close(ax.figure)
-        written.append((name, title))
-    return written
+        figure.tight_layout()
+        figure.savefig(root / f"{name}.png", dpi=PLOT_DPI)
+        plt.close(figure)
+        lines += ["", f"![{title}]({name}.png)"]
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------------- the command
@@ -584,14 +539,12 @@ def search(
     if not config_path.is_file():
         raise ConfigError(f"{config_path}: no such config file")
     space, pruner, fixed = read_space(search_path)
-    check_root(root_path)
     storage, name = storage or f"sqlite:///{root_path / 'study.db'}", study or search_path.stem
+    check_root(root_path, storage, name)
     check_options(config_path, space, fixed, search_path)
     with optuna_quiet():
-        recorded = check_root_study(root_path, storage, name)
         optuna_study = open_study(storage, name, median_pruner(pruner, search_path))
-        if not recorded:
-            claim_root(root_path, storage, optuna_study)
+        claim_root(root_path, storage, name)
         check_space_fits(optuna_study, space, search_path)
         options = {"config": config, "search": search, "trials": trials, "root": root_path, "storage": storage}
         options.update(study=name, seed=seed, workers=0, **({} if timeout is None else {"timeout": timeout}))
@@ -605,6 +558,6 @@ def search(
             return
         if any(worker.wait() for worker in others):
             say("a worker process failed (its error is above)")
-        text = report(optuna_study, config_path, fixed, root_path, storage)
+        text = report(optuna_study, root_path, storage)
     (root_path / "search.md").write_text(text + "\n")
     print(text)

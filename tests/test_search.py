@@ -287,12 +287,6 @@ def test_a_root_holds_one_study(words_path, tmp_path):
     main([*args, "--search", str(other), "--study", "space"])  # the same study, continued: allowed
     assert optuna.get_all_study_names(f"sqlite:///{root / 'study.db'}") == ["space"]
 
-    # a root of a search from before the record: its trials' study may continue there, no other
-    (root / "study.json").unlink()
-    cli_error([*args, "--search", str(other)], re.escape(f"--root {root} holds the trials of another search"))
-    main([*args, "--search", str(space)])
-    assert (root / "study.json").exists()
-
 
 def test_the_challenge_search_space_fits_the_challenge_config():
     repo = Path(__file__).resolve().parents[1]
