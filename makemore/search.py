@@ -1,13 +1,10 @@
 """`makemore search`: a hyperparameter search with Optuna over any option of the CLI, the space in YAML.
 
-Each trial is a normal `fit` of the base config with the trial's options on top, in its own run folder under --root.
-Optuna's stock pieces do the searching: an RDBStorage with heartbeats (a trial whose process died is run again with
-its settings: RetryHeartbeatStaleTrialCallback), `create_study(load_if_exists=True)` (the same command again continues
-the study; several processes share it), TPESampler or, for a space the trials cover, BruteForceSampler, MedianPruner,
-MaxTrialsCallback (`--trials` counts the study's finished trials), optimize's timeout and Optuna's plots. makemore's
-own: the space file (`read_space`; its format is in docs/usage.md), a trial as a fit pruned at its SGD step
-(`fit_trial`), each trial's sampler seeded by --seed and the trial's number, the later of two trials racing for the
-last place not run, one study a --root, and the report.
+Each trial is a normal `fit` of the base config with the trial's options on top, in ROOT/trial_N. Optuna searches:
+RDBStorage with heartbeats (RetryHeartbeatStaleTrialCallback runs a dead process's trial again), create_study with
+load_if_exists (processes and later commands share the study), TPESampler or BruteForceSampler, MedianPruner,
+MaxTrialsCallback, optimize's timeout, its plots. makemore's own: the space file, a trial as a fit pruned at its SGD
+step, each trial's sampler seeded by its number, the race for the last place, one study a --root, the report.
 """
 
 import contextlib
@@ -268,11 +265,9 @@ def sampler(space: dict[str, BaseDistribution], trials: int, seed: int, number: 
 
 
 class PruneAtSGDStep(L.Callback):
-    """Optuna's pruning at each validation, by val_loss at the trial's SGD step (the step the search file's
-    n_warmup_steps counts): a pruned trial's fit stops there as a fit does, with its checkpoints; the validation at
-    trainer.max_steps never prunes (that trial trained to the end). No hook per batch: the fit keeps many SGD steps a
-    Lightning batch. (optuna-integration's PyTorchLightningPruningCallback reports at `current_epoch` and raises
-    TrialPruned inside the fit: tests/test_search.py::test_the_library_callback_reports_epochs_and_crashes_the_fit.)"""
+    """Optuna's pruning at each validation, by val_loss at the SGD step: a pruned fit stops there as a fit does, with
+    its checkpoints; the validation at max_steps never prunes. No hook per batch. (optuna-integration's callback reports
+    epochs and raises out of the fit: test_the_library_callback_reports_epochs_and_crashes_the_fit.)"""
 
     def __init__(self, trial: optuna.Trial) -> None:
         """Args:
@@ -321,17 +316,16 @@ def fit_trial(
     its best val_loss, TrialPruned if the pruner stopped it. A makemore error (diverged, bad settings) is one line in
     the log and the trial's user attribute. `trials` and `seed`: the search's, for the places and the sampler."""
     if sum(t.number < trial.number for t in trial.study.get_trials(deepcopy=False, states=PLACED)) >= trials:
-        # MaxTrialsCallback counts when a trial ends, so two processes can both start a trial for the last place;
-        # the database numbers trials in order, and the later one yields (failed, marked, left out of the report).
+        # MaxTrialsCallback counts when a trial ends: two processes can both start one for the last place; the one
+        # numbered later yields (failed, marked not_run, left out of the report).
         trial.set_user_attr("not_run", True)
         say(f"trial {trial.number}: not run (the study already has its {trials} trials)")
         raise NotRun()
-    # A seeded Optuna sampler draws from one stream per process: a continued study would draw trial 0's settings again,
-    # and workers would draw alike. Trial N's sampler is seeded by --seed and N instead, set before the trial's first
-    # draw (Optuna samples a trial at its first suggest; test_a_continued_search_draws_... fails should that change).
+    # One seeded sampler a process would draw trial 0's settings again in a continued study, and alike in each worker:
+    # trial N's is seeded by N, set before its first suggest (when Optuna samples; test_a_continued_search_draws_...).
     trial.study.sampler = sampler(space, trials, seed, trial.number)
     values = {option: suggest(trial, option, dist) for option, dist in space.items()}
-    again = retried(trial.study.trials[trial.number])
+    again = retried(trial.study.get_trials(deepcopy=False)[trial.number])
     say(f"trial {trial.number}: {' '.join(flags(values))}" + ("" if again is None else f" (trial {again} again)"))
     args = ["fit", "--config", str(config), *flags({**fixed, **values}), "--trainer.enable_progress_bar", "false"]
     args += ["--trainer.default_root_dir", str(root / f"trial_{trial.number}")]
