@@ -12,7 +12,7 @@ from makemore.formats import default_path
 from makemore.formats.text import read_text
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-CONFIGS = sorted(CONFIG_DIR.glob("*.yaml")) + [CONFIG_DIR / "speedrun" / "names.yaml"]
+CONFIGS = sorted(CONFIG_DIR.glob("*.yaml")) + sorted((CONFIG_DIR / "speedrun").glob("names*.yaml"))
 TEXT_CONFIGS = sorted((CONFIG_DIR / "shakespeare").glob("*.yaml")) + sorted(
     (CONFIG_DIR / "speedrun").glob("shakespeare*.yaml")
 )
