@@ -186,9 +186,11 @@ def claim_root(root: Path, storage: str, name: str) -> None:
     record and the other checks against it."""
     draft = root / f".{STUDY_RECORD}.{os.getpid()}"
     draft.write_text(json.dumps({"study": name, "storage": storage_key(storage)}) + "\n")
-    with contextlib.suppress(FileExistsError):
-        os.link(draft, root / STUDY_RECORD)  # never overwrites a record
-    draft.unlink()
+    try:
+        with contextlib.suppress(FileExistsError):
+            os.link(draft, root / STUDY_RECORD)  # never overwrites a record
+    finally:
+        draft.unlink()  # also when the folder's file system refuses the link: no stray draft in the user's root
     check_root(root, storage, name)
 
 
