@@ -12,7 +12,10 @@ val and the time spent, never as a time; a run or peer that fails is named with 
 The races (RACES; --races picks some, by name):
 - names (the lecture's split): `configs/speedrun/names.yaml` to 2.00; the lecture's own recipe,
   `configs/wavenet.yaml`, validating every 2,000 steps, to 2.00 (the reference); `configs/transformer_long.yaml` to
-  1.92 and `configs/transformer_ensemble.yaml` to 1.90 (three transformers as one network).
+  1.92 and `configs/transformer_ensemble.yaml` to 1.90 (three transformers as one network); the record from nothing,
+  `names_record`, to 1.90: two `configs/speedrun/names_long.yaml` teachers (side by side, the threads shared, or one
+  after the other on one thread), then `configs/speedrun/names_distilled.yaml` distilled from them, timed from just
+  before the first teacher's spawn.
 - tiny shakespeare (the lecture's 90/10 split): `configs/speedrun/shakespeare.yaml` to the exact final val of
   nanoGPT's CPU recipe run in the same repeat (peer `nanogpt`); `configs/speedrun/shakespeare_long.yaml` to 0.30
   below it (its ratio: to nanoGPT's whole time); `configs/shakespeare/gpt_cpu_muon.yaml`, trained longer, to 1.60.
@@ -43,6 +46,7 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -54,7 +58,7 @@ sys.path.insert(0, str(ROOT))  # the benchmarks package: nanoGPT's runner and sc
 
 from benchmarks import nanogpt_baseline as baseline  # noqa: E402
 from benchmarks import vs_nanogpt  # noqa: E402
-from makemore.runs import RunError, config_path, new_version, shown, time_to_target, versions  # noqa: E402
+from makemore.runs import RunError, config_path, logged, new_version, shown, time_to_target, versions  # noqa: E402
 
 SECONDS_PER_MINUTE = 60
 MARKERS = ("<!-- speedrun -->", "<!-- /speedrun -->")  # the generated part of --out
@@ -90,6 +94,9 @@ class Race:
         targets: the losses to time (BelowNanogpt: from nanoGPT's final val of the same repeat).
         options: more `fit` options (a validation interval, a longer schedule).
         why: the table's note.
+        teachers: configs trained first, from nothing, whose last checkpoints `config` distils from (model.teacher):
+            the race's time starts before them (`run_race`).
+        teacher_options: more `fit` options of each teacher.
     """
 
     name: str
@@ -98,6 +105,8 @@ class Race:
     targets: tuple[Union[float, BelowNanogpt], ...]
     options: tuple[str, ...] = ()
     why: str = ""
+    teachers: tuple[str, ...] = ()
+    teacher_options: tuple[str, ...] = ()
 
 
 RACES = (
@@ -112,6 +121,14 @@ RACES = (
     ),
     Race("transformer_long", "names", "transformer_long", (1.92,), why="makemore.py's Transformer's README number"),
     Race("ensemble", "names", "transformer_ensemble", (1.90,), why="below every published names.txt number"),
+    Race(
+        "names_record",
+        "names",
+        "speedrun/names_distilled",
+        (1.90,),
+        why="one network from nothing: two names_long teachers, then a student distilled from them; both stages timed",
+        teachers=("speedrun/names_long", "speedrun/names_long"),
+    ),
     Race("shakespeare", "tiny shakespeare", "speedrun/shakespeare", (NANOGPT_FINAL,), why="nanoGPT's CPU recipe's val"),
     Race(
         "shakespeare_long",
@@ -135,8 +152,9 @@ RACES = (
 )
 PEERS = ("nanogpt", "makemore.py")
 MAKEMORE_PY_TARGETS = (2.00, 1.92)
-# --smoke: a names race of a few steps, one target reached at the first validation and one never, and the peer
-# makemore.py from a folder that has none (a failing peer): the whole report in seconds.
+# --smoke: a names race of a few steps, one target reached at the first validation and one never; a record race (the
+# lecture's MLP distilled from two of its kind, all of a few steps); and the peer makemore.py from a folder that has none (a failing
+# peer): the whole report in seconds.
 SMOKE_STEPS = 20
 SMOKE_TARGETS = (4.0, 0.5)
 
@@ -188,50 +206,99 @@ def resolve(race: Race, nanogpt_val: Optional[float]) -> dict[str, Optional[floa
     return targets
 
 
+def fit_command(config: str, seed: int, threads: int, cap: float, root: Path, options: list[str]) -> list[str]:
+    """`python -m makemore fit` of a config: seed_everything and data.batch_seed `seed` (data.seed, the split, stays
+    the lecture's), `threads` torch threads, no progress bar, stopped at `cap` minutes (trainer.max_time), its run
+    folder under `root`, then `options`."""
+    return [
+        "-m",
+        "makemore",
+        "fit",
+        "--config",
+        shown(config_path(config), ROOT),
+        f"--seed_everything={seed}",
+        f"--data.batch_seed={seed}",
+        f"--num_threads={threads}",
+        f"--trainer.default_root_dir={root}",
+        "--trainer.enable_progress_bar=false",
+        f"--trainer.max_time={max_time(cap)}",
+        *options,
+    ]
+
+
+def fit(command: list[str], threads: int, root: Path, args) -> Path:
+    """Run a fit_command (its output to root/fit.log) and return its run folder; RunError where it failed."""
+    root.mkdir(parents=True, exist_ok=True)
+    before = versions(root)
+    run = baseline.run_train(args.python, command, ROOT, thread_env(threads), root / "fit.log", quiet=True)
+    if run["returncode"] != 0:
+        tail = " / ".join(line for _, line in run["lines"][-FAILED_TAIL_LINES:])
+        raise RunError(f"{root / 'fit.log'}: exit {run['returncode']}: {tail}")
+    return new_version(root, before)
+
+
+def train_teachers(race: Race, seed: int, threads: int, cap: float, root: Path, args) -> list[dict]:
+    """The race's teachers from nothing, into root/teacher1, 2, ...: side by side, the threads shared among them,
+    where there are at least as many threads as teachers, else one after another on all of them. Teacher i (from 0)
+    of repeat `seed` is seeded len(teachers) x (seed - 1) + i + 1, so no two repeats share a teacher. Each one's
+    seed, command, seconds, last val and last checkpoint; RunError where one failed or saved no last.ckpt."""
+    width = len(race.teachers)
+    side_by_side = threads >= width
+    each = threads // width if side_by_side else threads
+    began = time.time()
+
+    def train(i: int) -> dict:
+        teacher_seed = width * (seed - 1) + i + 1
+        folder = root / f"teacher{i + 1}"
+        command = fit_command(race.teachers[i], teacher_seed, each, cap, folder, list(race.teacher_options))
+        run_dir = fit(command, each, folder, args)
+        checkpoint = run_dir / "checkpoints" / "last.ckpt"
+        if not checkpoint.is_file():
+            raise RunError(f"teacher {i + 1} saved no {checkpoint}")
+        return {
+            "config": race.teachers[i],
+            "seed": teacher_seed,
+            "threads": each,
+            "command": shlex.join(["python", *command]),
+            "seconds": time.time() - began,
+            "val": logged(run_dir, "val_loss")[-1][1],
+            "checkpoint": str(checkpoint),
+        }
+
+    with ThreadPoolExecutor(max_workers=width if side_by_side else 1) as pool:
+        return list(pool.map(train, range(width)))
+
+
 def run_race(race: Race, targets: dict[str, float], seed: int, threads: int, cap: float, root: Path, args) -> dict:
-    """One `makemore fit` of a race, timed from just before its spawn to each target's first validation.
+    """One `makemore fit` of a race (after its teachers, where it has some), timed from just before the first spawn
+    to each target's first validation.
 
     Args:
         race: the race.
         targets: label -> loss, the race's targets resolved (`resolve`).
         seed: seed_everything and data.batch_seed.
         threads: torch's threads (--num_threads, OMP_NUM_THREADS, MKL_NUM_THREADS).
-        cap: minutes after which the fit stops (trainer.max_time).
+        cap: minutes after which each fit stops (trainer.max_time).
         root: the run's trainer.default_root_dir; its output goes to root/fit.log.
         args: the script's options (python).
     """
-    root.mkdir(parents=True, exist_ok=True)
-    command = [
-        "-m",
-        "makemore",
-        "fit",
-        "--config",
-        shown(config_path(race.config), ROOT),
-        f"--seed_everything={seed}",
-        f"--data.batch_seed={seed}",  # the mini-batches; data.seed (the split) stays the lecture's
-        f"--num_threads={threads}",
-        f"--trainer.default_root_dir={root}",
-        "--trainer.enable_progress_bar=false",
-        f"--trainer.max_time={max_time(cap)}",
-        *stop_at(min(targets.values())),
-        *race.options,
-    ]
     result = {"kind": "makemore", "name": race.name, "corpus": race.corpus, "seed": seed, "threads": threads}
-    result["command"] = shlex.join(["python", *command])
-    result["load_average_before"] = load_average()
-    before = versions(root)
-    start = time.time()  # the process's start, as TensorBoard's wall_time counts (Unix seconds)
-    run = baseline.run_train(args.python, command, ROOT, thread_env(threads), root / "fit.log", quiet=True)
-    result.update(wall_seconds=run["wall_seconds"], load_average_after=load_average(), log=str(root / "fit.log"))
+    result.update(command="-", load_average_before=load_average(), log=str(root / "fit.log"))
+    start = time.time()  # the first process's start, as TensorBoard's wall_time counts (Unix seconds)
     try:
-        if run["returncode"] != 0:
-            raise RunError(
-                f"exit {run['returncode']}: " + " / ".join(line for _, line in run["lines"][-FAILED_TAIL_LINES:])
-            )
-        run_dir = new_version(root, before)
+        options = [*stop_at(min(targets.values())), *race.options]
+        if race.teachers:
+            result["teachers"] = train_teachers(race, seed, threads, cap, root, args)
+            options.append("--model.teacher=[" + ",".join(t["checkpoint"] for t in result["teachers"]) + "]")
+        command = fit_command(race.config, seed, threads, cap, root, options)
+        result["command"] = shlex.join(["python", *command])
+        run_dir = fit(command, threads, root, args)
         timed = {name: time_to_target(run_dir, target, start) for name, target in targets.items()}
     except RunError as error:
-        return {**result, "error": str(error)}
+        result["error"] = str(error)
+    result.update(wall_seconds=time.time() - start, load_average_after=load_average())
+    if "error" in result:
+        return result
     result["curve"] = next(iter(timed.values())).curve
     result["targets"] = {
         name: {"target": t.target, "reached": t.reached, "seconds": t.seconds, "step": t.step, "best": t.best}
@@ -453,7 +520,7 @@ def write_report(out: Path, races: list[Race], results: list[dict], facts: dict,
         "",
         "Commands (each run; threads also as OMP_NUM_THREADS and MKL_NUM_THREADS):",
         "",
-        *[f"- {run['name']}, seed {run['seed']}, {run['threads']} thread(s): `{run['command']}`" for run in results],
+        *[line for run in results for line in commands(run)],
     ]
     block = "\n".join(lines)
     old = out.read_text() if out.exists() else ""
@@ -463,6 +530,16 @@ def write_report(out: Path, races: list[Race], results: list[dict], facts: dict,
     else:
         out.write_text(f"# Time to a target loss\n\n{MARKERS[0]}\n{block}\n{MARKERS[1]}\n")
     out.with_suffix(".json").write_text(json.dumps({"command": command, "machine": facts, "runs": results}, indent=1))
+
+
+def commands(run: dict) -> list[str]:
+    """A run's commands, as the report lists them: its teachers' first (val and seconds since the race started)."""
+    lines = [
+        f"- {run['name']}, seed {run['seed']}, teacher {i} (seed {t['seed']}, {t['threads']} thread(s), val "
+        f"{t['val']:.4f} after {t['seconds']:.0f} s): `{t['command']}`"
+        for i, t in enumerate(run.get("teachers", ()), 1)
+    ]
+    return [*lines, f"- {run['name']}, seed {run['seed']}, {run['threads']} thread(s): `{run['command']}`"]
 
 
 # --------------------------------------------------------------------------------------------------------- main
@@ -493,10 +570,22 @@ def main(argv: Optional[list[str]] = None) -> int:
     races = [race for race in RACES if race.name in chosen]
     if args.smoke:
         overrides, _ = vs_nanogpt.makemore_overrides(config_path("speedrun/names"), SMOKE_STEPS)
-        races = [Race("names", "names", "speedrun/names", SMOKE_TARGETS, tuple(overrides), "smoke")]
+        mlp, _ = vs_nanogpt.makemore_overrides(config_path("mlp"), SMOKE_STEPS)
+        races = [
+            Race("names", "names", "speedrun/names", SMOKE_TARGETS, tuple(overrides), "smoke"),
+            Race("record", "names", "mlp", SMOKE_TARGETS[:1], tuple(mlp), "smoke", ("mlp", "mlp"), tuple(mlp)),
+        ]
     threads = [int(n) for n in args.threads.split(",")]
     seeds = range(1, args.seeds + 1)
     results: list[dict] = []
+    command = shlex.join(["python", "scripts/speedrun.py", *(sys.argv[1:] if argv is None else argv)])
+    facts = machine()
+
+    def add(run: dict) -> None:  # the report is rewritten after each run: a stopped script leaves its runs so far
+        results.append(run)
+        report_progress(run)
+        write_report(args.out, races, results, facts, command)
+
     with tempfile.TemporaryDirectory(prefix="speedrun-") as tmp:
         workdir = (args.workdir or Path(tmp)).resolve()
         workdir.mkdir(parents=True, exist_ok=True)
@@ -516,13 +605,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                         run = run_nanogpt(tree, model_module, seed, n, workdir, args)
                     run["labels"] = [label(NANOGPT_FINAL)]
                     nanogpt_val = run.get("final_val")
-                    results.append(run)
-                    report_progress(run)
+                    add(run)
                 if "makemore.py" in chosen or args.smoke:
                     run = run_makemore_py(seed, n, workdir, args)
                     run["labels"] = [label(target) for target in MAKEMORE_PY_TARGETS]
-                    results.append(run)
-                    report_progress(run)
+                    add(run)
                 for race in races:
                     targets = resolve(race, nanogpt_val)
                     if None in targets.values():
@@ -532,10 +619,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                         root = workdir / f"{race.name}-t{n}-{seed}"
                         run = run_race(race, targets, seed, n, args.cap_minutes, root, args)
                     run["labels"] = list(targets)
-                    results.append(run)
-                    report_progress(run)
-    command = shlex.join(["python", "scripts/speedrun.py", *(sys.argv[1:] if argv is None else argv)])
-    write_report(args.out, races, results, machine(), command)
+                    add(run)
     print("\n".join(table(results)))
     print(f"written: {args.out}, {args.out.with_suffix('.json')}, {args.out.with_suffix('.png')}")
     return 0

@@ -270,8 +270,9 @@ def test_gpu_smoke_runs_its_cpu_checks_where_there_is_no_gpu(tmp_path):
 
 def test_speedrun_times_each_target_and_says_what_was_not_reached(tmp_path):
     """scripts/speedrun.py --smoke: a names fit of a few steps, one target reached at its first validation and one
-    never; a peer that cannot run. The time is the first validation's, from the process start; the target never
-    reached gets its best val and the time spent, never a time; the failed peer is named with its error."""
+    never; a record race, a fit distilled from two teachers trained first; a peer that cannot run. The time is the
+    first validation's, from the process start (the first teacher's, for the record); the target never reached gets
+    its best val and the time spent, never a time; the failed peer is named with its error."""
     out = tmp_path / "speedrun.md"
     out.write_text("# Speedrun\n\nwhat was tried\n<!-- speedrun -->\nan old table\n<!-- /speedrun -->\nwhy\n")
     table = run_script(
@@ -298,7 +299,15 @@ def test_speedrun_times_each_target_and_says_what_was_not_reached(tmp_path):
         f"| names | 2.00 | makemore.py | 1 | 1 | **failed** in 1 of 1 (seed 1: no makemore.py in {tmp_path / 'nothing'}"
         in table
     )
+    record = next(run for run in json.loads(out.with_suffix(".json").read_text())["runs"] if run["name"] == "record")
+    first, second = record["teachers"]
+    assert (first["seed"], second["seed"], first["threads"], second["threads"]) == (1, 2, 1, 1)
+    assert first["seconds"] < second["seconds"]  # one thread: one teacher after the other
+    assert f"--model.teacher=[{first['checkpoint']},{second['checkpoint']}]" in record["command"]
+    # the teachers' time counts
+    assert second["seconds"] < record["targets"]["4.00"]["seconds"] < record["wall_seconds"]
     report = out.read_text()
+    assert f"teacher 2 (seed 2, 1 thread(s), val {second['val']:.4f} after {second['seconds']:.0f} s)" in report
     assert "\n".join(line for line in table.splitlines() if line.startswith("|")) in report
     assert report.startswith("# Speedrun\n\nwhat was tried\n<!-- speedrun -->\n") and report.endswith("-->\nwhy\n")
     assert "an old table" not in report  # the generated part replaced, the text around it kept
