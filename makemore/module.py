@@ -271,6 +271,8 @@ class MakemoreModule(L.LightningModule):
             if self.timer is not None and self.timer.time_remaining() <= 0:  # trainer.max_time: stop between steps
                 self.trainer.should_stop = True
                 break
+            if self.trainer.received_sigterm:  # as Lightning would between batches: it stops after this one
+                break
             losses.append(self.sgd_step(X[step], Y[step], where[step], optimizer, scheduler))
             for averaging in self.averaging:  # weight averaging: its batch-end hook updates the average, every step
                 averaging.on_train_batch_end(self.trainer, self, losses[-1], batch, batch_idx)

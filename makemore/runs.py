@@ -331,8 +331,8 @@ class Runner:
         fit = ["fit", "--config", str(config), "--trainer.default_root_dir", str(root), *overrides]
         wall = self.makemore(fit, root / "fit.log", f"{name} fit")
         fit_dir = new_version(root, before)
-        # A fit sent SIGTERM stops at the next batch and exits with status 0 (Lightning's SIGTERMException is a
-        # SystemExit without a code): only the step count tells a finished run from an interrupted one.
+        # A fit that stopped early is not scored as the config's run: makemore exits 1 on SIGTERM, and the step count
+        # also catches a stop that exits 0 (Lightning's SIGTERMException is a SystemExit without a code).
         steps = logged(fit_dir, "train_loss")[-1][0]  # the SGD step of the last training log: steps trained
         if expected and steps != expected:
             raise RunError(

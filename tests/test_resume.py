@@ -19,6 +19,7 @@ import torch
 from conftest import small_run_args
 
 from makemore.checkpoint import read_checkpoint
+from makemore.module import MakemoreModule
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,6 +79,24 @@ def test_sigterm_is_not_reported_as_success(words_path, tmp_path):
     output = process.communicate(timeout=120)[0]
     assert process.returncode == 1
     assert "makemore: error: stopped by SIGTERM before the run finished" in output and "--ckpt_path last" in output
+
+
+def test_sigterm_stops_between_sgd_steps(words_path, tmp_path, run_cli, monkeypatch):
+    """SIGTERM (a cluster's notice before it kills the job) stops a fit at the next SGD step, not at the end of its
+    Lightning batch, which holds up to 1,000 of them: tens of seconds of a large network, past a grace period."""
+    sgd_step, trained = MakemoreModule.sgd_step, []
+
+    def step_then_signal(self, *args, **kwargs):
+        loss = sgd_step(self, *args, **kwargs)
+        trained.append(self.global_step)
+        if len(trained) == 23:  # the third step of the third batch (of 10)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return loss
+
+    monkeypatch.setattr(MakemoreModule, "sgd_step", step_then_signal)
+    with pytest.raises(SystemExit, match="stopped by SIGTERM before the run finished"):
+        run_cli("fit", *small_run_args(words_path, tmp_path, max_steps=1000))
+    assert trained == list(range(1, 24))
 
 
 def test_resume_last_without_a_checkpoint_is_a_clear_error(words_path, tmp_path, run_cli):
