@@ -153,8 +153,8 @@ RACES = (
 PEERS = ("nanogpt", "makemore.py")
 MAKEMORE_PY_TARGETS = (2.00, 1.92)
 # --smoke: a names race of a few steps, one target reached at the first validation and one never; a record race (the
-# lecture's MLP distilled from two of its kind, all of a few steps); and the peer makemore.py from a folder that has none (a failing
-# peer): the whole report in seconds.
+# lecture's MLP distilled from two of its kind, all of a few steps); and the peer makemore.py from a folder that has
+# none (a failing peer): the whole report in seconds.
 SMOKE_STEPS = 20
 SMOKE_TARGETS = (4.0, 0.5)
 
