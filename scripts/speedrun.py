@@ -13,8 +13,8 @@ The races (RACES; --races picks some, by name):
 - names (the lecture's split): `configs/speedrun/names.yaml` to 2.00; the lecture's own recipe,
   `configs/wavenet.yaml`, validating every 2,000 steps, to 2.00 (the reference); `configs/transformer_long.yaml` to
   1.92 and `configs/transformer_ensemble.yaml` to 1.90 (three transformers as one network); the record from nothing,
-  `names_record`, to 1.92 and 1.90: two `configs/speedrun/names_long.yaml` teachers (side by side, the threads shared, or one
-  after the other on one thread), then `configs/speedrun/names_distilled.yaml` distilled from them, timed from just
+  `names_record`, to 1.92 and 1.90: two `configs/speedrun/names_long.yaml` teachers (side by side, the threads
+  shared, or one after the other on one thread), then `configs/speedrun/names_distilled.yaml` distilled from them, timed from just
   before the first teacher's spawn.
 - tiny shakespeare (the lecture's 90/10 split): `configs/speedrun/shakespeare.yaml` to the exact final val of
   nanoGPT's CPU recipe run in the same repeat (peer `nanogpt`); `configs/speedrun/shakespeare_long.yaml` to 0.30
@@ -237,15 +237,15 @@ def fit(command: list[str], threads: int, root: Path, args) -> Path:
     return new_version(root, before)
 
 
-def train_teachers(race: Race, seed: int, threads: int, cap: float, root: Path, args) -> list[dict]:
+def train_teachers(race: Race, seed: int, threads: int, cap: float, root: Path, start: float, args) -> list[dict]:
     """The race's teachers from nothing, into root/teacher1, 2, ...: side by side, the threads shared among them,
     where there are at least as many threads as teachers, else one after another on all of them. Teacher i (from 0)
     of repeat `seed` is seeded len(teachers) x (seed - 1) + i + 1, so no two repeats share a teacher. Each one's
-    seed, command, seconds, last val and last checkpoint; RunError where one failed or saved no last.ckpt."""
+    seed, command, seconds since `start` (the race's), last val and last checkpoint; RunError where one failed or
+    saved no last.ckpt."""
     width = len(race.teachers)
     side_by_side = threads >= width
     each = threads // width if side_by_side else threads
-    began = time.time()
 
     def train(i: int) -> dict:
         teacher_seed = width * (seed - 1) + i + 1
@@ -260,7 +260,7 @@ def train_teachers(race: Race, seed: int, threads: int, cap: float, root: Path, 
             "seed": teacher_seed,
             "threads": each,
             "command": shlex.join(["python", *command]),
-            "seconds": time.time() - began,
+            "seconds": time.time() - start,
             "val": logged(run_dir, "val_loss")[-1][1],
             "checkpoint": str(checkpoint),
         }
@@ -288,7 +288,7 @@ def run_race(race: Race, targets: dict[str, float], seed: int, threads: int, cap
     try:
         options = [*stop_at(min(targets.values())), *race.options]
         if race.teachers:
-            result["teachers"] = train_teachers(race, seed, threads, cap, root, args)
+            result["teachers"] = train_teachers(race, seed, threads, cap, root, start, args)
             options.append("--model.teacher=[" + ",".join(t["checkpoint"] for t in result["teachers"]) + "]")
         command = fit_command(race.config, seed, threads, cap, root, options)
         result["command"] = shlex.join(["python", *command])
